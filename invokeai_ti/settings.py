@@ -1,0 +1,367 @@
+"""Every training setting, once: its default, its help text, its flags and its validation.
+
+The CLI flags, the form's fields and the saved preferences are all generated from
+``TrainingSettings``. InvokeAI kept two copies and they drifted (learning rate 1e-4 on the
+command line, 5e-4 in the form; warm-up 500 against 0; and so on); here there is no second copy
+to drift.
+
+Three defaults depend on the machine (batch size, mixed precision, xFormers). They are ``None``
+("decide for this device") in the dataclass and are filled by ``resolve_device_defaults`` from a
+real probe of the device, which the CLI and the form both call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .device import DeviceCaps
+
+LR_SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+)
+PRECISIONS = ("no", "fp16", "bf16")
+LEARNABLE_PROPERTIES = ("object", "style")
+FORM_RESOLUTIONS = (512, 768, 1024)
+TRIGGER_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def setting(default: Any, help: str, *, group: str, aliases: tuple[str, ...] = (), **meta: Any) -> Any:
+    """A dataclass field carrying what the CLI and the form need to present it."""
+    return field(default=default, metadata={"help": help, "group": group, "aliases": aliases, **meta})
+
+
+def bare_trigger(placeholder: str) -> str:
+    """``<psychedelic>`` and ``psychedelic`` both name the trigger ``psychedelic``."""
+    text = placeholder.strip()
+    if len(text) >= 2 and text.startswith("<") and text.endswith(">"):
+        text = text[1:-1]
+    return text
+
+
+def trigger_problem(placeholder: str) -> str | None:
+    trigger = bare_trigger(placeholder)
+    if not trigger:
+        return "the trigger term is empty; type a word such as 'psychedelic'"
+    if not TRIGGER_PATTERN.match(trigger):
+        bad = sorted({c for c in trigger if not re.match(r"[A-Za-z0-9._-]", c)})
+        shown = ", ".join("space" if c == " " else repr(c) for c in bad)
+        return (
+            f"the trigger term '{trigger}' contains {shown}; use only letters, digits, '.', '-' and '_'"
+        )
+    return None
+
+
+@dataclass
+class TrainingSettings:
+    """The settings of one training run, with InvokeAI's names."""
+
+    # General
+    root: Path | None = setting(
+        None,
+        "InvokeAI root folder (default: $INVOKEAI_ROOT, else the parent of an InvokeAI virtual "
+        "environment, else ~/invokeai)",
+        group="general",
+        aliases=("--root_dir",),
+    )
+    output_dir: Path | None = setting(
+        None,
+        "where checkpoints, logs and the embedding are written "
+        "(default: <root>/text-inversion-output/<trigger>)",
+        group="general",
+        label="Output Destination Directory",
+    )
+    logging_dir: Path = setting(
+        Path("logs"), "log folder, relative to the output folder", group="general"
+    )
+    # Model
+    model: str | None = setting(
+        None,
+        "a model name from models.yaml (see --list-models), a diffusers folder or a Hugging Face "
+        "repo id (default: the model marked default, else the first one found)",
+        group="model",
+        aliases=("--pretrained_model_name_or_path",),
+        label="Model Name",
+    )
+    revision: str | None = setting(None, "revision of a Hugging Face repo id", group="model")
+    tokenizer_name: str | None = setting(
+        None, "load the tokenizer from this folder or repo id instead of the model's", group="model"
+    )
+    # Images
+    train_data_dir: Path | None = setting(
+        None,
+        "folder of training images (default: <root>/text-inversion-training-data/<trigger>)",
+        group="images",
+        label="Data Training Directory",
+    )
+    resolution: int | None = setting(
+        None,
+        "training resolution in pixels, a multiple of 8 (default: the model's native size: 512 "
+        "for SD-1, 768 for SD-2 768-v, 1024 for SDXL)",
+        group="images",
+        label="Image resolution (pixels)",
+        choices_form=FORM_RESOLUTIONS,
+    )
+    center_crop: bool = setting(
+        False, "crop images to a centred square before resizing", group="images",
+        label="Center crop images before resizing",
+    )
+    # Token
+    placeholder_token: str = setting(
+        "",
+        "the trigger term; 'psychedelic' and '<psychedelic>' both train '<psychedelic>'",
+        group="token",
+        aliases=("--trigger_term",),
+        label="Trigger Term",
+    )
+    learnable_property: str = setting(
+        "object", "what the images share: an object or a style", group="token",
+        choices=LEARNABLE_PROPERTIES, label="Learnable property",
+    )
+    initializer_token: str = setting(
+        "*", "a single-token word the new vectors start from", group="token", label="Initializer",
+    )
+    num_vectors: int = setting(
+        1, "number of vectors the trigger learns (more capture more detail, need more steps)",
+        group="token",
+    )
+    initial_embedding: Path | None = setting(
+        None,
+        "continue from an existing embedding file (diffusers .bin/.safetensors, A1111 .pt or "
+        "emb_params)",
+        group="token",
+    )
+    # Checkpoints
+    checkpointing_steps: int = setting(
+        500, "save a resumable checkpoint every N optimizer steps", group="checkpoints"
+    )
+    checkpoints_total_limit: int | None = setting(
+        3, "keep only the newest N checkpoints (0 keeps all)", group="checkpoints"
+    )
+    resume_from_checkpoint: str | None = setting(
+        None, "a checkpoint folder, or 'latest' for the newest one in the output folder",
+        group="checkpoints", label="Resume from last saved checkpoint",
+    )
+    save_steps: int = setting(
+        500, "write learned_embeds-steps-N every N optimizer steps", group="checkpoints"
+    )
+    only_save_embeds: bool = setting(
+        True, "save only the embedding, not a full pipeline with the new token",
+        group="checkpoints",
+    )
+    # Training
+    repeats: int = setting(100, "how many times the images repeat in one epoch", group="training")
+    seed: int | None = setting(
+        None, "random seed (default: a random one, recorded in the output folder)", group="training"
+    )
+    train_batch_size: int | None = setting(
+        None, "images per step on each device (default: 8 when xFormers works, else 3)",
+        group="training", label="Batch Size (reduce if you run out of memory)", slider=(1, 50),
+    )
+    num_train_epochs: int | None = setting(
+        None, "train for this many epochs instead of --max_train_steps", group="training"
+    )
+    max_train_steps: int = setting(
+        3000, "number of optimizer steps (most image sets converge in 2000-3000)",
+        group="training", label="Max Training Steps", slider=(10, 10000),
+    )
+    gradient_accumulation_steps: int = setting(
+        4, "batches accumulated before each optimizer step", group="training",
+        label="Gradient Accumulation Steps", slider=(1, 10),
+    )
+    gradient_checkpointing: bool = setting(
+        False, "trade compute for memory in the UNet and text encoder", group="training"
+    )
+    learning_rate: float = setting(
+        5e-4, "learning rate before scaling (may be raised to 5e-3)", group="training",
+        label="Learning Rate",
+    )
+    scale_lr: bool = setting(
+        True, "multiply the learning rate by GPUs x batch size x accumulation steps",
+        group="training", label="Scale learning rate by number of GPUs, steps and batch size",
+    )
+    lr_scheduler: str = setting(
+        "constant", "learning-rate schedule", group="training", choices=LR_SCHEDULERS,
+        label="Learning rate scheduler",
+    )
+    lr_warmup_steps: int = setting(
+        0, "optimizer steps of learning-rate warm-up", group="training", label="Warmup Steps",
+        slider=(0, 100),
+    )
+    lr_num_cycles: int = setting(1, "restarts of cosine_with_restarts", group="training")
+    lr_power: float = setting(1.0, "power of the polynomial schedule", group="training")
+    adam_beta1: float = setting(0.9, "AdamW beta1", group="training")
+    adam_beta2: float = setting(0.999, "AdamW beta2", group="training")
+    adam_weight_decay: float = setting(1e-2, "AdamW weight decay", group="training")
+    adam_epsilon: float = setting(1e-8, "AdamW epsilon", group="training")
+    mixed_precision: str | None = setting(
+        None, "mixed precision (default: fp16 on a GPU, no on a CPU)", group="training",
+        choices=PRECISIONS, label="Mixed Precision",
+    )
+    allow_tf32: bool = setting(False, "allow TF32 matrix maths on Ampere GPUs", group="training")
+    enable_xformers_memory_efficient_attention: bool | None = setting(
+        None, "use xFormers attention (default: on when it works on this GPU)", group="training",
+        label="Use xformers acceleration",
+    )
+    dataloader_num_workers: int = setting(
+        0, "processes that decode images while the VAE encodes", group="training"
+    )
+    report_to: str = setting(
+        "none", "also log to tensorboard or wandb when installed", group="training",
+        choices=("none", "tensorboard", "wandb", "all"),
+    )
+
+    @property
+    def trigger(self) -> str:
+        return bare_trigger(self.placeholder_token)
+
+    @property
+    def token(self) -> str:
+        return f"<{self.trigger}>"
+
+    def problems(self) -> list[str]:
+        """Every value problem, phrased for a person; empty when the settings can run."""
+        found: list[str] = []
+        if (problem := trigger_problem(self.placeholder_token)) is not None:
+            found.append(problem)
+        if not self.initializer_token.strip():
+            found.append("the initializer is empty; use a single word such as '*' or 'painting'")
+        if self.resolution is not None and (self.resolution < 8 or self.resolution % 8):
+            found.append(
+                f"the resolution {self.resolution} is not a positive multiple of 8; use 512, 768 or 1024"
+            )
+        positive = {
+            "max_train_steps": "training steps",
+            "gradient_accumulation_steps": "gradient accumulation steps",
+            "num_vectors": "number of vectors",
+            "repeats": "repeats",
+            "checkpointing_steps": "checkpointing steps",
+            "save_steps": "save steps",
+        }
+        for name, what in positive.items():
+            if getattr(self, name) < 1:
+                found.append(f"the {what} must be at least 1, not {getattr(self, name)}")
+        for name, what in {"train_batch_size": "batch size", "num_train_epochs": "number of epochs"}.items():
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                found.append(f"the {what} must be at least 1, not {value}")
+        if self.lr_warmup_steps < 0:
+            found.append(f"the warm-up steps cannot be negative ({self.lr_warmup_steps})")
+        if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 0:
+            found.append("--checkpoints_total_limit cannot be negative; use 0 to keep every checkpoint")
+        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
+                and self.learning_rate > 0):
+            found.append(f"the learning rate must be a positive number such as 5e-4, not {self.learning_rate}")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            found.append(
+                f"the learning rate scheduler '{self.lr_scheduler}' is unknown; use one of "
+                + ", ".join(LR_SCHEDULERS)
+            )
+        if self.mixed_precision is not None and self.mixed_precision not in PRECISIONS:
+            found.append(
+                f"the mixed precision '{self.mixed_precision}' is unknown; use no, fp16 or bf16"
+            )
+        if self.learnable_property not in LEARNABLE_PROPERTIES:
+            found.append(
+                f"the learnable property '{self.learnable_property}' is unknown; use object or style"
+            )
+        if self.dataloader_num_workers < 0:
+            found.append("--dataloader_num_workers cannot be negative")
+        return found
+
+    def resolve_device_defaults(self, caps: DeviceCaps) -> TrainingSettings:
+        """Fill the machine-dependent defaults from a probe of the device that will train."""
+        xformers = caps.xformers if self.enable_xformers_memory_efficient_attention is None else (
+            self.enable_xformers_memory_efficient_attention
+        )
+        return dataclasses.replace(
+            self,
+            train_batch_size=self.train_batch_size or caps.default_batch_size,
+            mixed_precision=self.mixed_precision or caps.default_precision,
+            enable_xformers_memory_efficient_attention=xformers,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (paths as strings) for JSON and YAML files."""
+        return {
+            f.name: (str(v) if isinstance(v, Path) else v)
+            for f in dataclasses.fields(self)
+            for v in [getattr(self, f.name)]
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, base: TrainingSettings | None = None) -> TrainingSettings:
+        """Build settings from a saved dict, ignoring unknown keys and mistyped values.
+
+        Saved files come from older versions and from InvokeAI itself; a key we do not know or a
+        value of the wrong type must not stop anyone from training.
+        """
+        result = base or cls()
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in known:
+                continue
+            converted = coerce(known[key], value)
+            if converted is not _INVALID:
+                changes[key] = converted
+        return dataclasses.replace(result, **changes)
+
+
+_INVALID = object()
+
+
+def field_types(f: dataclasses.Field) -> tuple[type, bool]:
+    """The base type of a field and whether it may be None (annotations are strings here)."""
+    annotation = str(f.type)
+    optional = "None" in annotation
+    for name, kind in (("bool", bool), ("int", int), ("float", float), ("Path", Path), ("str", str)):
+        if annotation.startswith(name):
+            return kind, optional
+    raise TypeError(f"unsupported setting type {annotation}")
+
+
+def coerce(f: dataclasses.Field, value: Any) -> Any:
+    """Convert a loaded value to the field's type, or ``_INVALID`` when it cannot be."""
+    kind, optional = field_types(f)
+    if value is None or value == "":
+        return None if optional else (_INVALID if kind is not str else "")
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                return _INVALID
+            return int(value)
+        if kind is float:
+            return float(value)
+        if kind is Path:
+            return Path(str(value)).expanduser()
+        return str(value)
+    except (TypeError, ValueError):
+        return _INVALID
+
+
+def fields_by_group() -> dict[str, list[dataclasses.Field]]:
+    groups: dict[str, list[dataclasses.Field]] = {}
+    for f in dataclasses.fields(TrainingSettings):
+        groups.setdefault(f.metadata["group"], []).append(f)
+    return groups
+
+
+def field_named(name: str) -> dataclasses.Field:
+    for f in dataclasses.fields(TrainingSettings):
+        if f.name == name:
+            return f
+    raise KeyError(name)
