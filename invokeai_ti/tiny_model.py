@@ -116,6 +116,8 @@ def build_tiny_pipeline(
         beta_schedule="scaled_linear",
         num_train_timesteps=1000,
         prediction_type=prediction_type,
+        clip_sample=False,
+        steps_offset=1,
     )
     with quiet_library_progress():
         for name, part in (("text_encoder", text_encoder), ("unet", unet), ("vae", vae)):

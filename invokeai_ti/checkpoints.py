@@ -1,0 +1,177 @@
+"""Resumable checkpoints: small, written atomically, and checked before they are trusted.
+
+A checkpoint holds only what the run needs to continue exactly: the learned vectors, the AdamW
+state, the learning-rate schedule and the step. Everything random is derived from the seed and
+the sample number, so no random-generator state needs saving. Each checkpoint is written into a
+temporary folder and renamed into place; a crash while saving leaves the previous one as newest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from .embeddings import disk_full_message, save_embedding
+from .errors import UserError
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+STATE_FILE = "trainer_state.json"
+
+
+@dataclass(frozen=True)
+class RunShape:
+    """What must match for a checkpoint to continue the same run exactly."""
+
+    model: str
+    token: str
+    num_vectors: int
+    token_dim: int
+    resolution: int
+    train_batch_size: int
+    gradient_accumulation_steps: int
+    num_processes: int
+
+    def differences(self, other: RunShape) -> list[str]:
+        labels = {
+            "model": "model",
+            "token": "trigger",
+            "num_vectors": "number of vectors",
+            "token_dim": "token width",
+            "resolution": "resolution",
+            "train_batch_size": "batch size",
+            "gradient_accumulation_steps": "gradient accumulation steps",
+            "num_processes": "number of processes",
+        }
+        return [
+            f"{label} {getattr(self, name)} (checkpoint) vs {getattr(other, name)} (now)"
+            for name, label in labels.items()
+            if getattr(self, name) != getattr(other, name)
+        ]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    step: int
+    seed: int
+    shape: RunShape
+
+
+def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints, oldest first (temporary folders from a crash are not listed)."""
+    if not output_dir.is_dir():
+        return []
+    found = []
+    for child in output_dir.iterdir():
+        match = CHECKPOINT_PATTERN.match(child.name)
+        if match and (child / STATE_FILE).is_file():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def has_checkpoint(output_dir: Path) -> bool:
+    return bool(list_checkpoints(output_dir))
+
+
+def write_checkpoint(
+    output_dir: Path,
+    *,
+    step: int,
+    seed: int,
+    shape: RunShape,
+    vectors: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    lr_scheduler: Any,
+    grad_scaler: torch.amp.GradScaler | None,
+    keep: int | None,
+) -> Path:
+    final = output_dir / f"checkpoint-{step}"
+    staging = output_dir / f".checkpoint-{step}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(parents=True)
+        save_embedding(staging / "learned_embeds.safetensors", shape.token, vectors)
+        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
+        torch.save(lr_scheduler.state_dict(), staging / "scheduler.pt")
+        if grad_scaler is not None:
+            torch.save(grad_scaler.state_dict(), staging / "scaler.pt")
+        state = {"step": step, "seed": seed, "shape": asdict(shape)}
+        (staging / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if error.errno == 28:
+            raise UserError(disk_full_message(final)) from error
+        raise
+    prune_checkpoints(output_dir, keep)
+    return final
+
+
+def prune_checkpoints(output_dir: Path, keep: int | None) -> None:
+    if not keep:
+        return
+    for _, path in list_checkpoints(output_dir)[:-keep]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def find_checkpoint(output_dir: Path, request: str) -> Path | None:
+    """``latest`` means the newest complete checkpoint (None when there is none)."""
+    if request == "latest":
+        found = list_checkpoints(output_dir)
+        return found[-1][1] if found else None
+    path = Path(request).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = output_dir / path
+    if not (path / STATE_FILE).is_file():
+        raise UserError(
+            f"{path} is not a checkpoint folder (it has no {STATE_FILE}); pass a checkpoint-N "
+            "folder from the output folder, or --resume_from_checkpoint latest."
+        )
+    return path
+
+
+def read_checkpoint(path: Path) -> Checkpoint:
+    try:
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        return Checkpoint(path, int(state["step"]), int(state["seed"]), RunShape(**state["shape"]))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(
+            f"The checkpoint {path} is damaged ({type(error).__name__}); delete it and resume from "
+            "an earlier one, or start without --resume_from_checkpoint."
+        ) from error
+
+
+def restore_checkpoint(
+    checkpoint: Checkpoint,
+    *,
+    shape: RunShape,
+    vectors: torch.nn.Parameter,
+    optimizer: torch.optim.Optimizer,
+    lr_scheduler: Any,
+    grad_scaler: torch.amp.GradScaler | None,
+) -> None:
+    differences = checkpoint.shape.differences(shape)
+    if differences:
+        raise UserError(
+            f"The checkpoint {checkpoint.path} was made by a different run: "
+            + "; ".join(differences)
+            + ". Resume with the checkpoint's settings, or start fresh in another output folder."
+        )
+    saved = load_file(str(checkpoint.path / "learned_embeds.safetensors"))[shape.token]
+    with torch.no_grad():
+        vectors.copy_(saved.to(vectors.device, vectors.dtype))
+    optimizer.load_state_dict(torch.load(checkpoint.path / "optimizer.pt", weights_only=True))
+    lr_scheduler.load_state_dict(torch.load(checkpoint.path / "scheduler.pt", weights_only=False))
+    scaler_file = checkpoint.path / "scaler.pt"
+    if grad_scaler is not None and scaler_file.exists():
+        grad_scaler.load_state_dict(torch.load(scaler_file, weights_only=True))

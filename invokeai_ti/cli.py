@@ -1,0 +1,197 @@
+"""``invokeai-ti``: InvokeAI's flags, generated from the settings dataclass.
+
+Every flag, its aliases, its default and its help come from ``TrainingSettings``; this module
+adds only the commands that are not settings (``--gui``, ``--list-models``, ``--demo``). Errors a
+user can cause end as one sentence on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .errors import UserError
+from .settings import TrainingSettings, field_types, fields_by_group
+
+GROUP_TITLES = {
+    "general": "General",
+    "model": "Model",
+    "images": "Images",
+    "token": "Token",
+    "checkpoints": "Checkpoints",
+    "training": "Training",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line with the fix, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"invokeai-ti: {message}; see invokeai-ti --help.\n")
+
+
+def value_parser(kind: type, flag: str):
+    names = {int: "a whole number", float: "a number", Path: "a path", str: "text"}
+
+    def parse(text: str) -> Any:
+        try:
+            return kind(text) if kind is not Path else Path(text).expanduser()
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} needs {names[kind]}, not '{text}'") from None
+
+    parse.__name__ = names[kind]
+    return parse
+
+
+def default_text(f: dataclasses.Field) -> str:
+    if f.default is None or isinstance(f.default, bool):
+        return ""
+    return f" (default: {f.default})"
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="invokeai-ti",
+        description="Train a Textual Inversion embedding for a Stable Diffusion model.",
+        epilog="Distributed: accelerate launch $(which invokeai-ti) <the same flags>.",
+    )
+    commands = parser.add_argument_group("Commands")
+    commands.add_argument(
+        "--gui", "--front_end", action="store_true", help="open the keyboard-driven settings form"
+    )
+    commands.add_argument(
+        "--list-models", "--list_models", action="store_true", help="list the models that can be trained"
+    )
+    commands.add_argument(
+        "--demo",
+        action="store_true",
+        help="make a demo root with a tiny random model and sample photos (once), and train on it",
+    )
+    commands.add_argument("--version", action="version", version=f"invokeai-ti {__version__}")
+    for group_name, fields in fields_by_group().items():
+        group = parser.add_argument_group(GROUP_TITLES[group_name])
+        for f in fields:
+            flag = f"--{f.name}"
+            kind, _optional = field_types(f)
+            common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+            if kind is bool:
+                group.add_argument(
+                    flag,
+                    *f.metadata["aliases"],
+                    action=argparse.BooleanOptionalAction,
+                    help=f.metadata["help"] + _bool_default(f),
+                    **common,
+                )
+                continue
+            group.add_argument(
+                flag,
+                *f.metadata["aliases"],
+                type=value_parser(kind, flag),
+                choices=f.metadata.get("choices"),
+                metavar=_metavar(f, kind),
+                help=f.metadata["help"] + default_text(f),
+                **common,
+            )
+    return parser
+
+
+def _bool_default(f: dataclasses.Field) -> str:
+    if f.default is None:
+        return ""
+    return " (default: on)" if f.default else " (default: off)"
+
+
+def _metavar(f: dataclasses.Field, kind: type) -> str | None:
+    if f.metadata.get("choices"):
+        return "{" + ",".join(map(str, f.metadata["choices"])) + "}"
+    return {int: "N", float: "X", Path: "DIR"}.get(kind, "TEXT")
+
+
+def settings_from_args(args: argparse.Namespace, base: TrainingSettings | None = None) -> TrainingSettings:
+    """Only the flags the user typed replace the defaults (or the saved preferences in ``base``)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingSettings) if hasattr(args, f.name)}
+    return dataclasses.replace(base or TrainingSettings(), **given)
+
+
+def train_headless(settings: TrainingSettings) -> int:
+    from .workflow import plan_run, run_plan
+
+    if not settings.placeholder_token.strip():
+        raise UserError(
+            "No trigger term was given; pass --placeholder_token psychedelic (or open the form "
+            "with --gui)."
+        )
+    plan = plan_run(settings)
+    outcome = run_plan(plan)
+    if outcome.installed is not None:
+        print(f"Embedding saved in {plan.output_dir}.")
+        print(
+            f"Installed at {outcome.installed}; type {outcome.result.token} in your prompts to use it."
+        )
+    return 0
+
+
+def list_models(settings: TrainingSettings) -> int:
+    from .models import discover_models, format_model_table
+    from .paths import RootLayout, resolve_root
+
+    layout = RootLayout(resolve_root(settings.root))
+    models = discover_models(layout)
+    if not models:
+        print(
+            f"No diffusers model found under {layout.root}; add one to configs/models.yaml, or "
+            "run `invokeai-ti --demo` to make a demo root."
+        )
+        return 1
+    print(format_model_table(models))
+    return 0
+
+
+def run(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args)
+    if args.demo:
+        from .demo import run_demo
+
+        return run_demo(settings.root)
+    if args.list_models:
+        return list_models(settings)
+    if args.gui:
+        from .frontend import run_form
+
+        return run_form(settings)
+    return train_headless(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except UserError as error:
+        print(str(error), file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("Interrupted; nothing that was finished has been lost.", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(
+            "The computer ran out of memory; lower --train_batch_size or --resolution, or add "
+            "--gradient_checkpointing.",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as error:
+        import torch
+
+        if isinstance(error, torch.OutOfMemoryError):
+            print(
+                "The GPU ran out of memory; lower --train_batch_size, add --gradient_checkpointing "
+                "or use --mixed_precision fp16, then resume with --resume_from_checkpoint latest.",
+                file=sys.stderr,
+            )
+            return 1
+        raise

@@ -1,0 +1,462 @@
+"""Which Stable Diffusion models can be trained, found where InvokeAI users already keep them.
+
+Users come with an InvokeAI root (2.3 or 3.x ``configs/models.yaml``, a ``models/`` folder) and
+often a Hugging Face cache; they expect ``--model`` to accept the names InvokeAI shows them.
+Discovery only reads folders and small JSON/YAML files: listing models must be instant, must work
+offline, and must never start a multi-gigabyte download or load a weight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+from .paths import RootLayout
+
+SOURCE_YAML = "models.yaml"
+SOURCE_FOLDER = "models folder"
+SOURCE_HUB = "hub cache"
+SOURCE_GIVEN = "given"
+
+BASE_SD1, BASE_SD2, BASE_SDXL, BASE_UNKNOWN = "SD-1", "SD-2", "SDXL", "unknown"
+BASE_BY_TOKEN_WIDTH = {768: BASE_SD1, 1024: BASE_SD2}
+# Used when the configs do not say (a hub id that is not downloaded, a config without sizes).
+FALLBACK_RESOLUTION = {BASE_SD1: 512, BASE_SD2: 768, BASE_SDXL: 1024}
+DEFAULT_RESOLUTION = 512
+
+# InvokeAI 3.x puts pipelines in models/<base>/<type>/<name>; one level more is slack for
+# hand-made layouts, while stopping well before a deep tree of unrelated files gets walked.
+MODELS_SCAN_DEPTH = 4
+INVOKEAI3_MAIN_TYPE = "main"
+METADATA_KEY = "__metadata__"
+
+HUB_REPO_PREFIX = "models--"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+CHECKPOINT_SUFFIXES = (".ckpt", ".safetensors")
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
+WEIGHTED_PARTS = ("text_encoder", "unet", "vae")
+# Each part and the file sets of which one must be present for diffusers to load it.
+REQUIRED_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "tokenizer": (("vocab.json", "merges.txt"), ("tokenizer.json",)),
+    "text_encoder": (("config.json",),),
+    "unet": (("config.json",),),
+    "vae": (("config.json",),),
+    "scheduler": (("scheduler_config.json",),),
+}
+
+CONVERT_HINT = (
+    "convert it to a diffusers folder first (InvokeAI's model manager or diffusers' "
+    "convert_original_stable_diffusion_to_diffusers.py does this) and pass that folder"
+)
+MISSING_FOLDER_HINT = "check the path, or pick a model from `invokeai-ti --list-models`"
+INCOMPLETE_HINT = "download or convert the model again so that every part is complete"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A trainable model as the list shows it, with what training needs to know up front."""
+
+    name: str
+    location: str
+    path: Path | None
+    source: str
+    base: str
+    token_dim: int | None
+    native_resolution: int
+    prediction_type: str
+    is_default: bool
+    description: str = ""
+
+
+@dataclass
+class ModelScan:
+    """Discovery's result, with a sentence for each thing it had to skip.
+
+    Skipping instead of raising keeps ``--list-models`` and the form usable when one entry of a
+    hand-edited models.yaml is broken; the notes let them say what was skipped and why.
+    """
+
+    models: list[ModelInfo] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    # Every string that names a model (shown name, 3.x full key, names of its duplicates).
+    names: dict[str, ModelInfo] = field(default_factory=dict, init=False)
+    _by_folder: dict[str, ModelInfo] = field(default_factory=dict, init=False, repr=False)
+
+    def add(self, model: ModelInfo, alternative_name: str) -> None:
+        """Keep the first model per folder; rename a later one whose name is already taken.
+
+        The same folder is often both registered in models.yaml and present under models/ or in
+        the hub cache; the models.yaml entry carries the name and description the user chose, and
+        the duplicate's names (a repo id, say) still find it.
+        """
+        identity = str(model.path) if model.path is not None else model.location
+        if (kept := self._by_folder.get(identity)) is None:
+            if model.name in self.names:
+                model = dataclasses.replace(model, name=alternative_name)
+            kept = self._by_folder[identity] = model
+            self.models.append(model)
+        for name in (model.name, alternative_name):
+            self.names.setdefault(name, kept)
+
+    def lookup(self, spec: str) -> ModelInfo | None:
+        """Exact name first, then case-insensitively, as users retype names from memory."""
+        if spec in self.names:
+            return self.names[spec]
+        folded = spec.casefold()
+        return next((model for name, model in self.names.items() if name.casefold() == folded), None)
+
+
+def discover_models(layout: RootLayout) -> list[ModelInfo]:
+    return scan_models(layout).models
+
+
+def scan_models(layout: RootLayout) -> ModelScan:
+    """models.yaml first, so the user's names and default win over what the folder scans find."""
+    scan = ModelScan()
+    caches = hub_caches(layout)
+    for model, key in _models_yaml_entries(layout, caches, scan.notes):
+        scan.add(model, key)
+        if model.path is not None and (problem := pipeline_problem(model.path)) is not None:
+            scan.notes.append(f"The models.yaml entry {key} cannot be used: {problem}.")
+    for folder in _pipeline_folders(layout.models, MODELS_SCAN_DEPTH):
+        relative = folder.relative_to(layout.models).as_posix()
+        scan.add(describe_model(folder.name, str(folder), folder, SOURCE_FOLDER), relative)
+    for repo_id, snapshot in _cached_pipelines(caches):
+        scan.add(describe_model(repo_id, repo_id, snapshot, SOURCE_HUB), repo_id)
+    return scan
+
+
+def default_model(models: list[ModelInfo], last_used: str | None = None) -> ModelInfo | None:
+    """The last-used model first, so a user who picked one keeps getting it without asking."""
+    if last_used:
+        for model in models:
+            if last_used in (model.name, model.location):
+                return model
+    return next((model for model in models if model.is_default), models[0] if models else None)
+
+
+def find_model(spec: str | None, layout: RootLayout) -> ModelInfo:
+    """Resolve ``--model`` to a complete local pipeline, or say exactly what to do instead.
+
+    Checking the folder here, before any weights load, turns diffusers' tracebacks about a
+    missing config into a sentence that names the missing part.
+    """
+    scan = scan_models(layout)
+    spec = (spec or "").strip()
+    if not spec:
+        model = default_model(scan.models)
+        if model is None:
+            raise UserError(
+                f"No diffusers model was found under {layout.root}; add one to configs/models.yaml "
+                "or run `invokeai-ti --demo` to make a demo root." + _notes_suffix(scan)
+            )
+        return _usable(model)
+    if (model := scan.lookup(spec)) is not None:
+        return _usable(model)
+    for candidate in (Path(spec).expanduser(), layout.root / spec):
+        if candidate.exists():
+            folder = candidate.resolve()
+            return _usable(describe_model(folder.name, str(folder), folder, SOURCE_GIVEN))
+    if HUB_ID.match(spec):
+        snapshot = _cached_snapshot(spec, hub_caches(layout))
+        return _usable(describe_model(spec, spec, snapshot, SOURCE_HUB))
+    if _looks_like_path(spec):
+        raise _unusable(f"the folder {spec} does not exist", MISSING_FOLDER_HINT)
+    known = ", ".join(model.name for model in scan.models) or "none"
+    raise UserError(
+        f"Unknown model '{spec}'. Known models: {known}. Pass a name from "
+        "`invokeai-ti --list-models`, a diffusers folder or a Hugging Face repo id."
+        + _notes_suffix(scan)
+    )
+
+
+def pipeline_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be loaded as an SD diffusers pipeline, as a lower-case fragment.
+
+    A fragment so the form can list it among other problems and ``find_model`` can add the fix.
+    """
+    found = _pipeline_problem(Path(folder).expanduser())
+    return found[0] if found else None
+
+
+def format_model_table(models: list[ModelInfo]) -> str:
+    """The ``--list-models`` table; the marked model is the one used when --model is left out."""
+    chosen = default_model(models)
+    rows = [("", "NAME", "BASE", "TOKEN WIDTH", "LOCATION")]
+    for model in models:
+        location = model.location
+        if model.path is None:
+            location += " (not in the local Hugging Face cache)"
+        width = str(model.token_dim) if model.token_dim is not None else "-"
+        rows.append(("*" if model is chosen else "", model.name, model.base, width, location))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths)) + "  " + row[-1]
+        for row in rows
+    ]
+    lines.append("* the model used when --model is not given")
+    return "\n".join(lines)
+
+
+def describe_model(
+    name: str,
+    location: str,
+    path: Path | None,
+    source: str,
+    *,
+    is_default: bool = False,
+    description: str = "",
+) -> ModelInfo:
+    """Fill in base, token width and sizes from the config files alone; weights stay on disk."""
+    if path is None:
+        return ModelInfo(name, location, None, source, BASE_UNKNOWN, None, DEFAULT_RESOLUTION,
+                         "epsilon", is_default, description)
+    index = _read_json(path / "model_index.json")
+    text_config = _read_json(path / "text_encoder" / "config.json")
+    if isinstance(nested := text_config.get("text_config"), dict):
+        text_config = nested
+    width = text_config.get("hidden_size")
+    token_dim = width if isinstance(width, int) else None
+    base = _base(path, str(index.get("_class_name", "")), token_dim)
+    sample_size = _read_json(path / "unet" / "config.json").get("sample_size")
+    vae_blocks = _read_json(path / "vae" / "config.json").get("block_out_channels")
+    if isinstance(sample_size, int) and isinstance(vae_blocks, list) and vae_blocks:
+        resolution = sample_size * 2 ** (len(vae_blocks) - 1)
+    else:
+        resolution = FALLBACK_RESOLUTION.get(base, DEFAULT_RESOLUTION)
+    scheduler = _read_json(path / "scheduler" / "scheduler_config.json")
+    prediction_type = str(scheduler.get("prediction_type") or "epsilon")
+    return ModelInfo(name, location, path, source, base, token_dim, resolution, prediction_type,
+                     is_default, description)
+
+
+def hub_caches(layout: RootLayout) -> list[Path]:
+    """The root's own caches first (InvokeAI 2.3 downloads repo_ids to models/hub, its early
+    releases to models/diffusers), then the user's.
+
+    The user's cache is located exactly as huggingface_hub does, but from the environment at call
+    time: huggingface_hub reads it once at import, which would miss later changes.
+    """
+    env = os.environ
+    if explicit := env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE"):
+        user_cache = Path(explicit)
+    elif home := env.get("HF_HOME"):
+        user_cache = Path(home) / "hub"
+    else:
+        user_cache = Path(env.get("XDG_CACHE_HOME") or "~/.cache") / "huggingface" / "hub"
+    caches = [layout.models / "hub", layout.models / "diffusers", user_cache.expanduser()]
+    return list(dict.fromkeys(caches))
+
+
+def _base(folder: Path, class_name: str, token_dim: int | None) -> str:
+    """SDXL by its second text encoder, SD-1/SD-2 by token width.
+
+    Widths other than 768 and 1024 come from tiny test and demo pipelines, which are built like
+    SD-1 (one CLIP text encoder); calling them SD-1 keeps them trainable. ``token_dim`` still
+    carries the real width, which is what embedding compatibility depends on.
+    """
+    if (folder / "text_encoder_2").is_dir() or class_name.startswith("StableDiffusionXL"):
+        return BASE_SDXL
+    if token_dim in BASE_BY_TOKEN_WIDTH:
+        return BASE_BY_TOKEN_WIDTH[token_dim]
+    return BASE_SD1 if class_name.startswith("StableDiffusion") else BASE_UNKNOWN
+
+
+def _models_yaml_entries(
+    layout: RootLayout, caches: list[Path], notes: list[str]
+) -> Iterator[tuple[ModelInfo, str]]:
+    """Diffusers entries of a 2.3 or 3.x models.yaml with their full keys.
+
+    Checkpoint entries, and 3.x entries that are not main models (LoRAs, VAEs, embeddings),
+    are skipped without a note: they are valid, just not something to train an embedding on.
+    """
+    file = layout.models_yaml
+    if not file.is_file():
+        return
+    try:
+        config = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        reason = " ".join(str(error).split())
+        notes.append(f"{file} could not be read ({reason}), so its models are not listed; fix or remove it.")
+        return
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        notes.append(f"{file} is not a list of named models, so it was skipped; fix or remove it.")
+        return
+    for key, entry in config.items():
+        key = str(key)
+        if key == METADATA_KEY:
+            continue
+        parts = key.split("/")
+        if len(parts) == 3 and parts[1] != INVOKEAI3_MAIN_TYPE:
+            continue
+        if not isinstance(entry, dict):
+            notes.append(f"The models.yaml entry {key} is not a set of settings, so it was skipped.")
+            continue
+        if str(entry.get("format", "diffusers")).lower() != "diffusers" or "weights" in entry:
+            continue
+        if entry.get("path"):
+            location = str(entry["path"])
+            path = _configured_folder(layout, location)
+        elif entry.get("repo_id"):
+            location = str(entry["repo_id"])
+            path = _cached_snapshot(location, caches)
+        else:
+            notes.append(f"The models.yaml entry {key} has neither a path nor a repo_id, so it was skipped.")
+            continue
+        name = parts[-1] if len(parts) == 3 else key
+        yield describe_model(
+            name,
+            location,
+            path,
+            SOURCE_YAML,
+            is_default=entry.get("default") is True,
+            description=str(entry.get("description") or ""),
+        ), key
+
+
+def _configured_folder(layout: RootLayout, configured: str) -> Path:
+    """2.3 paths are relative to the root, 3.x paths to ``models/``; whichever exists wins."""
+    path = Path(configured).expanduser()
+    if path.is_absolute():
+        return path.resolve()
+    candidates = [layout.root / path, layout.models / path]
+    return next((c for c in candidates if c.exists()), candidates[0]).resolve()
+
+
+def _pipeline_folders(folder: Path, depth: int) -> Iterator[Path]:
+    """SD pipeline folders below ``folder``, not descending into pipelines or hub caches."""
+    try:
+        children = sorted(child for child in folder.iterdir() if child.is_dir())
+    except OSError:
+        return
+    for child in children:
+        if child.name.startswith((".", HUB_REPO_PREFIX)):
+            continue
+        if (child / "model_index.json").is_file():
+            if _is_sd_pipeline(child):
+                yield child.resolve()
+        elif depth > 1:
+            yield from _pipeline_folders(child, depth - 1)
+
+
+def _cached_pipelines(caches: list[Path]) -> Iterator[tuple[str, Path]]:
+    for cache in caches:
+        if not cache.is_dir():
+            continue
+        for repo in sorted(cache.glob(HUB_REPO_PREFIX + "*")):
+            snapshot = _snapshot_of(repo)
+            if snapshot is not None and _is_sd_pipeline(snapshot):
+                yield repo.name[len(HUB_REPO_PREFIX):].replace("--", "/", 1), snapshot
+
+
+def _cached_snapshot(repo_id: str, caches: list[Path]) -> Path | None:
+    folder_name = HUB_REPO_PREFIX + repo_id.replace("/", "--")
+    return next(
+        (snapshot for cache in caches if (snapshot := _snapshot_of(cache / folder_name)) is not None),
+        None,
+    )
+
+
+def _snapshot_of(repo: Path) -> Path | None:
+    """The revision ``refs/main`` names, as huggingface_hub would load offline, else the newest."""
+    snapshots = repo / "snapshots"
+    try:
+        main = (repo / "refs" / "main").read_text(encoding="utf-8").strip()
+    except OSError:
+        main = ""
+    if main and (snapshots / main / "model_index.json").is_file():
+        return (snapshots / main).resolve()
+    if not snapshots.is_dir():
+        return None
+    complete = [s for s in snapshots.iterdir() if (s / "model_index.json").is_file()]
+    return max(complete, key=lambda s: s.stat().st_mtime).resolve() if complete else None
+
+
+def _is_sd_pipeline(folder: Path) -> bool:
+    """Other pipelines in a shared cache (Flux, Kandinsky, ...) have no CLIP embedding to train."""
+    class_name = _read_json(folder / "model_index.json").get("_class_name", "")
+    return isinstance(class_name, str) and class_name.startswith("StableDiffusion")
+
+
+def _pipeline_problem(folder: Path) -> tuple[str, str] | None:
+    """The first problem and its fix; one at a time, since fixing the first often fixes the rest."""
+    if not folder.exists():
+        return f"the folder {folder} does not exist", MISSING_FOLDER_HINT
+    if folder.is_file():
+        if folder.suffix.lower() in CHECKPOINT_SUFFIXES:
+            return f"the file {folder} is a single-file checkpoint, not a diffusers pipeline", CONVERT_HINT
+        return f"the file {folder} is not a diffusers pipeline folder", MISSING_FOLDER_HINT
+    if not (folder / "model_index.json").is_file():
+        checkpoints = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in CHECKPOINT_SUFFIXES)
+        if checkpoints:
+            return (
+                f"the folder {folder} is not a diffusers pipeline: it has no model_index.json, "
+                f"only the single-file checkpoint {checkpoints[0]}",
+                CONVERT_HINT,
+            )
+        return (
+            f"the folder {folder} is not a diffusers pipeline: it has no model_index.json",
+            "pass the folder that holds model_index.json",
+        )
+    for part, file_sets in REQUIRED_FILES.items():
+        if not any(all((folder / part / name).is_file() for name in files) for files in file_sets):
+            wanted = ", or ".join(" and ".join(f"{part}/{name}" for name in files) for files in file_sets)
+            return f"the folder {folder} is missing its {part} ({wanted})", INCOMPLETE_HINT
+    for part in WEIGHTED_PARTS:
+        if not any(any((folder / part).glob(pattern)) for pattern in WEIGHT_PATTERNS):
+            return (
+                f"the folder {folder} is missing the weights of its {part} "
+                f"(no .safetensors or .bin file in {part}/)",
+                INCOMPLETE_HINT,
+            )
+    return None
+
+
+def _usable(model: ModelInfo) -> ModelInfo:
+    """Refuse a model that would fail or start a download when loaded, before anything loads."""
+    if model.path is None:
+        named = model.name if model.name == model.location else f"{model.name} ({model.location})"
+        raise UserError(
+            f"The model {named} is not in the local Hugging Face cache; "
+            f"download it with `hf download {model.location}` (or `huggingface-cli download "
+            f"{model.location}` with older huggingface_hub), or pass a local diffusers folder."
+        )
+    if (found := _pipeline_problem(model.path)) is not None:
+        raise _unusable(*found)
+    return model
+
+
+def _unusable(problem: str, fix: str) -> UserError:
+    return UserError(f"{problem[0].upper()}{problem[1:]}; {fix}.")
+
+
+def _looks_like_path(spec: str) -> bool:
+    return (
+        Path(spec).is_absolute()
+        or spec.startswith(("~", "."))
+        or "\\" in spec
+        or spec.lower().endswith(CHECKPOINT_SUFFIXES)
+    )
+
+
+def _notes_suffix(scan: ModelScan) -> str:
+    return "".join(f" {note}" for note in scan.notes)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,133 @@
+"""From settings to an installed embedding: the steps the CLI and the form share.
+
+Both front ends call ``plan_run`` (every check that can fail before loading a model, reported
+together) and then ``run_plan``; neither has a private path to training, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from .dataset import data_folder_problem
+from .device import DeviceCaps, detect
+from .embeddings import install_embedding
+from .errors import UserError
+from .models import ModelInfo, find_model
+from .paths import RootLayout, resolve_root
+from .quiet import quiet_imports, quiet_library_progress
+from .settings import TrainingSettings, trigger_problem
+from .trainer import Notify, Trainer, TrainingResult, new_tokens, token_problems
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Settings with every default filled in, and the folders and model they point at."""
+
+    settings: TrainingSettings
+    layout: RootLayout
+    model: ModelInfo
+    data_dir: Path
+    output_dir: Path
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    result: TrainingResult
+    installed: Path | None
+
+
+def folder_write_problem(folder: Path) -> str | None:
+    """Try to write in ``folder`` (creating it): permissions alone lie for root and on mounts."""
+    probe = folder / f".write-test-{uuid.uuid4().hex}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        return f"the output folder {folder} cannot be written ({reason}); choose a folder you can write to"
+    return None
+
+
+def tokenizer_problems(model: ModelInfo, settings: TrainingSettings) -> list[str]:
+    """Trigger and initializer checks against the model's tokenizer, without loading weights."""
+    with quiet_imports():
+        from transformers import CLIPTokenizer
+    source = settings.tokenizer_name or str(model.path or model.location)
+    extra = {} if settings.tokenizer_name else {"subfolder": "tokenizer"}
+    try:
+        with quiet_library_progress():
+            tokenizer = CLIPTokenizer.from_pretrained(source, **extra)
+    except (OSError, ValueError) as error:
+        return [f"the tokenizer of {model.name} could not be loaded ({error})"]
+    tokens = new_tokens(settings.token, settings.num_vectors)
+    return token_problems(tokenizer, tokens, settings.initializer_token)
+
+
+def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tuple[RunPlan | None, list[str]]:
+    """Resolve defaults and find every problem checkable before any weights are loaded.
+
+    Returns the plan (None when the model or root cannot be resolved) and the problems, each a
+    sentence fragment; the form lists them all in one popup, the CLI prints them and exits.
+    """
+    problems = settings.problems()
+    caps = caps or detect()
+    layout = RootLayout(resolve_root(settings.root))
+    try:
+        model = find_model(settings.model, layout)
+    except UserError as error:
+        return None, problems + [str(error)]
+    resolved = settings.resolve_device_defaults(caps)
+    resolved = dataclasses.replace(
+        resolved,
+        root=layout.root,
+        model=model.name if model.source != "given" else model.location,
+        resolution=resolved.resolution or model.native_resolution,
+    )
+    trigger = settings.trigger or "untitled"
+    data_dir = (settings.train_data_dir or layout.data_dir(trigger)).expanduser()
+    output_dir = (settings.output_dir or layout.output_dir(trigger)).expanduser()
+    plan = RunPlan(resolved, layout, model, data_dir, output_dir)
+    if (problem := caps.precision_problem(resolved.mixed_precision)) is not None:
+        problems.append(problem)
+    if (problem := data_folder_problem(data_dir)) is not None:
+        problems.append(problem)
+    if (problem := folder_write_problem(output_dir)) is not None:
+        problems.append(problem)
+    if trigger_problem(settings.placeholder_token) is None and settings.initializer_token.strip():
+        problems.extend(tokenizer_problems(model, resolved))
+    return plan, problems
+
+
+def plan_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> RunPlan:
+    """``check_run`` for callers that stop at the first report: any problem is a UserError."""
+    plan, problems = check_run(settings, caps)
+    if problems or plan is None:
+        raise UserError(join_problems(problems))
+    return plan
+
+
+def join_problems(problems: list[str]) -> str:
+    sentences = [p[0].upper() + p[1:] + ("" if p.endswith(".") else ".") for p in problems]
+    return "\n".join(sentences)
+
+
+def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = True) -> RunOutcome:
+    trainer = Trainer(
+        plan.settings,
+        plan.model,
+        plan.data_dir,
+        plan.output_dir,
+        notify=notify,
+        show_progress=show_progress,
+    )
+    result = trainer.run()
+    installed = None
+    if trainer.main:
+        installed = install_embedding(
+            plan.layout.embedding_dir(plan.settings.trigger), result.token, result.vectors
+        )
+    return RunOutcome(result, installed)

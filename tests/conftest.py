@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny random SD pipeline built once, and InvokeAI roots around it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from invokeai_ti.demo import draw_sample_photos
+from invokeai_ti.tiny_model import build_tiny_pipeline
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch, tmp_path_factory):
+    """No test may read the developer's ~/invokeai, their Hugging Face cache or the network."""
+    monkeypatch.delenv("INVOKEAI_ROOT", raising=False)
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("empty-hub-cache")))
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A complete diffusers SD-1-shaped folder with random weights (64-pixel native size)."""
+    return build_tiny_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture
+def make_root(tmp_path, tiny_model):
+    """Build an InvokeAI root with the tiny model registered under ``name`` and sample photos."""
+
+    def build(name: str = "stable-diffusion-1.5", trigger: str | None = "psychedelic", images: int = 3) -> Path:
+        root = tmp_path / "invokeai"
+        target = root / "models" / "diffusers" / name
+        shutil.copytree(tiny_model, target)
+        config = root / "configs" / "models.yaml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        entry = {name: {"description": "tiny test model", "format": "diffusers",
+                        "path": str(target.relative_to(root)), "default": True}}
+        config.write_text(yaml.safe_dump(entry), encoding="utf-8")
+        if trigger:
+            draw_sample_photos(root / "text-inversion-training-data" / trigger, count=images, size=64)
+        return root
+
+    return build

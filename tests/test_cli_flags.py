@@ -1,0 +1,101 @@
+"""The command line speaks InvokeAI's flag names, generated from the settings dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from invokeai_ti.cli import build_parser, main, settings_from_args
+from invokeai_ti.settings import TrainingSettings
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "REFERENCE.md"
+
+INVOKEAI_FLAGS = """
+--gui --front_end --root --root_dir --logging_dir --output_dir --model --revision --tokenizer_name
+--train_data_dir --resolution --center_crop --placeholder_token --trigger_term --learnable_property
+--initializer_token --checkpointing_steps --resume_from_checkpoint --save_steps --repeats --seed
+--train_batch_size --num_train_epochs --max_train_steps --gradient_accumulation_steps
+--gradient_checkpointing --learning_rate --scale_lr --lr_scheduler --lr_warmup_steps --adam_beta1
+--adam_beta2 --adam_weight_decay --adam_epsilon --mixed_precision --allow_tf32
+--enable_xformers_memory_efficient_attention --only_save_embeds --report_to --num_vectors
+--checkpoints_total_limit --list-models --demo --initial_embedding
+""".split()
+
+
+def parse(*argv: str) -> TrainingSettings:
+    return settings_from_args(build_parser().parse_args(list(argv)))
+
+
+def test_help_lists_every_invokeai_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = set(re.findall(r"--[a-z_0-9-]+", capsys.readouterr().out))
+    missing = [flag for flag in INVOKEAI_FLAGS if flag not in shown]
+    assert not missing
+
+
+def test_reference_flags_are_all_accepted():
+    if not REFERENCE.exists():
+        pytest.skip("shared/REFERENCE.md is not beside this checkout")
+    section = REFERENCE.read_text().split("### The command line")[1].split("Typical use")[0]
+    options = {o.split("_or_")[0] for o in re.findall(r"`(--[a-z_0-9]+)", section)}
+    shown = {a for action in build_parser()._actions for a in action.option_strings}
+    assert options - shown == set()
+
+
+def test_no_flags_means_the_dataclass_defaults():
+    assert parse() == TrainingSettings()
+
+
+def test_scale_lr_can_be_turned_off_and_on():
+    assert parse("--no-scale_lr").scale_lr is False
+    assert parse("--scale_lr").scale_lr is True
+
+
+def test_invokeai_aliases_reach_the_same_settings():
+    assert parse("--root_dir", "/r").root == Path("/r")
+    assert parse("--trigger_term", "cat").placeholder_token == "cat"
+    assert build_parser().parse_args(["--front_end"]).gui is True
+
+
+def test_the_documented_typical_command_parses():
+    s = parse(
+        "--model=stable-diffusion-1.5", "--resolution=512", "--learnable_property=style",
+        "--initializer_token=*", "--placeholder_token=<psychedelic>", "--train_data_dir=/d",
+        "--output_dir=/o", "--scale_lr", "--train_batch_size=8", "--gradient_accumulation_steps=4",
+        "--max_train_steps=3000", "--learning_rate=0.0005", "--resume_from_checkpoint=latest",
+        "--lr_scheduler=constant", "--mixed_precision=fp16", "--only_save_embeds",
+    )
+    assert s.token == "<psychedelic>" and s.learnable_property == "style"
+    assert s.resume_from_checkpoint == "latest" and s.train_batch_size == 8
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--learning_rate", "fast"], "--learning_rate needs a number, not 'fast'"),
+        (["--max_train_steps", "1.5"], "--max_train_steps needs a whole number"),
+        (["--lr_scheduler", "sawtooth"], "invalid choice"),
+        (["--mixed_precision", "fp8"], "invalid choice"),
+    ],
+)
+def test_unparseable_values_end_in_one_line_not_a_usage_dump(argv, fragment, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert fragment in err
+    assert err.count("\n") == 1 and "usage:" not in err and "Traceback" not in err
+
+
+def test_training_without_a_trigger_says_how_to_give_one(capsys, tmp_path):
+    assert main(["--root", str(tmp_path)]) == 2
+    assert "--placeholder_token" in capsys.readouterr().err
+
+
+def test_every_setting_has_help_and_a_group():
+    for f in dataclasses.fields(TrainingSettings):
+        assert f.metadata["help"] and f.metadata["group"]

@@ -1,0 +1,107 @@
+"""The settings dataclass is the single source of every default, flag and check."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from invokeai_ti.device import DeviceCaps
+from invokeai_ti.settings import TrainingSettings, bare_trigger
+
+CPU = DeviceCaps("cpu", "CPU", 1, fp16=False, bf16=True, xformers=False, xformers_reason="not installed")
+GPU_WITH_XFORMERS = DeviceCaps("cuda", "GPU", 1, fp16=True, bf16=True, xformers=True, xformers_reason="works")
+GPU_WITHOUT_XFORMERS = dataclasses.replace(GPU_WITH_XFORMERS, xformers=False)
+
+
+def test_defaults_are_the_forms_defaults_not_invokeai_cli_ones():
+    s = TrainingSettings()
+    assert s.learning_rate == 5e-4
+    assert s.scale_lr is True
+    assert s.lr_warmup_steps == 0
+    assert s.gradient_accumulation_steps == 4
+    assert s.max_train_steps == 3000
+    assert s.initializer_token == "*"
+    assert s.lr_scheduler == "constant"
+    assert s.learnable_property == "object"
+    assert s.checkpointing_steps == 500 and s.save_steps == 500 and s.repeats == 100
+    assert (s.adam_beta1, s.adam_beta2, s.adam_weight_decay, s.adam_epsilon) == (0.9, 0.999, 1e-2, 1e-8)
+
+
+def test_batch_size_is_8_only_when_xformers_works():
+    assert TrainingSettings().resolve_device_defaults(GPU_WITH_XFORMERS).train_batch_size == 8
+    assert TrainingSettings().resolve_device_defaults(GPU_WITHOUT_XFORMERS).train_batch_size == 3
+    assert TrainingSettings().resolve_device_defaults(CPU).train_batch_size == 3
+
+
+def test_precision_default_is_one_the_device_can_run():
+    assert TrainingSettings().resolve_device_defaults(GPU_WITH_XFORMERS).mixed_precision == "fp16"
+    cpu = TrainingSettings().resolve_device_defaults(CPU)
+    assert cpu.mixed_precision in CPU.precisions and cpu.mixed_precision != "fp16"
+
+
+def test_xformers_follows_the_probe_unless_the_user_chose():
+    assert TrainingSettings().resolve_device_defaults(GPU_WITH_XFORMERS).enable_xformers_memory_efficient_attention
+    assert not TrainingSettings().resolve_device_defaults(CPU).enable_xformers_memory_efficient_attention
+    chosen = TrainingSettings(enable_xformers_memory_efficient_attention=False)
+    assert not chosen.resolve_device_defaults(GPU_WITH_XFORMERS).enable_xformers_memory_efficient_attention
+
+
+def test_explicit_values_survive_device_defaults():
+    s = TrainingSettings(train_batch_size=5, mixed_precision="bf16").resolve_device_defaults(GPU_WITH_XFORMERS)
+    assert (s.train_batch_size, s.mixed_precision) == (5, "bf16")
+
+
+def test_fp16_on_a_cpu_is_refused_with_a_fix():
+    message = CPU.precision_problem("fp16")
+    assert message and "GPU" in message and "bf16 or no" in message
+    assert GPU_WITH_XFORMERS.precision_problem("fp16") is None
+
+
+@pytest.mark.parametrize("given", ["psychedelic", "<psychedelic>", " <psychedelic> "])
+def test_trigger_with_or_without_brackets_trains_the_bracketed_token(given):
+    s = TrainingSettings(placeholder_token=given)
+    assert s.trigger == "psychedelic"
+    assert s.token == "<psychedelic>"
+    assert bare_trigger(given) == "psychedelic"
+
+
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"placeholder_token": ""}, "trigger term is empty"),
+        ({"placeholder_token": "my cat"}, "space"),
+        ({"placeholder_token": "cat!"}, "'!'"),
+        ({"initializer_token": " "}, "initializer is empty"),
+        ({"resolution": 500}, "multiple of 8"),
+        ({"max_train_steps": 0}, "training steps must be at least 1"),
+        ({"train_batch_size": -1}, "batch size must be at least 1"),
+        ({"gradient_accumulation_steps": 0}, "gradient accumulation steps must be at least 1"),
+        ({"learning_rate": -1.0}, "learning rate must be a positive number"),
+        ({"learning_rate": float("nan")}, "learning rate must be a positive number"),
+        ({"lr_scheduler": "sawtooth"}, "scheduler 'sawtooth' is unknown"),
+        ({"mixed_precision": "fp8"}, "mixed precision 'fp8' is unknown"),
+        ({"learnable_property": "colour"}, "learnable property 'colour' is unknown"),
+    ],
+)
+def test_each_bad_value_is_named_with_its_fix(changes, fragment):
+    problems = TrainingSettings(**{"placeholder_token": "ok", **changes}).problems()
+    assert any(fragment in p for p in problems), problems
+
+
+def test_good_settings_have_no_problems():
+    assert TrainingSettings(placeholder_token="psychedelic.v2_x-y").problems() == []
+
+
+def test_saved_values_round_trip_and_bad_ones_are_ignored():
+    saved = TrainingSettings(placeholder_token="x", learning_rate=1e-3, output_dir=Path("/tmp/o")).to_dict()
+    assert TrainingSettings.from_dict(saved) == TrainingSettings(
+        placeholder_token="x", learning_rate=1e-3, output_dir=Path("/tmp/o")
+    )
+    loaded = TrainingSettings.from_dict(
+        {"learning_rate": "not a number", "max_train_steps": "1200", "unknown_key": 3, "scale_lr": "false"}
+    )
+    assert loaded.learning_rate == 5e-4
+    assert loaded.max_train_steps == 1200
+    assert loaded.scale_lr is False
