@@ -155,7 +155,7 @@ class TrainingSettings:
         500, "write learned_embeds-steps-N every N optimizer steps", group="checkpoints"
     )
     only_save_embeds: bool = setting(
-        True, "save only the embedding, not a full pipeline with the new token",
+        True, "save only the embedding; --no-only_save_embeds also writes <output>/pipeline, a full diffusers pipeline that knows the trigger",
         group="checkpoints",
     )
     # Training

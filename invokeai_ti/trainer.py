@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -56,13 +57,23 @@ from .embeddings import (
     load_embedding,
     save_embedding_pair,
 )
+from .device import probe_xformers, training_device
 from .errors import TrainingInterrupted, UserError
 from .models import ModelInfo
+from .output_lock import OutputLock
+from .pipeline_export import export_pipeline
 from .quiet import quiet_imports, quiet_library_progress
 from .settings import TrainingSettings
 
 Notify = Callable[[str], None]
 SETTINGS_FILE = "training_settings.json"
+SPARE_BYTES = 16 * 2**20
+
+
+def folder_size(folder: Path | None) -> int:
+    if folder is None:
+        return 0
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 @dataclass(frozen=True)
@@ -243,7 +254,12 @@ class Trainer:
             from accelerate import Accelerator
             from accelerate.utils import broadcast_object_list
 
-        accelerator = Accelerator(mixed_precision=s.mixed_precision)
+        # cpu=True is what lets `accelerate launch --multi_gpu` on a machine without CUDA form a
+        # gloo process group instead of silently running N unrelated single-process trainings.
+        with quiet_imports():
+            accelerator = Accelerator(
+                mixed_precision=s.mixed_precision, cpu=training_device().type == "cpu"
+            )
         self.accelerator = accelerator
         self.main = accelerator.is_main_process
         device = accelerator.device
@@ -252,7 +268,50 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
 
         seed = s.seed if s.seed is not None else int.from_bytes(os.urandom(4), "little")
-        seed = broadcast_object_list([seed])[0] if accelerator.num_processes > 1 else seed
+        lock = OutputLock(self.output_dir)
+        problem = None
+        if self.main:
+            try:
+                if (note := lock.acquire()) is not None:
+                    self.notify(note)
+                self._check_free_space()
+            except UserError as error:
+                problem = str(error)
+        if accelerator.num_processes > 1:
+            seed, problem = broadcast_object_list([seed, problem])
+        if problem is not None:
+            lock.release()
+            raise UserError(problem)
+        try:
+            return self._run_locked(seed, device)
+        finally:
+            lock.release()
+
+    def _check_free_space(self) -> None:
+        """Refuse to start a run whose checkpoints and embeddings cannot fit on the disk."""
+        needed = self._bytes_needed()
+        free = shutil.disk_usage(self.output_dir).free
+        if free < needed:
+            raise UserError(
+                f"The disk holding {self.output_dir} has {free // 2**20} MiB free but this run "
+                f"needs about {math.ceil(needed / 2**20)} MiB for its checkpoints and embeddings; "
+                "free some space or choose another output folder."
+            )
+
+    def _bytes_needed(self) -> int:
+        s = self.settings
+        vector_bytes = s.num_vectors * (self.model.token_dim or 1024) * 4 + 4096
+        steps = s.max_train_steps
+        checkpoints = steps // s.checkpointing_steps
+        if s.checkpoints_total_limit:
+            checkpoints = min(checkpoints, s.checkpoints_total_limit + 1)
+        snapshots = steps // s.save_steps
+        pipeline = 0 if s.only_save_embeds else folder_size(self.model.path)
+        return checkpoints * (3 * vector_bytes + 65536) + (2 * snapshots + 4) * vector_bytes + pipeline + SPARE_BYTES
+
+    def _run_locked(self, seed: int, device: torch.device) -> TrainingResult:
+        s = self.settings
+        accelerator = self.accelerator
         scan = require_images(self.data_dir)
         if self.main:
             self._record_settings(seed, accelerator.num_processes)
@@ -384,8 +443,6 @@ class Trainer:
         return token_ids, torch.nn.Parameter(data.clone())
 
     def _enable_xformers(self, unet) -> None:
-        from .device import probe_xformers
-
         works, reason = probe_xformers(self.accelerator.device)
         if not works:
             raise UserError(
@@ -594,6 +651,8 @@ class Trainer:
             log.close()
         if self.main:
             save_embedding_pair(self.output_dir, EMBEDDING_NAME, s.token, vectors)
+            if not s.only_save_embeds and self.model.path is not None:
+                export_pipeline(self.model.path, tokenizer, token_ids, vectors.detach().cpu(), self.output_dir / "pipeline")
         return TrainingResult(
             token=s.token,
             vectors=vectors.detach().float().cpu(),

@@ -1,0 +1,222 @@
+"""Training can be killed, interrupted, starved of disk or fed a NaN and still never loses work."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from invokeai_ti import checkpoints
+from invokeai_ti.cli import main
+from invokeai_ti.output_lock import LOCK_NAME
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def command(root: Path, *extra: str) -> list[str]:
+    return [
+        f"--root={root}", "--model=stable-diffusion-1.5", "--placeholder_token=psychedelic",
+        "--resolution=64", "--train_batch_size=1", "--gradient_accumulation_steps=1",
+        "--mixed_precision=no", "--seed=21", "--learning_rate=0.002", *extra,
+    ]
+
+
+def output_of(root: Path) -> Path:
+    return root / "text-inversion-output" / "psychedelic"
+
+
+def final_vectors(root: Path) -> torch.Tensor:
+    return load_file(str(output_of(root) / "learned_embeds.safetensors"))["<psychedelic>"]
+
+
+def start(root: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "invokeai_ti", *command(root, *extra)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def wait_for_steps(root: Path, steps: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    log = output_of(root) / "loss_log.csv"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and len(log.read_text().splitlines()) > steps:
+            return
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    pytest.fail("training never reached the step to interrupt at")
+
+
+def straight_run(root: Path, steps: int) -> torch.Tensor:
+    other = root.parent / "straight"
+    other.mkdir()
+    assert main(command(root, f"--max_train_steps={steps}", f"--output_dir={other}")) == 0
+    return load_file(str(other / "learned_embeds.safetensors"))["<psychedelic>"]
+
+
+def test_sigterm_saves_a_checkpoint_prints_the_resume_command_and_resume_is_exact(make_root, capsys):
+    root = make_root()
+    process = start(root, "--max_train_steps=400", "--checkpointing_steps=1000")
+    wait_for_steps(root, 3, process)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "--resume_from_checkpoint latest" in err and "Traceback" not in err
+    saved = checkpoints.list_checkpoints(output_of(root))
+    assert len(saved) == 1
+    stopped_at = saved[0][0]
+    assert (output_of(root) / "learned_embeds.safetensors").exists()
+    assert not (output_of(root) / LOCK_NAME).exists()
+
+    total = stopped_at + 3
+    assert main(command(root, f"--max_train_steps={total}", "--resume_from_checkpoint=latest")) == 0
+    assert f"Resuming from checkpoint-{stopped_at}" in capsys.readouterr().out
+    assert torch.equal(final_vectors(root), straight_run(root, total))
+
+
+def test_sigkill_at_any_moment_then_resume_ends_bit_identical(make_root, capsys):
+    """Randomness comes from seed and sample number, so a resumed run replays the same samples."""
+    root = make_root()
+    process = start(root, "--max_train_steps=400", "--checkpointing_steps=2")
+    wait_for_steps(root, 5, process)
+    process.kill()
+    process.communicate()
+    assert (output_of(root) / LOCK_NAME).exists(), "a killed run leaves its lock behind"
+    newest = checkpoints.list_checkpoints(output_of(root))[-1][0]
+
+    total = newest + 3
+    assert main(command(root, f"--max_train_steps={total}", "--resume_from_checkpoint=latest")) == 0
+    out = capsys.readouterr().out
+    assert "Cleared a lock left by process" in out
+    assert torch.equal(final_vectors(root), straight_run(root, total))
+
+
+def test_a_second_training_into_the_same_output_folder_is_refused(make_root, capsys):
+    root = make_root()
+    output_of(root).mkdir(parents=True)
+    (output_of(root) / LOCK_NAME).write_text(f'{{"pid": {os.getpid()}, "host": "{os.uname().nodename}"}}')
+    assert main(command(root, "--max_train_steps=2")) == 2
+    assert "Another training" in capsys.readouterr().err
+    assert (output_of(root) / LOCK_NAME).exists()
+
+
+def test_nan_loss_stops_at_once_and_keeps_the_last_good_embedding(make_root, capsys):
+    root = make_root()
+    assert main(command(root, "--max_train_steps=2")) == 0
+    installed = root / "embeddings" / "psychedelic" / "learned_embeds.bin"
+    good = installed.read_bytes()
+    capsys.readouterr()
+    assert main(command(root, "--max_train_steps=6", "--learning_rate=1e30", "--no-scale_lr")) == 2
+    err = capsys.readouterr().err
+    assert "NaN or infinite" in err and "learning rate" in err and "Traceback" not in err
+    assert installed.read_bytes() == good
+    assert torch.isfinite(final_vectors(root)).all()
+
+
+def test_too_little_disk_is_refused_before_training(make_root, capsys, monkeypatch):
+    root = make_root()
+    real = __import__("shutil").disk_usage
+
+    def tiny_disk(path):
+        return real(path)._replace(free=1024)
+
+    monkeypatch.setattr("invokeai_ti.trainer.shutil.disk_usage", tiny_disk)
+    assert main(command(root, "--max_train_steps=2")) == 2
+    assert "MiB free but this run needs about" in capsys.readouterr().err
+
+
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint(make_root, capsys, monkeypatch):
+    root = make_root()
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def save_until_full(obj, path, *args, **kwargs):
+        if "optimizer" in str(path):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints.torch, "save", save_until_full)
+    assert main(command(root, "--max_train_steps=5", "--checkpointing_steps=1")) == 2
+    assert "is full" in capsys.readouterr().err
+    saved = checkpoints.list_checkpoints(output_of(root))
+    assert [step for step, _ in saved] == [1]
+    assert not list(output_of(root).glob(".checkpoint-*"))
+    assert checkpoints.read_checkpoint(saved[0][1]).step == 1
+
+
+def test_resuming_with_another_batch_size_says_what_differs(make_root, capsys):
+    root = make_root()
+    assert main(command(root, "--max_train_steps=3", "--checkpointing_steps=1")) == 0
+    capsys.readouterr()
+    argv = [a for a in command(root) if not a.startswith("--train_batch_size")]
+    assert main(argv + ["--train_batch_size=2", "--max_train_steps=5", "--resume_from_checkpoint=latest"]) == 2
+    err = capsys.readouterr().err
+    assert "batch size 1 (checkpoint) vs 2 (now)" in err
+
+
+def test_retraining_replaces_the_installed_embedding_and_keeps_a_backup(make_root):
+    root = make_root()
+    installed = root / "embeddings" / "psychedelic" / "learned_embeds.bin"
+    assert main(command(root, "--max_train_steps=1")) == 0
+    first = torch.load(installed, weights_only=True)["<psychedelic>"]
+    assert main(command(root, "--max_train_steps=3")) == 0
+    backup = torch.load(installed.with_name("learned_embeds.bin.previous"), weights_only=True)["<psychedelic>"]
+    assert torch.equal(backup, first)
+    assert not torch.equal(torch.load(installed, weights_only=True)["<psychedelic>"], first)
+
+
+def write_formats(folder: Path, vectors: torch.Tensor) -> dict[str, Path]:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "diffusers": folder / "diffusers.bin",
+        "a1111": folder / "a1111.pt",
+        "kohya": folder / "kohya.safetensors",
+    }
+    torch.save({"<old>": vectors}, paths["diffusers"])
+    torch.save({"string_to_token": {"*": 265}, "string_to_param": {"*": vectors}, "name": "old", "step": 9}, paths["a1111"])
+    save_file({"emb_params": vectors}, str(paths["kohya"]))
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["diffusers", "a1111", "kohya"])
+def test_training_continues_from_an_existing_embedding_in_any_format(make_root, tmp_path, kind):
+    root = make_root()
+    start_vectors = torch.randn(2, 32)
+    path = write_formats(tmp_path / "embeddings", start_vectors)[kind]
+    assert main(command(root, "--max_train_steps=1", f"--initial_embedding={path}", "--learning_rate=1e-9")) == 0
+    trained = final_vectors(root)
+    assert trained.shape == (2, 32)
+    assert torch.allclose(trained, start_vectors, atol=1e-4)
+
+
+def test_an_embedding_of_another_token_width_is_refused_in_invokeais_words(make_root, tmp_path, capsys):
+    root = make_root()
+    path = write_formats(tmp_path / "embeddings", torch.randn(1, 1024))["diffusers"]
+    assert main(command(root, "--max_train_steps=1", f"--initial_embedding={path}")) == 2
+    assert (
+        "It was trained on a model with token dimension 1024, but the current model has token dimension 32"
+        in capsys.readouterr().err
+    )
+
+
+def test_full_pipeline_export_knows_the_trigger(make_root):
+    from diffusers import StableDiffusionPipeline
+
+    root = make_root()
+    assert main(command(root, "--max_train_steps=1", "--no-only_save_embeds")) == 0
+    pipe = StableDiffusionPipeline.from_pretrained(str(output_of(root) / "pipeline"))
+    token_id = pipe.tokenizer.convert_tokens_to_ids("<psychedelic>")
+    assert torch.allclose(pipe.text_encoder.get_input_embeddings().weight[token_id], final_vectors(root)[0])
