@@ -53,10 +53,10 @@ class DeviceCaps:
             return None
         if precision == "fp16":
             return (
-                f"fp16 mixed precision needs a CUDA GPU and this machine trains on the {self.kind}; "
-                "choose bf16 or no"
+                f"mixed precision fp16 needs a CUDA GPU and this machine trains on the "
+                f"{self.kind.upper()}; choose bf16 or no"
             )
-        return f"{precision} mixed precision is not supported on the {self.name}; choose no"
+        return f"mixed precision {precision} is not supported on the {self.name}; choose no"
 
 
 def _cpu_bf16() -> bool:

@@ -1,0 +1,97 @@
+"""`accelerate launch --multi_gpu --num_processes 2 $(which invokeai-ti)` trains ONE embedding.
+
+Here the two processes run on the CPU over gloo, which is how CI exercises the distributed path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from invokeai_ti.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def invokeai_ti_command() -> str:
+    found = Path(sys.executable).parent / "invokeai-ti"
+    return str(found) if found.exists() else shutil.which("invokeai-ti")
+
+
+def launch_two(root: Path, *flags: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [
+            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(free_port()), invokeai_ti_command(), *flags,
+        ],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+
+
+def flags(root: Path, output: Path, batch: int, *extra: str) -> list[str]:
+    return [
+        f"--root={root}", "--model=stable-diffusion-1.5", "--placeholder_token=psychedelic",
+        f"--train_data_dir={root / 'text-inversion-training-data' / 'psychedelic'}",
+        f"--output_dir={output}", "--resolution=64", f"--train_batch_size={batch}",
+        "--gradient_accumulation_steps=2", "--mixed_precision=no", "--seed=5", *extra,
+    ]
+
+
+@pytest.fixture
+def root(make_root) -> Path:
+    if invokeai_ti_command() is None:
+        pytest.skip("the invokeai-ti console script is not installed")
+    return make_root(images=4)
+
+
+def test_two_processes_at_batch_b_match_one_process_at_batch_2b(root, tmp_path):
+    """Same samples, same averaged gradient: only the order of float additions differs.
+
+    One process averages the loss over 2B samples; two processes each average B and the
+    all-reduce averages the two means. Both equal the same sum divided by 2B, computed in a
+    different order, so the vectors agree to float32 rounding (about 1e-8 here), far below any
+    change a training step makes (about 1e-3).
+    """
+    two = launch_two(root, *flags(root, tmp_path / "two", 1, "--max_train_steps=4"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("Installed at") == 1, "only the main process installs and reports"
+    assert main(flags(root, tmp_path / "one", 2, "--max_train_steps=4")) == 0
+
+    one_vectors = load_file(str(tmp_path / "one" / "learned_embeds.safetensors"))["<psychedelic>"]
+    two_vectors = load_file(str(tmp_path / "two" / "learned_embeds.safetensors"))["<psychedelic>"]
+    assert torch.allclose(one_vectors, two_vectors, atol=1e-6, rtol=0)
+    assert (tmp_path / "one" / "loss_log.csv").read_text().splitlines()[1].split(",")[:3] == (
+        (tmp_path / "two" / "loss_log.csv").read_text().splitlines()[1].split(",")[:3]
+    )
+    assert two_vectors.shape == (1, 32)
+
+
+def test_distributed_checkpoints_resume_with_the_same_number_of_processes(root, tmp_path, capsys):
+    output = tmp_path / "out"
+    first = launch_two(root, *flags(root, output, 1, "--max_train_steps=2", "--checkpointing_steps=1"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-1"]
+
+    resumed = launch_two(root, *flags(root, output, 1, "--max_train_steps=3", "--resume_from_checkpoint=latest"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.count("Resuming from checkpoint-1") == 1
+
+    single = main(flags(root, output, 1, "--max_train_steps=3", "--resume_from_checkpoint=latest"))
+    assert single == 2, "one process cannot continue a two-process run exactly"
+    assert "number of processes 2 (checkpoint) vs 1 (now)" in capsys.readouterr().err
