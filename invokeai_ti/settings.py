@@ -213,7 +213,7 @@ class TrainingSettings:
         label="Use xformers acceleration",
     )
     dataloader_num_workers: int = setting(
-        0, "processes that decode images while the VAE encodes", group="training"
+        0, "threads that decode and resize images while the VAE encodes them", group="training"
     )
     report_to: str = setting(
         "none", "also log to tensorboard or wandb when installed", group="training",

@@ -27,6 +27,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,7 +259,10 @@ class Trainer:
         # gloo process group instead of silently running N unrelated single-process trainings.
         with quiet_imports():
             accelerator = Accelerator(
-                mixed_precision=s.mixed_precision, cpu=training_device().type == "cpu"
+                mixed_precision=s.mixed_precision,
+                cpu=training_device().type == "cpu",
+                log_with=None if s.report_to == "none" else s.report_to,
+                project_dir=str(self.output_dir / s.logging_dir),
             )
         self.accelerator = accelerator
         self.main = accelerator.is_main_process
@@ -318,7 +322,7 @@ class Trainer:
             for path, reason in scan.skipped:
                 self.notify(f"Skipping {path.name}: {reason}.")
 
-        parts = self._load_model(device)
+        parts = self._load_model()
         tokenizer, text_encoder, vae, unet, noise_scheduler = parts
         token_ids, vectors = self._add_tokens(tokenizer, text_encoder)
         weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(s.mixed_precision, torch.float32)
@@ -373,16 +377,11 @@ class Trainer:
             lambda tmp: tmp.write_text(json.dumps(record, indent=2), encoding="utf-8"),
         )
 
-    def _load_model(self, device: torch.device):
+    def _load_model(self):
         with quiet_imports():
             from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
             from transformers import CLIPTextModel, CLIPTokenizer
 
-        if self.model.base == "SDXL":
-            raise UserError(
-                f"{self.model.name} is an SDXL model, which this trainer does not support yet; "
-                "choose an SD-1 or SD-2 model."
-            )
         location = str(self.model.path or self.model.location)
         revision = {"revision": self.settings.revision} if self.settings.revision else {}
         tokenizer_source = self.settings.tokenizer_name
@@ -459,12 +458,14 @@ class Trainer:
     def _cache_latents(self, scan: ImageScan, vae, device, weight_dtype) -> LatentCache:
         resolution = self.resolution()
         means, stds = [], []
-        for path in scan.images:
-            image = load_image(path, resolution, self.settings.center_crop)
-            pixels = torch.stack([image_to_tensor(image), image_to_tensor(flipped(image))])
-            dist = vae.encode(pixels.to(device, weight_dtype)).latent_dist
-            means.append(dist.mean.float())
-            stds.append(dist.std.float())
+        workers = max(1, self.settings.dataloader_num_workers)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            images = pool.map(lambda p: load_image(p, resolution, self.settings.center_crop), scan.images)
+            for image in images:
+                pixels = torch.stack([image_to_tensor(image), image_to_tensor(flipped(image))])
+                dist = vae.encode(pixels.to(device, weight_dtype)).latent_dist
+                means.append(dist.mean.float())
+                stds.append(dist.std.float())
         scale = vae.config.scaling_factor
         return LatentCache(torch.stack(means) * scale, torch.stack(stds) * scale)
 
@@ -565,6 +566,9 @@ class Trainer:
             dynamic_ncols=True,
             desc=f"Training {s.token}",
         )
+        if s.report_to != "none":
+            scalars = {k: v for k, v in s.to_dict().items() if isinstance(v, (int, float, str, bool))}
+            accelerator.init_trackers("textual_inversion", config=scalars)
         stop = StopRequest()
         last_loss: float | None = None
         step = start_step
@@ -619,6 +623,8 @@ class Trainer:
                 last_loss = loss_value
                 if self.main:
                     log.write(step, loss_value, rate, time.monotonic() - started)
+                    if s.report_to != "none":
+                        accelerator.log({"loss": loss_value, "lr": rate}, step=step)
                     progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{rate:.2e}", refresh=False)
                     progress.update(1)
                     if step % s.save_steps == 0 and step < total_steps:
@@ -649,6 +655,8 @@ class Trainer:
         progress.close()
         if log:
             log.close()
+        if s.report_to != "none":
+            accelerator.end_training()
         if self.main:
             save_embedding_pair(self.output_dir, EMBEDDING_NAME, s.token, vectors)
             if not s.only_save_embeds and self.model.path is not None:

@@ -52,6 +52,22 @@ def folder_write_problem(folder: Path) -> str | None:
     return None
 
 
+def tracker_problem(report_to: str) -> str | None:
+    """``--report_to`` names a logger that must be installed; say which package is missing."""
+    with quiet_imports():
+        from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+    wanted = {"tensorboard": ["tensorboard"], "wandb": ["wandb"], "all": ["tensorboard", "wandb"]}
+    available = {"tensorboard": is_tensorboard_available(), "wandb": is_wandb_available()}
+    missing = [name for name in wanted.get(report_to, []) if not available[name]]
+    if missing:
+        return (
+            f"--report_to {report_to} needs {' and '.join(missing)}, which is not installed; "
+            f"pip install {' '.join(missing)}, or leave --report_to out (loss_log.csv is always written)"
+        )
+    return None
+
+
 def tokenizer_problems(model: ModelInfo, settings: TrainingSettings) -> list[str]:
     """Trigger and initializer checks against the model's tokenizer, without loading weights."""
     with quiet_imports():
@@ -91,6 +107,13 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     data_dir = (settings.train_data_dir or layout.data_dir(trigger)).expanduser()
     output_dir = (settings.output_dir or layout.output_dir(trigger)).expanduser()
     plan = RunPlan(resolved, layout, model, data_dir, output_dir)
+    if (problem := tracker_problem(settings.report_to)) is not None:
+        problems.append(problem)
+    if model.base == "SDXL":
+        problems.append(
+            f"{model.name} is an SDXL model, which this trainer does not support yet; choose an "
+            "SD-1 or SD-2 model"
+        )
     if (problem := caps.precision_problem(resolved.mixed_precision)) is not None:
         problems.append(problem)
     if (problem := data_folder_problem(data_dir)) is not None:

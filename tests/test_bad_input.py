@@ -94,6 +94,7 @@ CASES = {
     "zero accumulation": (literal("--gradient_accumulation_steps=0"), "accumulation steps must be at least 1"),
     "negative learning rate": (literal("--learning_rate=-0.1"), "learning rate must be a positive number"),
     "fp16 on a CPU": (literal("--mixed_precision=fp16"), "Mixed precision fp16 needs a CUDA GPU"),
+    "logger that is not installed": (literal("--report_to=wandb"), "needs wandb, which is not installed"),
     "output folder under a file": (bad_output_under_a_file, "cannot be written"),
     "output folder on a read-only path": (literal("--output_dir=/proc/invokeai-ti-out"), "cannot be written"),
 }

@@ -98,6 +98,13 @@ def test_same_seed_gives_the_same_embedding_and_another_seed_does_not(make_root)
     assert not torch.equal(first, other)
 
 
+def test_image_decoding_threads_do_not_change_the_result(make_root):
+    root = make_root()
+    _, sequential = train(root)
+    _, threaded = train(root, dataloader_num_workers=2)
+    assert torch.equal(sequential, threaded)
+
+
 def test_cached_latent_distribution_samples_like_encoding_every_step(make_root):
     """Sampling the cached distribution is the same maths as re-encoding the same pixels."""
     from diffusers import AutoencoderKL
