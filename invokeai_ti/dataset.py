@@ -1,0 +1,336 @@
+"""Training images: which files count, how each becomes a square RGB picture, and the captions.
+
+The trainer encodes every image and its mirror image through the VAE once and caches the latent
+distributions, so nothing here is random: the trainer picks flips and templates from its seed.
+Every file is fully decoded while scanning, because a truncated download or a text file named
+``.png`` must be reported before the model is loaded, not crash training halfway through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import UserError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
+
+MAX_DECODED_PIXELS = 1 << 28
+"""Our stand-in for Pillow's decompression-bomb limit: 268 megapixels, about 1 GB as RGBA.
+
+It counts the pixels actually decoded, so a JPEG read at 1/8 scale may be far larger on disk.
+"""
+
+REDUCING_GAP = 2.0
+"""As in ``Image.thumbnail``: shrink by whole factors (JPEG draft, ``reduce``) down to at most
+twice the target, then resample: close to a plain bicubic resize, without its full-size cost."""
+
+REASONS_SHOWN = 5
+
+OBJECT_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}",
+    "a rendering of a {}",
+    "a cropped photo of the {}",
+    "the photo of a {}",
+    "a photo of a clean {}",
+    "a photo of a dirty {}",
+    "a dark photo of the {}",
+    "a photo of my {}",
+    "a photo of the cool {}",
+    "a close-up photo of a {}",
+    "a bright photo of the {}",
+    "a cropped photo of a {}",
+    "a photo of the {}",
+    "a good photo of the {}",
+    "a photo of one {}",
+    "a close-up photo of the {}",
+    "a rendition of the {}",
+    "a photo of the clean {}",
+    "a rendition of a {}",
+    "a photo of a nice {}",
+    "a good photo of a {}",
+    "a photo of the nice {}",
+    "a photo of the small {}",
+    "a photo of the weird {}",
+    "a photo of the large {}",
+    "a photo of a cool {}",
+    "a photo of a small {}",
+)
+
+# The paper's list repeats two sentences; kept as published, since the repeats weight the draw.
+STYLE_TEMPLATES: tuple[str, ...] = (
+    "a painting in the style of {}",
+    "a rendering in the style of {}",
+    "a cropped painting in the style of {}",
+    "the painting in the style of {}",
+    "a clean painting in the style of {}",
+    "a dirty painting in the style of {}",
+    "a dark painting in the style of {}",
+    "a picture in the style of {}",
+    "a cool painting in the style of {}",
+    "a close-up painting in the style of {}",
+    "a bright painting in the style of {}",
+    "a cropped painting in the style of {}",
+    "a good painting in the style of {}",
+    "a close-up painting in the style of {}",
+    "a rendition in the style of {}",
+    "a nice painting in the style of {}",
+    "a small painting in the style of {}",
+    "a weird painting in the style of {}",
+    "a large painting in the style of {}",
+)
+
+_TEMPLATES = {"object": OBJECT_TEMPLATES, "style": STYLE_TEMPLATES}
+_SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
+_pillow_globals = threading.Lock()
+
+
+class _Unusable(Exception):
+    """Carries the short reason (``"truncated or corrupt image"``) a file cannot be trained on."""
+
+
+@dataclass
+class ImageScan:
+    """What a data folder holds, so the user learns which files were left out and why."""
+
+    folder: Path
+    images: list[Path]
+    skipped: list[tuple[Path, str]]
+
+    def summary(self) -> str:
+        found = len(self.images) + len(self.skipped)
+        text = f"found {_count(found, 'file')}: {_count(len(self.images), 'image')}"
+        if self.skipped:
+            text += f", {len(self.skipped)} skipped ({_reasons(self.skipped)})"
+        return text
+
+
+def scan_images(folder: Path) -> ImageScan:
+    """Never raises: the form validates folders as the user types them."""
+    try:
+        files = _visible_files(folder)
+    except OSError:
+        return ImageScan(folder, [], [])
+    images: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for path in files:
+        if (reason := _unusable_reason(path)) is None:
+            images.append(path)
+        else:
+            skipped.append((path, reason))
+    return ImageScan(folder, images, skipped)
+
+
+def data_folder_problem(folder: Path | None) -> str | None:
+    """Stops decoding at the first usable image: the form asks again on every OK."""
+    if (problem := _folder_problem(folder)) is not None:
+        return problem
+    assert folder is not None
+    skipped: list[tuple[Path, str]] = []
+    for path in _visible_files(folder):
+        if (reason := _unusable_reason(path)) is None:
+            return None
+        skipped.append((path, reason))
+    return _no_usable_image(ImageScan(folder, [], skipped))
+
+
+def require_images(folder: Path) -> ImageScan:
+    """The trainer's entry: a folder with nothing to learn from is the user's to fix."""
+    if (problem := _folder_problem(folder)) is not None:
+        raise UserError(problem)
+    scan = scan_images(folder)
+    if not scan.images:
+        raise UserError(_no_usable_image(scan))
+    return scan
+
+
+def load_image(path: Path, resolution: int, center_crop: bool) -> Image.Image:
+    """Without ``center_crop`` the picture is squashed to a square, as the diffusers example does.
+
+    A file that broke after the scan reaches the user as a sentence, not a traceback.
+    """
+    try:
+        image = _read_rgb(path, round(resolution * REDUCING_GAP))
+    except _Unusable as problem:
+        raise UserError(
+            f"the training image {path} cannot be read ({problem}); remove or replace it"
+        ) from None
+    width, height = image.size
+    box = (0, 0, width, height)
+    if center_crop:
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        box = (left, top, left + side, top + side)
+    return image.resize(
+        (resolution, resolution), Image.Resampling.BICUBIC, box=box, reducing_gap=REDUCING_GAP
+    )
+
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """[-1, 1] is the range the Stable Diffusion VAE was trained on."""
+    if image.mode != "RGB":
+        raise ValueError(f"expected an RGB image from load_image, got mode {image.mode}")
+    pixels = torch.from_numpy(np.array(image, dtype=np.float32))
+    return (pixels.permute(2, 0, 1) / 127.5 - 1.0).contiguous()
+
+
+def flipped(image: Image.Image) -> Image.Image:
+    """The mirror image is the paper's only augmentation; the trainer caches both."""
+    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+
+def templates_for(learnable_property: str) -> tuple[str, ...]:
+    """Objects are described as photos of a thing, styles as paintings in a manner."""
+    try:
+        return _TEMPLATES[learnable_property]
+    except KeyError:
+        raise ValueError(
+            f"unknown learnable property {learnable_property!r}; expected object or style"
+        ) from None
+
+
+def caption(template: str, token: str) -> str:
+    """Only the template is parsed, so braces in a token are kept literally."""
+    return template.format(token)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _reasons(skipped: list[tuple[Path, str]]) -> str:
+    """A folder of 300 stray files must not produce a 300-line message."""
+    parts = [f"{path.name}: {reason}" for path, reason in skipped[:REASONS_SHOWN]]
+    if len(skipped) > REASONS_SHOWN:
+        parts.append(f"and {len(skipped) - REASONS_SHOWN} more")
+    return "; ".join(parts)
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    """Hidden files (.DS_Store, macOS ``._cat.jpg`` forks) and subfolders are not the user's pictures."""
+    return sorted(path for path in folder.iterdir() if not path.name.startswith(".") and path.is_file())
+
+
+def _folder_problem(folder: Path | None) -> str | None:
+    if folder is None:
+        return "no data folder is set; choose the folder that holds 3-5 images of your concept"
+    if not folder.exists():
+        return f"the data folder {folder} does not exist; create it and put 3-5 images of your concept in it"
+    if not folder.is_dir():
+        return f"the data folder {folder} is a file, not a folder; choose the folder that holds your images"
+    try:
+        files = _visible_files(folder)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        return f"the data folder {folder} cannot be read ({reason}); choose a folder you can read"
+    if not files:
+        return f"the data folder {folder} is empty; put 3-5 images of your concept in it"
+    return None
+
+
+def _no_usable_image(scan: ImageScan) -> str:
+    found = len(scan.images) + len(scan.skipped)
+    return (
+        f"the data folder {scan.folder} holds no usable image: found {_count(found, 'file')}, "
+        f"skipped {len(scan.skipped)} ({_reasons(scan.skipped)}); "
+        "add PNG, JPEG, GIF, WebP or BMP images"
+    )
+
+
+def _unusable_reason(path: Path) -> str | None:
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return "not an image"
+    try:
+        _read_rgb(path, 1)
+    except _Unusable as problem:
+        return str(problem)
+    return None
+
+
+@contextlib.contextmanager
+def _pillow_for_our_files() -> Iterator[None]:
+    """Lift Pillow's decompression-bomb limit and metadata chatter for our own reads only.
+
+    The limit guards servers against hostile uploads; here the files are the user's own photos,
+    and a 108-megapixel phone picture trips it. MAX_DECODED_PIXELS replaces it. Warnings such as
+    "Possibly corrupt EXIF data" name nothing the user can act on. Both settings are
+    process-wide, hence the lock, and both are restored on the way out.
+    """
+    with _pillow_globals, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _read_rgb(path: Path, at_least: int) -> Image.Image:
+    """Decode the first frame completely (truncation only shows then), upright, as RGB.
+
+    JPEGs decode at 1/2, 1/4 or 1/8 scale while staying ``at_least`` pixels on each side, so a
+    12000x9000 photo never needs its full-size buffer.
+    """
+    with _pillow_for_our_files():
+        try:
+            with Image.open(path) as image:
+                image.draft("RGB", (at_least, at_least))
+                width, height = image.size
+                if width * height > MAX_DECODED_PIXELS:
+                    raise _Unusable(f"too large to read ({width}x{height} pixels)")
+                image.load()
+                return _to_rgb(ImageOps.exif_transpose(image))
+        except _Unusable:
+            raise
+        except UnidentifiedImageError:
+            raise _Unusable("not a readable image") from None
+        except FileNotFoundError:
+            raise _Unusable("the file no longer exists") from None
+        except PermissionError:
+            raise _Unusable("permission denied") from None
+        # Six decoders raise a zoo of types on damaged data (OSError, SyntaxError, EOFError,
+        # ValueError, struct.error ...); every one of them means this file cannot be used.
+        except Exception:
+            raise _Unusable("truncated or corrupt image") from None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Flatten any mode to 8-bit RGB as a viewer shows it: transparent areas over white.
+
+    ``image`` is a fresh copy (from ``exif_transpose``), so returning it unchanged is safe.
+    Palette transparency goes through RGBA because converting it straight to RGB warns and
+    drops it.
+    """
+    if image.mode in _SIXTEEN_BIT_MODES:
+        return _sixteen_bit_to_rgb(image)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        return _on_white(image.convert("RGBA"))
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _sixteen_bit_to_rgb(image: Image.Image) -> Image.Image:
+    """Scale 16-bit grey (PNG; Pillow opens it as "I;16", older versions as "I") to 8 bits.
+
+    Pillow's ``convert("L")`` clips instead, turning everything above 255 of 65535 white.
+    """
+    values = np.asarray(image).astype(np.int64).clip(0, 65535)
+    grey = Image.fromarray(((values + 128) // 257).astype(np.uint8))
+    key = image.info.get("transparency")
+    if isinstance(key, int):
+        alpha = Image.fromarray(np.where(values == key, 0, 255).astype(np.uint8))
+        return _on_white(Image.merge("LA", (grey, alpha)).convert("RGBA"))
+    return grey.convert("RGB")
+
+
+def _on_white(rgba: Image.Image) -> Image.Image:
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
