@@ -112,10 +112,13 @@ def _metavar(f: dataclasses.Field, kind: type) -> str | None:
     return {int: "N", float: "X", Path: "DIR"}.get(kind, "TEXT")
 
 
-def settings_from_args(args: argparse.Namespace, base: TrainingSettings | None = None) -> TrainingSettings:
-    """Only the flags the user typed replace the defaults (or the saved preferences in ``base``)."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingSettings) if hasattr(args, f.name)}
-    return dataclasses.replace(base or TrainingSettings(), **given)
+def typed_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the user typed; flags left out are absent (their defaults are SUPPRESSed)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingSettings) if hasattr(args, f.name)}
+
+
+def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
+    return dataclasses.replace(TrainingSettings(), **typed_flags(args))
 
 
 def train_headless(settings: TrainingSettings) -> int:
@@ -164,7 +167,7 @@ def run(argv: Sequence[str] | None) -> int:
     if args.gui:
         from .frontend import run_form
 
-        return run_form(settings)
+        return run_form(typed_flags(args))
     return train_headless(settings)
 
 

@@ -649,8 +649,9 @@ class Trainer:
                         save_embedding_pair(self.output_dir, EMBEDDING_NAME, s.token, vectors)
                     raise TrainingInterrupted(
                         f"Training stopped by {stop.requested} at step {step} of {total_steps}; the "
-                        "checkpoint and the embedding so far are saved. Run the same command with "
-                        "--resume_from_checkpoint latest to continue."
+                        "checkpoint and the embedding so far are saved. To continue, run the same "
+                        "command with --resume_from_checkpoint latest, or open the form again with "
+                        "the same trigger (resume is ticked for you)."
                     )
         progress.close()
         if log:

@@ -6,6 +6,7 @@ together) and then ``run_plan``; neither has a private path to training, so they
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
 from dataclasses import dataclass
@@ -40,7 +41,11 @@ class RunOutcome:
 
 
 def folder_write_problem(folder: Path) -> str | None:
-    """Try to write in ``folder`` (creating it): permissions alone lie for root and on mounts."""
+    """Try to write in ``folder``: permissions alone lie for root and on read-only mounts.
+
+    Folders created for the test are removed again, so a rejected form leaves nothing behind.
+    """
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
     probe = folder / f".write-test-{uuid.uuid4().hex}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -49,6 +54,10 @@ def folder_write_problem(folder: Path) -> str | None:
     except OSError as error:
         reason = error.strerror or type(error).__name__
         return f"the output folder {folder} cannot be written ({reason}); choose a folder you can write to"
+    finally:
+        for created in missing:
+            with contextlib.suppress(OSError):
+                created.rmdir()
     return None
 
 
@@ -107,6 +116,11 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     data_dir = (settings.train_data_dir or layout.data_dir(trigger)).expanduser()
     output_dir = (settings.output_dir or layout.output_dir(trigger)).expanduser()
     plan = RunPlan(resolved, layout, model, data_dir, output_dir)
+    if resolved.enable_xformers_memory_efficient_attention and not caps.xformers:
+        problems.append(
+            f"xFormers acceleration cannot be used here ({caps.xformers_reason}); untick 'Use "
+            "xformers acceleration' or leave out --enable_xformers_memory_efficient_attention"
+        )
     if (problem := tracker_problem(settings.report_to)) is not None:
         problems.append(problem)
     if model.base == "SDXL":

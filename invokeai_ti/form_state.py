@@ -1,0 +1,356 @@
+"""Everything the settings form decides, kept apart from npyscreen so it can be tested plainly.
+
+The form is a view of ``TrainingSettings``: its fields, labels, choices and slider ranges come
+from the dataclass metadata, its defaults from the dataclass and ``resolve_device_defaults``, and
+its validation is ``workflow.check_run``, the same call the command line makes. This module adds
+only what exists because there is a form: values held as a person types them (a learning rate
+may be half-typed text), folders that follow the trigger, the resume box that follows the output
+folder, and the order in which CLI flags, saved preferences and defaults win.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .checkpoints import has_checkpoint
+from .device import DeviceCaps
+from .errors import UserError
+from .models import SOURCE_GIVEN, ModelInfo, default_model, find_model
+from .paths import RootLayout
+from .settings import FORM_RESOLUTIONS, TrainingSettings, bare_trigger, field_named, field_types
+from .workflow import RunPlan, check_run, join_problems
+
+TITLE = "Textual Inversion Settings"
+HELP_LINE = (
+    "Use ctrl-N and ctrl-P to move to the <N>ext and <P>revious fields, cursor arrows to make a "
+    "selection, and space to toggle checkboxes."
+)
+PROBLEMS_HEADING = "The following problems were detected and must be corrected:"
+
+# InvokeAI 2.3.5's fields, in its order; each is a TrainingSettings field.
+FORM_FIELDS = (
+    "model",
+    "placeholder_token",
+    "initializer_token",
+    "resume_from_checkpoint",
+    "learnable_property",
+    "train_data_dir",
+    "output_dir",
+    "resolution",
+    "center_crop",
+    "mixed_precision",
+    "max_train_steps",
+    "train_batch_size",
+    "gradient_accumulation_steps",
+    "lr_warmup_steps",
+    "learning_rate",
+    "scale_lr",
+    "enable_xformers_memory_efficient_attention",
+    "lr_scheduler",
+)
+FOLDER_FIELDS = {"train_data_dir": RootLayout.data_dir, "output_dir": RootLayout.output_dir}
+
+# npyscreen's own minimum form size. Every field fits in that width, and the form pages through
+# the fields at that height, so this is all the terminal needs.
+MIN_COLUMNS = 80
+MIN_LINES = 24
+# The model list scrolls beyond this, so one list can never outgrow a 24-line page.
+MODEL_LIST_ROWS = 6
+
+
+def label(name: str) -> str:
+    return field_named(name).metadata["label"]
+
+
+def widget_kind(name: str) -> str:
+    """How a field is edited, derived from its type and metadata rather than listed again."""
+    f = field_named(name)
+    if name == "model" or f.metadata.get("choices") or f.metadata.get("choices_form"):
+        return "select"
+    if name == "resume_from_checkpoint" or field_types(f)[0] is bool:
+        return "checkbox"
+    if f.metadata.get("slider"):
+        return "slider"
+    if field_types(f)[0] is Path:
+        return "folder"
+    return "text"
+
+
+def slider_step(low: int, high: int) -> int:
+    """One key press per unit on short ranges; about forty presses end to end on long ones."""
+    span = high - low
+    if span <= 100:
+        return 1
+    rough = span / 40
+    magnitude = 10 ** int(math.log10(rough))
+    return next(int(m * magnitude) for m in (1, 2, 2.5, 5, 10) if m * magnitude >= rough)
+
+
+def slider_range(name: str, value: int) -> tuple[int, int]:
+    """The metadata range, widened to hold a value given on the command line or saved."""
+    low, high = field_named(name).metadata["slider"]
+    return min(low, value), max(high, value)
+
+
+def format_rate(rate: float) -> str:
+    """InvokeAI shows 5.0e-04; fall back to the exact float when that would round it."""
+    short = f"{rate:.1e}"
+    return short if float(short) == rate else repr(rate)
+
+
+def parse_rate(text: str) -> tuple[float | None, str | None]:
+    try:
+        return float(text.strip()), None
+    except ValueError:
+        return None, f"the learning rate '{text.strip()}' is not a number; type one such as 5e-4"
+
+
+def model_spec(model: ModelInfo) -> str:
+    """What ``find_model`` resolves back to this model: its name, or the folder it was given as."""
+    return model.location if model.source == SOURCE_GIVEN else model.name
+
+
+def model_label(model: ModelInfo) -> str:
+    text = f"{model.name} ({model.base})"
+    if model.path is None:
+        text += " (not downloaded)"
+    return f"{text} - {model.description}" if model.description else text
+
+
+def no_model_message(layout: RootLayout) -> str:
+    return (
+        f"There is no diffusers model to train under {layout.root}; add one to "
+        f"{layout.models_yaml} (InvokeAI's model manager does this) or put a diffusers folder in "
+        f"{layout.models}, or run `invokeai-ti --demo` to make a demo root with a tiny model."
+    )
+
+
+def too_small_message(columns: int, lines: int) -> str:
+    return (
+        f"Not enough window space for the interface: it needs at least {MIN_COLUMNS}x{MIN_LINES} "
+        f"(this terminal is {columns}x{lines}). Please make your window larger and try again."
+    )
+
+
+def trusted_preferences(saved: dict[str, Any], caps: DeviceCaps) -> dict[str, Any]:
+    """Drop saved choices the form cannot show or this device cannot honour; defaults apply.
+
+    Preferences may come from another machine, or from InvokeAI, which believed xFormers always
+    worked; pre-ticking a box that fails at the first step is worse than the default.
+    """
+    known = {f.name: f for f in dataclasses.fields(TrainingSettings)}
+    kept = {
+        name: value
+        for name, value in saved.items()
+        if name in known and value in known[name].metadata.get("choices", (value,))
+    }
+    if not caps.xformers:
+        kept.pop("enable_xformers_memory_efficient_attention", None)
+    if kept.get("mixed_precision") not in caps.precisions:
+        kept.pop("mixed_precision", None)
+    return kept
+
+
+class FormState:
+    """The form's values as the widgets hold them, and the rules that connect them.
+
+    ``values`` maps each name in ``FORM_FIELDS`` to a widget-ready value: text for the trigger,
+    initializer, folders and learning rate; a bool for checkboxes (resume included); an int for
+    sliders and the resolution; the chosen string for other selections (a model spec for the
+    model, or None when none is chosen). Settings without a field ride along in ``base``.
+    """
+
+    def __init__(
+        self,
+        *,
+        base: TrainingSettings,
+        layout: RootLayout,
+        caps: DeviceCaps,
+        models: list[ModelInfo],
+        values: dict[str, Any],
+        notes: list[str],
+    ) -> None:
+        self.base = base
+        self.layout = layout
+        self.caps = caps
+        self.models = models
+        self.values = values
+        self.notes = notes
+
+    @classmethod
+    def build(
+        cls,
+        typed: Mapping[str, Any],
+        *,
+        layout: RootLayout,
+        caps: DeviceCaps,
+        models: list[ModelInfo],
+        saved: dict[str, Any],
+        notes: Sequence[str] = (),
+    ) -> FormState:
+        """Flags typed with --gui win over saved preferences, which win over the defaults.
+
+        ``typed`` holds exactly the flags on the command line, so a flag that repeats its
+        default still beats a saved preference.
+        """
+        typed = dict(typed)
+        saved = trusted_preferences(saved, caps)
+        models = list(models)
+        spec = typed.get("model")
+        if spec:
+            chosen = next((m for m in models if spec in (m.name, m.location)), None)
+            if chosen is None:
+                chosen = find_model(spec, layout)
+                models.append(chosen)
+        else:
+            chosen = default_model(models, last_used=saved.get("model"))
+        if chosen is None:
+            raise UserError(no_model_message(layout), exit_code=1)
+        if "resolution" not in typed and saved.get("model") not in (chosen.name, chosen.location):
+            saved.pop("resolution", None)
+
+        settings = TrainingSettings.from_dict(saved)
+        settings = dataclasses.replace(settings, **(typed | {"root": layout.root}))
+        settings = settings.resolve_device_defaults(caps)
+        values = {name: getattr(settings, name) for name in FORM_FIELDS}
+        values.update(
+            model=model_spec(chosen),
+            resolution=settings.resolution or chosen.native_resolution,
+            learning_rate=format_rate(settings.learning_rate),
+            enable_xformers_memory_efficient_attention=bool(
+                settings.enable_xformers_memory_efficient_attention
+            ),
+            **{
+                name: str(getattr(settings, name) or derive(layout, settings.trigger))
+                for name, derive in FOLDER_FIELDS.items()
+            },
+        )
+        state = cls(base=settings, layout=layout, caps=caps, models=models, values=values,
+                    notes=list(notes))
+        state.refresh_resume()
+        return state
+
+    # Reactions to edits -------------------------------------------------------------------
+
+    def trigger_edited(self, text: str) -> None:
+        """Folders still at the old trigger's defaults move to the new trigger's.
+
+        A folder the user typed (or passed as a flag) stays put: only defaults follow.
+        """
+        old = bare_trigger(self.values["placeholder_token"])
+        new = bare_trigger(text)
+        self.values["placeholder_token"] = text
+        for name, derive in FOLDER_FIELDS.items():
+            current = self.values[name].strip()
+            if not current or Path(current).expanduser() == derive(self.layout, old):
+                self.values[name] = str(derive(self.layout, new))
+        self.refresh_resume()
+
+    def output_dir_edited(self, text: str) -> None:
+        self.values["output_dir"] = text
+        self.refresh_resume()
+
+    def refresh_resume(self) -> None:
+        """Ticked exactly when the output folder holds a complete checkpoint to resume from."""
+        text = self.values["output_dir"].strip()
+        self.values["resume_from_checkpoint"] = bool(text) and has_checkpoint(Path(text).expanduser())
+
+    def model_chosen(self, spec: str | None) -> None:
+        """A model trains best at its native size, so choosing one sets the resolution to it."""
+        self.values["model"] = spec
+        model = self.model()
+        if model is not None:
+            self.values["resolution"] = model.native_resolution
+
+    # What the widgets show ----------------------------------------------------------------
+
+    def model(self) -> ModelInfo | None:
+        return next((m for m in self.models if model_spec(m) == self.values["model"]), None)
+
+    def choices(self, name: str) -> list[Any]:
+        if name == "model":
+            return [model_spec(m) for m in self.models]
+        if name == "resolution":
+            # The list holds every value the field can have (the form's sizes, one given as a
+            # flag or saved, the model's native one), so choosing never changes the list.
+            model = self.model()
+            extra = {self.base.resolution, model.native_resolution if model else None} - {None}
+            return sorted(set(FORM_RESOLUTIONS) | extra)
+        return list(field_named(name).metadata["choices"])
+
+    def choice_labels(self, name: str) -> list[str]:
+        if name == "model":
+            return [model_label(m) for m in self.models]
+        if name == "resolution":
+            model = self.model()
+            native = model.native_resolution if model else None
+            return [f"{r} (native size of this model)" if r == native else str(r)
+                    for r in self.choices(name)]
+        return [str(choice) for choice in self.choices(name)]
+
+    def prompt_hint(self) -> str:
+        trigger = bare_trigger(self.values["placeholder_token"])
+        if not trigger:
+            return "(type a word such as psychedelic: prompts then use <psychedelic>)"
+        return f"(Trigger by using <{trigger}> in your prompts)"
+
+    def xformers_note(self) -> str:
+        """Why the box and the batch size default the way they do on this device."""
+        if self.caps.xformers:
+            return f"({self.caps.xformers_reason})"
+        return (
+            f"(not available: {self.caps.xformers_reason}; batch size defaults to "
+            f"{self.caps.default_batch_size})"
+        )
+
+    def help_lines(self, width: int) -> list[str]:
+        return textwrap.wrap(HELP_LINE, width) + [
+            line for note in self.notes for line in textwrap.wrap(f"Note: {note}", width)
+        ]
+
+    # On OK ---------------------------------------------------------------------------------
+
+    def to_settings(self) -> tuple[TrainingSettings, list[str]]:
+        """The settings the form describes, and the problems only the form can have."""
+        v = self.values
+        problems = []
+        if not v["model"]:
+            problems.append("no model is chosen; select one under Model Name")
+        rate, problem = parse_rate(v["learning_rate"])
+        if problem:
+            problems.append(problem)
+        changes: dict[str, Any] = {
+            name: v[name]
+            for name in FORM_FIELDS
+            if name not in FOLDER_FIELDS and name not in ("resume_from_checkpoint", "learning_rate")
+        }
+        changes.update(
+            placeholder_token=v["placeholder_token"].strip(),
+            initializer_token=v["initializer_token"].strip(),
+            resume_from_checkpoint="latest" if v["resume_from_checkpoint"] else None,
+            learning_rate=self.base.learning_rate if rate is None else rate,
+            **{
+                name: Path(v[name].strip()).expanduser() if v[name].strip() else None
+                for name in FOLDER_FIELDS
+            },
+        )
+        for name in FORM_FIELDS:
+            if widget_kind(name) == "slider":
+                changes[name] = int(changes[name])
+        return dataclasses.replace(self.base, **changes), problems
+
+    def validate(self) -> tuple[RunPlan | None, list[str]]:
+        """Every problem at once (the run's own checks and the form's); a plan only when none."""
+        settings, problems = self.to_settings()
+        plan, found = check_run(settings, self.caps)
+        problems += found
+        return (None if problems else plan), problems
+
+
+def problems_message(problems: list[str]) -> str:
+    return "\n".join([PROBLEMS_HEADING] + [f"* {join_problems([p])}" for p in problems])

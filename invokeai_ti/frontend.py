@@ -1,0 +1,304 @@
+"""``invokeai-ti --gui``: the keyboard-driven form InvokeAI's launcher opens (option 3).
+
+This module is only the npyscreen view: which widget shows which ``FormState`` value, and the
+terminal around it. What the fields are, their defaults and what is wrong with them are decided in
+``form_state`` (from ``TrainingSettings``); training is ``workflow.run_plan``, exactly as for the
+command line, after curses has given the terminal back so progress prints normally.
+"""
+
+from __future__ import annotations
+
+import curses
+import os
+import shutil
+import sys
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import npyscreen
+
+from .device import detect
+from .errors import UserError
+from .form_state import (
+    FORM_FIELDS,
+    MIN_COLUMNS,
+    MIN_LINES,
+    MODEL_LIST_ROWS,
+    TITLE,
+    FormState,
+    label,
+    problems_message,
+    slider_range,
+    slider_step,
+    too_small_message,
+    widget_kind,
+)
+from .models import scan_models
+from .paths import RootLayout, resolve_root
+from .preferences import load_preferences, save_preferences
+from .settings import TrainingSettings
+from .workflow import RunPlan, run_plan
+
+# Where every field's entry area starts, so the values line up in one column.
+ENTRY_COLUMN = 32
+# Notes sit under the field they explain, indented like a checkbox's label.
+NOTE_INDENT = 5
+EXIT_CANCELLED = 1
+EXIT_INTERRUPTED = 130
+
+
+class IntSlider(npyscreen.Slider):
+    """npyscreen shows slider values as floats ("3000.0 / 10000"); steps are whole numbers."""
+
+    def translate_value(self) -> str:
+        text = f"{int(self.value)} / {self.out_of}"
+        return text.rjust(len(str(self.out_of)) * 2 + 3)
+
+
+class TitleIntSlider(npyscreen.TitleSlider):
+    _entry_type = IntSlider
+
+
+class SettingsForm(npyscreen.FormMultiPageAction):
+    """The form; on OK it either holds a ``plan`` or shows the problems and stays open."""
+
+    def __init__(self, state: FormState, **keywords: Any) -> None:
+        self.state = state
+        self.plan: RunPlan | None = None
+        self.fields: dict[str, Any] = {}
+        super().__init__(name=TITLE, **keywords)
+
+    def create(self) -> None:
+        width = self.widget_useable_space()[1] - self.nextrelx - 1
+        for line in self.state.help_lines(width):
+            self.add_widget_intelligent(npyscreen.FixedText, value=line, editable=False)
+        self.nextrely += 1
+        for name in FORM_FIELDS:
+            self.fields[name] = self.add_field(name)
+            if name == "placeholder_token":
+                self.hint = self.add_note(self.state.prompt_hint())
+            elif name == "enable_xformers_memory_efficient_attention":
+                for line in textwrap.wrap(self.state.xformers_note(), width - NOTE_INDENT):
+                    self.add_note(line)
+        self.show_state()
+
+    def add_note(self, text: str) -> Any:
+        return self.add_widget_intelligent(
+            npyscreen.FixedText, value=text, editable=False, relx=self.nextrelx + NOTE_INDENT
+        )
+
+    def add_field(self, name: str) -> Any:
+        kind = widget_kind(name)
+        value = self.state.values[name]
+        title = {"name": label(name) + ":", "begin_entry_at": ENTRY_COLUMN, "scroll_exit": True}
+        if kind == "select":
+            rows = len(self.state.choices(name))
+            if name == "model":
+                rows = min(rows, MODEL_LIST_ROWS)
+            elif name == "resolution":
+                rows += 1  # room for the model's native size when another model adds it
+            # npyscreen lists need two rows (a one-row list was InvokeAI's "Height of 1" crash).
+            return self.add_widget_intelligent(
+                npyscreen.TitleSelectOne, values=self.state.choice_labels(name),
+                max_height=max(rows, 2), **title,
+            )
+        if kind == "checkbox":
+            return self.add_widget_intelligent(npyscreen.Checkbox, name=label(name))
+        if kind == "slider":
+            low, high = slider_range(name, value)
+            return self.add_widget_intelligent(
+                TitleIntSlider, out_of=high, lowest=low, step=slider_step(low, high), **title
+            )
+        widget = npyscreen.TitleFilename if kind == "folder" else npyscreen.TitleText
+        return self.add_widget_intelligent(widget, **title)
+
+    def read_widgets(self) -> dict[str, Any]:
+        values = {}
+        for name, widget in self.fields.items():
+            kind = widget_kind(name)
+            if kind == "select":
+                chosen = widget.value
+                values[name] = self.state.choices(name)[chosen[0]] if chosen else None
+            elif kind == "slider":
+                values[name] = int(widget.value)
+            elif kind == "checkbox":
+                values[name] = bool(widget.value)
+            else:
+                values[name] = widget.value
+        return values
+
+    def show_state(self) -> None:
+        for name, widget in self.fields.items():
+            value = self.state.values[name]
+            if widget_kind(name) == "select":
+                choices = self.state.choices(name)
+                widget.values = self.state.choice_labels(name)
+                widget.value = [choices.index(value)] if value in choices else []
+            else:
+                widget.value = value
+        self.hint.value = self.state.prompt_hint()
+
+    def adjust_widgets(self) -> None:
+        """After each key press: let the state react to the trigger, output folder and model.
+
+        Everything is shown again after any change, since a reaction can change other fields and
+        a selection can change its own list (the resolution keeps the model's native size).
+        """
+        current = self.read_widgets()
+        changed = [name for name in FORM_FIELDS if current[name] != self.state.values[name]]
+        if not changed:
+            return
+        reactions = {
+            "placeholder_token": self.state.trigger_edited,
+            "output_dir": self.state.output_dir_edited,
+            "model": self.state.model_chosen,
+        }
+        for name in changed:
+            if name not in reactions:
+                self.state.values[name] = current[name]
+        for name in changed:
+            if name in reactions:
+                reactions[name](current[name])
+        self.show_state()
+        self.display()
+
+    def on_ok(self) -> None:
+        self.adjust_widgets()
+        # The first check loads the model's tokenizer, a few seconds on a slow disk.
+        npyscreen.notify("Checking the settings...", title="Please wait")
+        plan, problems = self.state.validate()
+        if problems:
+            # editw=1 focuses the popup's OK button, so one Enter returns to the form.
+            npyscreen.notify_confirm(
+                problems_message(problems), title="Please correct", wide=True, editw=1
+            )
+            self.editing = True
+            self.DISPLAY()
+            return
+        self.plan = plan
+
+
+class SettingsApp(npyscreen.NPSApp):
+    def __init__(self, state: FormState) -> None:
+        self.state = state
+        self.plan: RunPlan | None = None
+
+    def main(self) -> None:
+        form = SettingsForm(self.state)
+        form.edit()
+        self.plan = form.plan
+
+
+def terminal_size() -> tuple[int, int] | None:
+    """The size of the terminal the form would draw on, or None when there is no terminal."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return None
+    size = os.get_terminal_size(sys.stdout.fileno())
+    return size.columns, size.lines
+
+
+def require_terminal() -> None:
+    size = terminal_size()
+    if size is None:
+        raise UserError(
+            "The form needs an interactive terminal; run invokeai-ti without --gui and pass the "
+            "settings as flags (see invokeai-ti --help).",
+            exit_code=EXIT_CANCELLED,
+        )
+    if size[0] < MIN_COLUMNS or size[1] < MIN_LINES:
+        raise UserError(too_small_message(*size), exit_code=EXIT_CANCELLED)
+
+
+def edit_settings(state: FormState) -> RunPlan | None:
+    """Show the form until OK (a plan) or Cancel (None); curses always gives the terminal back."""
+    require_terminal()
+    app = SettingsApp(state)
+    try:
+        app.run(fork=False)
+    except (npyscreen.NotEnoughSpaceForWidget, curses.error):
+        # The terminal shrank while the form was open; anything else is a real bug.
+        size = terminal_size()
+        if size is not None and (size[0] < MIN_COLUMNS or size[1] < MIN_LINES):
+            raise UserError(too_small_message(*size), exit_code=EXIT_CANCELLED) from None
+        raise
+    return app.plan
+
+
+def training_leftovers(output_dir: Path, logging_dir: Path) -> list[Path]:
+    """What "delete training logs and intermediate checkpoints" removes from the output folder.
+
+    Only the step snapshots, checkpoints and logs: the final embedding and the recorded settings
+    stay, and nothing outside the output folder (the installed embedding above all) is touched.
+    """
+    logs = logging_dir if logging_dir.is_absolute() else output_dir / logging_dir
+    found = [*output_dir.glob("checkpoint-*"), *output_dir.glob("learned_embeds-steps-*"),
+             output_dir / "loss_log.csv"]
+    if logs.resolve().is_relative_to(output_dir.resolve()) and logs.resolve() != output_dir.resolve():
+        found.append(logs)
+    return sorted(path for path in found if path.exists())
+
+
+def ask_to_delete_leftovers(output_dir: Path, logging_dir: Path) -> None:
+    """InvokeAI's question, default yes when a person presses Enter.
+
+    Without a terminal (a script, a pipe, end of input) nobody said yes, so nothing is deleted.
+    """
+    leftovers = training_leftovers(output_dir, logging_dir)
+    if not leftovers:
+        return
+    answer = ""
+    if sys.stdin.isatty():
+        try:
+            answer = input("Delete training logs and intermediate checkpoints? [y] ").strip().lower() or "y"
+        except EOFError:
+            answer = ""
+    if not answer.startswith("y"):
+        print(f"Kept the training logs and intermediate checkpoints in {output_dir}.")
+        return
+    for path in leftovers:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    print(f"Deleted the training logs and intermediate checkpoints in {output_dir}.")
+
+
+def run_form(typed: Mapping[str, Any]) -> int:
+    """Open the form pre-filled from ``typed`` (the flags given with --gui), then train."""
+    layout = RootLayout(resolve_root(typed.get("root")))
+    scan = scan_models(layout)
+    saved, note = load_preferences(layout)
+    notes = ([note] if note else []) + scan.notes
+    state = FormState.build(typed, layout=layout, caps=detect(), models=scan.models,
+                            saved=saved, notes=notes)
+    try:
+        plan = edit_settings(state)
+    except KeyboardInterrupt:
+        print("Cancelled with Ctrl-C; nothing was trained.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if plan is None:
+        print("Cancelled; nothing was trained.", file=sys.stderr)
+        return EXIT_CANCELLED
+    remember(layout, plan.settings)
+    print(
+        f"Training {plan.settings.token} on {plan.model.name} with the images in {plan.data_dir} "
+        "(Ctrl-C stops and keeps a checkpoint to resume from)."
+    )
+    outcome = run_plan(plan)
+    if outcome.installed is not None:
+        token = outcome.result.token
+        print(f"The embedding is installed in {outcome.installed.parent}.")
+        print(f'Use it by typing {token} in a prompt, for example "a photo of {token}".')
+    ask_to_delete_leftovers(plan.output_dir, plan.settings.logging_dir)
+    return 0
+
+
+def remember(layout: RootLayout, settings: TrainingSettings) -> None:
+    """Saving is a convenience: failing to must not stop the training the user asked for."""
+    try:
+        save_preferences(layout, settings)
+    except (OSError, UserError) as error:
+        print(f"Note: the settings could not be saved in {layout.preferences} ({error}); "
+              "the next form will not remember them.", file=sys.stderr)

@@ -1,0 +1,378 @@
+"""The form's logic without a terminal: fields, defaults, pre-filling, resume, validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from invokeai_ti.device import DeviceCaps
+from invokeai_ti.errors import UserError
+from invokeai_ti.form_state import (
+    FORM_FIELDS,
+    PROBLEMS_HEADING,
+    FormState,
+    format_rate,
+    label,
+    parse_rate,
+    problems_message,
+    slider_step,
+    too_small_message,
+    widget_kind,
+)
+from invokeai_ti import frontend
+from invokeai_ti.frontend import ask_to_delete_leftovers, training_leftovers
+from invokeai_ti.models import ModelInfo, discover_models
+from invokeai_ti.paths import RootLayout
+
+CPU = DeviceCaps("cpu", "CPU", 1, fp16=False, bf16=True, xformers=False,
+                 xformers_reason="xFormers is not installed")
+GPU = DeviceCaps("cuda", "GPU", 1, fp16=True, bf16=True, xformers=True,
+                 xformers_reason="xFormers works on this GPU")
+GPU_NO_XFORMERS = dataclasses.replace(GPU, xformers=False, xformers_reason="xFormers is not installed")
+
+
+def fake_model(name: str, base: str = "SD-1", resolution: int = 512, default: bool = False) -> ModelInfo:
+    return ModelInfo(name, f"models/{name}", Path(f"/nowhere/{name}"), "models.yaml", base,
+                     768, resolution, "epsilon", default, "")
+
+
+SD15 = fake_model("sd-1.5", default=True)
+SD21 = fake_model("sd-2.1-768", "SD-2", 768)
+SDXL = fake_model("sdxl-base", "SDXL", 1024)
+
+
+def build(tmp_path: Path, given: dict | None = None, *, caps: DeviceCaps = CPU,
+          models: list[ModelInfo] | None = None, saved: dict | None = None) -> FormState:
+    return FormState.build(given or {}, layout=RootLayout(tmp_path), caps=caps,
+                           models=[SD15, SD21, SDXL] if models is None else models, saved=saved or {})
+
+
+def test_the_18_fields_of_invokeai_in_order_with_their_labels():
+    assert [label(name) for name in FORM_FIELDS] == [
+        "Model Name",
+        "Trigger Term",
+        "Initializer",
+        "Resume from last saved checkpoint",
+        "Learnable property",
+        "Data Training Directory",
+        "Output Destination Directory",
+        "Image resolution (pixels)",
+        "Center crop images before resizing",
+        "Mixed Precision",
+        "Max Training Steps",
+        "Batch Size (reduce if you run out of memory)",
+        "Gradient Accumulation Steps",
+        "Warmup Steps",
+        "Learning Rate",
+        "Scale learning rate by number of GPUs, steps and batch size",
+        "Use xformers acceleration",
+        "Learning rate scheduler",
+    ]
+    kinds = {name: widget_kind(name) for name in FORM_FIELDS}
+    assert [n for n, k in kinds.items() if k == "slider"] == [
+        "max_train_steps", "train_batch_size", "gradient_accumulation_steps", "lr_warmup_steps"]
+    assert [n for n, k in kinds.items() if k == "folder"] == ["train_data_dir", "output_dir"]
+    assert kinds["resume_from_checkpoint"] == "checkbox" and kinds["learning_rate"] == "text"
+
+
+def test_defaults_come_from_the_settings_dataclass(tmp_path):
+    v = build(tmp_path).values
+    assert v["model"] == "sd-1.5"
+    assert v["placeholder_token"] == "" and v["initializer_token"] == "*"
+    assert v["resume_from_checkpoint"] is False
+    assert v["learnable_property"] == "object" and v["resolution"] == 512
+    assert v["center_crop"] is False and v["scale_lr"] is True
+    assert (v["max_train_steps"], v["gradient_accumulation_steps"], v["lr_warmup_steps"]) == (3000, 4, 0)
+    assert v["learning_rate"] == "5.0e-04" and v["lr_scheduler"] == "constant"
+    assert v["train_data_dir"] == str(tmp_path / "text-inversion-training-data")
+    assert v["output_dir"] == str(tmp_path / "text-inversion-output")
+
+
+@pytest.mark.parametrize(
+    "caps, batch, xformers, precision",
+    [(CPU, 3, False, "no"), (GPU, 8, True, "fp16"), (GPU_NO_XFORMERS, 3, False, "fp16")],
+)
+def test_device_aware_defaults(tmp_path, caps, batch, xformers, precision):
+    state = build(tmp_path, caps=caps)
+    v = state.values
+    assert v["train_batch_size"] == batch
+    assert v["enable_xformers_memory_efficient_attention"] is xformers
+    assert v["mixed_precision"] == precision
+    assert caps.xformers_reason in state.xformers_note()
+    if not xformers:
+        assert "defaults to 3" in state.xformers_note()
+
+
+def test_model_default_is_last_used_then_marked_default_then_first(tmp_path):
+    assert build(tmp_path, saved={"model": "sdxl-base"}).values["model"] == "sdxl-base"
+    assert build(tmp_path, saved={"model": "gone"}).values["model"] == "sd-1.5"
+    plain = [dataclasses.replace(m, is_default=False) for m in (SD21, SD15)]
+    assert build(tmp_path, models=plain).values["model"] == "sd-2.1-768"
+
+
+def test_model_list_shows_each_base(tmp_path):
+    labels = build(tmp_path).choice_labels("model")
+    assert labels == ["sd-1.5 (SD-1)", "sd-2.1-768 (SD-2)", "sdxl-base (SDXL)"]
+
+
+def test_choosing_a_model_sets_its_native_resolution(tmp_path):
+    state = build(tmp_path)
+    for spec, size in (("sd-2.1-768", 768), ("sdxl-base", 1024), ("sd-1.5", 512)):
+        state.model_chosen(spec)
+        assert state.values["resolution"] == size
+    tiny = fake_model("tiny", resolution=64)
+    state = build(tmp_path, models=[tiny])
+    assert state.values["resolution"] == 64
+    assert state.choices("resolution") == [64, 512, 768, 1024]
+    assert state.choice_labels("resolution")[0] == "64 (native size of this model)"
+
+
+def test_saved_resolution_applies_only_to_the_model_it_was_saved_with(tmp_path):
+    assert build(tmp_path, saved={"model": "sd-1.5", "resolution": 768}).values["resolution"] == 768
+    assert build(tmp_path, saved={"model": "sdxl-base", "resolution": 768}).values["resolution"] == 768
+    assert build(tmp_path, saved={"model": "gone", "resolution": 768}).values["resolution"] == 512
+
+
+def test_a_given_resolution_stays_selectable(tmp_path):
+    state = build(tmp_path, {"resolution": 256}, models=[fake_model("tiny", resolution=64)])
+    assert state.values["resolution"] == 256
+    assert state.choices("resolution") == [64, 256, 512, 768, 1024]
+    state.values["resolution"] = 512
+    assert state.choices("resolution") == [64, 256, 512, 768, 1024]
+
+
+def test_no_model_says_how_to_add_one(tmp_path):
+    with pytest.raises(UserError) as error:
+        build(tmp_path, models=[])
+    assert "invokeai-ti --demo" in str(error.value) and "models.yaml" in str(error.value)
+
+
+def test_flags_given_with_gui_prefill_and_beat_saved_preferences(tmp_path):
+    given = dict(placeholder_token="cat", max_train_steps=4, train_batch_size=1,
+                 learning_rate=2e-3, lr_scheduler="linear", scale_lr=True)
+    saved = {"max_train_steps": 2000, "lr_scheduler": "cosine", "learnable_property": "style",
+             "placeholder_token": "old", "scale_lr": False}
+    v = build(tmp_path, given, saved=saved).values
+    assert (v["placeholder_token"], v["max_train_steps"], v["train_batch_size"]) == ("cat", 4, 1)
+    assert (v["learning_rate"], v["lr_scheduler"]) == ("2.0e-03", "linear")
+    assert v["learnable_property"] == "style"
+    assert v["scale_lr"] is True, "a typed flag wins even when it repeats the default"
+    assert v["train_data_dir"] == str(tmp_path / "text-inversion-training-data" / "cat")
+
+
+def test_saved_device_choices_this_device_cannot_run_are_dropped(tmp_path):
+    saved = {"enable_xformers_memory_efficient_attention": True, "mixed_precision": "fp16",
+             "train_batch_size": 6}
+    v = build(tmp_path, saved=saved).values
+    assert v["enable_xformers_memory_efficient_attention"] is False
+    assert v["mixed_precision"] == "no"
+    assert v["train_batch_size"] == 6
+    assert build(tmp_path, caps=GPU, saved=saved).values["enable_xformers_memory_efficient_attention"]
+
+
+def test_saved_choices_the_form_cannot_show_are_dropped(tmp_path):
+    v = build(tmp_path, saved={"lr_scheduler": "warp-speed", "learnable_property": "style"}).values
+    assert v["lr_scheduler"] == "constant" and v["learnable_property"] == "style"
+
+
+def test_typing_the_trigger_fills_the_folders_and_the_hint(tmp_path):
+    state = build(tmp_path)
+    for text in ("p", "ps", "psychedelic"):
+        state.trigger_edited(text)
+    assert state.values["train_data_dir"] == str(tmp_path / "text-inversion-training-data" / "psychedelic")
+    assert state.values["output_dir"] == str(tmp_path / "text-inversion-output" / "psychedelic")
+    assert state.prompt_hint() == "(Trigger by using <psychedelic> in your prompts)"
+    state.trigger_edited("<toy>")
+    assert state.values["output_dir"].endswith("text-inversion-output/toy")
+
+
+def test_a_folder_the_user_typed_does_not_follow_the_trigger(tmp_path):
+    state = build(tmp_path)
+    state.values["train_data_dir"] = "/photos/mine"
+    state.trigger_edited("cat")
+    assert state.values["train_data_dir"] == "/photos/mine"
+    assert state.values["output_dir"].endswith("text-inversion-output/cat")
+
+
+def make_checkpoint(output_dir: Path, step: int = 10) -> None:
+    folder = output_dir / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").write_text(json.dumps({"step": step}), encoding="utf-8")
+
+
+def test_resume_is_ticked_exactly_when_the_output_folder_holds_a_checkpoint(tmp_path):
+    layout = RootLayout(tmp_path)
+    make_checkpoint(layout.output_dir("trained"))
+    layout.output_dir("empty").mkdir(parents=True)
+    state = build(tmp_path)
+    state.trigger_edited("trained")
+    assert state.values["resume_from_checkpoint"] is True
+    state.trigger_edited("empty")
+    assert state.values["resume_from_checkpoint"] is False
+    state.output_dir_edited(str(layout.output_dir("trained")))
+    assert state.values["resume_from_checkpoint"] is True
+    assert build(tmp_path, {"placeholder_token": "trained"}).values["resume_from_checkpoint"]
+
+
+def test_small_helpers():
+    assert slider_step(10, 10000) == 250 and slider_step(1, 50) == 1 and slider_step(0, 100) == 1
+    assert format_rate(5e-4) == "5.0e-04" and format_rate(1.23e-4) == "0.000123"
+    assert parse_rate(" 5e-3 ") == (5e-3, None)
+    assert parse_rate("fast")[1] == "the learning rate 'fast' is not a number; type one such as 5e-4"
+    assert too_small_message(70, 20) == (
+        "Not enough window space for the interface: it needs at least 80x24 (this terminal is "
+        "70x20). Please make your window larger and try again."
+    )
+    assert problems_message(["the trigger is bad", "Second."]) == (
+        f"{PROBLEMS_HEADING}\n* The trigger is bad.\n* Second."
+    )
+
+
+# Validation against a real (tiny) model: these run the same checks as the command line.
+
+
+@pytest.fixture
+def root(make_root) -> Path:
+    return make_root("stable-diffusion-1.5", trigger="psychedelic")
+
+
+def real_state(root: Path, caps: DeviceCaps = CPU, **given) -> FormState:
+    layout = RootLayout(root)
+    return FormState.build({"root": root, **given}, layout=layout, caps=caps,
+                           models=discover_models(layout), saved={})
+
+
+def test_a_correct_form_gives_a_plan_with_the_forms_values(root):
+    state = real_state(root)
+    state.trigger_edited("psychedelic")
+    state.values.update(max_train_steps=7, learning_rate="1e-3", lr_scheduler="cosine")
+    plan, problems = state.validate()
+    assert problems == []
+    s = plan.settings
+    assert (s.placeholder_token, s.max_train_steps, s.learning_rate, s.lr_scheduler) == (
+        "psychedelic", 7, 1e-3, "cosine")
+    assert s.resolution == 64 and s.train_batch_size == 3 and s.resume_from_checkpoint is None
+    assert plan.data_dir == root / "text-inversion-training-data" / "psychedelic"
+
+
+@pytest.mark.parametrize(
+    "trigger, expected",
+    [("", "the trigger term is empty"), ("bad trigger!", "contains space, '!'")],
+)
+def test_bad_triggers_are_named(root, trigger, expected):
+    state = real_state(root)
+    state.trigger_edited(trigger)
+    plan, problems = state.validate()
+    assert plan is None and any(expected in p for p in problems)
+
+
+def test_a_trigger_already_in_the_vocabulary(root):
+    from transformers import CLIPTokenizer
+
+    folder = next(root.glob("models/*/*/tokenizer"))
+    tokenizer = CLIPTokenizer.from_pretrained(str(folder))
+    tokenizer.add_tokens(["<cat>"])
+    tokenizer.save_pretrained(str(folder))
+    state = real_state(root)
+    state.trigger_edited("cat")
+    state.values["train_data_dir"] = str(root / "text-inversion-training-data" / "psychedelic")
+    _, problems = state.validate()
+    assert any("already a token" in p for p in problems)
+
+
+def test_many_problems_are_listed_together_and_the_typed_text_is_kept(root):
+    state = real_state(root, caps=CPU)
+    state.trigger_edited("nophotos")
+    blocker = root / "a-file"
+    blocker.write_text("x", encoding="utf-8")
+    state.values.update(
+        initializer_token="xyzzy",
+        output_dir=str(blocker / "out"),
+        learning_rate="fast",
+        mixed_precision="fp16",
+        enable_xformers_memory_efficient_attention=True,
+    )
+    plan, problems = state.validate()
+    assert plan is None
+    text = "\n".join(problems)
+    assert "'xyzzy' is not a single token" in text and "x y z z y" in text
+    assert "cannot be written" in text
+    assert "the learning rate 'fast' is not a number" in text
+    assert any("fp16" in p and "needs a CUDA GPU" in p for p in problems)
+    assert "xFormers acceleration cannot be used here (xFormers is not installed)" in text
+    assert str(root / "text-inversion-training-data" / "nophotos") in text
+    assert state.values["learning_rate"] == "fast"
+    message = problems_message(problems)
+    assert message.startswith(PROBLEMS_HEADING + "\n* ")
+
+
+def test_no_model_chosen_and_a_negative_learning_rate(root):
+    state = real_state(root)
+    state.trigger_edited("psychedelic")
+    state.values.update(model=None, learning_rate="-1")
+    _, problems = state.validate()
+    assert "no model is chosen; select one under Model Name" in problems
+    assert any("learning rate must be a positive number" in p for p in problems)
+
+
+def test_an_empty_data_folder_says_what_was_found(root):
+    folder = root / "text-inversion-training-data" / "junk"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("not an image", encoding="utf-8")
+    state = real_state(root)
+    state.trigger_edited("junk")
+    _, problems = state.validate()
+    assert any(str(folder) in p and "found 1 file" in p and "skipped 1" in p for p in problems)
+
+
+def finished_run(tmp_path: Path) -> Path:
+    out = tmp_path / "text-inversion-output" / "cat"
+    make_checkpoint(out, 500)
+    (out / "logs").mkdir()
+    for name in ("learned_embeds-steps-500.bin", "learned_embeds.bin", "loss_log.csv",
+                 "training_settings.json"):
+        (out / name).write_text("x", encoding="utf-8")
+    installed = tmp_path / "embeddings" / "cat" / "learned_embeds.bin"
+    installed.parent.mkdir(parents=True)
+    installed.write_text("x", encoding="utf-8")
+    return out
+
+
+def test_delete_question_removes_only_logs_and_intermediate_files(tmp_path):
+    out = finished_run(tmp_path)
+    found = {p.name for p in training_leftovers(out, Path("logs"))}
+    assert found == {"checkpoint-500", "logs", "learned_embeds-steps-500.bin", "loss_log.csv"}
+    assert training_leftovers(out, tmp_path / "elsewhere") == sorted(
+        p for p in out.iterdir() if p.name not in ("logs", "learned_embeds.bin", "training_settings.json"))
+
+
+class FakeStdin:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("tty, answer, deleted", [
+    (True, "", True), (True, "y", True), (True, "n", False), (True, EOFError, False), (False, "y", False),
+])
+def test_delete_question_needs_a_yes_from_a_person(tmp_path, monkeypatch, capsys, tty, answer, deleted):
+    out = finished_run(tmp_path)
+
+    def fake_input(prompt: str) -> str:
+        assert prompt == "Delete training logs and intermediate checkpoints? [y] "
+        if answer is EOFError:
+            raise EOFError
+        return answer
+
+    monkeypatch.setattr(frontend.sys, "stdin", FakeStdin(tty))
+    monkeypatch.setattr("builtins.input", fake_input)
+    ask_to_delete_leftovers(out, Path("logs"))
+    assert (out / "checkpoint-500").exists() is not deleted
+    assert (out / "learned_embeds.bin").exists()
+    assert (tmp_path / "embeddings" / "cat" / "learned_embeds.bin").exists()
+    assert ("Deleted" if deleted else "Kept") in capsys.readouterr().out

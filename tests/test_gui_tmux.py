@@ -1,0 +1,171 @@
+"""``invokeai-ti --gui`` in a real terminal: tmux types the keys and reads the screen.
+
+Each test gets its own tmux server (``-L``), so it never touches a tmux the developer is using.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from invokeai_ti.demo import DEMO_TRIGGER, make_demo_root
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+# Loading torch and the form takes about ten seconds here; training the tiny model a few more.
+START_TIMEOUT = 90
+TRAIN_TIMEOUT = 180
+FOCUSED_OK = re.compile(r"\x1b\[7m(\x1b\[[0-9;]*m)* OK ")
+
+
+class Terminal:
+    """One command running in a detached tmux window of a fixed size."""
+
+    def __init__(self, command: str, *, columns: int = 200, lines: int = 50) -> None:
+        self.tmux = ["tmux", "-L", f"invokeai-ti-test-{uuid.uuid4().hex[:8]}"]
+        env = {k: v for k, v in os.environ.items() if k != "TMUX"}
+        # The shell reports the exit status and whether the terminal got echo back, then waits
+        # so the screen can still be read.
+        script = f"{command}; echo EXIT=$?; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-*echo'; sleep 300"
+        subprocess.run(
+            [*self.tmux, "new-session", "-d", "-s", "gui", "-x", str(columns), "-y", str(lines), script],
+            check=True, env=env,
+        )
+
+    def keys(self, *keys: str, pause: float = 0.15) -> None:
+        for key in keys:
+            subprocess.run([*self.tmux, "send-keys", "-t", "gui", key], check=True)
+            time.sleep(pause)
+
+    def type(self, text: str) -> None:
+        subprocess.run([*self.tmux, "send-keys", "-t", "gui", "-l", text], check=True)
+        time.sleep(0.3)
+
+    def screen(self, colours: bool = False) -> str:
+        command = [*self.tmux, "capture-pane", "-p", "-J", "-t", "gui"] + (["-e"] if colours else [])
+        return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+    def wait_for(self, *texts: str, timeout: float = START_TIMEOUT) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if all(text in screen for text in texts):
+                return screen
+            if time.monotonic() > deadline:
+                pytest.fail(f"{texts} did not appear within {timeout} s; the screen shows:\n{screen}")
+            time.sleep(0.3)
+
+    def focus_ok(self) -> None:
+        """^N through the fields and pages until the OK button is highlighted."""
+        for _ in range(40):
+            if FOCUSED_OK.search(self.screen(colours=True)):
+                return
+            self.keys("C-n")
+        pytest.fail(f"^N never reached OK; the screen shows:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run([*self.tmux, "kill-server"], check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory) -> Path:
+    return make_demo_root(tmp_path_factory.mktemp("demo") / "root").root
+
+
+@pytest.fixture
+def demo_root(demo_template, tmp_path) -> Path:
+    root = tmp_path / "root"
+    shutil.copytree(demo_template, root)
+    return root
+
+
+@pytest.fixture
+def terminals():
+    opened: list[Terminal] = []
+
+    def open_terminal(root: Path, *flags: str, **size: int) -> Terminal:
+        command = " ".join([sys.executable, "-m", "invokeai_ti", "--gui", "--root", str(root), *flags])
+        terminal = Terminal(command, **size)
+        opened.append(terminal)
+        return terminal
+
+    yield open_terminal
+    for terminal in opened:
+        terminal.close()
+
+
+def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, terminals):
+    t = terminals(demo_root, "--max_train_steps", "4", "--train_batch_size", "1",
+                  "--gradient_accumulation_steps", "1", "--checkpointing_steps", "2")
+    t.wait_for("Textual Inversion Settings", "Trigger Term:", "Use xformers acceleration")
+    t.keys("Tab")
+    t.type(DEMO_TRIGGER)
+    data = demo_root / "text-inversion-training-data" / DEMO_TRIGGER
+    output = demo_root / "text-inversion-output" / DEMO_TRIGGER
+    screen = t.wait_for(str(data), str(output), f"(Trigger by using <{DEMO_TRIGGER}> in your prompts)")
+    assert "[ ]  Resume from last saved checkpoint" in screen
+    assert "4 / 10000" in screen and "1 / 50" in screen
+    t.focus_ok()
+    t.keys("Enter")
+    t.wait_for("Delete training logs and intermediate checkpoints? [y]", timeout=TRAIN_TIMEOUT)
+    t.type("n")
+    t.keys("Enter")
+    screen = t.wait_for("EXIT=", timeout=30)
+    assert "EXIT=0" in screen
+    assert f"Use it by typing <{DEMO_TRIGGER}> in a prompt" in screen
+    assert "Kept the training logs" in screen
+    assert (demo_root / "embeddings" / DEMO_TRIGGER / "learned_embeds.bin").is_file()
+    assert (output / "checkpoint-2").is_dir()
+    saved = yaml.safe_load((demo_root / "text-inversion-output" / "preferences.conf").read_text())
+    assert saved["max_train_steps"] == 4 and "placeholder_token" not in saved
+
+    # The next form remembers the choices, ticks resume for a trigger with a checkpoint, and
+    # Cancel leaves without training.
+    t = terminals(demo_root)
+    screen = t.wait_for("Trigger Term:", "Use xformers acceleration")
+    assert "4 / 10000" in screen and "1 / 50" in screen and "1 / 10" in screen
+    t.keys("Tab")
+    t.type(DEMO_TRIGGER)
+    t.wait_for("[X]  Resume from last saved checkpoint")
+    t.focus_ok()
+    t.keys("C-p", "Enter")
+    screen = t.wait_for("EXIT=", timeout=30)
+    assert "Cancelled; nothing was trained." in screen and "EXIT=1" in screen
+    assert "\necho" in screen
+
+
+def test_a_bad_trigger_gets_a_popup_and_ctrl_c_restores_the_terminal(demo_root, terminals):
+    t = terminals(demo_root, columns=80, lines=24)
+    t.wait_for("Trigger Term:", "Page 1 of 2")
+    t.keys("Tab")
+    t.type("bad trigger!")
+    t.focus_ok()
+    t.keys("Enter")
+    screen = t.wait_for("The following problems were detected and must be corrected:")
+    assert "* The trigger term 'bad trigger!' contains space, '!'" in screen
+    t.keys("Enter")
+    t.keys("C-p")
+    t.wait_for("Page 2 of 2")
+    for _ in range(20):
+        t.keys("C-p")
+    screen = t.wait_for("Page 1 of 2", "bad trigger!")
+    assert "The following problems" not in screen
+    t.keys("C-c")
+    screen = t.wait_for("EXIT=", timeout=30)
+    assert "Cancelled with Ctrl-C; nothing was trained." in screen and "EXIT=130" in screen
+    assert "\necho" in screen and "Traceback" not in screen
+
+
+def test_a_small_terminal_is_told_the_size_it_needs(demo_root, terminals):
+    t = terminals(demo_root, columns=70, lines=20)
+    screen = t.wait_for("EXIT=")
+    assert "it needs at least 80x24 (this terminal is 70x20)" in screen and "EXIT=1" in screen
