@@ -27,6 +27,7 @@ class DeviceCaps:
     bf16: bool
     xformers: bool
     xformers_reason: str
+    device_names: tuple[str, ...] = ()
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -105,6 +106,7 @@ def detect() -> DeviceCaps:
             bf16=torch.cuda.is_bf16_supported(),
             xformers=xformers,
             xformers_reason=reason,
+            device_names=tuple(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())),
         )
     if device.type == "mps":
         return DeviceCaps("mps", "Apple GPU", 1, True, False, xformers, reason)

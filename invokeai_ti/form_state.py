@@ -181,6 +181,7 @@ class FormState:
         self.models = models
         self.values = values
         self.notes = notes
+        self.gpus = list(range(len(self.gpu_choices())))
 
     @classmethod
     def build(
@@ -313,6 +314,17 @@ class FormState:
             line for note in self.notes for line in textwrap.wrap(f"Note: {note}", width)
         ]
 
+    def gpu_choices(self) -> list[str]:
+        """"GPUs to use" is offered only when there is more than one CUDA device to choose."""
+        if self.caps.kind != "cuda" or self.caps.count < 2:
+            return []
+        names = self.caps.device_names or (self.caps.name,) * self.caps.count
+        return [f"GPU {index}: {name}" for index, name in enumerate(names)]
+
+    def trains_in_child_process(self) -> bool:
+        """Several GPUs, or one other than the first, need processes started with that view."""
+        return bool(self.gpu_choices()) and self.gpus != [0]
+
     # On OK ---------------------------------------------------------------------------------
 
     def to_settings(self) -> tuple[TrainingSettings, list[str]]:
@@ -321,6 +333,8 @@ class FormState:
         problems = []
         if not v["model"]:
             problems.append("no model is chosen; select one under Model Name")
+        if self.gpu_choices() and not self.gpus:
+            problems.append("no GPU is chosen; select at least one under GPUs to use")
         rate, problem = parse_rate(v["learning_rate"])
         if problem:
             problems.append(problem)

@@ -36,6 +36,7 @@ from .form_state import (
     widget_kind,
 )
 from .models import scan_models
+from .multi_gpu import train_on_gpus
 from .paths import RootLayout, resolve_root
 from .preferences import load_preferences, save_preferences
 from .settings import TrainingSettings
@@ -82,6 +83,12 @@ class SettingsForm(npyscreen.FormMultiPageAction):
             elif name == "enable_xformers_memory_efficient_attention":
                 for line in textwrap.wrap(self.state.xformers_note(), width - NOTE_INDENT):
                     self.add_note(line)
+        self.gpu_widget = None
+        if gpus := self.state.gpu_choices():
+            self.gpu_widget = self.add_widget_intelligent(
+                npyscreen.TitleMultiSelect, name="GPUs to use:", values=gpus, value=list(self.state.gpus),
+                max_height=max(len(gpus), 2), begin_entry_at=ENTRY_COLUMN, scroll_exit=True,
+            )
         self.show_state()
 
     def add_note(self, text: str) -> Any:
@@ -166,6 +173,8 @@ class SettingsForm(npyscreen.FormMultiPageAction):
 
     def on_ok(self) -> None:
         self.adjust_widgets()
+        if self.gpu_widget is not None:
+            self.state.gpus = sorted(self.gpu_widget.value)
         # The first check loads the model's tokenizer, a few seconds on a slow disk.
         npyscreen.notify("Checking the settings...", title="Please wait")
         plan, problems = self.state.validate()
@@ -286,11 +295,16 @@ def run_form(typed: Mapping[str, Any]) -> int:
         f"Training {plan.settings.token} on {plan.model.name} with the images in {plan.data_dir} "
         "(Ctrl-C stops and keeps a checkpoint to resume from)."
     )
-    outcome = run_plan(plan)
-    if outcome.installed is not None:
-        token = outcome.result.token
-        print(f"The embedding is installed in {outcome.installed.parent}.")
-        print(f'Use it by typing {token} in a prompt, for example "a photo of {token}".')
+    if state.trains_in_child_process():
+        code = train_on_gpus(plan, state.gpus)
+        if code != 0:
+            return code
+    else:
+        outcome = run_plan(plan)
+        if outcome.installed is not None:
+            token = outcome.result.token
+            print(f"The embedding is installed in {outcome.installed.parent}.")
+            print(f'Use it by typing {token} in a prompt, for example "a photo of {token}".')
     ask_to_delete_leftovers(plan.output_dir, plan.settings.logging_dir)
     return 0
 
