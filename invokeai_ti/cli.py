@@ -72,6 +72,13 @@ def build_parser() -> Parser:
         action="store_true",
         help="make a demo root with a tiny random model and sample photos (once), and train on it",
     )
+    commands.add_argument(
+        "--write-launcher",
+        "--write_launcher",
+        action="store_true",
+        help="write invoke.sh and invoke.bat (InvokeAI's launcher menu, for this Python "
+        "environment) into the root",
+    )
     commands.add_argument("--version", action="version", version=f"invokeai-ti {__version__}")
     for group_name, fields in fields_by_group().items():
         group = parser.add_argument_group(GROUP_TITLES[group_name])
@@ -180,6 +187,10 @@ def run(argv: Sequence[str] | None) -> int:
         from .demo import run_demo
 
         return run_demo(settings.root)
+    if args.write_launcher:
+        from .launcher import run_write_launcher
+
+        return run_write_launcher(settings.root)
     if args.list_models:
         return list_models(settings)
     if args.gui:

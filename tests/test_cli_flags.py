@@ -21,7 +21,7 @@ INVOKEAI_FLAGS = """
 --gradient_checkpointing --learning_rate --scale_lr --lr_scheduler --lr_warmup_steps --adam_beta1
 --adam_beta2 --adam_weight_decay --adam_epsilon --mixed_precision --allow_tf32
 --enable_xformers_memory_efficient_attention --only_save_embeds --report_to --num_vectors
---checkpoints_total_limit --list-models --demo --initial_embedding
+--checkpoints_total_limit --list-models --demo --initial_embedding --write-launcher
 """.split()
 
 
