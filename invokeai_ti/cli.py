@@ -165,18 +165,20 @@ def train_headless(settings: TrainingSettings) -> int:
 
 
 def list_models(settings: TrainingSettings) -> int:
-    from .models import discover_models, format_model_table
+    from .models import format_model_table, scan_models
     from .paths import RootLayout, resolve_root
 
     layout = RootLayout(resolve_root(settings.root))
-    models = discover_models(layout)
-    if not models:
+    scan = scan_models(layout)
+    for note in scan.notes:
+        print(f"Note: {note}", file=sys.stderr)
+    if not scan.models:
         print(
             f"No diffusers model found under {layout.root}; add one to configs/models.yaml, or "
             "run `invokeai-ti --demo` to make a demo root."
         )
         return 1
-    print(format_model_table(models))
+    print(format_model_table(scan.models))
     return 0
 
 

@@ -1,0 +1,32 @@
+"""`invokeai-ti --demo` runs the whole flow on a fresh machine with no model to download."""
+
+from __future__ import annotations
+
+import torch
+import yaml
+
+from invokeai_ti.cli import main
+from invokeai_ti.demo import DEMO_MODEL, DEMO_TRIGGER
+
+
+def test_demo_makes_a_root_trains_and_installs_an_embedding(tmp_path, capsys):
+    root = tmp_path / "demo"
+    assert main(["--demo", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    installed = root / "embeddings" / DEMO_TRIGGER / "learned_embeds.bin"
+    assert torch.load(installed, weights_only=True)[f"<{DEMO_TRIGGER}>"].shape == (1, 32)
+    assert f"invokeai-ti --gui --root {root}" in out
+    assert "random weights" in out
+
+    entry = yaml.safe_load((root / "configs" / "models.yaml").read_text())[DEMO_MODEL]
+    assert entry["format"] == "diffusers" and "noise" in entry["description"]
+    assert len(list((root / "text-inversion-training-data" / DEMO_TRIGGER).glob("*.jpg"))) == 5
+
+    assert main(["--list-models", "--root", str(root)]) == 0
+    table = capsys.readouterr().out
+    assert DEMO_MODEL in table and "SD-1" in table and "32" in table
+
+
+def test_list_models_on_an_empty_root_says_how_to_get_one(tmp_path, capsys):
+    assert main(["--list-models", "--root", str(tmp_path)]) == 1
+    assert "invokeai-ti --demo" in capsys.readouterr().out
