@@ -322,13 +322,23 @@ class Trainer:
             for path, reason in scan.skipped:
                 self.notify(f"Skipping {path.name}: {reason}.")
 
-        parts = self._load_model()
-        tokenizer, text_encoder, vae, unet, noise_scheduler = parts
-        token_ids, vectors = self._add_tokens(tokenizer, text_encoder)
+        # One big part at a time: the VAE is loaded, used and freed before the UNet arrives, so
+        # peak memory is the UNet's training footprint, not the sum of every part.
         weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(s.mixed_precision, torch.float32)
-        for part in (text_encoder, vae, unet):
-            part.requires_grad_(False)
-            part.to(device, dtype=weight_dtype)
+        tokenizer, text_encoder = self._load_text_parts()
+        token_ids, vectors = self._add_tokens(tokenizer, text_encoder)
+        vae = self._load_part("vae", weight_dtype)
+        vae.decoder = None
+        cache = self.cache = self._cache_latents(scan, vae.to(device), device, weight_dtype)
+        del vae
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        unet = self._load_part("unet", weight_dtype).to(device)
+        noise_scheduler = self._load_part("scheduler", None)
+
+        text_encoder.requires_grad_(False)
+        text_encoder.to(device, dtype=weight_dtype)
         # Wrapped only after freezing and casting, which would otherwise reach the new vectors:
         # they must stay trainable and in float32 whatever the models' precision.
         vectors.data = vectors.data.to(device)
@@ -341,13 +351,7 @@ class Trainer:
             text_encoder.gradient_checkpointing_enable()
             unet.train()
             text_encoder.train()
-
         self.tokenizer, self.text_encoder, self.vectors = tokenizer, text_encoder, vectors
-        cache = self.cache = self._cache_latents(scan, vae, device, weight_dtype)
-        del vae
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
 
         return self._train(
             seed=seed,
@@ -377,32 +381,44 @@ class Trainer:
             lambda tmp: tmp.write_text(json.dumps(record, indent=2), encoding="utf-8"),
         )
 
-    def _load_model(self):
+    def _location(self) -> str:
+        return str(self.model.path or self.model.location)
+
+    def _load_text_parts(self):
         with quiet_imports():
-            from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
             from transformers import CLIPTextModel, CLIPTokenizer
 
-        location = str(self.model.path or self.model.location)
         revision = {"revision": self.settings.revision} if self.settings.revision else {}
-        tokenizer_source = self.settings.tokenizer_name
+        with self._load_errors("text encoder"), quiet_library_progress():
+            if self.settings.tokenizer_name:
+                tokenizer = CLIPTokenizer.from_pretrained(self.settings.tokenizer_name)
+            else:
+                tokenizer = CLIPTokenizer.from_pretrained(self._location(), subfolder="tokenizer", **revision)
+            text_encoder = CLIPTextModel.from_pretrained(self._location(), subfolder="text_encoder", **revision)
+        return tokenizer, text_encoder
+
+    def _load_part(self, part: str, dtype: torch.dtype | None):
+        """Load a frozen diffusers part straight in the training precision."""
+        with quiet_imports():
+            from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+        kind = {"vae": AutoencoderKL, "unet": UNet2DConditionModel, "scheduler": DDPMScheduler}[part]
+        options = {"revision": self.settings.revision} if self.settings.revision else {}
+        with self._load_errors(part), quiet_library_progress():
+            if dtype is None:
+                return kind.from_pretrained(self._location(), subfolder=part, **options)
+            loaded = kind.from_pretrained(self._location(), subfolder=part, torch_dtype=dtype, **options)
+        return loaded.requires_grad_(False)
+
+    @contextmanager
+    def _load_errors(self, part: str) -> Iterator[None]:
         try:
-            with quiet_library_progress():
-                tokenizer = (
-                    CLIPTokenizer.from_pretrained(tokenizer_source)
-                    if tokenizer_source
-                    else CLIPTokenizer.from_pretrained(location, subfolder="tokenizer", **revision)
-                )
-                text_encoder = CLIPTextModel.from_pretrained(location, subfolder="text_encoder", **revision)
-                vae = AutoencoderKL.from_pretrained(location, subfolder="vae", **revision)
-                unet = UNet2DConditionModel.from_pretrained(location, subfolder="unet", **revision)
-                noise_scheduler = DDPMScheduler.from_pretrained(location, subfolder="scheduler", **revision)
+            yield
         except (OSError, ValueError, KeyError) as error:
             raise UserError(
-                f"The model {self.model.name} at {location} could not be loaded ({error}); check "
-                "that it is a complete diffusers Stable Diffusion folder."
+                f"The {part} of {self.model.name} at {self._location()} could not be loaded "
+                f"({error}); check that it is a complete diffusers Stable Diffusion folder."
             ) from error
-        vae.decoder = None
-        return tokenizer, text_encoder, vae, unet, noise_scheduler
 
     def _add_tokens(self, tokenizer, text_encoder) -> tuple[list[int], torch.nn.Parameter]:
         s = self.settings
