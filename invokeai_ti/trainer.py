@@ -498,40 +498,15 @@ class Trainer:
         num_images: int,
         token_ids: list[int],
     ) -> TrainingResult:
-        from diffusers.optimization import get_scheduler
-        from tqdm.auto import tqdm
-
         s = self.settings
         accelerator = self.accelerator
-        processes = accelerator.num_processes
         batch = s.train_batch_size
-        accumulation = s.gradient_accumulation_steps
-        samples_per_step = batch * processes * accumulation
+        samples_per_step = batch * accelerator.num_processes * s.gradient_accumulation_steps
         if s.num_train_epochs:
-            steps_per_epoch = math.ceil(num_images * s.repeats / samples_per_step)
-            total_steps = s.num_train_epochs * steps_per_epoch
+            total_steps = s.num_train_epochs * math.ceil(num_images * s.repeats / samples_per_step)
         else:
             total_steps = s.max_train_steps
-        learning_rate = s.learning_rate * (samples_per_step if s.scale_lr else 1)
-
-        optimizer = torch.optim.AdamW(
-            [vectors],
-            lr=learning_rate,
-            betas=(s.adam_beta1, s.adam_beta2),
-            weight_decay=s.adam_weight_decay,
-            eps=s.adam_epsilon,
-        )
-        lr_scheduler = get_scheduler(
-            s.lr_scheduler,
-            optimizer=optimizer,
-            num_warmup_steps=s.lr_warmup_steps,
-            num_training_steps=total_steps,
-            num_cycles=s.lr_num_cycles,
-            power=s.lr_power,
-        )
-        grad_scaler = (
-            torch.amp.GradScaler("cuda") if s.mixed_precision == "fp16" and accelerator.device.type == "cuda" else None
-        )
+        optimizer, lr_scheduler, grad_scaler = self._optimization(vectors, samples_per_step, total_steps)
         shape = RunShape(
             model=self.model.name,
             token=s.token,
@@ -539,41 +514,54 @@ class Trainer:
             token_dim=vectors.shape[1],
             resolution=self.resolution(),
             train_batch_size=batch,
-            gradient_accumulation_steps=accumulation,
-            num_processes=processes,
+            gradient_accumulation_steps=s.gradient_accumulation_steps,
+            num_processes=accelerator.num_processes,
         )
-
-        start_step = 0
-        if s.resume_from_checkpoint:
-            found = find_checkpoint(self.output_dir, s.resume_from_checkpoint)
-            if found is None:
-                if self.main:
-                    self.notify("No checkpoint to resume from yet; starting a new run.")
-            else:
-                checkpoint = read_checkpoint(found)
-                restore_checkpoint(
-                    checkpoint,
-                    shape=shape,
-                    vectors=vectors,
-                    optimizer=optimizer,
-                    lr_scheduler=lr_scheduler,
-                    grad_scaler=grad_scaler,
-                )
-                seed = checkpoint.seed
-                start_step = checkpoint.step
-                if self.main:
-                    self.notify(f"Resuming from {found.name} (step {start_step} of {total_steps}).")
+        start_step, seed = self._resume(shape, seed, vectors, optimizer, lr_scheduler, grad_scaler, total_steps)
 
         templates = templates_for(s.learnable_property)
         plan = SamplePlan(seed, num_images, len(templates), noise_scheduler.config.num_train_timesteps)
         placeholder = " ".join(tokenizer.convert_ids_to_tokens(token_ids))
-        prediction_type = noise_scheduler.config.prediction_type
-        device = accelerator.device
-        rank = accelerator.process_index
 
-        if self.main:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-        log = LossLog(self.output_dir / "loss_log.csv", start_step) if self.main else None
+        def batch_loss(first: int) -> torch.Tensor:
+            """The loss of the ``batch`` samples numbered from ``first`` (this process's share)."""
+            samples = [plan.draw(n, cache) for n in range(first, first + batch)]
+            device = accelerator.device
+            latents = torch.stack([x.latent for x in samples])
+            noise = torch.stack([x.noise for x in samples])
+            timesteps = torch.tensor([x.timestep for x in samples], device=device)
+            ids = tokenizer(
+                [caption(templates[x.template], placeholder) for x in samples],
+                padding="max_length",
+                truncation=True,
+                max_length=tokenizer.model_max_length,
+                return_tensors="pt",
+            ).input_ids.to(device)
+            noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+            if noise_scheduler.config.prediction_type == "v_prediction":
+                target = noise_scheduler.get_velocity(latents, noise, timesteps)
+            else:
+                target = noise
+            with accelerator.autocast():
+                hidden = text_encoder(ids)[0]
+                prediction = unet(noisy.to(hidden.dtype), timesteps, hidden).sample
+            return F.mse_loss(prediction.float(), target.float())
+
+        def save_checkpoint(step: int) -> None:
+            write_checkpoint(
+                self.output_dir,
+                step=step,
+                seed=seed,
+                shape=shape,
+                vectors=vectors,
+                optimizer=optimizer,
+                lr_scheduler=lr_scheduler,
+                grad_scaler=grad_scaler,
+                keep=s.checkpoints_total_limit,
+            )
+
+        from tqdm.auto import tqdm
+
         progress = tqdm(
             total=total_steps,
             initial=start_step,
@@ -582,6 +570,7 @@ class Trainer:
             dynamic_ncols=True,
             desc=f"Training {s.token}",
         )
+        log = LossLog(self.output_dir / "loss_log.csv", start_step) if self.main else None
         if s.report_to != "none":
             scalars = {k: v for k, v in s.to_dict().items() if isinstance(v, (int, float, str, bool))}
             accelerator.init_trackers("textual_inversion", config=scalars)
@@ -589,91 +578,54 @@ class Trainer:
         last_loss: float | None = None
         step = start_step
         started = time.monotonic()
-        with stop.installed():
-            while step < total_steps:
-                optimizer.zero_grad(set_to_none=True)
-                step_loss = torch.zeros((), device=device)
-                for micro in range(accumulation):
-                    first = step * samples_per_step + micro * batch * processes + rank * batch
-                    samples = [plan.draw(n, cache) for n in range(first, first + batch)]
-                    latents = torch.stack([x.latent for x in samples])
-                    noise = torch.stack([x.noise for x in samples])
-                    timesteps = torch.tensor([x.timestep for x in samples], device=device)
-                    captions = [caption(templates[x.template], placeholder) for x in samples]
-                    ids = tokenizer(
-                        captions,
-                        padding="max_length",
-                        truncation=True,
-                        max_length=tokenizer.model_max_length,
-                        return_tensors="pt",
-                    ).input_ids.to(device)
-                    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-                    if prediction_type == "v_prediction":
-                        target = noise_scheduler.get_velocity(latents, noise, timesteps)
+        try:
+            with stop.installed():
+                while step < total_steps:
+                    optimizer.zero_grad(set_to_none=True)
+                    step_loss = torch.zeros((), device=accelerator.device)
+                    for micro in range(s.gradient_accumulation_steps):
+                        first = step * samples_per_step + (micro * accelerator.num_processes + accelerator.process_index) * batch
+                        loss = batch_loss(first) / s.gradient_accumulation_steps
+                        (grad_scaler.scale(loss) if grad_scaler else loss).backward()
+                        step_loss += loss.detach()
+                    loss_value, stopping = self._agree(vectors, step_loss, stop.requested is not None)
+                    if not math.isfinite(loss_value):
+                        raise UserError(nan_message(step + 1, s.mixed_precision))
+                    if grad_scaler:
+                        grad_scaler.step(optimizer)
+                        grad_scaler.update()
                     else:
-                        target = noise
-                    with accelerator.autocast():
-                        hidden = text_encoder(ids)[0]
-                        prediction = unet(noisy.to(hidden.dtype), timesteps, hidden).sample
-                    loss = F.mse_loss(prediction.float(), target.float()) / accumulation
-                    (grad_scaler.scale(loss) if grad_scaler else loss).backward()
-                    step_loss += loss.detach()
-                if processes > 1:
-                    torch.distributed.all_reduce(vectors.grad)
-                    vectors.grad /= processes
-                    torch.distributed.all_reduce(step_loss)
-                    step_loss /= processes
-                loss_value = float(step_loss)
-                if not math.isfinite(loss_value):
-                    raise UserError(nan_message(step + 1, s.mixed_precision))
-                if grad_scaler:
-                    grad_scaler.step(optimizer)
-                    grad_scaler.update()
-                else:
-                    optimizer.step()
-                rate = lr_scheduler.get_last_lr()[0]
-                lr_scheduler.step()
-                if not torch.isfinite(vectors).all():
-                    raise UserError(nan_message(step + 1, s.mixed_precision))
-                step += 1
-                last_loss = loss_value
-                if self.main:
+                        optimizer.step()
+                    rate = lr_scheduler.get_last_lr()[0]
+                    lr_scheduler.step()
+                    if not torch.isfinite(vectors).all():
+                        raise UserError(nan_message(step + 1, s.mixed_precision))
+                    step += 1
+                    last_loss = loss_value
+                    if not self.main:
+                        if stopping and step < total_steps:
+                            raise TrainingInterrupted(interrupted_message(stop.requested, step, total_steps))
+                        continue
                     log.write(step, loss_value, rate, time.monotonic() - started)
                     if s.report_to != "none":
                         accelerator.log({"loss": loss_value, "lr": rate}, step=step)
                     progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{rate:.2e}", refresh=False)
                     progress.update(1)
-                    if step % s.save_steps == 0 and step < total_steps:
+                    if step >= total_steps:
+                        break
+                    if step % s.save_steps == 0:
                         save_embedding_pair(self.output_dir, f"{EMBEDDING_NAME}-steps-{step}", s.token, vectors)
-                    if (step % s.checkpointing_steps == 0 and step < total_steps) or (
-                        stop.requested and step < total_steps
-                    ):
-                        write_checkpoint(
-                            self.output_dir,
-                            step=step,
-                            seed=seed,
-                            shape=shape,
-                            vectors=vectors,
-                            optimizer=optimizer,
-                            lr_scheduler=lr_scheduler,
-                            grad_scaler=grad_scaler,
-                            keep=s.checkpoints_total_limit,
-                        )
-                if stop.requested and step < total_steps:
-                    progress.close()
-                    if self.main:
+                    if step % s.checkpointing_steps == 0 or stopping:
+                        save_checkpoint(step)
+                    if stopping:
                         save_embedding_pair(self.output_dir, EMBEDDING_NAME, s.token, vectors)
-                    raise TrainingInterrupted(
-                        f"Training stopped by {stop.requested} at step {step} of {total_steps}; the "
-                        "checkpoint and the embedding so far are saved. To continue, run the same "
-                        "command with --resume_from_checkpoint latest, or open the form again with "
-                        "the same trigger (resume is ticked for you)."
-                    )
-        progress.close()
-        if log:
-            log.close()
-        if s.report_to != "none":
-            accelerator.end_training()
+                        raise TrainingInterrupted(interrupted_message(stop.requested, step, total_steps))
+        finally:
+            progress.close()
+            if log:
+                log.close()
+            if s.report_to != "none":
+                accelerator.end_training()
         if self.main:
             save_embedding_pair(self.output_dir, EMBEDDING_NAME, s.token, vectors)
             if not s.only_save_embeds and self.model.path is not None:
@@ -686,6 +638,77 @@ class Trainer:
             seed=seed,
             final_loss=last_loss,
         )
+
+    def _optimization(self, vectors: torch.nn.Parameter, samples_per_step: int, total_steps: int):
+        """AdamW over the new vectors only, its schedule, and a loss scaler for fp16 on CUDA."""
+        from diffusers.optimization import get_scheduler
+
+        s = self.settings
+        optimizer = torch.optim.AdamW(
+            [vectors],
+            lr=s.learning_rate * (samples_per_step if s.scale_lr else 1),
+            betas=(s.adam_beta1, s.adam_beta2),
+            weight_decay=s.adam_weight_decay,
+            eps=s.adam_epsilon,
+        )
+        lr_scheduler = get_scheduler(
+            s.lr_scheduler,
+            optimizer=optimizer,
+            num_warmup_steps=s.lr_warmup_steps,
+            num_training_steps=total_steps,
+            num_cycles=s.lr_num_cycles,
+            power=s.lr_power,
+        )
+        on_cuda = self.accelerator.device.type == "cuda"
+        grad_scaler = torch.amp.GradScaler("cuda") if s.mixed_precision == "fp16" and on_cuda else None
+        return optimizer, lr_scheduler, grad_scaler
+
+    def _resume(self, shape, seed, vectors, optimizer, lr_scheduler, grad_scaler, total_steps) -> tuple[int, int]:
+        """The step to start from and the seed to use: the checkpoint's when resuming."""
+        request = self.settings.resume_from_checkpoint
+        if not request:
+            return 0, seed
+        found = find_checkpoint(self.output_dir, request)
+        if found is None:
+            if self.main:
+                self.notify("No checkpoint to resume from yet; starting a new run.")
+            return 0, seed
+        checkpoint = read_checkpoint(found)
+        restore_checkpoint(
+            checkpoint,
+            shape=shape,
+            vectors=vectors,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            grad_scaler=grad_scaler,
+        )
+        if self.main:
+            self.notify(f"Resuming from {found.name} (step {checkpoint.step} of {total_steps}).")
+        return checkpoint.step, checkpoint.seed
+
+    def _agree(self, vectors: torch.nn.Parameter, step_loss: torch.Tensor, stop: bool) -> tuple[float, bool]:
+        """Average gradients and loss over the processes, and stop together if any must stop.
+
+        One process can receive SIGTERM alone; if it left without the others they would wait
+        for it forever in the next all-reduce.
+        """
+        processes = self.accelerator.num_processes
+        if processes == 1:
+            return float(step_loss), stop
+        torch.distributed.all_reduce(vectors.grad)
+        vectors.grad /= processes
+        shared = torch.stack([step_loss.float(), torch.tensor(float(stop), device=step_loss.device)])
+        torch.distributed.all_reduce(shared)
+        return float(shared[0]) / processes, bool(shared[1] > 0)
+
+
+def interrupted_message(signal_name: str | None, step: int, total_steps: int) -> str:
+    return (
+        f"Training stopped by {signal_name or 'another process'} at step {step} of {total_steps}; "
+        "the checkpoint and the embedding so far are saved. To continue, run the same command "
+        "with --resume_from_checkpoint latest, or open the form again with the same trigger "
+        "(resume is ticked for you)."
+    )
 
 
 def nan_message(step: int, precision: str | None) -> str:
