@@ -37,8 +37,9 @@ class DeviceCaps:
     def default_precision(self) -> str:
         """fp16 on GPUs, as InvokeAI users expect; full precision on a CPU.
 
-        On a CPU, bf16 autocast adds casts around every op; docs/benchmarks.md records whether it
-        pays off, and it stays opt-in there.
+        On a CPU without bf16 instructions, bf16 is emulated and far slower than fp32
+        (docs/benchmarks.md); where the instructions exist it is offered but stays opt-in until
+        measured there.
         """
         if self.kind == "cpu":
             return "no"
@@ -56,6 +57,11 @@ class DeviceCaps:
             return (
                 f"mixed precision fp16 needs a CUDA GPU and this machine trains on the "
                 f"{self.kind.upper()}; choose bf16 or no"
+            )
+        if precision == "bf16" and self.kind == "cpu":
+            return (
+                "this CPU has no bf16 instructions, so mixed precision bf16 would run many times "
+                "slower than full precision (see docs/benchmarks.md); choose no"
             )
         return f"mixed precision {precision} is not supported on the {self.name}; choose no"
 

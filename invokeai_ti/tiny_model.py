@@ -51,6 +51,41 @@ def write_tiny_tokenizer(folder: Path, extra_words: tuple[str, ...] = ()) -> Non
     tokenizer.save_pretrained(str(folder))
 
 
+PIPELINE_INDEX = {
+    "_class_name": "StableDiffusionPipeline",
+    "_diffusers_version": "0.27.0",
+    "feature_extractor": [None, None],
+    "requires_safety_checker": False,
+    "safety_checker": [None, None],
+    "scheduler": ["diffusers", "DDPMScheduler"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "tokenizer": ["transformers", "CLIPTokenizer"],
+    "unet": ["diffusers", "UNet2DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+}
+
+
+def sd_scheduler(prediction_type: str = "epsilon"):
+    """The noise schedule every SD-1/SD-2 model ships with."""
+    with quiet_imports():
+        from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        prediction_type=prediction_type,
+        clip_sample=False,
+        steps_offset=1,
+    )
+
+
+def write_pipeline_index(folder: Path) -> None:
+    """``model_index.json``: what makes a folder a diffusers pipeline without a safety checker."""
+    (folder / "model_index.json").write_text(json.dumps(PIPELINE_INDEX, indent=2), encoding="utf-8")
+
+
 def build_tiny_pipeline(
     folder: Path,
     *,
@@ -67,7 +102,7 @@ def build_tiny_pipeline(
     import torch
 
     with quiet_imports():
-        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     folder = Path(folder)
@@ -110,30 +145,10 @@ def build_tiny_pipeline(
         norm_num_groups=8,
         sample_size=sample_size * 8,
     )
-    scheduler = DDPMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        prediction_type=prediction_type,
-        clip_sample=False,
-        steps_offset=1,
-    )
+    scheduler = sd_scheduler(prediction_type)
     with quiet_library_progress():
         for name, part in (("text_encoder", text_encoder), ("unet", unet), ("vae", vae)):
             part.save_pretrained(str(folder / name))
     scheduler.save_pretrained(str(folder / "scheduler"))
-    index = {
-        "_class_name": "StableDiffusionPipeline",
-        "_diffusers_version": "0.27.0",
-        "feature_extractor": [None, None],
-        "requires_safety_checker": False,
-        "safety_checker": [None, None],
-        "scheduler": ["diffusers", "DDPMScheduler"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-    }
-    (folder / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
+    write_pipeline_index(folder)
     return folder

@@ -105,3 +105,10 @@ def test_saved_values_round_trip_and_bad_ones_are_ignored():
     assert loaded.learning_rate == 5e-4
     assert loaded.max_train_steps == 1200
     assert loaded.scale_lr is False
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_is_refused_as_far_slower():
+    no_bf16 = dataclasses.replace(CPU, bf16=False)
+    message = no_bf16.precision_problem("bf16")
+    assert message and "no bf16 instructions" in message and "choose no" in message
+    assert CPU.precision_problem("bf16") is None

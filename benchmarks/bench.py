@@ -1,0 +1,664 @@
+#!/usr/bin/env python
+"""Side-by-side benchmark: invokeai-ti's trainer against the diffusers Textual Inversion example.
+
+One invocation trains the same model on the same images with the same settings, once per trainer
+and repeat, each run in its own fresh Python process, and reports for each trainer:
+
+* the median seconds per optimizer step over the timed steps (after ``--warmup`` steps),
+* the time from starting the process to the end of the first optimizer step,
+* the peak resident memory of the process (and peak CUDA memory on a GPU),
+* the ratios between the two, and after how many steps our up-front latent caching pays back.
+
+Step times come from a global ``torch.optim`` step hook installed in the child process, so both
+trainers are timed the same way without touching their code. Peak memory is the ``ru_maxrss`` of
+the finished child, read with ``os.wait4``.
+
+The diffusers example (``examples/textual_inversion/textual_inversion.py``) is not part of this
+project: pass its path with ``--example``. It imports ``torchvision`` for one transform,
+``RandomHorizontalFlip``; this script writes a tiny stand-in ``torchvision.transforms`` (a
+namespace package, so libraries probing for a real torchvision still see none) to a temporary
+folder that only the example's process puts on ``sys.path``, after importing the libraries (which
+probe for torchvision) and just before running the example.
+
+Models: ``--model sd15`` builds (once, into ``--cache-dir``) a pipeline with Stable Diffusion 1.5's
+exact architecture and random weights (860M UNet, 84M VAE, 123M CLIP ViT-L/14 text encoder, 49408
+token vocabulary), so no download is needed; ``--model tiny`` uses the project's tiny pipeline;
+``--model-dir`` uses any diffusers SD folder. See docs/benchmarks.md for the commands and results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "invokeai-ti-bench"
+TRAINERS = ("ours", "example")
+PLACEHOLDER = "<bench-toy>"
+INITIALIZER = "*"
+
+# Everything the example takes from torchvision, supplied here (the CPU here has no torchvision).
+TORCHVISION_SHIM = '''"""Stand-in for torchvision.transforms written by invokeai-ti's benchmarks/bench.py."""
+import torch
+from PIL import Image
+
+
+class RandomHorizontalFlip:
+    """torchvision's transform for PIL images: flip with probability p, same RNG draw."""
+
+    def __init__(self, p=0.5):
+        self.p = p
+
+    def __call__(self, img):
+        if torch.rand(1) < self.p:
+            return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return img
+'''
+SHIMMED_TRANSFORMS = {"RandomHorizontalFlip"}
+
+
+# --------------------------------------------------------------------------------------------
+# Models and images
+# --------------------------------------------------------------------------------------------
+
+
+def write_sd15_shaped_tokenizer(folder: Path, vocab_size: int = 49408) -> None:
+    """A CLIP BPE tokenizer with exactly ``vocab_size`` entries, laid out like CLIP's.
+
+    The real CLIP vocabulary cannot be downloaded here, so the merges are synthetic: CLIP's 256
+    byte characters (each also with ``</w>``), whole words the prompt templates use, then letter
+    pairs and triples, padded up to 49406 entries, with ``<|startoftext|>`` and
+    ``<|endoftext|>`` last (ids 49406 and 49407, as in CLIP). ``*`` is a single token.
+    """
+    from invokeai_ti.tiny_model import KNOWN_WORDS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    # CLIP's bytes_to_unicode: printable bytes map to themselves, the rest to code points 256+.
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
+        range(ord("®"), ord("ÿ") + 1)
+    )
+    chars, extra = [], 0
+    for byte in range(256):
+        if byte in printable:
+            chars.append(chr(byte))
+        else:
+            chars.append(chr(256 + extra))
+            extra += 1
+    vocab: dict[str, int] = {}
+    for char in chars:
+        vocab.setdefault(char, len(vocab))
+    for char in chars:
+        vocab.setdefault(char + "</w>", len(vocab))
+    merges: list[str] = []
+    limit = vocab_size - 2
+
+    def merge(left: str, right: str) -> None:
+        joined = left + right
+        if len(vocab) < limit and joined not in vocab and left in vocab and right in vocab:
+            merges.append(f"{left} {right}")
+            vocab[joined] = len(vocab)
+
+    templates_words = KNOWN_WORDS + ("with", "there", "is", "rendition", "dirty", "clean", "cropped")
+    for word in templates_words:
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(pieces) > 1:
+            merge(pieces[0], pieces[1])
+            pieces = [pieces[0] + pieces[1]] + pieces[2:]
+    letters = "etaoinshrdlcumwfgypbvkjxqz"
+    for a in letters:
+        for b in letters:
+            merge(a, b)
+            merge(a, b + "</w>")
+    for a in letters:
+        for b in letters:
+            for c in letters:
+                merge(a + b, c)
+                merge(a + b, c + "</w>")
+    for a in letters:
+        for b in letters:
+            for c in letters:
+                for d in letters:
+                    if len(vocab) >= limit:
+                        break
+                    merge(a + b + c, d + "</w>")
+    if len(vocab) != limit:
+        raise RuntimeError(f"synthetic vocabulary has {len(vocab)} entries, expected {limit}")
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    from invokeai_ti.quiet import quiet_imports
+
+    with quiet_imports():
+        from transformers import CLIPTokenizer
+
+        tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    tokenizer.save_pretrained(str(folder))
+    if len(tokenizer) != vocab_size:
+        raise RuntimeError(f"tokenizer has {len(tokenizer)} entries, expected {vocab_size}")
+    if len(tokenizer.encode(INITIALIZER, add_special_tokens=False)) != 1:
+        raise RuntimeError("'*' is not a single token of the synthetic vocabulary")
+
+
+def build_sd15_random(folder: Path, seed: int = 0) -> Path:
+    """Save a diffusers SD pipeline with SD-1.5's architecture and random weights (safetensors)."""
+    import torch
+
+    from invokeai_ti.quiet import quiet_imports, quiet_library_progress
+    from invokeai_ti.tiny_model import sd_scheduler, write_pipeline_index
+
+    with quiet_imports():
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    torch.manual_seed(seed)
+    write_sd15_shaped_tokenizer(partial / "tokenizer")
+    counts = {}
+
+    def save(name: str, part) -> None:
+        counts[name] = sum(p.numel() for p in part.parameters())
+        with quiet_library_progress():
+            part.save_pretrained(str(partial / name), safe_serialization=True)
+
+    save(
+        "text_encoder",
+        CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=49408,
+                hidden_size=768,
+                intermediate_size=3072,
+                num_hidden_layers=12,
+                num_attention_heads=12,
+                max_position_embeddings=77,
+                hidden_act="quick_gelu",
+                projection_dim=768,
+                bos_token_id=49406,
+                eos_token_id=49407,
+                pad_token_id=49407,
+            )
+        ),
+    )
+    save(
+        "vae",
+        AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            latent_channels=4,
+            norm_num_groups=32,
+            sample_size=512,
+        ),
+    )
+    save(
+        "unet",
+        UNet2DConditionModel(
+            sample_size=64,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=2,
+            block_out_channels=(320, 640, 1280, 1280),
+            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            cross_attention_dim=768,
+            attention_head_dim=8,
+            norm_num_groups=32,
+        ),
+    )
+    sd_scheduler().save_pretrained(str(partial / "scheduler"))
+    write_pipeline_index(partial)
+    (partial / "parameter_counts.json").write_text(json.dumps(counts, indent=2), encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return folder
+
+
+def prepare_model(args: argparse.Namespace) -> Path:
+    if args.model_dir:
+        return Path(args.model_dir).expanduser().resolve()
+    folder = Path(args.cache_dir).expanduser() / {"sd15": "sd15-random", "tiny": "tiny-random"}[args.model]
+    if args.rebuild or not (folder / "model_index.json").exists():
+        print(f"Building the {args.model} random-weight model in {folder} (once)...", flush=True)
+        started = time.monotonic()
+        if args.model == "sd15":
+            build_sd15_random(folder)
+        else:
+            from invokeai_ti.tiny_model import build_tiny_pipeline
+
+            shutil.rmtree(folder, ignore_errors=True)
+            build_tiny_pipeline(folder)
+        print(f"Built in {time.monotonic() - started:.0f} s.", flush=True)
+    return folder.resolve()
+
+
+def prepare_images(args: argparse.Namespace) -> Path:
+    from invokeai_ti.demo import draw_sample_photos
+
+    folder = Path(args.cache_dir).expanduser() / f"images-{args.images}"
+    if args.rebuild or not folder.is_dir() or len(list(folder.iterdir())) != args.images:
+        shutil.rmtree(folder, ignore_errors=True)
+        draw_sample_photos(folder, count=args.images, size=512, seed=7)
+    return folder.resolve()
+
+
+# --------------------------------------------------------------------------------------------
+# Child processes: one training run each, timed from inside
+# --------------------------------------------------------------------------------------------
+
+
+def install_step_recorder(result_path: Path):
+    """Record the wall-clock time after every optimizer step; write them out at exit."""
+    import atexit
+
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    record: dict = {"step_times": [], "child_started": time.time()}
+
+    def after_step(_optimizer, _args, _kwargs) -> None:
+        record["step_times"].append(time.time())
+
+    register_optimizer_step_post_hook(after_step)
+
+    def write() -> None:
+        import resource
+
+        if torch.cuda.is_available():
+            record["cuda_peak_allocated"] = torch.cuda.max_memory_allocated()
+            record["cuda_peak_reserved"] = torch.cuda.max_memory_reserved()
+            record["device"] = torch.cuda.get_device_name(0)
+        record["torch_threads"] = torch.get_num_threads()
+        record["self_maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        result_path.write_text(json.dumps(record), encoding="utf-8")
+
+    atexit.register(write)
+    return record
+
+
+def child_ours(spec: dict) -> None:
+    """Train with invokeai-ti through the same plan_run/run_plan path as the CLI."""
+    from invokeai_ti.device import detect
+    from invokeai_ti.settings import TrainingSettings
+    from invokeai_ti.workflow import plan_run, run_plan
+
+    settings = TrainingSettings(
+        root=Path(spec["root"]),
+        model=spec["model"],
+        train_data_dir=Path(spec["images"]),
+        output_dir=Path(spec["output"]),
+        placeholder_token=PLACEHOLDER,
+        initializer_token=INITIALIZER,
+        resolution=spec["resolution"],
+        train_batch_size=spec["batch"],
+        gradient_accumulation_steps=1,
+        max_train_steps=spec["total_steps"],
+        learning_rate=spec["lr"],
+        scale_lr=False,
+        lr_scheduler="constant",
+        lr_warmup_steps=0,
+        seed=spec["seed"],
+        mixed_precision=spec["precision"],
+        gradient_checkpointing=spec["gradient_checkpointing"],
+        enable_xformers_memory_efficient_attention=spec["xformers"],
+        checkpointing_steps=10**6,
+        save_steps=10**6,
+    )
+    caps = detect()
+    if spec["precision"] == "bf16" and not caps.bf16:
+        # The trainer refuses bf16 where oneDNN reports no native bf16; measure it anyway.
+        caps = dataclasses.replace(caps, bf16=True)
+    run_plan(plan_run(settings, caps), notify=lambda _message: None, show_progress=False)
+
+
+def example_argv(spec: dict) -> list[str]:
+    argv = [
+        spec["example"],
+        f"--pretrained_model_name_or_path={spec['model']}",
+        f"--train_data_dir={spec['images']}",
+        f"--output_dir={spec['output']}",
+        f"--placeholder_token={PLACEHOLDER}",
+        f"--initializer_token={INITIALIZER}",
+        "--learnable_property=object",
+        f"--resolution={spec['resolution']}",
+        f"--train_batch_size={spec['batch']}",
+        "--gradient_accumulation_steps=1",
+        f"--max_train_steps={spec['total_steps']}",
+        f"--learning_rate={spec['lr']}",
+        "--lr_scheduler=constant",
+        "--lr_warmup_steps=0",
+        f"--seed={spec['seed']}",
+        f"--mixed_precision={spec['precision']}",
+        "--checkpointing_steps=1000000",
+        "--save_steps=1000000",
+        "--dataloader_num_workers=0",
+    ]
+    if spec["gradient_checkpointing"]:
+        argv.append("--gradient_checkpointing")
+    if spec["xformers"]:
+        argv.append("--enable_xformers_memory_efficient_attention")
+    return argv
+
+
+def child_example(spec: dict) -> None:
+    """Run the diffusers example as ``__main__``, as ``python textual_inversion.py`` would."""
+    import runpy
+
+    # transformers and diffusers decide at import time whether torchvision is installed (a
+    # find_spec probe) and then import parts of it the stand-in lacks. Importing what the example
+    # uses first, while no torchvision can be found, keeps them on their no-torchvision paths;
+    # only then does the stand-in become importable, for the example's own import.
+    import diffusers  # noqa: F401
+    import transformers  # noqa: F401
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: F401
+    from diffusers.optimization import get_scheduler  # noqa: F401
+    from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
+
+    sys.path.insert(0, spec["shim"])
+    if spec["skip_version_check"]:
+        import diffusers.utils
+
+        diffusers.utils.check_min_version = lambda _version: None
+    sys.argv = example_argv(spec)
+    runpy.run_path(spec["example"], run_name="__main__")
+
+
+def child_main(trainer: str, spec_path: Path, result_path: Path) -> int:
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    install_step_recorder(result_path)
+    {"ours": child_ours, "example": child_example}[trainer](spec)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# The parent: run, collect, summarise
+# --------------------------------------------------------------------------------------------
+
+
+def check_example(path: Path) -> None:
+    source = path.read_text(encoding="utf-8")
+    used = set(re.findall(r"\btransforms\.(\w+)", source))
+    missing = used - SHIMMED_TRANSFORMS
+    other = re.findall(r"^\s*(?:from torchvision[.\w]* import .*|import torchvision.*)$", source, re.M)
+    if missing or any(line.strip() != "from torchvision import transforms" for line in other):
+        raise SystemExit(
+            f"{path} uses torchvision beyond RandomHorizontalFlip ({sorted(missing) or other}); "
+            "extend TORCHVISION_SHIM in benchmarks/bench.py."
+        )
+
+
+def write_shim(folder: Path) -> Path:
+    # No torchvision/__init__.py: a namespace package, so transformers and diffusers, which probe
+    # for an installed torchvision, still find none; ``from torchvision import transforms`` works.
+    transforms = folder / "torchvision" / "transforms"
+    transforms.mkdir(parents=True, exist_ok=True)
+    (transforms / "__init__.py").write_text(TORCHVISION_SHIM, encoding="utf-8")
+    return folder
+
+
+def run_one(trainer: str, spec: dict, work: Path, shim: Path | None, log_dir: Path) -> dict:
+    """Train once in a fresh process; return its step times, startup time and peak memory."""
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{trainer}-", dir=work))
+    spec = dict(spec, root=str(run_dir / "root"), output=str(run_dir / "output"), shim=str(shim) if shim else None)
+    spec_path, result_path = run_dir / "spec.json", run_dir / "result.json"
+    spec_path.write_text(json.dumps(spec), encoding="utf-8")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    env.pop("INVOKEAI_ROOT", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent.parent)] + [p for p in [env.get("PYTHONPATH")] if p])
+    log_path = log_dir / f"{trainer}-{spec['precision']}-{spec['repeat']}.log"
+    command = [sys.executable, str(HERE), "--child", trainer, str(spec_path), str(result_path)]
+    load = os.getloadavg()[0]
+    with open(log_path, "w", encoding="utf-8") as log:
+        started = time.time()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=run_dir)
+        _pid, status, usage = os.wait4(process.pid, 0)
+        ended = time.time()
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0 or not result_path.exists():
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise SystemExit(f"{trainer} run failed (exit {process.returncode}); log {log_path}:\n{tail}")
+    record = json.loads(result_path.read_text(encoding="utf-8"))
+    times = record["step_times"]
+    if len(times) != spec["total_steps"]:
+        raise SystemExit(f"{trainer} made {len(times)} optimizer steps, expected {spec['total_steps']}")
+    durations = [b - a for a, b in zip(times, times[1:])]
+    timed = durations[spec["warmup"] - 1 :] if spec["warmup"] >= 1 else durations
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return {
+        "trainer": trainer,
+        "precision": spec["precision"],
+        "repeat": spec["repeat"],
+        "load_before": load,
+        "first_step_s": times[0] - started,
+        "total_s": ended - started,
+        "step_s": timed,
+        "median_step_s": statistics.median(timed),
+        "peak_rss_bytes": usage.ru_maxrss * 1024,
+        "cuda_peak_allocated": record.get("cuda_peak_allocated"),
+        "cuda_peak_reserved": record.get("cuda_peak_reserved"),
+        "device": record.get("device", "CPU"),
+        "torch_threads": record.get("torch_threads"),
+    }
+
+
+def summarise(runs: list[dict]) -> dict[tuple[str, str], dict]:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["trainer"], run["precision"]), []).append(run)
+    summary = {}
+    for key, group in groups.items():
+        medians = [r["median_step_s"] for r in group]
+        summary[key] = {
+            "repeats": len(group),
+            "median_step_s": statistics.median(medians),
+            "min_step_s": min(medians),
+            "max_step_s": max(medians),
+            "first_step_s": statistics.median(r["first_step_s"] for r in group),
+            "peak_rss_bytes": statistics.median(r["peak_rss_bytes"] for r in group),
+            "cuda_peak_allocated": group[0]["cuda_peak_allocated"]
+            and statistics.median(r["cuda_peak_allocated"] for r in group),
+            "max_load_before": max(r["load_before"] for r in group),
+        }
+    return summary
+
+
+def gib(value: float | None) -> str:
+    return "-" if not value else f"{value / 2**30:.2f} GiB"
+
+
+def markdown(summary: dict[tuple[str, str], dict], cuda: bool) -> str:
+    lines = [
+        "| trainer | precision | s/step (median; min-max of repeats) | steps/s | time to first step | "
+        "peak RSS |" + (" peak CUDA allocated |" if cuda else ""),
+        "|---|---|---|---|---|---|" + ("---|" if cuda else ""),
+    ]
+    for (trainer, precision), s in sorted(summary.items()):
+        name = "invokeai-ti" if trainer == "ours" else "diffusers example"
+        lines.append(
+            f"| {name} | {precision} | {s['median_step_s']:.2f} ({s['min_step_s']:.2f}-{s['max_step_s']:.2f})"
+            f" | {1 / s['median_step_s']:.3f} | {s['first_step_s']:.1f} s | {gib(s['peak_rss_bytes'])} |"
+            + (f" {gib(s['cuda_peak_allocated'])} |" if cuda else "")
+        )
+    ratios = []
+    for precision in sorted({p for _, p in summary}):
+        ours, theirs = summary.get(("ours", precision)), summary.get(("example", precision))
+        if not (ours and theirs):
+            continue
+        speed = theirs["median_step_s"] / ours["median_step_s"]
+        memory = ours["peak_rss_bytes"] / theirs["peak_rss_bytes"]
+        line = (
+            f"- {precision}: invokeai-ti makes {speed:.2f}x the example's steps per second with "
+            f"{memory:.2f}x its peak RSS"
+        )
+        if cuda and ours["cuda_peak_allocated"] and theirs["cuda_peak_allocated"]:
+            line += f" and {ours['cuda_peak_allocated'] / theirs['cuda_peak_allocated']:.2f}x its peak CUDA memory"
+        head = ours["first_step_s"] - theirs["first_step_s"]
+        saved = theirs["median_step_s"] - ours["median_step_s"]
+        if head <= 0:
+            line += f"; its first step also comes {-head:.1f} s sooner, so it is ahead from step 1."
+        elif saved > 0:
+            line += (
+                f"; its first step comes {head:.1f} s later (latent caching), which pays back after "
+                f"{head / saved + 1:.1f} steps."
+            )
+        else:
+            line += f"; its first step comes {head:.1f} s later."
+        ratios.append(line)
+    for trainer in TRAINERS:
+        base = summary.get((trainer, "no"))
+        for precision in ("bf16", "fp16"):
+            other = summary.get((trainer, precision))
+            if base and other:
+                name = "invokeai-ti" if trainer == "ours" else "diffusers example"
+                ratios.append(
+                    f"- {name} {precision} against fp32: {base['median_step_s'] / other['median_step_s']:.2f}x "
+                    f"the steps per second, {other['peak_rss_bytes'] / base['peak_rss_bytes']:.2f}x the peak RSS."
+                )
+    return "\n".join(lines + [""] + ratios)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, avx512_bf16/amx: {'yes' if bf16 else 'no'}, "
+        f"GPU: {gpu}; Python {platform.python_version()}, torch {torch.__version__}"
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--example", type=Path, help="path of diffusers' examples/textual_inversion/textual_inversion.py")
+    parser.add_argument("--trainers", default="ours,example", help="comma list of ours,example (default both)")
+    parser.add_argument("--model", choices=("sd15", "tiny"), default="sd15", help="random-weight model to build and use")
+    parser.add_argument("--model-dir", help="use this diffusers SD folder instead of a built random model")
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="where the built model and images are kept")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the random model and the images")
+    parser.add_argument("--images", type=int, default=5, help="number of generated training photos")
+    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--precisions", default="no", help="comma list of no,bf16,fp16 for every trainer")
+    parser.add_argument("--warmup", type=int, default=2, help="optimizer steps not timed")
+    parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each trainer, interleaved")
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--xformers", action="store_true", help="xFormers attention in both trainers")
+    parser.add_argument(
+        "--skip-version-check",
+        action="store_true",
+        help="let an example that wants a newer diffusers run anyway (patches check_min_version)",
+    )
+    parser.add_argument("--json", type=Path, help="also write every run and the summary here")
+    parser.add_argument("--logs", type=Path, help="keep each run's output in this folder")
+    args = parser.parse_args(argv)
+    args.trainers = [t.strip() for t in args.trainers.split(",") if t.strip()]
+    args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if unknown := set(args.trainers) - set(TRAINERS):
+        parser.error(f"unknown trainers {sorted(unknown)}")
+    if "example" in args.trainers and not args.example:
+        parser.error("--example PATH is needed to run the diffusers example (or pass --trainers ours)")
+    if args.steps < 1 or args.warmup < 1:
+        parser.error("--steps and --warmup must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    shim_dir = None
+    if "example" in args.trainers:
+        args.example = args.example.expanduser().resolve()
+        check_example(args.example)
+    model = prepare_model(args)
+    images = prepare_images(args)
+    work = Path(tempfile.mkdtemp(prefix="invokeai-ti-bench-"))
+    log_dir = args.logs or work / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    if "example" in args.trainers:
+        shim_dir = write_shim(work / "shim")
+    base = {
+        "model": str(model),
+        "images": str(images),
+        "example": str(args.example) if args.example else None,
+        "resolution": args.resolution,
+        "batch": args.batch,
+        "total_steps": args.warmup + args.steps,
+        "warmup": args.warmup,
+        "lr": args.lr,
+        "seed": args.seed,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "xformers": args.xformers,
+        "skip_version_check": args.skip_version_check,
+    }
+    print(f"Machine: {machine()}", flush=True)
+    runs = []
+    try:
+        for repeat in range(args.repeats):
+            for precision in args.precisions:
+                for trainer in args.trainers:
+                    spec = dict(base, precision=precision, repeat=repeat)
+                    run = run_one(trainer, spec, work, shim_dir, log_dir)
+                    runs.append(run)
+                    print(
+                        f"[{repeat + 1}/{args.repeats}] {trainer:7s} {precision:4s} "
+                        f"median {run['median_step_s']:.3f} s/step, first step {run['first_step_s']:.1f} s, "
+                        f"peak RSS {gib(run['peak_rss_bytes'])}, load before {run['load_before']:.2f}",
+                        flush=True,
+                    )
+    finally:
+        if not args.logs:
+            shutil.rmtree(work, ignore_errors=True)
+    summary = summarise(runs)
+    cuda = any(r["cuda_peak_allocated"] for r in runs)
+    table = markdown(summary, cuda)
+    print()
+    print(
+        f"Model {args.model_dir or args.model}, {args.resolution} px, batch {args.batch}, "
+        f"{args.warmup} warm-up + {args.steps} timed steps, {args.repeats} repeats"
+        + (", gradient checkpointing" if args.gradient_checkpointing else "")
+    )
+    print(table)
+    result = {
+        "machine": machine(),
+        "argv": sys.argv[1:] if argv is None else list(argv),
+        "runs": runs,
+        "summary": [{"trainer": t, "precision": p, **s} for (t, p), s in summary.items()],
+        "table": table,
+    }
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return result
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        sys.exit(child_main(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])))
+    main()

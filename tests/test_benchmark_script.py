@@ -1,0 +1,71 @@
+"""benchmarks/bench.py keeps working: two steps of our trainer on the tiny model, timed in a child.
+
+The diffusers example is not part of this project, so only our trainer runs here; the example's
+side is exercised by hand with ``--example`` (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("invokeai_ti_bench", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_times_our_trainer_on_the_tiny_model(tiny_model, tmp_path):
+    bench = load_bench()
+    out = tmp_path / "result.json"
+    result = bench.main([
+        "--trainers=ours", f"--model-dir={tiny_model}", f"--cache-dir={tmp_path / 'cache'}",
+        "--images=2", "--resolution=64", "--batch=1", "--warmup=1", "--steps=1", "--repeats=1",
+        f"--json={out}",
+    ])
+    (run,) = result["runs"]
+    assert run["trainer"] == "ours" and run["precision"] == "no"
+    assert len(run["step_s"]) == 1 and run["median_step_s"] > 0
+    assert 0 < run["first_step_s"] < run["total_s"]
+    assert run["peak_rss_bytes"] > 50 * 2**20
+    assert "invokeai-ti" in result["table"]
+    assert json.loads(out.read_text())["summary"][0]["repeats"] == 1
+
+
+def test_torchvision_stand_in_covers_what_the_example_uses(tmp_path):
+    bench = load_bench()
+    example = tmp_path / "textual_inversion.py"
+    example.write_text("from torchvision import transforms\nf = transforms.RandomHorizontalFlip(p=0.5)\n")
+    bench.check_example(example)
+    example.write_text("from torchvision import transforms\nf = transforms.CenterCrop(8)\n")
+    with pytest.raises(SystemExit, match="CenterCrop"):
+        bench.check_example(example)
+
+    import sys
+
+    from PIL import Image
+
+    shim = bench.write_shim(tmp_path / "shim")
+    sys.path.insert(0, str(shim))
+    try:
+        import torch
+
+        namespace = {}
+        exec(bench.TORCHVISION_SHIM, namespace)
+        image = Image.new("RGB", (2, 1))
+        image.putpixel((0, 0), (255, 0, 0))
+        torch.manual_seed(0)
+        flips = [namespace["RandomHorizontalFlip"](p=1.0)(image).getpixel((1, 0)) for _ in range(2)]
+        assert flips == [(255, 0, 0)] * 2
+        assert namespace["RandomHorizontalFlip"](p=0.0)(image).getpixel((0, 0)) == (255, 0, 0)
+        assert (shim / "torchvision" / "transforms" / "__init__.py").exists()
+        assert not (shim / "torchvision" / "__init__.py").exists()
+    finally:
+        sys.path.remove(str(shim))
