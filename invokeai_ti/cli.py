@@ -114,6 +114,8 @@ def _bool_default(f: dataclasses.Field) -> str:
 
 
 def _metavar(f: dataclasses.Field, kind: type) -> str | None:
+    if "metavar" in f.metadata:
+        return f.metadata["metavar"]
     if f.metadata.get("choices"):
         return "{" + ",".join(map(str, f.metadata["choices"])) + "}"
     return {int: "N", float: "X", Path: "DIR"}.get(kind, "TEXT")

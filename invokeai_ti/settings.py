@@ -139,6 +139,7 @@ class TrainingSettings:
         "continue from an existing embedding file (diffusers .bin/.safetensors, A1111 .pt or "
         "emb_params)",
         group="token",
+        metavar="FILE",
     )
     # Checkpoints
     checkpointing_steps: int = setting(
