@@ -9,6 +9,8 @@ nobody mistakes it for a real one.
 from __future__ import annotations
 
 import random
+import shutil
+import sys
 from pathlib import Path
 
 import yaml
@@ -100,6 +102,14 @@ def demo_settings(root: Path) -> TrainingSettings:
     )
 
 
+def command_name() -> str:
+    """The command as the user can type it: the full path when its environment is not active."""
+    installed = Path(sys.executable).parent / "invokeai-ti"
+    if installed.exists() and shutil.which("invokeai-ti") != str(installed):
+        return str(installed)
+    return "invokeai-ti"
+
+
 def run_demo(root: Path | None) -> int:
     from .workflow import plan_run, run_plan
 
@@ -112,5 +122,5 @@ def run_demo(root: Path | None) -> int:
     print(f"Training files are in {plan.output_dir}.")
     print(f"The embedding is installed at {outcome.installed}.")
     print("The demo model has random weights, so the embedding shows the flow, not a real result.")
-    print(f"Open the form on this root with:  invokeai-ti --gui --root {layout.root}")
+    print(f"Open the form on this root with:  {command_name()} --gui --root {layout.root}")
     return 0
