@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from invokeai_ti.cli import main
 from invokeai_ti.settings import TrainingSettings
 from invokeai_ti.trainer import LatentCache, Trainer
-from invokeai_ti.workflow import plan_run, run_plan
+from invokeai_ti.workflow import plan_run
 
 FAST = ["--resolution=64", "--train_batch_size=2", "--gradient_accumulation_steps=1", "--mixed_precision=no"]
 
