@@ -1,8 +1,10 @@
 """One training per output folder at a time.
 
 Two runs writing the same checkpoints and embedding would interleave their files. The lock is a
-small file naming the owning process; a lock whose process is gone (killed, crashed, machine
-rebooted) is recognised as stale and cleared, so a SIGKILL never blocks the next run.
+kernel file lock (``filelock``): the kernel releases it when the process dies however it dies, so
+a SIGKILL never blocks the next run and two runs can never both take it. Beside it, a small file
+names the owner, so a refused run can say who holds the folder and the next run can say that an
+earlier one was killed.
 """
 
 from __future__ import annotations
@@ -12,68 +14,51 @@ import os
 import socket
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from .errors import UserError
 
 LOCK_NAME = ".training.lock"
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
+OWNER_NAME = ".training.owner"
 
 
 class OutputLock:
     def __init__(self, folder: Path) -> None:
         self.path = folder / LOCK_NAME
-        self.held = False
+        self.owner_path = folder / OWNER_NAME
+        self.lock = FileLock(str(self.path), thread_local=False)
+
+    @property
+    def held(self) -> bool:
+        return self.lock.is_locked
 
     def acquire(self) -> str | None:
-        """Take the lock; returns a note when a stale lock was cleared on the way."""
+        """Take the lock; returns a note when an earlier run had died holding it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            owner = self._owner() or {}
+            raise UserError(
+                f"Another training (process {owner.get('pid', 'unknown')} on "
+                f"{owner.get('host', 'this machine')}) is writing to {self.path.parent}; wait for it "
+                "to finish or choose another output folder."
+            ) from None
         note = None
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                if owner is not None and self._is_live(owner):
-                    raise UserError(
-                        f"Another training (process {owner.get('pid')} on {owner.get('host')}) is "
-                        f"writing to {self.path.parent}; wait for it to finish or choose another "
-                        f"output folder (if no training is running, delete {self.path})."
-                    ) from None
-                self.path.unlink(missing_ok=True)
-                pid = owner.get("pid") if owner else "unknown"
-                note = f"Cleared a lock left by process {pid}, which is no longer running."
-                continue
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump({"pid": os.getpid(), "host": socket.gethostname()}, handle)
-            self.held = True
-            return note
-        raise UserError(f"Could not lock {self.path.parent}; delete {self.path} and run again.")
+        previous = self._owner()
+        if previous is not None:
+            note = f"Cleared a lock left by process {previous.get('pid', 'unknown')}, which is no longer running."
+        self.owner_path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}), encoding="utf-8")
+        return note
 
     def release(self) -> None:
         if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
+            self.owner_path.unlink(missing_ok=True)
+            self.lock.release()
 
     def _owner(self) -> dict | None:
         try:
-            owner = json.loads(self.path.read_text(encoding="utf-8"))
+            owner = json.loads(self.owner_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         return owner if isinstance(owner, dict) else None
-
-    @staticmethod
-    def _is_live(owner: dict) -> bool:
-        if owner.get("host") != socket.gethostname():
-            return True
-        pid = owner.get("pid")
-        return isinstance(pid, int) and process_alive(pid)
