@@ -90,7 +90,6 @@ STYLE_TEMPLATES: tuple[str, ...] = (
 
 _TEMPLATES = {"object": OBJECT_TEMPLATES, "style": STYLE_TEMPLATES}
 _SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
-_pillow_globals = threading.Lock()
 
 
 class _Unusable(Exception):
@@ -255,23 +254,45 @@ def _unusable_reason(path: Path) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _pillow_for_our_files() -> Iterator[None]:
+class _PillowForOurFiles:
     """Lift Pillow's decompression-bomb limit and metadata chatter for our own reads only.
 
     The limit guards servers against hostile uploads; here the files are the user's own photos,
     and a 108-megapixel phone picture trips it. MAX_DECODED_PIXELS replaces it. Warnings such as
     "Possibly corrupt EXIF data" name nothing the user can act on. Both settings are
-    process-wide, hence the lock, and both are restored on the way out.
+    process-wide: the first reader in lifts them and the last one out restores them, and the lock
+    guards only that count, so decoding threads run side by side.
     """
-    with _pillow_globals, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module=r"PIL\.")
-        saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._readers = 0
+        self._saved_limit: int | None = None
+        self._saved_filters: list = []
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._readers == 0:
+                self._saved_limit = Image.MAX_IMAGE_PIXELS
+                self._saved_filters = list(warnings.filters)
+                Image.MAX_IMAGE_PIXELS = None
+                warnings.filterwarnings("ignore", module=r"PIL\.")
+            self._readers += 1
         try:
             yield
         finally:
-            Image.MAX_IMAGE_PIXELS = saved
+            with self._lock:
+                self._readers -= 1
+                if self._readers == 0:
+                    Image.MAX_IMAGE_PIXELS = self._saved_limit
+                    # In place and with the cache invalidated, as catch_warnings restores them:
+                    # the C module holds this list.
+                    warnings.filters[:] = self._saved_filters
+                    getattr(warnings, "_filters_mutated", lambda: None)()
+
+
+_pillow_for_our_files = _PillowForOurFiles()
 
 
 def _read_rgb(path: Path, at_least: int) -> Image.Image:

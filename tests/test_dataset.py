@@ -560,3 +560,29 @@ def test_caption_puts_the_token_in_the_template():
 def test_an_unknown_learnable_property_is_a_programming_error():
     with pytest.raises(ValueError, match="object or style"):
         templates_for("person")
+
+
+def test_decoding_threads_read_side_by_side_and_pillow_settings_come_back():
+    """--dataloader_num_workers threads must not queue behind one lock for the whole decode."""
+    import threading
+
+    limit = Image.MAX_IMAGE_PIXELS
+    filters = list(warnings.filters)
+    both_inside = threading.Barrier(2, timeout=10)
+    failures: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            with dataset._pillow_for_our_files():
+                assert Image.MAX_IMAGE_PIXELS is None
+                both_inside.wait()
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, "a second reader could not enter while the first was decoding"
+    assert Image.MAX_IMAGE_PIXELS == limit and warnings.filters == filters
