@@ -130,24 +130,6 @@ def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
     return dataclasses.replace(TrainingSettings(), **typed_flags(args))
 
 
-def settings_to_argv(settings: TrainingSettings) -> list[str]:
-    """The flags that make ``invokeai-ti`` train with exactly ``settings``.
-
-    The form uses it to start a distributed run through ``accelerate launch``; parsing the
-    result gives back the same settings.
-    """
-    argv = []
-    for f in dataclasses.fields(TrainingSettings):
-        value = getattr(settings, f.name)
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            argv.append(f"--{f.name}" if value else f"--no-{f.name}")
-        else:
-            argv.append(f"--{f.name}={value}")
-    return argv
-
-
 def train_headless(settings: TrainingSettings) -> int:
     from .workflow import plan_run, run_plan
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from .cli import settings_to_argv
+from .settings import settings_to_argv
 from .workflow import RunPlan
 
 
