@@ -15,6 +15,8 @@ import torch
 
 from .quiet import quiet_imports
 
+BATCH_8_MEMORY = 12 * 10**9
+
 
 @dataclass(frozen=True)
 class DeviceCaps:
@@ -28,6 +30,9 @@ class DeviceCaps:
     xformers: bool
     xformers_reason: str
     device_names: tuple[str, ...] = ()
+    memory_bytes: int = 0
+    sdpa_efficient: bool = False
+    sdpa_reason: str = "PyTorch's memory-efficient attention needs a CUDA GPU"
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -46,8 +51,34 @@ class DeviceCaps:
         return "fp16" if self.fp16 else "no"
 
     @property
+    def efficient_attention(self) -> bool:
+        """xFormers or PyTorch's own flash / memory-efficient attention runs on this device."""
+        return self.xformers or self.sdpa_efficient
+
+    @property
     def default_batch_size(self) -> int:
-        return 8 if self.xformers else 3
+        """8 where memory-efficient attention works on a GPU of at least 12 GB, else 3.
+
+        InvokeAI claimed 12 GB for batch 8 with xFormers; its users found 16 GB not always enough
+        without it, so the attention kernel and the memory both have to be there.
+        """
+        big_enough = self.memory_bytes >= BATCH_8_MEMORY
+        return 8 if self.kind == "cuda" and self.efficient_attention and big_enough else 3
+
+    def batch_reason(self) -> str:
+        """Why the batch size defaults the way it does here, for the form."""
+        if self.kind != "cuda":
+            return f"batch size defaults to 3: training runs on the {self.name}"
+        gib = self.memory_bytes / 2**30
+        if not self.efficient_attention:
+            return (
+                f"batch size defaults to 3: no memory-efficient attention works on this GPU "
+                f"({self.sdpa_reason}; {self.xformers_reason})"
+            )
+        kernel = "xFormers" if self.xformers else "PyTorch's memory-efficient attention"
+        if self.memory_bytes < BATCH_8_MEMORY:
+            return f"batch size defaults to 3: {kernel} works but this GPU has {gib:.0f} GB, under 12 GB"
+        return f"batch size defaults to 8: {kernel} works and this GPU has {gib:.0f} GB"
 
     def precision_problem(self, precision: str) -> str | None:
         """Why ``precision`` cannot run here, or None when it can."""
@@ -91,6 +122,25 @@ def probe_xformers(device: torch.device) -> tuple[bool, str]:
     return True, "xFormers works on this GPU"
 
 
+def probe_sdpa(device: torch.device) -> tuple[bool, str]:
+    """Run PyTorch's flash or memory-efficient attention kernel once on ``device``.
+
+    ``scaled_dot_product_attention`` silently falls back to the plain kernel, which holds the
+    whole attention matrix; only forcing the efficient backends proves they run here.
+    """
+    if device.type != "cuda":
+        return False, f"PyTorch's memory-efficient attention needs a CUDA GPU; training runs on the {device.type}"
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        q = torch.randn(1, 8, 64, 40, device=device, dtype=torch.float16)
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]):
+            torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    except Exception as error:
+        return False, f"PyTorch's memory-efficient attention does not run on this GPU ({type(error).__name__})"
+    return True, "PyTorch's memory-efficient attention works on this GPU"
+
+
 def training_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -104,6 +154,7 @@ def detect() -> DeviceCaps:
     device = training_device()
     xformers, reason = probe_xformers(device)
     if device.type == "cuda":
+        sdpa, sdpa_reason = probe_sdpa(device)
         return DeviceCaps(
             kind="cuda",
             name=torch.cuda.get_device_name(0),
@@ -113,6 +164,9 @@ def detect() -> DeviceCaps:
             xformers=xformers,
             xformers_reason=reason,
             device_names=tuple(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())),
+            memory_bytes=torch.cuda.get_device_properties(0).total_memory,
+            sdpa_efficient=sdpa,
+            sdpa_reason=sdpa_reason,
         )
     if device.type == "mps":
         return DeviceCaps("mps", "Apple GPU", 1, True, False, xformers, reason)

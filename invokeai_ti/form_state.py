@@ -52,6 +52,7 @@ FORM_FIELDS = (
     "scale_lr",
     "enable_xformers_memory_efficient_attention",
     "lr_scheduler",
+    "deterministic",
 )
 FOLDER_FIELDS = {"train_data_dir": RootLayout.data_dir, "output_dir": RootLayout.output_dir}
 
@@ -303,11 +304,8 @@ class FormState:
     def xformers_note(self) -> str:
         """Why the box and the batch size default the way they do on this device."""
         if self.caps.xformers:
-            return f"({self.caps.xformers_reason})"
-        return (
-            f"(not available: {self.caps.xformers_reason}; batch size defaults to "
-            f"{self.caps.default_batch_size})"
-        )
+            return f"({self.caps.xformers_reason}; {self.caps.batch_reason()})"
+        return f"(not available: {self.caps.xformers_reason}; {self.caps.batch_reason()})"
 
     def help_lines(self, width: int) -> list[str]:
         return textwrap.wrap(HELP_LINE, width) + [

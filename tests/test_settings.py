@@ -11,7 +11,8 @@ from invokeai_ti.device import DeviceCaps
 from invokeai_ti.settings import TrainingSettings, bare_trigger
 
 CPU = DeviceCaps("cpu", "CPU", 1, fp16=False, bf16=True, xformers=False, xformers_reason="not installed")
-GPU_WITH_XFORMERS = DeviceCaps("cuda", "GPU", 1, fp16=True, bf16=True, xformers=True, xformers_reason="works")
+GPU_WITH_XFORMERS = DeviceCaps("cuda", "GPU", 1, fp16=True, bf16=True, xformers=True, xformers_reason="works",
+                               memory_bytes=24 * 10**9)
 GPU_WITHOUT_XFORMERS = dataclasses.replace(GPU_WITH_XFORMERS, xformers=False)
 
 
@@ -29,9 +30,13 @@ def test_defaults_are_the_forms_defaults_not_invokeai_cli_ones():
     assert (s.adam_beta1, s.adam_beta2, s.adam_weight_decay, s.adam_epsilon) == (0.9, 0.999, 1e-2, 1e-8)
 
 
-def test_batch_size_is_8_only_when_xformers_works():
+def test_batch_size_is_8_only_when_efficient_attention_works_on_a_12_gb_gpu():
     assert TrainingSettings().resolve_device_defaults(GPU_WITH_XFORMERS).train_batch_size == 8
     assert TrainingSettings().resolve_device_defaults(GPU_WITHOUT_XFORMERS).train_batch_size == 3
+    with_sdpa = dataclasses.replace(GPU_WITHOUT_XFORMERS, sdpa_efficient=True)
+    assert TrainingSettings().resolve_device_defaults(with_sdpa).train_batch_size == 8
+    small = dataclasses.replace(with_sdpa, memory_bytes=8 * 10**9)
+    assert TrainingSettings().resolve_device_defaults(small).train_batch_size == 3
     assert TrainingSettings().resolve_device_defaults(CPU).train_batch_size == 3
 
 
@@ -112,3 +117,10 @@ def test_bf16_on_a_cpu_without_bf16_instructions_is_refused_as_far_slower():
     message = no_bf16.precision_problem("bf16")
     assert message and "no bf16 instructions" in message and "choose no" in message
     assert CPU.precision_problem("bf16") is None
+
+
+def test_compiling_is_on_by_default_only_for_cuda_runs_long_enough_to_pay_it_back():
+    assert TrainingSettings().resolve_device_defaults(GPU_WITH_XFORMERS).compile is True
+    assert TrainingSettings(max_train_steps=500).resolve_device_defaults(GPU_WITH_XFORMERS).compile is False
+    assert TrainingSettings().resolve_device_defaults(CPU).compile is False
+    assert TrainingSettings(compile=True).resolve_device_defaults(CPU).compile is True
