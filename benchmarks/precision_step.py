@@ -22,7 +22,7 @@ import torch
 
 def time_steps(model_dir: Path, resolution: int, precision: str, steps: int) -> list[float]:
     from invokeai_ti.quiet import quiet_imports, quiet_library_progress
-    from invokeai_ti.trainer import ExtendedEmbedding
+    from invokeai_ti.training import ExtendedEmbedding
 
     with quiet_imports():
         from diffusers import UNet2DConditionModel

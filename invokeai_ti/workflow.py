@@ -20,7 +20,7 @@ from .models import ModelInfo, find_model
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports, quiet_library_progress
 from .settings import TrainingSettings, trigger_problem
-from .trainer import Notify, Trainer, TrainingResult, new_tokens, token_problems
+from .training import Notify, Trainer, TrainingResult, new_tokens, token_problems
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = Tru
     )
     result = trainer.run()
     installed = None
-    if trainer.main:
+    if result.main_process:
         installed = install_embedding(
             plan.layout.embedding_dir(plan.settings.trigger), result.token, result.vectors
         )

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from invokeai_ti.cli import main
 from invokeai_ti.settings import TrainingSettings
-from invokeai_ti.trainer import LatentCache, Trainer
+from invokeai_ti.training import LatentCache, Trainer
 from invokeai_ti.workflow import plan_run
 
 FAST = ["--resolution=64", "--train_batch_size=2", "--gradient_accumulation_steps=1", "--mixed_precision=no"]
@@ -69,6 +69,7 @@ def train(root: Path, **changes) -> tuple[Trainer, torch.Tensor]:
     values = dict(
         root=root, model="stable-diffusion-1.5", placeholder_token="psychedelic", max_train_steps=3,
         train_batch_size=2, gradient_accumulation_steps=1, seed=3, mixed_precision="no",
+        deterministic=torch.cuda.is_available(),
     )
     settings = TrainingSettings(**(values | changes))
     plan = plan_run(settings)
@@ -82,11 +83,11 @@ def test_original_embedding_rows_are_bit_identical_after_training(make_root, tin
 
     trainer, vectors = train(make_root(), learning_rate=0.05)
     before = CLIPTextModel.from_pretrained(str(tiny_model / "text_encoder")).get_input_embeddings().weight
-    after = trainer.text_encoder.get_input_embeddings().original.weight
+    after = trainer.loaded.text_encoder.get_input_embeddings().original.weight.cpu()
     assert torch.equal(before, after)
-    star = before[trainer.tokenizer.convert_tokens_to_ids("*</w>")]
+    star = before[trainer.loaded.tokenizer.convert_tokens_to_ids("*</w>")]
     assert not torch.allclose(vectors[0], star), "the new vector should have moved from its initializer"
-    assert [p for p in trainer.text_encoder.parameters() if p.requires_grad] == [trainer.vectors]
+    assert [p for p in trainer.loaded.text_encoder.parameters() if p.requires_grad] == [trainer.loaded.vectors]
 
 
 def test_same_seed_gives_the_same_embedding_and_another_seed_does_not(make_root):
@@ -113,7 +114,7 @@ def test_cached_latent_distribution_samples_like_encoding_every_step(make_root):
 
     root = make_root()
     trainer, _ = train(root)
-    cache: LatentCache = trainer.cache
+    cache: LatentCache = trainer.loaded.cache
     vae = AutoencoderKL.from_pretrained(str(root / "models" / "diffusers" / "stable-diffusion-1.5" / "vae"))
     first = scan_images(root / "text-inversion-training-data" / "psychedelic").images[0]
     pixels = image_to_tensor(load_image(first, 64, False)).unsqueeze(0)

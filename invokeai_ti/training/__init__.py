@@ -1,0 +1,22 @@
+"""Training a Textual Inversion embedding, one module per job.
+
+``trainer`` runs a whole training; ``loading`` brings in the model's parts, ``family`` says what
+differs between model families, ``tokens`` adds the trigger's vectors, ``latents`` caches the
+images' latents, ``plan`` draws every sample from the seed, ``step`` is one optimizer step's
+passes, ``loop`` runs the steps and saves along the way, and ``guard`` turns interruptions and
+failures into sentences without losing work.
+"""
+
+from .latents import LatentCache
+from .tokens import ExtendedEmbedding, new_tokens, token_problems
+from .trainer import Notify, Trainer, TrainingResult
+
+__all__ = [
+    "ExtendedEmbedding",
+    "LatentCache",
+    "Notify",
+    "Trainer",
+    "TrainingResult",
+    "new_tokens",
+    "token_problems",
+]

@@ -1,0 +1,53 @@
+"""The latent cache: each image and its mirror image go through the VAE encoder once.
+
+The latent *distribution* (mean and standard deviation) is kept and a fresh latent is sampled from
+it every step, which is exactly what encoding the same pixels again would give. The encoder is
+then freed, so it is not in memory while the UNet trains.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..dataset import flipped, image_to_tensor, load_image
+
+
+@dataclass
+class LatentCache:
+    """Latent distributions of every image, indexed [image, mirrored]."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def sample(self, image: int, mirrored: int, generator: torch.Generator) -> torch.Tensor:
+        mean = self.mean[image, mirrored]
+        eps = torch.randn(mean.shape, generator=generator, dtype=torch.float32)
+        return mean + self.std[image, mirrored] * eps.to(mean.device)
+
+
+@torch.no_grad()
+def cache_latents(
+    images: list[Path],
+    vae,
+    *,
+    resolution: int,
+    center_crop: bool,
+    workers: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> LatentCache:
+    """Encode every image and its mirror; decoding runs in ``workers`` threads beside the VAE."""
+    means, stds = [], []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        decoded = pool.map(lambda path: load_image(path, resolution, center_crop), images)
+        for image in decoded:
+            pixels = torch.stack([image_to_tensor(image), image_to_tensor(flipped(image))])
+            dist = vae.encode(pixels.to(device, dtype)).latent_dist
+            means.append(dist.mean.float())
+            stds.append(dist.std.float())
+    scale = vae.config.scaling_factor
+    return LatentCache(torch.stack(means) * scale, torch.stack(stds) * scale)

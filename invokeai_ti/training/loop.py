@@ -1,0 +1,168 @@
+"""The loop: steps, the processes agreeing on each one, and the files written along the way."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..checkpoints import RunShape, write_checkpoint
+from ..embeddings import EMBEDDING_NAME, save_embedding_pair
+from ..errors import TrainingInterrupted, UserError
+from ..settings import TrainingSettings
+from .guard import StopRequest, interrupted_message, nan_message, out_of_memory_message
+from .losslog import LossLog
+from .state import TrainingState
+from .step import TrainingStep, largest_divisor_at_most
+
+Notify = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """This process's place in the run."""
+
+    processes: int
+    rank: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+class TrainingLoop:
+    def __init__(
+        self,
+        *,
+        settings: TrainingSettings,
+        output_dir: Path,
+        state: TrainingState,
+        step: TrainingStep,
+        shape: RunShape,
+        seed: int,
+        topology: Topology,
+        tracker,
+        notify: Notify,
+        show_progress: bool,
+    ) -> None:
+        self.settings = settings
+        self.output_dir = output_dir
+        self.state = state
+        self.step_unit = step
+        self.shape = shape
+        self.seed = seed
+        self.topology = topology
+        self.tracker = tracker
+        self.notify = notify
+        self.show_progress = show_progress
+        self.last_loss: float | None = None
+
+    def save_embedding(self, stem: str) -> None:
+        save_embedding_pair(self.output_dir, stem, self.settings.token, self.state.vectors)
+
+    def save_checkpoint(self, step: int) -> None:
+        write_checkpoint(
+            self.output_dir,
+            step=step,
+            seed=self.seed,
+            shape=self.shape,
+            vectors=self.state.vectors,
+            optimizer=self.state.optimizer,
+            lr_scheduler=self.state.lr_scheduler,
+            grad_scaler=self.state.grad_scaler,
+            keep=self.settings.checkpoints_total_limit,
+        )
+
+    def agree(self, step_loss: torch.Tensor, stop: bool) -> tuple[float, bool]:
+        """Average gradients and loss over the processes, and stop together if any must stop.
+
+        One process can receive SIGTERM alone; if it left without the others they would wait
+        for it forever in the next all-reduce.
+        """
+        processes = self.topology.processes
+        if processes == 1:
+            return float(step_loss), stop
+        vectors = self.state.vectors
+        torch.distributed.all_reduce(vectors.grad)
+        vectors.grad /= processes
+        shared = torch.stack([step_loss.float(), torch.tensor(float(stop), device=step_loss.device)])
+        torch.distributed.all_reduce(shared)
+        return float(shared[0]) / processes, bool(shared[1] > 0)
+
+    def run(self, start_step: int, total_steps: int) -> int:
+        """Train from ``start_step`` to ``total_steps``; returns the last step reached."""
+        from tqdm.auto import tqdm
+
+        s = self.settings
+        main = self.topology.main
+        progress = tqdm(
+            total=total_steps, initial=start_step, disable=not (main and self.show_progress),
+            unit="step", dynamic_ncols=True, desc=f"Training {s.token}",
+        )
+        log = LossLog(self.output_dir / "loss_log.csv", start_step) if main else None
+        stop = StopRequest()
+        step = start_step
+        started = time.monotonic()
+        try:
+            with stop.installed():
+                while step < total_steps:
+                    self.state.optimizer.zero_grad(set_to_none=True)
+                    step_loss = self.forward_backward(step)
+                    loss_value, stopping = self.agree(step_loss, stop.requested is not None)
+                    if not math.isfinite(loss_value):
+                        raise UserError(nan_message(step + 1, s.mixed_precision))
+                    rate = self.state.apply_gradients()
+                    if not torch.isfinite(self.state.vectors).all():
+                        raise UserError(nan_message(step + 1, s.mixed_precision))
+                    step += 1
+                    self.last_loss = loss_value
+                    if not main:
+                        if stopping and step < total_steps:
+                            raise TrainingInterrupted(interrupted_message(stop.requested, step, total_steps))
+                        continue
+                    log.write(step, loss_value, rate, time.monotonic() - started)
+                    if self.tracker is not None:
+                        self.tracker.log({"loss": loss_value, "lr": rate}, step=step)
+                    progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{rate:.2e}", refresh=False)
+                    progress.update(1)
+                    if step >= total_steps:
+                        break
+                    if step % s.save_steps == 0:
+                        self.save_embedding(f"{EMBEDDING_NAME}-steps-{step}")
+                    if step % s.checkpointing_steps == 0 or stopping:
+                        self.save_checkpoint(step)
+                    if stopping:
+                        self.save_embedding(EMBEDDING_NAME)
+                        raise TrainingInterrupted(interrupted_message(stop.requested, step, total_steps))
+        finally:
+            progress.close()
+            if log:
+                log.close()
+        return step
+
+    def forward_backward(self, step: int) -> torch.Tensor:
+        """The step's passes; running out of memory keeps the work so far and says what fits."""
+        unit = self.step_unit
+        while True:
+            try:
+                return unit(step)
+            except torch.OutOfMemoryError:
+                self.state.optimizer.zero_grad(set_to_none=True)
+                if unit.fold == 1:
+                    break
+                unit.fold = largest_divisor_at_most(unit.accumulation, unit.fold // 2)
+                if self.topology.main:
+                    self.notify(f"Memory is short: now {unit.fold} micro-batch(es) per forward pass.")
+        fits = unit.largest_batch_that_fits()
+        if self.topology.main and step > 0:
+            self.save_checkpoint(step)
+            self.save_embedding(EMBEDDING_NAME)
+        raise UserError(out_of_memory_message(
+            step=step, batch=unit.batch, fold=unit.fold, resolution=self.shape.resolution,
+            fits=fits, device="GPU" if unit.device.type == "cuda" else unit.device.type.upper(),
+            checkpointing=self.settings.gradient_checkpointing,
+        ))

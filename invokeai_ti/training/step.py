@@ -1,0 +1,200 @@
+"""One optimizer step's forward and backward passes: the unit where GPU speed is won or lost.
+
+The step's accumulated micro-batches are *folded*: as many as fit in memory go through the UNet
+in one forward pass. The gradient is the same sum of micro-batch mean losses divided by the
+accumulation steps; only the order of floating-point additions differs. Captions are tokenised
+once per template at start, so the step touches no tokenizer and no Python string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+from .latents import LatentCache
+from .plan import SamplePlan
+
+Notify = Callable[[str], None]
+
+
+def largest_divisor_at_most(n: int, limit: int) -> int:
+    """Folds divide the accumulation steps evenly, so every forward has the same shape."""
+    return max(d for d in range(1, n + 1) if n % d == 0 and d <= max(1, limit))
+
+
+def fold_that_fits(*, accumulation: int, bytes_per_micro_batch: int, budget_bytes: int) -> int:
+    """How many micro-batches one forward may carry within ``budget_bytes`` of activations."""
+    if bytes_per_micro_batch <= 0:
+        return accumulation
+    return largest_divisor_at_most(accumulation, budget_bytes // bytes_per_micro_batch)
+
+
+class TrainingStep:
+    """Runs the forward and backward passes of one optimizer step on this process."""
+
+    def __init__(
+        self,
+        *,
+        family,
+        text_encoders: list,
+        unet,
+        noise_scheduler,
+        plan: SamplePlan,
+        cache: LatentCache,
+        caption_ids: list[torch.Tensor],
+        vectors: torch.nn.Parameter,
+        batch: int,
+        accumulation: int,
+        processes: int,
+        rank: int,
+        weight_dtype: torch.dtype,
+        grad_scaler: torch.amp.GradScaler | None,
+        device: torch.device,
+        notify: Notify,
+    ) -> None:
+        self.family = family
+        self.text_encoders = text_encoders
+        self.eager_unet = unet
+        self.unet = unet
+        self.noise_scheduler = noise_scheduler
+        self.plan = plan
+        self.cache = cache
+        self.caption_ids = caption_ids
+        self.vectors = vectors
+        self.batch = batch
+        self.accumulation = accumulation
+        self.processes = processes
+        self.rank = rank
+        self.weight_dtype = weight_dtype
+        self.grad_scaler = grad_scaler
+        self.device = device
+        self.notify = notify
+        self.fold = 1
+        self.compiled = False
+        self.v_prediction = noise_scheduler.config.prediction_type == "v_prediction"
+
+    # Which samples ------------------------------------------------------------------------
+
+    def samples_per_step(self) -> int:
+        return self.batch * self.processes * self.accumulation
+
+    def micro_batch(self, step: int, micro: int) -> list[int]:
+        """Sample numbers of this process's ``micro``-th micro-batch of ``step``.
+
+        Processes interleave per micro-batch, so N processes at batch B see the samples one
+        process at N x B would.
+        """
+        first = step * self.samples_per_step() + (micro * self.processes + self.rank) * self.batch
+        return list(range(first, first + self.batch))
+
+    def chunks(self, step: int) -> list[list[int]]:
+        micros = [self.micro_batch(step, m) for m in range(self.accumulation)]
+        return [sum(micros[i : i + self.fold], []) for i in range(0, self.accumulation, self.fold)]
+
+    # The passes ---------------------------------------------------------------------------
+
+    def loss(self, numbers: list[int]) -> torch.Tensor:
+        """Mean squared error of the noise (or velocity) prediction over these samples."""
+        batch = self.plan.batch(numbers, self.cache)
+        ids = [table[batch.templates] for table in self.caption_ids]
+        noisy = self.noise_scheduler.add_noise(batch.latents, batch.noise, batch.timesteps)
+        if self.v_prediction:
+            target = self.noise_scheduler.get_velocity(batch.latents, batch.noise, batch.timesteps)
+        else:
+            target = batch.noise
+        # The text encoder keeps autocast (its layer norms and softmax want fp32); the frozen UNet
+        # runs in the training precision without it, which keeps no fp32 activation copies.
+        with torch.autocast(self.device.type, dtype=self.weight_dtype,
+                            enabled=self.weight_dtype != torch.float32):
+            conditioning = self.family.conditioning(self.text_encoders, ids)
+        conditioning = {k: v.to(self.weight_dtype) for k, v in conditioning.items()}
+        prediction = self.unet(noisy.to(self.weight_dtype), batch.timesteps, **conditioning).sample
+        return F.mse_loss(prediction.float(), target.float())
+
+    def passes(self, step: int) -> torch.Tensor:
+        total = torch.zeros((), device=self.device)
+        for numbers in self.chunks(step):
+            micros = len(numbers) // self.batch
+            loss = self.loss(numbers) * micros / self.accumulation
+            (self.grad_scaler.scale(loss) if self.grad_scaler is not None else loss).backward()
+            total += loss.detach()
+        return total
+
+    def __call__(self, step: int) -> torch.Tensor:
+        """Accumulate the step's gradient in the vectors; returns the step's loss (on device)."""
+        try:
+            return self.passes(step)
+        except (torch.OutOfMemoryError, UserError, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            if not self.compiled:
+                raise
+            self.notify(
+                f"Compiling the UNet failed ({type(error).__name__}: {str(error)[:120]}); "
+                "training goes on without compiling."
+            )
+            self.unet, self.compiled = self.eager_unet, False
+            self.vectors.grad = None
+            return self.passes(step)
+
+    # Speed-ups chosen at start ------------------------------------------------------------
+
+    def compile(self) -> None:
+        """Capture the UNet (CUDA graphs on a GPU); a failure here or later falls back to eager."""
+        from ..paths import compile_cache_dir
+
+        compile_cache_dir()
+        mode = "reduce-overhead" if self.device.type == "cuda" else "default"
+        try:
+            self.unet = torch.compile(self.eager_unet, mode=mode, dynamic=False)
+        except Exception as error:
+            self.notify(f"The UNet cannot be compiled here ({type(error).__name__}); training without compiling.")
+            return
+        self.compiled = True
+
+    def measure_fold(self) -> int:
+        """Fold as many micro-batches as fit on this GPU, measured with one real micro-batch.
+
+        The peak memory of one forward and backward at the user's micro-batch, above what the
+        loaded model already holds, is what each further micro-batch in a fold costs. A tenth of
+        the card is left free for the allocator's fragmentation and the optimizer step.
+        """
+        if self.device.type != "cuda" or self.accumulation == 1:
+            return self.fold
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        held = torch.cuda.memory_allocated(self.device)
+        loss = self.loss(self.micro_batch(0, 0))
+        loss.backward()
+        self.vectors.grad = None
+        del loss
+        peak = torch.cuda.max_memory_allocated(self.device) - held
+        total = torch.cuda.get_device_properties(self.device).total_memory
+        self.fold = fold_that_fits(
+            accumulation=self.accumulation,
+            bytes_per_micro_batch=peak,
+            budget_bytes=int(total * 0.9) - held,
+        )
+        torch.cuda.empty_cache()
+        return self.fold
+
+    def largest_batch_that_fits(self) -> int:
+        """After running out of memory: the largest micro-batch, halving, whose step runs here."""
+        size = self.batch * self.fold
+        while size > 1:
+            size //= 2
+            self.vectors.grad = None
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            try:
+                loss = self.loss(list(range(size)))
+                loss.backward()
+                return size
+            except torch.OutOfMemoryError:
+                continue
+            finally:
+                self.vectors.grad = None
+        return 0

@@ -1,0 +1,177 @@
+"""The optimizer step as a unit: folding micro-batches, compiling, determinism, and running out of memory.
+
+These are the GPU fast path's rules, checked on the CPU with the tiny model: the maths of a folded
+step, the fallbacks, and the sentences. The same behaviours on CUDA are in tests/test_cuda.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from invokeai_ti.cli import main
+from invokeai_ti.device import DeviceCaps
+from invokeai_ti.training.family import StableDiffusionFamily
+from invokeai_ti.training.latents import LatentCache
+from invokeai_ti.training.plan import SamplePlan
+from invokeai_ti.training.step import TrainingStep, fold_that_fits, largest_divisor_at_most
+from invokeai_ti.training.tokens import ExtendedEmbedding, add_tokens, new_tokens
+
+
+@pytest.fixture(scope="module")
+def parts(tiny_model: Path):
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(str(tiny_model / "tokenizer"))
+    text_encoder = CLIPTextModel.from_pretrained(str(tiny_model / "text_encoder")).requires_grad_(False)
+    _, vectors = add_tokens(tokenizer, text_encoder, new_tokens("<t>", 2), "*", None)
+    text_encoder.set_input_embeddings(ExtendedEmbedding(text_encoder.get_input_embeddings(), vectors))
+    unet = UNet2DConditionModel.from_pretrained(str(tiny_model / "unet")).requires_grad_(False)
+    scheduler = DDPMScheduler.from_pretrained(str(tiny_model / "scheduler"))
+    captions = tokenizer(["a photo of <t> <t>_1", "a painting of <t> <t>_1"], padding="max_length",
+                         max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    generator = torch.Generator().manual_seed(0)
+    shape = (3, 2, unet.config.in_channels, 8, 8)
+    cache = LatentCache(torch.randn(shape, generator=generator), torch.rand(shape, generator=generator) * 0.1)
+    return text_encoder, unet, scheduler, captions, cache, vectors
+
+
+def step_unit(parts, *, fold: int, accumulation: int = 4, batch: int = 1) -> TrainingStep:
+    text_encoder, unet, scheduler, captions, cache, vectors = parts
+    unit = TrainingStep(
+        family=StableDiffusionFamily(), text_encoders=[text_encoder], unet=unet, noise_scheduler=scheduler,
+        plan=SamplePlan(5, num_images=3, num_templates=2, num_timesteps=1000), cache=cache,
+        caption_ids=[captions], vectors=vectors, batch=batch, accumulation=accumulation, processes=1,
+        rank=0, weight_dtype=torch.float32, grad_scaler=None, device=torch.device("cpu"), notify=print,
+    )
+    unit.fold = fold
+    return unit
+
+
+def gradient_of_step(unit: TrainingStep, step: int = 3) -> tuple[float, torch.Tensor]:
+    unit.vectors.grad = None
+    loss = unit(step)
+    grad = unit.vectors.grad.clone()
+    unit.vectors.grad = None
+    return float(loss), grad
+
+
+@pytest.mark.parametrize("fold", [2, 4])
+def test_folding_micro_batches_gives_the_gradient_of_running_them_one_at_a_time(parts, fold):
+    """One forward of 4 micro-batches is the same sum of means over the accumulation steps."""
+    loss_one, grad_one = gradient_of_step(step_unit(parts, fold=1))
+    loss_folded, grad_folded = gradient_of_step(step_unit(parts, fold=fold))
+    assert grad_one.abs().max() > 0
+    assert loss_folded == pytest.approx(loss_one, rel=1e-5)
+    assert torch.allclose(grad_folded, grad_one, rtol=1e-4, atol=1e-9)
+
+
+def test_folds_carry_the_same_samples_as_the_micro_batches_they_replace(parts):
+    unfolded = step_unit(parts, fold=1, batch=2).chunks(7)
+    folded = step_unit(parts, fold=2, batch=2).chunks(7)
+    assert [n for chunk in folded for n in chunk] == [n for chunk in unfolded for n in chunk]
+    assert [len(chunk) for chunk in folded] == [4, 4]
+
+
+def test_a_fold_is_the_largest_divisor_of_the_accumulation_that_fits_in_memory():
+    assert fold_that_fits(accumulation=4, bytes_per_micro_batch=100, budget_bytes=1000) == 4
+    assert fold_that_fits(accumulation=4, bytes_per_micro_batch=100, budget_bytes=350) == 2
+    assert fold_that_fits(accumulation=6, bytes_per_micro_batch=100, budget_bytes=500) == 3
+    assert fold_that_fits(accumulation=4, bytes_per_micro_batch=100, budget_bytes=50) == 1
+    assert largest_divisor_at_most(7, 6) == 1
+
+
+def test_the_step_does_not_rebuild_its_inputs_from_text(parts, monkeypatch):
+    """Captions were tokenised at start: a step calls no tokenizer, which would stop CUDA graphs."""
+    from transformers import CLIPTokenizer
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the step tokenised a caption")
+
+    monkeypatch.setattr(CLIPTokenizer, "__call__", refuse)
+    gradient_of_step(step_unit(parts, fold=1))
+
+
+def command(root: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        f"--root={root}", "--model=stable-diffusion-1.5", "--placeholder_token=psychedelic",
+        "--resolution=64", "--train_batch_size=2", "--gradient_accumulation_steps=2",
+        "--mixed_precision=no", "--seed=9", "--max_train_steps=4", f"--output_dir={output}", *extra,
+    ]
+
+
+def vectors_in(output: Path) -> torch.Tensor:
+    return load_file(str(output / "learned_embeds.safetensors"))["<psychedelic>"]
+
+
+def test_a_compile_failure_falls_back_to_eager_with_one_line_and_the_same_result(make_root, tmp_path, monkeypatch, capsys):
+    root = make_root()
+    assert main(command(root, tmp_path / "eager", "--no-compile")) == 0
+
+    def broken_compile(module, **_options):
+        def compiled(*_args, **_kwargs):
+            raise RuntimeError("inductor could not build a kernel")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    capsys.readouterr()
+    assert main(command(root, tmp_path / "compiled", "--compile")) == 0
+    out = capsys.readouterr().out
+    assert out.count("Compiling the UNet failed (RuntimeError: inductor could not build a kernel)") == 1
+    assert torch.equal(vectors_in(tmp_path / "compiled"), vectors_in(tmp_path / "eager"))
+
+
+def test_deterministic_runs_repeat_bit_for_bit_and_leave_torch_as_they_found_it(make_root, tmp_path):
+    root = make_root()
+    assert main(command(root, tmp_path / "a", "--deterministic")) == 0
+    assert main(command(root, tmp_path / "b", "--deterministic")) == 0
+    assert torch.equal(vectors_in(tmp_path / "a"), vectors_in(tmp_path / "b"))
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_running_out_of_memory_keeps_the_work_and_names_the_batch_size_that_fits(make_root, tmp_path, monkeypatch, capsys):
+    """From step 3 on, pretend more than 1 image per forward does not fit on this device."""
+    from diffusers import UNet2DConditionModel
+
+    real_forward = UNet2DConditionModel.forward
+    calls = {"n": 0}
+
+    def tight_memory(self, sample, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 4 and sample.shape[0] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_forward(self, sample, *args, **kwargs)
+
+    root = make_root()
+    monkeypatch.setattr(UNet2DConditionModel, "forward", tight_memory)
+    output = tmp_path / "out"
+    assert main(command(root, output, "--checkpointing_steps=100")) == 2
+    err = capsys.readouterr().err
+    assert "ran out of memory at step 3 on a forward pass of 2 images at 64 px" in err
+    assert "--train_batch_size 1 fits" in err and "--gradient_checkpointing" in err
+    assert "Traceback" not in err
+    assert (output / "checkpoint-2").is_dir(), "the steps finished before running out are kept"
+    assert (output / "learned_embeds.safetensors").exists()
+
+
+@pytest.mark.parametrize(
+    "caps, batch, why",
+    [
+        (DeviceCaps("cpu", "CPU", 1, False, False, False, "not installed"), 3, "runs on the CPU"),
+        (DeviceCaps("cuda", "GPU", 1, True, True, False, "not installed", memory_bytes=24 * 10**9,
+                    sdpa_efficient=True), 8, "PyTorch's memory-efficient attention works"),
+        (DeviceCaps("cuda", "GPU", 1, True, True, True, "works", memory_bytes=24 * 10**9), 8, "xFormers works"),
+        (DeviceCaps("cuda", "GPU", 1, True, True, False, "not installed", memory_bytes=8 * 10**9,
+                    sdpa_efficient=True), 3, "under 12 GB"),
+        (DeviceCaps("cuda", "GPU", 1, True, True, False, "not installed", memory_bytes=24 * 10**9,
+                    sdpa_efficient=False, sdpa_reason="no kernel for this GPU"), 3, "no kernel for this GPU"),
+    ],
+)
+def test_batch_size_default_is_8_only_with_efficient_attention_on_a_12_gb_gpu(caps, batch, why):
+    assert caps.default_batch_size == batch
+    assert f"defaults to {batch}" in caps.batch_reason() and why in caps.batch_reason()
