@@ -320,9 +320,11 @@ class Trainer:
             notify=self.notify if topology.main else (lambda _message: None),
         )
         self.step = step
+        # Measured eagerly, before compiling: a compiled UNet would capture the one-micro-batch
+        # shape of the measurement as well as the folded shape training uses.
+        step.measure_fold()
         if s.compile:
             step.compile()
-        step.measure_fold()
         if tracker is not None:
             scalars = {k: v for k, v in s.to_dict().items() if isinstance(v, (int, float, str, bool))}
             tracker.init_trackers("textual_inversion", config=scalars)
