@@ -305,7 +305,7 @@ def child_ours(spec: dict) -> None:
         initializer_token=INITIALIZER,
         resolution=spec["resolution"],
         train_batch_size=spec["batch"],
-        gradient_accumulation_steps=1,
+        gradient_accumulation_steps=spec["accumulation"],
         max_train_steps=spec["total_steps"],
         learning_rate=spec["lr"],
         scale_lr=False,
@@ -315,6 +315,8 @@ def child_ours(spec: dict) -> None:
         mixed_precision=spec["precision"],
         gradient_checkpointing=spec["gradient_checkpointing"],
         enable_xformers_memory_efficient_attention=spec["xformers"],
+        compile=spec["compile"],
+        deterministic=spec["deterministic"],
         checkpointing_steps=10**6,
         save_steps=10**6,
     )
@@ -336,7 +338,7 @@ def example_argv(spec: dict) -> list[str]:
         "--learnable_property=object",
         f"--resolution={spec['resolution']}",
         f"--train_batch_size={spec['batch']}",
-        "--gradient_accumulation_steps=1",
+        f"--gradient_accumulation_steps={spec['accumulation']}",
         f"--max_train_steps={spec['total_steps']}",
         f"--learning_rate={spec['lr']}",
         "--lr_scheduler=constant",
@@ -563,6 +565,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=5, help="number of generated training photos")
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--accumulation", type=int, default=1, help="gradient accumulation steps, both trainers")
+    parser.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=None,
+        help="invokeai-ti's --compile/--no-compile (default: its own default for the run)",
+    )
+    parser.add_argument("--deterministic", action="store_true", help="invokeai-ti's --deterministic")
     parser.add_argument("--precisions", default="no", help="comma list of no,bf16,fp16 for every trainer")
     parser.add_argument("--warmup", type=int, default=2, help="optimizer steps not timed")
     parser.add_argument("--steps", type=int, default=8, help="timed optimizer steps per run")
@@ -609,6 +617,9 @@ def main(argv: list[str] | None = None) -> dict:
         "example": str(args.example) if args.example else None,
         "resolution": args.resolution,
         "batch": args.batch,
+        "accumulation": args.accumulation,
+        "compile": args.compile,
+        "deterministic": args.deterministic,
         "total_steps": args.warmup + args.steps,
         "warmup": args.warmup,
         "lr": args.lr,
