@@ -16,7 +16,7 @@ from .dataset import data_folder_problem
 from .device import DeviceCaps, detect
 from .embeddings import install_embedding
 from .errors import UserError
-from .models import ModelInfo, find_model
+from .models import BASE_SDXL, ModelInfo, find_model
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports, quiet_library_progress
 from .settings import TrainingSettings, trigger_problem
@@ -123,10 +123,10 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
         )
     if (problem := tracker_problem(settings.report_to)) is not None:
         problems.append(problem)
-    if model.base == "SDXL":
+    if model.base == BASE_SDXL:
         problems.append(
-            f"{model.name} is an SDXL model, which this trainer does not support yet; choose an "
-            "SD-1 or SD-2 model"
+            f"the model {model.name} is an SDXL model; this version lists SDXL models but trains "
+            "embeddings for SD-1 and SD-2 models only, so choose an SD-1 or SD-2 model"
         )
     if (problem := caps.precision_problem(resolved.mixed_precision)) is not None:
         problems.append(problem)

@@ -3,6 +3,7 @@ odd but usable images train normally."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -114,6 +115,35 @@ def test_bad_input_ends_in_a_sentence_and_loses_nothing(case, make_root, tmp_pat
     assert "Traceback" not in err and err.strip().endswith(".")
     for relative, content in FINISHED.items():
         assert (root / relative).read_bytes() == content
+
+
+def sdxl_refiner(tiny_sdxl_model: Path, tmp: Path) -> Path:
+    folder = tmp / "refiner"
+    shutil.copytree(tiny_sdxl_model, folder, ignore=shutil.ignore_patterns("text_encoder", "tokenizer"))
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    index.update(_class_name="StableDiffusionXLImg2ImgPipeline", text_encoder=[None, None], tokenizer=[None, None])
+    (folder / "model_index.json").write_text(json.dumps(index), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("make_model", "fragment"),
+    [
+        (lambda sdxl, tmp: sdxl, "The model tiny-sdxl is an SDXL model; this version lists SDXL models but "
+                                 "trains embeddings for SD-1 and SD-2 models only, so choose an SD-1 or SD-2 model."),
+        (sdxl_refiner, "is an SDXL refiner, which cannot be trained"),
+    ],
+    ids=["SDXL base", "SDXL refiner"],
+)
+def test_sdxl_models_are_refused_in_a_sentence(make_root, tiny_sdxl_model, tmp_path, capsys, make_model, fragment):
+    root = make_root()
+    model = make_model(tiny_sdxl_model, tmp_path)
+    code = main(with_flag(base_command(root), f"--model={model}"))
+    err = capsys.readouterr().err
+    assert code != 0
+    assert fragment in err
+    assert "Traceback" not in err and err.strip().endswith(".")
+    assert not (root / "embeddings").exists()
 
 
 def odd_images(folder: Path) -> None:
