@@ -380,6 +380,7 @@ def _models_yaml_entries(
             notes.append(f"The models.yaml entry {key} has neither a path nor a repo_id, so it was skipped.")
             continue
         name = parts[-1] if len(parts) == 3 else key
+        stated_base = BASE_BY_INVOKEAI3_KEY.get(parts[0], BASE_UNKNOWN) if len(parts) == 3 else BASE_UNKNOWN
         yield describe_model(
             name,
             location,
@@ -387,7 +388,7 @@ def _models_yaml_entries(
             SOURCE_YAML,
             is_default=entry.get("default") is True,
             description=str(entry.get("description") or ""),
-            stated_base=BASE_BY_INVOKEAI3_KEY.get(parts[0], BASE_UNKNOWN) if len(parts) == 3 else BASE_UNKNOWN,
+            stated_base=stated_base,
         ), key
 
 
