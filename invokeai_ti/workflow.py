@@ -19,6 +19,7 @@ from .errors import UserError
 from .models import BASE_SDXL, ModelInfo, find_model
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports, quiet_library_progress
+from .sdxl_files import read_initial_vectors
 from .settings import TrainingSettings, trigger_problem
 from .trainer import Notify, Trainer, TrainingResult, new_tokens, token_problems
 
@@ -136,7 +137,22 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
         problems.append(problem)
     if trigger_problem(settings.placeholder_token) is None and settings.initializer_token.strip():
         problems.extend(tokenizer_problems(model, resolved))
+    if (problem := initial_embedding_problem(settings.initial_embedding, model)) is not None:
+        problems.append(problem)
     return plan, problems
+
+
+def initial_embedding_problem(path: Path | None, model: ModelInfo) -> str | None:
+    """Read ``--initial_embedding`` against the model's token widths from its configs, so a file
+    for the other kind of model (SDXL for SD-1, or the other way round) is refused with the other
+    problems instead of after the weights have loaded."""
+    if path is None or not model.token_dims:
+        return None
+    try:
+        read_initial_vectors(path, model.token_dims, model.name)
+    except UserError as error:
+        return str(error)
+    return None
 
 
 def plan_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> RunPlan:

@@ -8,7 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from invokeai_ti.cli import main
 
@@ -72,6 +74,13 @@ def bad_output_under_a_file(root: Path, tmp: Path) -> str:
     return f"--output_dir={tmp / 'a-file' / 'out'}"
 
 
+def bad_initial_embedding_for_sdxl(root: Path, tmp: Path) -> str:
+    """clip_l and clip_g of the tiny SDXL model's widths, given to the tiny SD-1 model (width 32)."""
+    path = tmp / "sdxl-style.safetensors"
+    save_file({"clip_l": torch.zeros(1, 32), "clip_g": torch.zeros(1, 48)}, str(path))
+    return f"--initial_embedding={path}"
+
+
 def literal(flag: str):
     return lambda root, tmp: flag
 
@@ -97,6 +106,11 @@ CASES = {
     "fp16 on a CPU": (literal("--mixed_precision=fp16"), "Mixed precision fp16 needs a CUDA GPU"),
     "logger that is not installed": (literal("--report_to=wandb"), "needs wandb, which is not installed"),
     "output folder under a file": (bad_output_under_a_file, "cannot be written"),
+    "SDXL embedding for an SD-1 model": (
+        bad_initial_embedding_for_sdxl,
+        "The embedding sdxl-style.safetensors was trained on an SDXL model (token widths 32 and 48), but "
+        "stable-diffusion-1.5 is a model with one text encoder (token width 32)",
+    ),
     "output folder on a read-only path": (literal("--output_dir=/proc/invokeai-ti-out"), "cannot be written"),
 }
 
