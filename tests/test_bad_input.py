@@ -149,7 +149,9 @@ def sdxl_refiner(tiny_sdxl_model: Path, tmp: Path) -> Path:
     ],
     ids=["SDXL base", "SDXL refiner"],
 )
-def test_sdxl_models_are_refused_in_a_sentence(make_root, tiny_sdxl_model, tmp_path, capsys, make_model, fragment):
+def test_sdxl_models_are_refused_in_a_sentence(
+    make_root, tiny_sdxl_model, tmp_path, capsys, make_model, fragment
+):
     root = make_root()
     model = make_model(tiny_sdxl_model, tmp_path)
     code = main(with_flag(base_command(root), f"--model={model}"))

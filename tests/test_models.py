@@ -264,7 +264,8 @@ def refiner_copy(tiny_sdxl_model: Path, target: Path) -> Path:
 def test_sdxl_folder_is_sdxl_with_both_token_widths_and_1024_pixels(root, tiny_sdxl_model, tmp_path):
     folder = sdxl_copy(tiny_sdxl_model, tmp_path / "sdxl")
     model = find_model(str(folder), RootLayout(root))
-    assert (model.base, model.token_dim, model.token_dim_2, model.token_dims) == ("SDXL", 768, 1280, (768, 1280))
+    assert (model.base, model.token_dim, model.token_dim_2) == ("SDXL", 768, 1280)
+    assert model.token_dims == (768, 1280)
     assert (model.native_resolution, model.trainable) == (1024, True)
 
 
@@ -323,7 +324,8 @@ def test_invokeai3_refiner_entry_is_refused_as_a_refiner_even_before_download(ro
     layout = RootLayout(root)
     scan = scan_models(layout)
     [model] = scan.models
-    assert (model.base, model.path, model.native_resolution, model.trainable) == ("SDXL-refiner", None, 1024, False)
+    assert (model.base, model.path, model.native_resolution) == ("SDXL-refiner", None, 1024)
+    assert not model.trainable
     assert scan.notes == [
         "The models.yaml entry sdxl-refiner/main/sdxl-refiner-1.0 cannot be used: the model sdxl-refiner-1.0 is an "
         "SDXL refiner, which cannot be trained: it has only the second of SDXL's two text encoders and "
@@ -341,7 +343,9 @@ def test_invokeai3_refiner_entry_is_refused_as_a_refiner_even_before_download(ro
         ("text_encoder_2/model.safetensors", "is missing the weights of its text_encoder_2"),
     ],
 )
-def test_sdxl_folder_missing_part_of_its_second_encoder_names_it(root, tiny_sdxl_model, tmp_path, removed, expected):
+def test_sdxl_folder_missing_part_of_its_second_encoder_names_it(
+    root, tiny_sdxl_model, tmp_path, removed, expected
+):
     folder = copy_pipeline(tiny_sdxl_model, tmp_path / "broken-xl")
     remove(folder / removed)
     with pytest.raises(UserError) as caught:
@@ -456,7 +460,7 @@ def test_malformed_models_yaml_is_skipped_and_other_sources_still_work(root, tem
     assert find_model(None, layout).name == "scanned"
 
 
-def test_model_table_shows_name_base_width_resolution_location_and_marks_the_default(root, template, tmp_path):
+def test_model_table_shows_name_base_width_resolution_location_and_marks_the_default(root, template):
     copy_pipeline(template, root / "models" / "diffusers" / "tiny")
     sd2 = copy_pipeline(template, root / "models" / "diffusers" / "big")
     edit_json(sd2 / "text_encoder" / "config.json", hidden_size=1024)

@@ -168,7 +168,7 @@ def token_rows(tokenizer, text_encoder, count: int) -> torch.Tensor:
     return text_encoder.get_input_embeddings().weight[ids].detach()
 
 
-def assert_loaded_into_the_right_encoders(pipe, vectors: SDXLVectors, original: tuple[torch.Tensor, torch.Tensor]):
+def assert_loaded_into_the_right_encoders(pipe, vectors: SDXLVectors, original: tuple[torch.Tensor, ...]):
     count = vectors.clip_l.shape[0]
     assert torch.equal(token_rows(pipe.tokenizer, pipe.text_encoder, count), vectors.clip_l)
     assert torch.equal(token_rows(pipe.tokenizer_2, pipe.text_encoder_2, count), vectors.clip_g)
@@ -188,7 +188,8 @@ def test_diffusers_puts_clip_l_and_clip_g_into_their_own_encoders(tmp_path, sdxl
     save_sdxl_embeddings(tmp_path, TOKEN, vectors)
     original = original_rows(pipe)
     state = read_any(tmp_path / layout)
-    pipe.load_textual_inversion(state["clip_l"], token=TOKEN, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
+    pipe.load_textual_inversion(state["clip_l"], token=TOKEN, text_encoder=pipe.text_encoder,
+                                tokenizer=pipe.tokenizer)
     pipe.load_textual_inversion(state["clip_g"], token=TOKEN, text_encoder=pipe.text_encoder_2,
                                 tokenizer=pipe.tokenizer_2)
     assert_loaded_into_the_right_encoders(pipe, vectors, original)
@@ -201,15 +202,16 @@ def test_diffusers_loads_the_pair_by_path_one_file_per_encoder(tmp_path, sdxl_pi
     vectors = random_vectors(model_widths(pipe))
     files = save_sdxl_embeddings(tmp_path, TOKEN, vectors)
     original = original_rows(pipe)
-    pipe.load_textual_inversion(str(files.diffusers_first), text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
+    pipe.load_textual_inversion(str(files.diffusers_first), text_encoder=pipe.text_encoder,
+                                tokenizer=pipe.tokenizer)
     pipe.load_textual_inversion(str(files.diffusers_second), text_encoder=pipe.text_encoder_2,
                                 tokenizer=pipe.tokenizer_2)
     assert_loaded_into_the_right_encoders(pipe, vectors, original)
 
 
 def test_the_readme_snippet_loads_an_sdxl_embedding(tmp_path, sdxl_pipe_factory, monkeypatch):
-    [snippet] = [block for block in re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-                 if "text_encoder_2" in block]
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    [snippet] = [block for block in blocks if "text_encoder_2" in block]
     pipe = sdxl_pipe_factory()
     vectors = random_vectors(model_widths(pipe))
     save_sdxl_embeddings(tmp_path, TOKEN, vectors)
@@ -257,8 +259,7 @@ def test_install_writes_learned_embeds_bin_and_keeps_what_it_replaces(tmp_path):
     assert torch.equal(invokeai_loader(data)["clip_g"], vectors.clip_g)
 
 
-@pytest.mark.parametrize("given", ["learned_embeds.bin", "psychedelic.safetensors", "learned_embeds.safetensors",
-                                   "learned_embeds_2.safetensors"])
+@pytest.mark.parametrize("given", sorted(SET_NAMES))
 def test_every_written_file_reads_back_as_initial_vectors_for_an_sdxl_run(tmp_path, given):
     vectors = random_vectors((32, 48), count=3)
     save_sdxl_embeddings(tmp_path, TOKEN, vectors)
