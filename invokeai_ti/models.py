@@ -28,9 +28,14 @@ SOURCE_HUB = "hub cache"
 SOURCE_GIVEN = "given"
 
 BASE_SD1, BASE_SD2, BASE_SDXL, BASE_UNKNOWN = "SD-1", "SD-2", "SDXL", "unknown"
+BASE_SDXL_REFINER = "SDXL-refiner"
 BASE_BY_TOKEN_WIDTH = {768: BASE_SD1, 1024: BASE_SD2}
+# InvokeAI 3.x names the base in the first part of a models.yaml key (sdxl-refiner/main/<name>).
+BASE_BY_INVOKEAI3_KEY = {
+    "sd-1": BASE_SD1, "sd-2": BASE_SD2, "sdxl": BASE_SDXL, "sdxl-refiner": BASE_SDXL_REFINER,
+}
 # Used when the configs do not say (a hub id that is not downloaded, a config without sizes).
-FALLBACK_RESOLUTION = {BASE_SD1: 512, BASE_SD2: 768, BASE_SDXL: 1024}
+FALLBACK_RESOLUTION = {BASE_SD1: 512, BASE_SD2: 768, BASE_SDXL: 1024, BASE_SDXL_REFINER: 1024}
 DEFAULT_RESOLUTION = 512
 
 # InvokeAI 3.x puts pipelines in models/<base>/<type>/<name>; one level more is slack for
@@ -44,14 +49,21 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 CHECKPOINT_SUFFIXES = (".ckpt", ".safetensors")
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
 WEIGHTED_PARTS = ("text_encoder", "unet", "vae")
+TOKENIZER_FILES = (("vocab.json", "merges.txt"), ("tokenizer.json",))
 # Each part and the file sets of which one must be present for diffusers to load it.
 REQUIRED_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
-    "tokenizer": (("vocab.json", "merges.txt"), ("tokenizer.json",)),
+    "tokenizer": TOKENIZER_FILES,
     "text_encoder": (("config.json",),),
     "unet": (("config.json",),),
     "vae": (("config.json",),),
     "scheduler": (("scheduler_config.json",),),
 }
+# What an SDXL pipeline has on top: the second (OpenCLIP bigG) text encoder and its tokenizer.
+SDXL_REQUIRED_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "tokenizer_2": TOKENIZER_FILES,
+    "text_encoder_2": (("config.json",),),
+}
+SDXL_WEIGHTED_PARTS = ("text_encoder_2",)
 
 CONVERT_HINT = (
     "convert it to a diffusers folder first (InvokeAI's model manager or diffusers' "
@@ -59,6 +71,11 @@ CONVERT_HINT = (
 )
 MISSING_FOLDER_HINT = "check the path, or pick a model from `invokeai-ti --list-models`"
 INCOMPLETE_HINT = "download or convert the model again so that every part is complete"
+REFINER_PROBLEM = (
+    "is an SDXL refiner, which cannot be trained: it has only the second of SDXL's two text "
+    "encoders and only refines images an SDXL base model made"
+)
+REFINER_HINT = "train on an SDXL base model instead"
 
 
 @dataclass(frozen=True)
@@ -75,6 +92,17 @@ class ModelInfo:
     prediction_type: str
     is_default: bool
     description: str = ""
+    # SDXL's second text encoder (clip_g); ``token_dim`` is always the first one's (clip_l).
+    token_dim_2: int | None = None
+
+    @property
+    def token_dims(self) -> tuple[int, ...]:
+        """The widths of the vectors one embedding for this model holds, one per text encoder."""
+        return tuple(width for width in (self.token_dim, self.token_dim_2) if width is not None)
+
+    @property
+    def trainable(self) -> bool:
+        return self.base != BASE_SDXL_REFINER
 
 
 @dataclass
@@ -91,21 +119,24 @@ class ModelScan:
     names: dict[str, ModelInfo] = field(default_factory=dict, init=False)
     _by_folder: dict[str, ModelInfo] = field(default_factory=dict, init=False, repr=False)
 
-    def add(self, model: ModelInfo, alternative_name: str) -> None:
+    def add(self, model: ModelInfo, alternative_name: str) -> ModelInfo | None:
         """Keep the first model per folder; rename a later one whose name is already taken.
 
         The same folder is often both registered in models.yaml and present under models/ or in
         the hub cache; the models.yaml entry carries the name and description the user chose, and
-        the duplicate's names (a repo id, say) still find it.
+        the duplicate's names (a repo id, say) still find it. Returns the model as listed, or None
+        when it duplicates one listed before.
         """
         identity = str(model.path) if model.path is not None else model.location
+        listed = None
         if (kept := self._by_folder.get(identity)) is None:
             if model.name in self.names:
                 model = dataclasses.replace(model, name=alternative_name)
-            kept = self._by_folder[identity] = model
+            kept = listed = self._by_folder[identity] = model
             self.models.append(model)
         for name in (model.name, alternative_name):
             self.names.setdefault(name, kept)
+        return listed
 
     def lookup(self, spec: str) -> ModelInfo | None:
         """Exact name first, then case-insensitively, as users retype names from memory."""
@@ -125,23 +156,40 @@ def scan_models(layout: RootLayout) -> ModelScan:
     caches = hub_caches(layout)
     for model, key in _models_yaml_entries(layout, caches, scan.notes):
         scan.add(model, key)
-        if model.path is not None and (problem := pipeline_problem(model.path)) is not None:
-            scan.notes.append(f"The models.yaml entry {key} cannot be used: {problem}.")
-    for folder in _pipeline_folders(layout.models, MODELS_SCAN_DEPTH):
-        relative = folder.relative_to(layout.models).as_posix()
-        scan.add(describe_model(folder.name, str(folder), folder, SOURCE_FOLDER), relative)
-    for repo_id, snapshot in _cached_pipelines(caches):
-        scan.add(describe_model(repo_id, repo_id, snapshot, SOURCE_HUB), repo_id)
+        if (problem := _model_problem(model)) is not None:
+            scan.notes.append(f"The models.yaml entry {key} cannot be used: {problem[0]}.")
+    found = [
+        (describe_model(folder.name, str(folder), folder, SOURCE_FOLDER),
+         folder.relative_to(layout.models).as_posix())
+        for folder in _pipeline_folders(layout.models, MODELS_SCAN_DEPTH)
+    ]
+    found += [
+        (describe_model(repo_id, repo_id, snapshot, SOURCE_HUB), repo_id)
+        for repo_id, snapshot in _cached_pipelines(caches)
+    ]
+    for model, alternative_name in found:
+        # Only refiners get a note here: a scanned folder that is merely incomplete is refused
+        # with its reason when chosen, while a refiner is complete and would look trainable.
+        listed = scan.add(model, alternative_name)
+        if listed is not None and not listed.trainable and (problem := _model_problem(listed)):
+            scan.notes.append(f"{listed.name} ({listed.location}) cannot be used: {problem[0]}.")
     return scan
 
 
 def default_model(models: list[ModelInfo], last_used: str | None = None) -> ModelInfo | None:
-    """The last-used model first, so a user who picked one keeps getting it without asking."""
+    """The last-used model first, so a user who picked one keeps getting it without asking.
+
+    Without a marked default, the first trainable model: an SDXL refiner listed first (its
+    folder sorts after the base's, but a hub cache may hold only the refiner) is never picked.
+    """
     if last_used:
         for model in models:
             if last_used in (model.name, model.location):
                 return model
-    return next((model for model in models if model.is_default), models[0] if models else None)
+    return next(
+        (model for model in models if model.is_default),
+        next((model for model in models if model.trainable), models[0] if models else None),
+    )
 
 
 def find_model(spec: str | None, layout: RootLayout) -> ModelInfo:
@@ -180,7 +228,7 @@ def find_model(spec: str | None, layout: RootLayout) -> ModelInfo:
 
 
 def pipeline_problem(folder: Path) -> str | None:
-    """Why ``folder`` cannot be loaded as an SD diffusers pipeline, as a lower-case fragment.
+    """Why ``folder`` cannot be trained on as an SD diffusers pipeline, as a lower-case fragment.
 
     A fragment so the form can list it among other problems and ``find_model`` can add the fix.
     """
@@ -191,13 +239,16 @@ def pipeline_problem(folder: Path) -> str | None:
 def format_model_table(models: list[ModelInfo]) -> str:
     """The ``--list-models`` table; the marked model is the one used when --model is left out."""
     chosen = default_model(models)
-    rows = [("", "NAME", "BASE", "TOKEN WIDTH", "LOCATION")]
+    rows = [("", "NAME", "BASE", "TOKEN WIDTH", "RESOLUTION", "LOCATION")]
     for model in models:
         location = model.location
         if model.path is None:
             location += " (not in the local Hugging Face cache)"
-        width = str(model.token_dim) if model.token_dim is not None else "-"
-        rows.append(("*" if model is chosen else "", model.name, model.base, width, location))
+        if not model.trainable:
+            location += " (cannot be trained)"
+        width = "+".join(str(width) for width in model.token_dims) or "-"
+        rows.append(("*" if model is chosen else "", model.name, model.base, width,
+                     str(model.native_resolution), location))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths)) + "  " + row[-1]
@@ -215,18 +266,23 @@ def describe_model(
     *,
     is_default: bool = False,
     description: str = "",
+    stated_base: str = BASE_UNKNOWN,
 ) -> ModelInfo:
-    """Fill in base, token width and sizes from the config files alone; weights stay on disk."""
+    """Fill in base, token widths and sizes from the config files alone; weights stay on disk.
+
+    ``stated_base`` is what a models.yaml key says (InvokeAI 3.x); the folder's own configs win,
+    and it decides only when there is no folder to read, e.g. a repo_id not downloaded yet.
+    """
     if path is None:
-        return ModelInfo(name, location, None, source, BASE_UNKNOWN, None, DEFAULT_RESOLUTION,
-                         "epsilon", is_default, description)
+        return ModelInfo(name, location, None, source, stated_base, None,
+                         FALLBACK_RESOLUTION.get(stated_base, DEFAULT_RESOLUTION), "epsilon",
+                         is_default, description)
     index = _read_json(path / "model_index.json")
-    text_config = _read_json(path / "text_encoder" / "config.json")
-    if isinstance(nested := text_config.get("text_config"), dict):
-        text_config = nested
-    width = text_config.get("hidden_size")
-    token_dim = width if isinstance(width, int) else None
-    base = _base(path, str(index.get("_class_name", "")), token_dim)
+    token_dim = _token_width(path / "text_encoder")
+    token_dim_2 = _token_width(path / "text_encoder_2")
+    base = _base(path, index, token_dim)
+    if base == BASE_UNKNOWN:
+        base = stated_base
     sample_size = _read_json(path / "unet" / "config.json").get("sample_size")
     vae_blocks = _read_json(path / "vae" / "config.json").get("block_out_channels")
     if isinstance(sample_size, int) and isinstance(vae_blocks, list) and vae_blocks:
@@ -236,7 +292,7 @@ def describe_model(
     scheduler = _read_json(path / "scheduler" / "scheduler_config.json")
     prediction_type = str(scheduler.get("prediction_type") or "epsilon")
     return ModelInfo(name, location, path, source, base, token_dim, resolution, prediction_type,
-                     is_default, description)
+                     is_default, description, token_dim_2)
 
 
 def hub_caches(layout: RootLayout) -> list[Path]:
@@ -257,15 +313,24 @@ def hub_caches(layout: RootLayout) -> list[Path]:
     return list(dict.fromkeys(caches))
 
 
-def _base(folder: Path, class_name: str, token_dim: int | None) -> str:
+def _token_width(text_encoder: Path) -> int | None:
+    config = _read_json(text_encoder / "config.json")
+    if isinstance(nested := config.get("text_config"), dict):
+        config = nested
+    width = config.get("hidden_size")
+    return width if isinstance(width, int) else None
+
+
+def _base(folder: Path, index: dict[str, Any], token_dim: int | None) -> str:
     """SDXL by its second text encoder, SD-1/SD-2 by token width.
 
     Widths other than 768 and 1024 come from tiny test and demo pipelines, which are built like
     SD-1 (one CLIP text encoder); calling them SD-1 keeps them trainable. ``token_dim`` still
     carries the real width, which is what embedding compatibility depends on.
     """
-    if (folder / "text_encoder_2").is_dir() or class_name.startswith("StableDiffusionXL"):
-        return BASE_SDXL
+    class_name = str(index.get("_class_name", ""))
+    if _has_part(folder, index, "text_encoder_2") or class_name.startswith("StableDiffusionXL"):
+        return BASE_SDXL if _has_part(folder, index, "text_encoder") else BASE_SDXL_REFINER
     if token_dim in BASE_BY_TOKEN_WIDTH:
         return BASE_BY_TOKEN_WIDTH[token_dim]
     return BASE_SD1 if class_name.startswith("StableDiffusion") else BASE_UNKNOWN
@@ -315,6 +380,7 @@ def _models_yaml_entries(
             notes.append(f"The models.yaml entry {key} has neither a path nor a repo_id, so it was skipped.")
             continue
         name = parts[-1] if len(parts) == 3 else key
+        stated_base = BASE_BY_INVOKEAI3_KEY.get(parts[0], BASE_UNKNOWN) if len(parts) == 3 else BASE_UNKNOWN
         yield describe_model(
             name,
             location,
@@ -322,6 +388,7 @@ def _models_yaml_entries(
             SOURCE_YAML,
             is_default=entry.get("default") is True,
             description=str(entry.get("description") or ""),
+            stated_base=stated_base,
         ), key
 
 
@@ -409,11 +476,17 @@ def _pipeline_problem(folder: Path) -> tuple[str, str] | None:
             f"the folder {folder} is not a diffusers pipeline: it has no model_index.json",
             "pass the folder that holds model_index.json",
         )
-    for part, file_sets in REQUIRED_FILES.items():
+    index = _read_json(folder / "model_index.json")
+    required, weighted = REQUIRED_FILES, WEIGHTED_PARTS
+    if (base := _base(folder, index, None)) == BASE_SDXL_REFINER:
+        return f"the folder {folder} {REFINER_PROBLEM}", REFINER_HINT
+    if base == BASE_SDXL:
+        required, weighted = {**REQUIRED_FILES, **SDXL_REQUIRED_FILES}, WEIGHTED_PARTS + SDXL_WEIGHTED_PARTS
+    for part, file_sets in required.items():
         if not any(all((folder / part / name).is_file() for name in files) for files in file_sets):
             wanted = ", or ".join(" and ".join(f"{part}/{name}" for name in files) for files in file_sets)
             return f"the folder {folder} is missing its {part} ({wanted})", INCOMPLETE_HINT
-    for part in WEIGHTED_PARTS:
+    for part in weighted:
         if not any(any((folder / part).glob(pattern)) for pattern in WEIGHT_PATTERNS):
             return (
                 f"the folder {folder} is missing the weights of its {part} "
@@ -423,8 +496,31 @@ def _pipeline_problem(folder: Path) -> tuple[str, str] | None:
     return None
 
 
+def _has_part(folder: Path, index: dict[str, Any], part: str) -> bool:
+    """Whether the pipeline has ``part``: model_index.json says so (a refiner's names
+    ``text_encoder`` as ``[null, null]``); without an entry there, whether its folder exists."""
+    if part in index:
+        entry = index[part]
+        return isinstance(entry, list) and bool(entry) and entry[0] is not None
+    return (folder / part).is_dir()
+
+
+def _model_problem(model: ModelInfo) -> tuple[str, str] | None:
+    """Why a listed model cannot be trained and the fix; a refiner is known even undownloaded."""
+    if model.path is not None and (found := _pipeline_problem(model.path)) is not None:
+        return found
+    if not model.trainable:
+        return f"the model {model.name} {REFINER_PROBLEM}", REFINER_HINT
+    return None
+
+
 def _usable(model: ModelInfo) -> ModelInfo:
-    """Refuse a model that would fail or start a download when loaded, before anything loads."""
+    """Refuse a model that would fail or start a download when loaded, before anything loads.
+
+    A refiner is refused first: downloading it would not make it trainable.
+    """
+    if not model.trainable and (found := _model_problem(model)) is not None:
+        raise _unusable(*found)
     if model.path is None:
         named = model.name if model.name == model.location else f"{model.name} ({model.location})"
         raise UserError(

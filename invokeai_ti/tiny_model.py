@@ -1,9 +1,9 @@
-"""A tiny Stable-Diffusion-shaped pipeline with random weights, for the demo and the tests.
+"""Tiny Stable-Diffusion-shaped pipelines with random weights, for the demo and the tests.
 
-It has every part a real SD pipeline has (CLIP BPE tokenizer, CLIP text encoder, UNet, VAE,
-noise scheduler, ``model_index.json``), so it goes through exactly the loading and training code a
-real SD-1.5 folder does. It produces noise, not pictures, and is named so nobody mistakes it for a
-real model.
+They have every part a real pipeline has (CLIP BPE tokenizers, CLIP text encoders, UNet, VAE,
+noise scheduler, ``model_index.json``), so they go through exactly the loading and training code a
+real SD-1.5 or SDXL folder does. They produce noise, not pictures, and are named so nobody
+mistakes them for real models.
 """
 
 from __future__ import annotations
@@ -23,8 +23,14 @@ KNOWN_WORDS = (
 )
 
 
-def write_tiny_tokenizer(folder: Path, extra_words: tuple[str, ...] = ()) -> None:
-    """A CLIP BPE vocabulary of letters, digits, punctuation and ``KNOWN_WORDS``."""
+def write_tiny_tokenizer(
+    folder: Path, extra_words: tuple[str, ...] = (), *, pad_token: str = "<|endoftext|>"
+) -> None:
+    """A CLIP BPE vocabulary of letters, digits, punctuation and ``KNOWN_WORDS``.
+
+    ``pad_token`` exists because SDXL's second tokenizer pads with "!" where the first pads with
+    the end token; code that mixes the two up should fail on the tiny model as on the real one.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
     for char in "abcdefghijklmnopqrstuvwxyz0123456789*.,!?'-_<>()[]:;/&+":
@@ -46,7 +52,8 @@ def write_tiny_tokenizer(folder: Path, extra_words: tuple[str, ...] = ()) -> Non
         from transformers import CLIPTokenizer
 
         tokenizer = CLIPTokenizer(
-            str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77
+            str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77,
+            pad_token=pad_token,
         )
     tokenizer.save_pretrained(str(folder))
 
@@ -81,9 +88,9 @@ def sd_scheduler(prediction_type: str = "epsilon"):
     )
 
 
-def write_pipeline_index(folder: Path) -> None:
-    """``model_index.json``: what makes a folder a diffusers pipeline without a safety checker."""
-    (folder / "model_index.json").write_text(json.dumps(PIPELINE_INDEX, indent=2), encoding="utf-8")
+def write_pipeline_index(folder: Path, index: dict[str, object] = PIPELINE_INDEX) -> None:
+    """``model_index.json``: what makes a folder a diffusers pipeline (here without a safety checker)."""
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")
 
 
 def build_tiny_pipeline(
@@ -102,26 +109,13 @@ def build_tiny_pipeline(
     import torch
 
     with quiet_imports():
-        from diffusers import AutoencoderKL, UNet2DConditionModel
-        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
 
     folder = Path(folder)
     torch.manual_seed(seed)
-    write_tiny_tokenizer(folder / "tokenizer")
-    tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"))
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=token_dim,
-            intermediate_size=2 * token_dim,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        )
-    )
+    vocab_size = _write_tokenizer(folder / "tokenizer")
+    text_encoder = CLIPTextModel(_text_config(vocab_size, token_dim))
     unet = UNet2DConditionModel(
         sample_size=sample_size,
         in_channels=4,
@@ -134,7 +128,132 @@ def build_tiny_pipeline(
         attention_head_dim=4,
         norm_num_groups=8,
     )
-    vae = AutoencoderKL(
+    _save_parts(folder, text_encoder=text_encoder, unet=unet, vae=_tiny_vae(sample_size))
+    sd_scheduler(prediction_type).save_pretrained(str(folder / "scheduler"))
+    write_pipeline_index(folder)
+    return folder
+
+
+SDXL_PIPELINE_INDEX = {
+    "_class_name": "StableDiffusionXLPipeline",
+    "_diffusers_version": "0.27.0",
+    "force_zeros_for_empty_prompt": True,
+    "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+    "tokenizer": ["transformers", "CLIPTokenizer"],
+    "tokenizer_2": ["transformers", "CLIPTokenizer"],
+    "unet": ["diffusers", "UNet2DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+}
+# SDXL conditions its UNet on (original height, width, crop top, crop left, target height, width).
+SDXL_TIME_IDS = 6
+# SDXL's VAE latents are scaled by this instead of SD's 0.18215; training must read it from the VAE.
+SDXL_VAE_SCALING_FACTOR = 0.13025
+
+
+def sdxl_scheduler():
+    """The sampling schedule SDXL base ships with (Euler; the same betas as SD)."""
+    with quiet_imports():
+        from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        prediction_type="epsilon",
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+
+
+def build_tiny_sdxl_pipeline(
+    folder: Path,
+    *,
+    token_dims: tuple[int, int] = (32, 48),
+    projection_dim: int = 40,
+    time_embed_dim: int = 8,
+    sample_size: int = 8,
+    seed: int = 0,
+) -> Path:
+    """Save a random tiny SDXL base pipeline in diffusers format to ``folder``.
+
+    The two text encoders have different widths (``token_dims``, clip_l's then clip_g's) and the
+    second projects to yet another width, so code that swaps the encoders, their outputs or the
+    pooled embedding fails with a shape error instead of training silently on the wrong one.
+    ``sample_size`` is in latents (8 gives 64-pixel images).
+    """
+    import torch
+
+    with quiet_imports():
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    width_l, width_g = token_dims
+    vocab_size = _write_tokenizer(folder / "tokenizer")
+    _write_tokenizer(folder / "tokenizer_2", pad_token="!")
+    text_encoder = CLIPTextModel(_text_config(vocab_size, width_l))
+    text_encoder_2 = CLIPTextModelWithProjection(
+        _text_config(vocab_size, width_g, projection_dim=projection_dim)
+    )
+    unet = UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=width_l + width_g,
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_embed_dim,
+        projection_class_embeddings_input_dim=projection_dim + SDXL_TIME_IDS * time_embed_dim,
+        norm_num_groups=8,
+    )
+    vae = _tiny_vae(sample_size, scaling_factor=SDXL_VAE_SCALING_FACTOR, force_upcast=True)
+    _save_parts(folder, text_encoder=text_encoder, text_encoder_2=text_encoder_2, unet=unet, vae=vae)
+    sdxl_scheduler().save_pretrained(str(folder / "scheduler"))
+    write_pipeline_index(folder, SDXL_PIPELINE_INDEX)
+    return folder
+
+
+def _write_tokenizer(folder: Path, *, pad_token: str = "<|endoftext|>") -> int:
+    """Write the tiny tokenizer and return its vocabulary size, which the text encoder needs."""
+    write_tiny_tokenizer(folder, pad_token=pad_token)
+    with quiet_imports():
+        from transformers import CLIPTokenizer
+
+        return len(CLIPTokenizer.from_pretrained(str(folder)))
+
+
+def _text_config(vocab_size: int, width: int, **extra: int):
+    with quiet_imports():
+        from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        **extra,
+    )
+
+
+def _tiny_vae(sample_size: int, **extra: object):
+    with quiet_imports():
+        from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
@@ -144,11 +263,11 @@ def build_tiny_pipeline(
         layers_per_block=1,
         norm_num_groups=8,
         sample_size=sample_size * 8,
+        **extra,
     )
-    scheduler = sd_scheduler(prediction_type)
+
+
+def _save_parts(folder: Path, **parts) -> None:
     with quiet_library_progress():
-        for name, part in (("text_encoder", text_encoder), ("unet", unet), ("vae", vae)):
+        for name, part in parts.items():
             part.save_pretrained(str(folder / name))
-    scheduler.save_pretrained(str(folder / "scheduler"))
-    write_pipeline_index(folder)
-    return folder

@@ -16,9 +16,10 @@ from .dataset import data_folder_problem
 from .device import DeviceCaps, detect
 from .embeddings import install_embedding
 from .errors import UserError
-from .models import ModelInfo, find_model
+from .models import BASE_SDXL, ModelInfo, find_model
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports, quiet_library_progress
+from .sdxl_files import read_initial_vectors
 from .settings import TrainingSettings, trigger_problem
 from .training import Notify, Trainer, TrainingResult, new_tokens, token_problems
 
@@ -123,10 +124,10 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
         )
     if (problem := tracker_problem(settings.report_to)) is not None:
         problems.append(problem)
-    if model.base == "SDXL":
+    if model.base == BASE_SDXL:
         problems.append(
-            f"{model.name} is an SDXL model, which this trainer does not support yet; choose an "
-            "SD-1 or SD-2 model"
+            f"the model {model.name} is an SDXL model; this version lists SDXL models but trains "
+            "embeddings for SD-1 and SD-2 models only, so choose an SD-1 or SD-2 model"
         )
     if (problem := caps.precision_problem(resolved.mixed_precision)) is not None:
         problems.append(problem)
@@ -136,7 +137,22 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
         problems.append(problem)
     if trigger_problem(settings.placeholder_token) is None and settings.initializer_token.strip():
         problems.extend(tokenizer_problems(model, resolved))
+    if (problem := initial_embedding_problem(settings.initial_embedding, model)) is not None:
+        problems.append(problem)
     return plan, problems
+
+
+def initial_embedding_problem(path: Path | None, model: ModelInfo) -> str | None:
+    """Read ``--initial_embedding`` against the model's token widths from its configs, so a file
+    for the other kind of model (SDXL for SD-1, or the other way round) is refused with the other
+    problems instead of after the weights have loaded."""
+    if path is None or not model.token_dims:
+        return None
+    try:
+        read_initial_vectors(path, model.token_dims, model.name)
+    except UserError as error:
+        return str(error)
+    return None
 
 
 def plan_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> RunPlan:

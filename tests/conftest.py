@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny random SD pipeline built once, and InvokeAI roots around it."""
+"""Shared fixtures: tiny random SD and SDXL pipelines built once, and InvokeAI roots around them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from invokeai_ti.demo import draw_sample_photos
-from invokeai_ti.tiny_model import build_tiny_pipeline
+from invokeai_ti.tiny_model import build_tiny_pipeline, build_tiny_sdxl_pipeline
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +26,13 @@ def isolated_environment(monkeypatch, tmp_path_factory):
 def tiny_model(tmp_path_factory) -> Path:
     """A complete diffusers SD-1-shaped folder with random weights (64-pixel native size)."""
     return build_tiny_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_model(tmp_path_factory) -> Path:
+    """A complete diffusers SDXL-base-shaped folder with random weights: text encoders 32 and 48
+    wide (clip_l, clip_g), 64-pixel native size."""
+    return build_tiny_sdxl_pipeline(tmp_path_factory.mktemp("models") / "tiny-sdxl")
 
 
 @pytest.fixture

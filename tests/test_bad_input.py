@@ -3,12 +3,14 @@ odd but usable images train normally."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from invokeai_ti.cli import main
 
@@ -72,6 +74,13 @@ def bad_output_under_a_file(root: Path, tmp: Path) -> str:
     return f"--output_dir={tmp / 'a-file' / 'out'}"
 
 
+def bad_initial_embedding_for_sdxl(root: Path, tmp: Path) -> str:
+    """clip_l and clip_g of the tiny SDXL model's widths, given to the tiny SD-1 model (width 32)."""
+    path = tmp / "sdxl-style.safetensors"
+    save_file({"clip_l": torch.zeros(1, 32), "clip_g": torch.zeros(1, 48)}, str(path))
+    return f"--initial_embedding={path}"
+
+
 def literal(flag: str):
     return lambda root, tmp: flag
 
@@ -97,6 +106,11 @@ CASES = {
     "fp16 on a CPU": (literal("--mixed_precision=fp16"), "Mixed precision fp16 needs a CUDA GPU"),
     "logger that is not installed": (literal("--report_to=wandb"), "needs wandb, which is not installed"),
     "output folder under a file": (bad_output_under_a_file, "cannot be written"),
+    "SDXL embedding for an SD-1 model": (
+        bad_initial_embedding_for_sdxl,
+        "The embedding sdxl-style.safetensors was trained on an SDXL model (token widths 32 and 48), but "
+        "stable-diffusion-1.5 is a model with one text encoder (token width 32)",
+    ),
     "output folder on a read-only path": (literal("--output_dir=/proc/invokeai-ti-out"), "cannot be written"),
 }
 
@@ -120,6 +134,37 @@ def test_bad_input_ends_in_a_sentence_and_loses_nothing(case, make_root, tmp_pat
     assert "Traceback" not in err and err.strip().endswith(".")
     for relative, content in FINISHED.items():
         assert (root / relative).read_bytes() == content
+
+
+def sdxl_refiner(tiny_sdxl_model: Path, tmp: Path) -> Path:
+    folder = tmp / "refiner"
+    shutil.copytree(tiny_sdxl_model, folder, ignore=shutil.ignore_patterns("text_encoder", "tokenizer"))
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    index.update(_class_name="StableDiffusionXLImg2ImgPipeline", text_encoder=[None, None], tokenizer=[None, None])
+    (folder / "model_index.json").write_text(json.dumps(index), encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("make_model", "fragment"),
+    [
+        (lambda sdxl, tmp: sdxl, "The model tiny-sdxl is an SDXL model; this version lists SDXL models but "
+                                 "trains embeddings for SD-1 and SD-2 models only, so choose an SD-1 or SD-2 model."),
+        (sdxl_refiner, "is an SDXL refiner, which cannot be trained"),
+    ],
+    ids=["SDXL base", "SDXL refiner"],
+)
+def test_sdxl_models_are_refused_in_a_sentence(
+    make_root, tiny_sdxl_model, tmp_path, capsys, make_model, fragment
+):
+    root = make_root()
+    model = make_model(tiny_sdxl_model, tmp_path)
+    code = main(with_flag(base_command(root), f"--model={model}"))
+    err = capsys.readouterr().err
+    assert code != 0
+    assert fragment in err
+    assert "Traceback" not in err and err.strip().endswith(".")
+    assert not (root / "embeddings").exists()
 
 
 def odd_images(folder: Path) -> None:

@@ -241,12 +241,116 @@ def test_sd2_is_detected_by_token_width_with_v_prediction_and_768_pixels(root, t
     )
 
 
-def test_second_text_encoder_means_sdxl_and_token_width_is_the_first_encoders(root, template, tmp_path):
-    folder = copy_pipeline(template, tmp_path / "sdxl")
-    shutil.copytree(folder / "text_encoder", folder / "text_encoder_2")
+def sdxl_copy(tiny_sdxl_model: Path, target: Path) -> Path:
+    """The tiny SDXL pipeline with the configs of a real one: token widths 768 and 1280, 1024 px."""
+    folder = copy_pipeline(tiny_sdxl_model, target)
     edit_json(folder / "text_encoder" / "config.json", hidden_size=768)
+    edit_json(folder / "text_encoder_2" / "config.json", hidden_size=1280)
+    edit_json(folder / "unet" / "config.json", sample_size=128)
+    return folder
+
+
+def refiner_copy(tiny_sdxl_model: Path, target: Path) -> Path:
+    """Shaped like stable-diffusion-xl-refiner-1.0: only the second text encoder and tokenizer."""
+    folder = copy_pipeline(tiny_sdxl_model, target)
+    shutil.rmtree(folder / "text_encoder")
+    shutil.rmtree(folder / "tokenizer")
+    edit_json(folder / "model_index.json", _class_name="StableDiffusionXLImg2ImgPipeline",
+              text_encoder=[None, None], tokenizer=[None, None], requires_aesthetics_score=True)
+    edit_json(folder / "text_encoder_2" / "config.json", hidden_size=1280)
+    return folder
+
+
+def test_sdxl_folder_is_sdxl_with_both_token_widths_and_1024_pixels(root, tiny_sdxl_model, tmp_path):
+    folder = sdxl_copy(tiny_sdxl_model, tmp_path / "sdxl")
     model = find_model(str(folder), RootLayout(root))
-    assert (model.base, model.token_dim) == ("SDXL", 768)
+    assert (model.base, model.token_dim, model.token_dim_2) == ("SDXL", 768, 1280)
+    assert model.token_dims == (768, 1280)
+    assert (model.native_resolution, model.trainable) == (1024, True)
+
+
+def test_tiny_sdxl_model_is_sdxl_with_its_own_widths(root, tiny_sdxl_model):
+    model = find_model(str(tiny_sdxl_model), RootLayout(root))
+    assert (model.base, model.token_dims, model.native_resolution) == ("SDXL", (32, 48), 64)
+
+
+def test_sdxl_from_every_source_is_listed_with_base_widths_and_resolution(root, tiny_sdxl_model, hub_cache):
+    sdxl_copy(tiny_sdxl_model, root / "models" / "sdxl" / "main" / "juggernaut-xl")
+    sdxl_copy(tiny_sdxl_model, root / "models" / "sdxl" / "main" / "scanned-xl")
+    cached = cache_repo(hub_cache, "stabilityai/stable-diffusion-xl-base-1.0", tiny_sdxl_model)
+    edit_json(cached / "text_encoder" / "config.json", hidden_size=768)
+    edit_json(cached / "text_encoder_2" / "config.json", hidden_size=1280)
+    write_models_yaml(root, {
+        "__metadata__": {"version": "3.0.0"},
+        "sdxl/main/juggernaut-xl": {"path": "sdxl/main/juggernaut-xl", "format": "diffusers", "variant": "normal"},
+    })
+    scan = scan_models(RootLayout(root))
+    assert scan.notes == []
+    assert [(m.name, m.source, m.base, m.token_dims) for m in scan.models] == [
+        ("juggernaut-xl", "models.yaml", "SDXL", (768, 1280)),
+        ("scanned-xl", "models folder", "SDXL", (768, 1280)),
+        ("stabilityai/stable-diffusion-xl-base-1.0", "hub cache", "SDXL", (768, 1280)),
+    ]
+    table = format_model_table(scan.models).splitlines()
+    assert table[1].split() == ["*", "juggernaut-xl", "SDXL", "768+1280", "1024", "sdxl/main/juggernaut-xl"]
+    assert find_model("sdxl/main/juggernaut-xl", RootLayout(root)).name == "juggernaut-xl"
+
+
+def test_sdxl_refiner_is_listed_as_not_trainable_with_the_reason(root, template, tiny_sdxl_model):
+    refiner_copy(tiny_sdxl_model, root / "models" / "sdxl-refiner" / "main" / "refiner")
+    copy_pipeline(template, root / "models" / "sd-1" / "main" / "sd15")
+    layout = RootLayout(root)
+    scan = scan_models(layout)
+    refiner = scan.lookup("refiner")
+    assert (refiner.base, refiner.token_dims, refiner.trainable) == ("SDXL-refiner", (1280,), False)
+    [note] = scan.notes
+    assert note.startswith("refiner (") and "is an SDXL refiner, which cannot be trained" in note
+    row = next(line for line in format_model_table(scan.models).splitlines() if line.split()[0] == "refiner")
+    assert row.split()[:3] == ["refiner", "SDXL-refiner", "1280"] and row.endswith("(cannot be trained)")
+    assert default_model(scan.models).name == "sd15"
+    with pytest.raises(UserError) as caught:
+        find_model("refiner", layout)
+    message = str(caught.value)
+    assert "is an SDXL refiner, which cannot be trained" in message
+    assert message.endswith("; train on an SDXL base model instead.")
+
+
+def test_invokeai3_refiner_entry_is_refused_as_a_refiner_even_before_download(root, hub_cache):
+    write_models_yaml(root, {
+        "__metadata__": {"version": "3.0.0"},
+        "sdxl-refiner/main/sdxl-refiner-1.0": {"repo_id": "stabilityai/stable-diffusion-xl-refiner-1.0",
+                                               "format": "diffusers"},
+    })
+    layout = RootLayout(root)
+    scan = scan_models(layout)
+    [model] = scan.models
+    assert (model.base, model.path, model.native_resolution) == ("SDXL-refiner", None, 1024)
+    assert not model.trainable
+    assert scan.notes == [
+        "The models.yaml entry sdxl-refiner/main/sdxl-refiner-1.0 cannot be used: the model sdxl-refiner-1.0 is an "
+        "SDXL refiner, which cannot be trained: it has only the second of SDXL's two text encoders and "
+        "only refines images an SDXL base model made."
+    ]
+    with pytest.raises(UserError, match="^The model sdxl-refiner-1.0 is an SDXL refiner.*train on an SDXL base model instead"):
+        find_model("sdxl-refiner-1.0", layout)
+
+
+@pytest.mark.parametrize(
+    ("removed", "expected"),
+    [
+        ("tokenizer_2", "is missing its tokenizer_2 (tokenizer_2/vocab.json and tokenizer_2/merges.txt"),
+        ("text_encoder_2/config.json", "is missing its text_encoder_2 (text_encoder_2/config.json)"),
+        ("text_encoder_2/model.safetensors", "is missing the weights of its text_encoder_2"),
+    ],
+)
+def test_sdxl_folder_missing_part_of_its_second_encoder_names_it(
+    root, tiny_sdxl_model, tmp_path, removed, expected
+):
+    folder = copy_pipeline(tiny_sdxl_model, tmp_path / "broken-xl")
+    remove(folder / removed)
+    with pytest.raises(UserError) as caught:
+        find_model(str(folder), RootLayout(root))
+    assert expected in str(caught.value)
 
 
 def test_resolution_falls_back_to_the_base_when_the_unet_does_not_say(root, template, tmp_path):
@@ -356,7 +460,7 @@ def test_malformed_models_yaml_is_skipped_and_other_sources_still_work(root, tem
     assert find_model(None, layout).name == "scanned"
 
 
-def test_model_table_shows_name_base_width_location_and_marks_the_default(root, template, tmp_path):
+def test_model_table_shows_name_base_width_resolution_location_and_marks_the_default(root, template):
     copy_pipeline(template, root / "models" / "diffusers" / "tiny")
     sd2 = copy_pipeline(template, root / "models" / "diffusers" / "big")
     edit_json(sd2 / "text_encoder" / "config.json", hidden_size=1024)
@@ -365,7 +469,7 @@ def test_model_table_shows_name_base_width_location_and_marks_the_default(root, 
         "big": {"path": "models/diffusers/big", "format": "diffusers", "default": True},
     })
     table = format_model_table(discover_models(RootLayout(root))).splitlines()
-    assert table[0].split() == ["NAME", "BASE", "TOKEN", "WIDTH", "LOCATION"]
-    assert table[1].split() == ["tiny", "SD-1", "32", "models/diffusers/tiny"]
-    assert table[2].split() == ["*", "big", "SD-2", "1024", "models/diffusers/big"]
+    assert table[0].split() == ["NAME", "BASE", "TOKEN", "WIDTH", "RESOLUTION", "LOCATION"]
+    assert table[1].split() == ["tiny", "SD-1", "32", "64", "models/diffusers/tiny"]
+    assert table[2].split() == ["*", "big", "SD-2", "1024", "64", "models/diffusers/big"]
     assert table[-1].startswith("* ")
