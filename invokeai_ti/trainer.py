@@ -52,11 +52,11 @@ from .dataset import (
     flipped,
 )
 from .embeddings import (
-    EMBEDDING_NAME,
+    Embedding,
     atomic_write,
     check_dimension,
     load_embedding,
-    save_embedding_pair,
+    save_embedding_files,
 )
 from .device import probe_xformers, training_device
 from .errors import TrainingInterrupted, UserError
@@ -311,7 +311,9 @@ class Trainer:
             checkpoints = min(checkpoints, s.checkpoints_total_limit + 1)
         snapshots = steps // s.save_steps
         pipeline = 0 if s.only_save_embeds else folder_size(self.model.path)
-        return checkpoints * (3 * vector_bytes + 65536) + (2 * snapshots + 4) * vector_bytes + pipeline + SPARE_BYTES
+        # A checkpoint: three embedding files and AdamW's two moments; a snapshot: three files; the
+        # end: three files, the installed copy and its backup.
+        return checkpoints * (5 * vector_bytes + 65536) + (3 * snapshots + 5) * vector_bytes + pipeline + SPARE_BYTES
 
     def _run_locked(self, seed: int, device: torch.device) -> TrainingResult:
         s = self.settings
@@ -614,11 +616,11 @@ class Trainer:
                     if step >= total_steps:
                         break
                     if step % s.save_steps == 0:
-                        save_embedding_pair(self.output_dir, f"{EMBEDDING_NAME}-steps-{step}", s.token, vectors)
+                        save_embedding_files(self.output_dir, Embedding(s.token, vectors, step, self.model.name), snapshot=True)
                     if step % s.checkpointing_steps == 0 or stopping:
                         save_checkpoint(step)
                     if stopping:
-                        save_embedding_pair(self.output_dir, EMBEDDING_NAME, s.token, vectors)
+                        save_embedding_files(self.output_dir, Embedding(s.token, vectors, step, self.model.name))
                         raise TrainingInterrupted(interrupted_message(stop.requested, step, total_steps))
         finally:
             progress.close()
@@ -627,7 +629,7 @@ class Trainer:
             if s.report_to != "none":
                 accelerator.end_training()
         if self.main:
-            save_embedding_pair(self.output_dir, EMBEDDING_NAME, s.token, vectors)
+            save_embedding_files(self.output_dir, Embedding(s.token, vectors, step, self.model.name))
             if not s.only_save_embeds and self.model.path is not None:
                 export_pipeline(self.model.path, tokenizer, token_ids, vectors.detach().cpu(), self.output_dir / "pipeline")
         return TrainingResult(

@@ -28,21 +28,27 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd")
 
 
+def build_root(
+    root: Path, model: Path, name: str = "stable-diffusion-1.5", trigger: str | None = "psychedelic", images: int = 3
+) -> Path:
+    """An InvokeAI root at ``root`` with ``model`` registered under ``name`` and sample photos."""
+    target = root / "models" / "diffusers" / name
+    shutil.copytree(model, target)
+    config = root / "configs" / "models.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    entry = {name: {"description": "tiny test model", "format": "diffusers",
+                    "path": str(target.relative_to(root)), "default": True}}
+    config.write_text(yaml.safe_dump(entry), encoding="utf-8")
+    if trigger:
+        draw_sample_photos(root / "text-inversion-training-data" / trigger, count=images, size=64)
+    return root
+
+
 @pytest.fixture
 def make_root(tmp_path, tiny_model):
     """Build an InvokeAI root with the tiny model registered under ``name`` and sample photos."""
 
     def build(name: str = "stable-diffusion-1.5", trigger: str | None = "psychedelic", images: int = 3) -> Path:
-        root = tmp_path / "invokeai"
-        target = root / "models" / "diffusers" / name
-        shutil.copytree(tiny_model, target)
-        config = root / "configs" / "models.yaml"
-        config.parent.mkdir(parents=True, exist_ok=True)
-        entry = {name: {"description": "tiny test model", "format": "diffusers",
-                        "path": str(target.relative_to(root)), "default": True}}
-        config.write_text(yaml.safe_dump(entry), encoding="utf-8")
-        if trigger:
-            draw_sample_photos(root / "text-inversion-training-data" / trigger, count=images, size=64)
-        return root
+        return build_root(tmp_path / "invokeai", tiny_model, name, trigger, images)
 
     return build
