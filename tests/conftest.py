@@ -12,14 +12,18 @@ from invokeai_ti.demo import draw_sample_photos
 from invokeai_ti.tiny_model import build_tiny_pipeline
 
 
-@pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch, tmp_path_factory):
+def isolate(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No test may read the developer's ~/invokeai, their Hugging Face cache or the network."""
     monkeypatch.delenv("INVOKEAI_ROOT", raising=False)
     monkeypatch.delenv("VIRTUAL_ENV", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("empty-hub-cache")))
     monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch, tmp_path_factory):
+    isolate(monkeypatch, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
