@@ -89,7 +89,7 @@ def invokeai_23_read(path: Path) -> Reading:
     """InvokeAI 2.3's v1-v4 parsing, chosen by the keys present."""
     data = read_any(path)
     if all(key in data for key in ("string_to_token", "string_to_param", "name", "step")):
-        data["sd_checkpoint_name"], data["sd_checkpoint"]  # v1 reads both; a missing key crashes it
+        assert {"sd_checkpoint", "sd_checkpoint_name"} <= data.keys(), "v1 reads both; a missing key crashes it"
         vectors = first(data["string_to_param"])
         return Reading(data["name"], vectors.size()[0], vectors.size()[1], vectors)
     if "string_to_token" in data and "string_to_param" in data:
