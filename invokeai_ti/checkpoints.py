@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from .embeddings import disk_full_message, save_embedding
+from .embeddings import Embedding, disk_full_message, save_embedding_files
 from .errors import UserError
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -98,7 +98,7 @@ def write_checkpoint(
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
-        save_embedding(staging / "learned_embeds.safetensors", shape.token, vectors)
+        save_embedding_files(staging, Embedding(shape.token, vectors, step, shape.model))
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
         torch.save(lr_scheduler.state_dict(), staging / "scheduler.pt")
         if grad_scaler is not None:
@@ -170,8 +170,24 @@ def restore_checkpoint(
     saved = load_file(str(checkpoint.path / "learned_embeds.safetensors"))[shape.token]
     with torch.no_grad():
         vectors.copy_(saved.to(vectors.device, vectors.dtype))
-    optimizer.load_state_dict(torch.load(checkpoint.path / "optimizer.pt", weights_only=True))
-    lr_scheduler.load_state_dict(torch.load(checkpoint.path / "scheduler.pt", weights_only=False))
+    optimizer.load_state_dict(load_state(checkpoint.path / "optimizer.pt"))
+    lr_scheduler.load_state_dict(load_state(checkpoint.path / "scheduler.pt"))
     scaler_file = checkpoint.path / "scaler.pt"
     if grad_scaler is not None and scaler_file.exists():
-        grad_scaler.load_state_dict(torch.load(scaler_file, weights_only=True))
+        grad_scaler.load_state_dict(load_state(scaler_file))
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Read a state file without ever running code from it, onto the CPU.
+
+    A checkpoint folder can be named on the command line, so it may come from anyone; and one
+    written on a GPU must resume on a machine without one (``load_state_dict`` moves the state
+    to where the parameters are).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise UserError(
+            f"{path} is damaged or holds more than saved training state ({type(error).__name__}); "
+            "resume from another checkpoint, or start without --resume_from_checkpoint."
+        ) from error

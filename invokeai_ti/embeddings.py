@@ -1,16 +1,31 @@
 """Reading, writing and installing embedding files.
 
+Each tool reads embedding files by its own rules (REFERENCE.md, "Embedding files: who loads
+what"), and no single layout suits them all, so every save writes three files:
+
+* ``learned_embeds.bin``, the one installed for InvokeAI. InvokeAI 2.3 reads a plain
+  ``{token: tensor}`` as one 1-D vector and InvokeAI 3.x+ takes the token width from that tensor's
+  first dimension, so a ``[n, dim]`` value there is misread by both. One vector is therefore saved
+  1-D, several in AUTOMATIC1111's layout (``string_to_param`` and friends), which every InvokeAI
+  and diffusers read with the right trigger, count and width.
+* ``learned_embeds.safetensors``: the diffusers example's ``{token: tensor[n, dim]}``.
+* ``<trigger>.safetensors``: ``{"emb_params": tensor[n, dim]}``, for AUTOMATIC1111, ComfyUI, kohya
+  and InvokeAI's single-file import, which all take the trigger from the file name.
+
 Every write goes to a temporary file beside the target and is renamed into place, so a crash, a
-full disk or Ctrl-C can never leave a half-written embedding where InvokeAI (or the user) would
-load it. Installing keeps the previous embedding of the same trigger as a backup, named so that
-InvokeAI does not load it as a second embedding.
+full disk or Ctrl-C can never leave a half-written embedding where a tool (or the user) would load
+it.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,7 +34,19 @@ from safetensors.torch import load_file, save_file
 from .errors import UserError
 
 EMBEDDING_NAME = "learned_embeds"
+INSTALLED_NAME = f"{EMBEDDING_NAME}.bin"
 BACKUP_SUFFIX = ".previous"
+# The token id AUTOMATIC1111 records for its "*" placeholder; InvokeAI 2.3 requires the key.
+A1111_PLACEHOLDER_ID = 265
+# What earlier versions of this trainer installed beside learned_embeds.bin. InvokeAI 2.3 loads
+# every file in the embeddings folder, so each of these registered the trigger a second time or
+# printed a notice at every start.
+LEGACY_INSTALLED_NAMES = (
+    f"{EMBEDDING_NAME}.safetensors",
+    f"{EMBEDDING_NAME}.safetensors{BACKUP_SUFFIX}",
+    f"{INSTALLED_NAME}{BACKUP_SUFFIX}",
+)
+OWN_FILE_NAMES = re.compile(rf"{EMBEDDING_NAME}(-steps-\d+)?", re.IGNORECASE)
 
 
 def disk_full_message(path: Path) -> str:
@@ -29,16 +56,22 @@ def disk_full_message(path: Path) -> str:
     )
 
 
-def atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp_path)`` and rename the result onto ``path``.
 
     ``os.replace`` is atomic on one filesystem, so readers see the old file or the new one, never
-    a torn one.
+    a torn one. The temporary file is created here first so that it gets the permissions the
+    user's umask gives any new file, and that mode is put back after ``write``: some writers
+    (safetensors) replace the file with a private one, which InvokeAI running as another user,
+    or a shared model folder, could not read.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        with open(tmp, "wb") as handle:
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
         write(tmp)
+        os.chmod(tmp, mode)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -52,27 +85,98 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
-def save_embedding(path: Path, token: str, vectors: torch.Tensor) -> None:
-    """Save ``{token: tensor[n, dim]}``, the diffusers format, as .safetensors or torch .bin."""
-    tensor = vectors.detach().to("cpu", torch.float32).contiguous().clone()
-    if not torch.isfinite(tensor).all():
-        raise ValueError("refusing to save an embedding containing NaN or infinity")
-    if path.suffix == ".safetensors":
-        atomic_write(path, lambda tmp: save_file({token: tensor}, str(tmp)))
-    else:
-        atomic_write(path, lambda tmp: torch.save({token: tensor}, tmp))
+@dataclass(frozen=True)
+class Embedding:
+    """Learned vectors, with what AUTOMATIC1111-style files record about their training."""
+
+    token: str
+    vectors: torch.Tensor
+    step: int
+    model: str
+
+    def __post_init__(self) -> None:
+        tensor = self.vectors.detach().to("cpu", torch.float32).contiguous().clone()
+        if tensor.dim() != 2:
+            raise ValueError(f"an embedding is tensor[n, dim], not {tuple(tensor.shape)}")
+        if not torch.isfinite(tensor).all():
+            raise ValueError("refusing to save an embedding containing NaN or infinity")
+        object.__setattr__(self, "vectors", tensor)
+
+    @property
+    def trigger(self) -> str:
+        """The bare word, as tools that name the trigger after the file see it."""
+        return self.token.removeprefix("<").removesuffix(">")
 
 
-def save_embedding_pair(folder: Path, stem: str, token: str, vectors: torch.Tensor) -> list[Path]:
-    """Both formats users expect: ``.safetensors`` for safety, ``.bin`` for InvokeAI 2.3."""
-    paths = [folder / f"{stem}.safetensors", folder / f"{stem}.bin"]
-    for path in paths:
-        save_embedding(path, token, vectors)
-    return paths
+def invokeai_layout(embedding: Embedding) -> dict[str, object]:
+    """The one layout every InvokeAI since 2.3 and diffusers read with the right trigger and width."""
+    vectors = embedding.vectors
+    if vectors.shape[0] == 1:
+        return {embedding.token: vectors[0].clone()}
+    return {
+        "string_to_token": {"*": A1111_PLACEHOLDER_ID},
+        "string_to_param": {"*": vectors},
+        "name": embedding.token,
+        "step": embedding.step,
+        "sd_checkpoint": None,
+        "sd_checkpoint_name": embedding.model,
+    }
+
+
+@dataclass(frozen=True)
+class EmbeddingFiles:
+    """The files one save writes: see the module docstring for which tool reads which."""
+
+    invokeai: Path
+    diffusers: Path
+    single_file: Path
+
+    def all(self) -> tuple[Path, Path, Path]:
+        return self.invokeai, self.diffusers, self.single_file
+
+
+def embedding_files(folder: Path, trigger: str, step: int | None = None) -> EmbeddingFiles:
+    """The final files, or with ``step`` the ``-steps-N`` snapshot written along the way."""
+    suffix = "" if step is None else f"-steps-{step}"
+    return EmbeddingFiles(
+        invokeai=folder / f"{EMBEDDING_NAME}{suffix}.bin",
+        diffusers=folder / f"{EMBEDDING_NAME}{suffix}.safetensors",
+        single_file=folder / f"{trigger}{suffix}.safetensors",
+    )
+
+
+def save_embedding_files(folder: Path, embedding: Embedding, *, snapshot: bool = False) -> EmbeddingFiles:
+    """Write every layout of ``embedding`` into ``folder``; ``snapshot`` names them after its step."""
+    files = embedding_files(folder, embedding.trigger, embedding.step if snapshot else None)
+    atomic_write(files.invokeai, lambda tmp: torch.save(invokeai_layout(embedding), tmp))
+    atomic_write(files.diffusers, lambda tmp: save_file({embedding.token: embedding.vectors}, str(tmp)))
+    atomic_write(files.single_file, lambda tmp: save_file({"emb_params": embedding.vectors}, str(tmp)))
+    return files
+
+
+def snapshot_files(folder: Path, trigger: str) -> list[Path]:
+    """The ``-steps-N`` snapshots in ``folder``, the final files never among them."""
+    pattern = re.compile(
+        rf"{EMBEDDING_NAME}-steps-\d+\.(bin|safetensors)|{re.escape(trigger)}-steps-\d+\.safetensors"
+    )
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if pattern.fullmatch(path.name))
+
+
+def clashes_with_own_files(trigger: str) -> bool:
+    """A trigger named like the trainer's own files would overwrite them as ``<trigger>.safetensors``.
+
+    Case is ignored because macOS and Windows file systems ignore it.
+    """
+    return OWN_FILE_NAMES.fullmatch(trigger) is not None
 
 
 def load_embedding(path: Path) -> tuple[str | None, torch.Tensor]:
-    """Read any embedding format InvokeAI loads; returns (token or None, tensor[n, dim])."""
+    """Read any embedding format InvokeAI loads; returns (token or None, tensor[n, dim]).
+
+    ``weights_only`` because the file may come from anyone: loading it must never run code.
+    """
     try:
         if path.suffix == ".safetensors":
             data: object = load_file(str(path))
@@ -124,21 +228,21 @@ def check_dimension(name: str, vectors: torch.Tensor, token_dim: int) -> None:
         )
 
 
-def install_embedding(embedding_dir: Path, token: str, vectors: torch.Tensor) -> Path:
-    """Put a finished embedding where InvokeAI finds it, keeping the one it replaces.
+def install_embedding(output_dir: Path, embedding_dir: Path) -> Path:
+    """Copy the trained ``learned_embeds.bin`` where InvokeAI finds it, as that folder's only file.
 
-    The new files are complete and valid before anything old is touched; the old ``.bin`` and
-    ``.safetensors`` become ``*.previous`` backups.
+    InvokeAI 2.3 walks ``<root>/embeddings/`` and loads every file in it whatever its name (an
+    unknown suffix is read as safetensors), so no backup may stay there: the embedding this one
+    replaces is kept in the output folder as ``learned_embeds.bin.previous``, written before the
+    installed file is touched. Files earlier versions installed beside it are removed.
     """
-    staging = embedding_dir / ".incoming"
-    shutil.rmtree(staging, ignore_errors=True)
-    save_embedding_pair(staging, EMBEDDING_NAME, token, vectors)
-    try:
-        for suffix in (".safetensors", ".bin"):
-            final = embedding_dir / f"{EMBEDDING_NAME}{suffix}"
-            if final.exists():
-                os.replace(final, final.with_name(final.name + BACKUP_SUFFIX))
-            os.replace(staging / final.name, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return embedding_dir / f"{EMBEDDING_NAME}.bin"
+    trained = output_dir / INSTALLED_NAME
+    installed = embedding_dir / INSTALLED_NAME
+    if installed.is_file():
+        backup = output_dir / f"{INSTALLED_NAME}{BACKUP_SUFFIX}"
+        atomic_write(backup, lambda tmp: shutil.copyfile(installed, tmp))
+    atomic_write(installed, lambda tmp: shutil.copyfile(trained, tmp))
+    for name in LEGACY_INSTALLED_NAMES:
+        (embedding_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(embedding_dir / ".incoming", ignore_errors=True)
+    return installed

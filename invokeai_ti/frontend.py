@@ -20,6 +20,7 @@ from typing import Any
 import npyscreen
 
 from .device import detect
+from .embeddings import snapshot_files
 from .errors import UserError
 from .form_state import (
     FORM_FIELDS,
@@ -235,26 +236,25 @@ def edit_settings(state: FormState) -> RunPlan | None:
     return app.plan
 
 
-def training_leftovers(output_dir: Path, logging_dir: Path) -> list[Path]:
+def training_leftovers(output_dir: Path, logging_dir: Path, trigger: str) -> list[Path]:
     """What "delete training logs and intermediate checkpoints" removes from the output folder.
 
     Only the step snapshots, checkpoints and logs: the final embedding and the recorded settings
     stay, and nothing outside the output folder (the installed embedding above all) is touched.
     """
     logs = logging_dir if logging_dir.is_absolute() else output_dir / logging_dir
-    found = [*output_dir.glob("checkpoint-*"), *output_dir.glob("learned_embeds-steps-*"),
-             output_dir / "loss_log.csv"]
+    found = [*output_dir.glob("checkpoint-*"), *snapshot_files(output_dir, trigger), output_dir / "loss_log.csv"]
     if logs.resolve().is_relative_to(output_dir.resolve()) and logs.resolve() != output_dir.resolve():
         found.append(logs)
     return sorted(path for path in found if path.exists())
 
 
-def ask_to_delete_leftovers(output_dir: Path, logging_dir: Path) -> None:
+def ask_to_delete_leftovers(output_dir: Path, logging_dir: Path, trigger: str) -> None:
     """InvokeAI's question, default yes when a person presses Enter.
 
     Without a terminal (a script, a pipe, end of input) nobody said yes, so nothing is deleted.
     """
-    leftovers = training_leftovers(output_dir, logging_dir)
+    leftovers = training_leftovers(output_dir, logging_dir, trigger)
     if not leftovers:
         return
     answer = ""
@@ -305,7 +305,7 @@ def run_form(typed: Mapping[str, Any]) -> int:
             token = outcome.result.token
             print(f"The embedding is installed in {outcome.installed.parent}.")
             print(f'Use it by typing {token} in a prompt, for example "a photo of {token}".')
-    ask_to_delete_leftovers(plan.output_dir, plan.settings.logging_dir)
+    ask_to_delete_leftovers(plan.output_dir, plan.settings.logging_dir, plan.settings.trigger)
     return 0
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .device import DeviceCaps
+from .embeddings import clashes_with_own_files
 
 LR_SCHEDULERS = (
     "linear",
@@ -61,6 +62,8 @@ def trigger_problem(placeholder: str) -> str | None:
         return (
             f"the trigger term '{trigger}' contains {shown}; use only letters, digits, '.', '-' and '_'"
         )
+    if clashes_with_own_files(trigger):
+        return f"the trigger term '{trigger}' is the name of the trainer's own files; choose another word"
     return None
 
 

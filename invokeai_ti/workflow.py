@@ -180,7 +180,5 @@ def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = Tru
     result = trainer.run()
     installed = None
     if result.main_process:
-        installed = install_embedding(
-            plan.layout.embedding_dir(plan.settings.trigger), result.token, result.vectors
-        )
+        installed = install_embedding(result.output_dir, plan.layout.embedding_dir(plan.settings.trigger))
     return RunOutcome(result, installed)

@@ -12,14 +12,18 @@ from invokeai_ti.demo import draw_sample_photos
 from invokeai_ti.tiny_model import build_tiny_pipeline, build_tiny_sdxl_pipeline
 
 
-@pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch, tmp_path_factory):
+def isolate(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No test may read the developer's ~/invokeai, their Hugging Face cache or the network."""
     monkeypatch.delenv("INVOKEAI_ROOT", raising=False)
     monkeypatch.delenv("VIRTUAL_ENV", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("empty-hub-cache")))
     monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch, tmp_path_factory):
+    isolate(monkeypatch, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -35,21 +39,27 @@ def tiny_sdxl_model(tmp_path_factory) -> Path:
     return build_tiny_sdxl_pipeline(tmp_path_factory.mktemp("models") / "tiny-sdxl")
 
 
+def build_root(
+    root: Path, model: Path, name: str = "stable-diffusion-1.5", trigger: str | None = "psychedelic", images: int = 3
+) -> Path:
+    """An InvokeAI root at ``root`` with ``model`` registered under ``name`` and sample photos."""
+    target = root / "models" / "diffusers" / name
+    shutil.copytree(model, target)
+    config = root / "configs" / "models.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    entry = {name: {"description": "tiny test model", "format": "diffusers",
+                    "path": str(target.relative_to(root)), "default": True}}
+    config.write_text(yaml.safe_dump(entry), encoding="utf-8")
+    if trigger:
+        draw_sample_photos(root / "text-inversion-training-data" / trigger, count=images, size=64)
+    return root
+
+
 @pytest.fixture
 def make_root(tmp_path, tiny_model):
     """Build an InvokeAI root with the tiny model registered under ``name`` and sample photos."""
 
     def build(name: str = "stable-diffusion-1.5", trigger: str | None = "psychedelic", images: int = 3) -> Path:
-        root = tmp_path / "invokeai"
-        target = root / "models" / "diffusers" / name
-        shutil.copytree(tiny_model, target)
-        config = root / "configs" / "models.yaml"
-        config.parent.mkdir(parents=True, exist_ok=True)
-        entry = {name: {"description": "tiny test model", "format": "diffusers",
-                        "path": str(target.relative_to(root)), "default": True}}
-        config.write_text(yaml.safe_dump(entry), encoding="utf-8")
-        if trigger:
-            draw_sample_photos(root / "text-inversion-training-data" / trigger, count=images, size=64)
-        return root
+        return build_root(tmp_path / "invokeai", tiny_model, name, trigger, images)
 
     return build

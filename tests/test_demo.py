@@ -14,7 +14,7 @@ def test_demo_makes_a_root_trains_and_installs_an_embedding(tmp_path, capsys):
     assert main(["--demo", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     installed = root / "embeddings" / DEMO_TRIGGER / "learned_embeds.bin"
-    assert torch.load(installed, weights_only=True)[f"<{DEMO_TRIGGER}>"].shape == (1, 32)
+    assert torch.load(installed, weights_only=True)[f"<{DEMO_TRIGGER}>"].shape == (32,)
     assert f"invokeai-ti --gui --root {root}" in out
     assert "random weights" in out
 

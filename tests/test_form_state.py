@@ -333,8 +333,8 @@ def finished_run(tmp_path: Path) -> Path:
     out = tmp_path / "text-inversion-output" / "cat"
     make_checkpoint(out, 500)
     (out / "logs").mkdir()
-    for name in ("learned_embeds-steps-500.bin", "learned_embeds.bin", "loss_log.csv",
-                 "training_settings.json"):
+    for name in ("learned_embeds-steps-500.bin", "cat-steps-500.safetensors", "learned_embeds.bin",
+                 "cat.safetensors", "learned_embeds.bin.previous", "loss_log.csv", "training_settings.json"):
         (out / name).write_text("x", encoding="utf-8")
     installed = tmp_path / "embeddings" / "cat" / "learned_embeds.bin"
     installed.parent.mkdir(parents=True)
@@ -344,10 +344,11 @@ def finished_run(tmp_path: Path) -> Path:
 
 def test_delete_question_removes_only_logs_and_intermediate_files(tmp_path):
     out = finished_run(tmp_path)
-    found = {p.name for p in training_leftovers(out, Path("logs"))}
-    assert found == {"checkpoint-500", "logs", "learned_embeds-steps-500.bin", "loss_log.csv"}
-    assert training_leftovers(out, tmp_path / "elsewhere") == sorted(
-        p for p in out.iterdir() if p.name not in ("logs", "learned_embeds.bin", "training_settings.json"))
+    found = {p.name for p in training_leftovers(out, Path("logs"), "cat")}
+    assert found == {"checkpoint-500", "logs", "learned_embeds-steps-500.bin", "cat-steps-500.safetensors",
+                     "loss_log.csv"}
+    kept = ("logs", "learned_embeds.bin", "cat.safetensors", "learned_embeds.bin.previous", "training_settings.json")
+    assert training_leftovers(out, tmp_path / "elsewhere", "cat") == sorted(p for p in out.iterdir() if p.name not in kept)
 
 
 class FakeStdin:
@@ -372,8 +373,8 @@ def test_delete_question_needs_a_yes_from_a_person(tmp_path, monkeypatch, capsys
 
     monkeypatch.setattr(frontend.sys, "stdin", FakeStdin(tty))
     monkeypatch.setattr("builtins.input", fake_input)
-    ask_to_delete_leftovers(out, Path("logs"))
+    ask_to_delete_leftovers(out, Path("logs"), "cat")
     assert (out / "checkpoint-500").exists() is not deleted
-    assert (out / "learned_embeds.bin").exists()
+    assert (out / "learned_embeds.bin").exists() and (out / "cat.safetensors").exists()
     assert (tmp_path / "embeddings" / "cat" / "learned_embeds.bin").exists()
     assert ("Deleted" if deleted else "Kept") in capsys.readouterr().out

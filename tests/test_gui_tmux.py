@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from invokeai_ti.demo import DEMO_TRIGGER, make_demo_root
@@ -123,7 +124,10 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
     assert "EXIT=0" in screen
     assert f"Use it by typing <{DEMO_TRIGGER}> in a prompt" in screen
     assert "Kept the training logs" in screen
-    assert (demo_root / "embeddings" / DEMO_TRIGGER / "learned_embeds.bin").is_file()
+    installed = demo_root / "embeddings" / DEMO_TRIGGER / "learned_embeds.bin"
+    assert list(installed.parent.iterdir()) == [installed]
+    data = torch.load(installed, weights_only=True)
+    assert list(data) == [f"<{DEMO_TRIGGER}>"] and data[f"<{DEMO_TRIGGER}>"].dim() == 1, "InvokeAI reads one 1-D vector"
     assert (output / "checkpoint-2").is_dir()
     saved = yaml.safe_load((demo_root / "text-inversion-output" / "preferences.conf").read_text())
     assert saved["max_train_steps"] == 4 and "placeholder_token" not in saved

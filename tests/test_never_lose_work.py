@@ -201,15 +201,39 @@ def test_resuming_with_another_batch_size_says_what_differs(make_root, capsys):
     assert "batch size 1 (checkpoint) vs 2 (now)" in err
 
 
-def test_retraining_replaces_the_installed_embedding_and_keeps_a_backup(make_root):
+def test_retraining_replaces_the_installed_embedding_and_keeps_a_backup_in_the_output_folder(make_root):
     root = make_root()
     installed = root / "embeddings" / "psychedelic" / "learned_embeds.bin"
     assert main(command(root, "--max_train_steps=1")) == 0
     first = torch.load(installed, weights_only=True)["<psychedelic>"]
     assert main(command(root, "--max_train_steps=3")) == 0
-    backup = torch.load(installed.with_name("learned_embeds.bin.previous"), weights_only=True)["<psychedelic>"]
+    backup = torch.load(output_of(root) / "learned_embeds.bin.previous", weights_only=True)["<psychedelic>"]
     assert torch.equal(backup, first)
     assert not torch.equal(torch.load(installed, weights_only=True)["<psychedelic>"], first)
+
+
+def test_a_checkpoint_carrying_code_is_refused_without_running_it(make_root, tmp_path, capsys):
+    """A checkpoint folder can be named on the command line, so it may come from anyone."""
+    root = make_root()
+    assert main(command(root, "--max_train_steps=2", "--checkpointing_steps=1")) == 0
+    marker = tmp_path / "code-ran"
+    checkpoint = output_of(root) / "checkpoint-1"
+    torch.save({"last_epoch": RunsCode(marker)}, checkpoint / "scheduler.pt")
+    capsys.readouterr()
+    assert main(command(root, "--max_train_steps=4", f"--resume_from_checkpoint={checkpoint}")) == 2
+    err = capsys.readouterr().err
+    assert "scheduler.pt is damaged or holds more than saved training state" in err and "Traceback" not in err
+    assert not marker.exists()
+
+
+class RunsCode:
+    """Unpickling this creates ``marker``: what a booby-trapped file could do instead."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
 
 
 def write_formats(folder: Path, vectors: torch.Tensor) -> dict[str, Path]:

@@ -32,13 +32,12 @@ def test_typical_invokeai_command_trains_and_installs_a_loadable_embedding(make_
     root = make_root("stable-diffusion-1.5")
     assert main(typical_command(root)) == 0
     installed = root / "embeddings" / "psychedelic" / "learned_embeds.bin"
-    assert installed.exists() and installed.with_suffix(".safetensors").exists()
     assert "<psychedelic>" in capsys.readouterr().out
 
     data = torch.load(installed, weights_only=True)
-    assert list(data) == ["<psychedelic>"] and data["<psychedelic>"].shape == (1, 32)
+    assert list(data) == ["<psychedelic>"] and data["<psychedelic>"].shape == (32,)
     output = root / "text-inversion-output" / "psychedelic"
-    assert torch.equal(load_file(str(output / "learned_embeds.safetensors"))["<psychedelic>"], data["<psychedelic>"])
+    assert torch.equal(load_file(str(output / "learned_embeds.safetensors"))["<psychedelic>"][0], data["<psychedelic>"])
 
     from diffusers import StableDiffusionPipeline
 
@@ -46,7 +45,7 @@ def test_typical_invokeai_command_trains_and_installs_a_loadable_embedding(make_
     pipe.load_textual_inversion(str(installed))
     token_id = pipe.tokenizer.convert_tokens_to_ids("<psychedelic>")
     assert pipe.tokenizer.tokenize("a <psychedelic> painting")[1] == "<psychedelic>"
-    assert torch.allclose(pipe.text_encoder.get_input_embeddings().weight[token_id], data["<psychedelic>"][0])
+    assert torch.allclose(pipe.text_encoder.get_input_embeddings().weight[token_id], data["<psychedelic>"])
 
 
 def test_output_folder_holds_settings_seed_and_per_step_loss_log(make_root):
@@ -60,8 +59,8 @@ def test_output_folder_holds_settings_seed_and_per_step_loss_log(make_root):
         rows = list(csv.DictReader(handle))
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
     assert all(float(r["loss"]) > 0 for r in rows)
-    assert (output / "learned_embeds-steps-2.safetensors").exists()
-    assert (output / "learned_embeds-steps-2.bin").exists()
+    for name in ("learned_embeds-steps-2.safetensors", "learned_embeds-steps-2.bin", "psychedelic-steps-2.safetensors"):
+        assert (output / name).exists()
     assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
 
 
@@ -125,11 +124,12 @@ def test_cached_latent_distribution_samples_like_encoding_every_step(make_root):
     assert torch.allclose(encoded[0], cached, atol=1e-5)
 
 
-def test_several_vectors_are_saved_as_one_n_by_dim_tensor_diffusers_expands(make_root):
+def test_several_vectors_are_installed_in_the_a1111_layout_diffusers_expands(make_root):
     root = make_root()
     assert main(typical_command(root, "--num_vectors=3")) == 0
-    installed = root / "embeddings" / "psychedelic" / "learned_embeds.safetensors"
-    assert load_file(str(installed))["<psychedelic>"].shape == (3, 32)
+    installed = root / "embeddings" / "psychedelic" / "learned_embeds.bin"
+    data = torch.load(installed, weights_only=True)
+    assert data["name"] == "<psychedelic>" and data["string_to_param"]["*"].shape == (3, 32)
 
     from diffusers import StableDiffusionPipeline
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoints import RunShape, write_checkpoint
-from ..embeddings import EMBEDDING_NAME, save_embedding_pair
+from ..embeddings import Embedding, save_embedding_files
 from ..errors import TrainingInterrupted, UserError
 from ..settings import TrainingSettings
 from .guard import StopRequest, interrupted_message, nan_message, out_of_memory_message
@@ -61,8 +61,9 @@ class TrainingLoop:
         self.show_progress = show_progress
         self.last_loss: float | None = None
 
-    def save_embedding(self, stem: str) -> None:
-        save_embedding_pair(self.output_dir, stem, self.settings.token, self.state.vectors)
+    def save_embedding(self, step: int, *, snapshot: bool = False) -> None:
+        embedding = Embedding(self.settings.token, self.state.vectors, step, self.shape.model)
+        save_embedding_files(self.output_dir, embedding, snapshot=snapshot)
 
     def save_checkpoint(self, step: int) -> None:
         write_checkpoint(
@@ -132,11 +133,11 @@ class TrainingLoop:
                     if step >= total_steps:
                         break
                     if step % s.save_steps == 0:
-                        self.save_embedding(f"{EMBEDDING_NAME}-steps-{step}")
+                        self.save_embedding(step, snapshot=True)
                     if step % s.checkpointing_steps == 0 or stopping:
                         self.save_checkpoint(step)
                     if stopping:
-                        self.save_embedding(EMBEDDING_NAME)
+                        self.save_embedding(step)
                         raise TrainingInterrupted(interrupted_message(stop.requested, step, total_steps))
         finally:
             progress.close()
@@ -160,7 +161,7 @@ class TrainingLoop:
         fits = unit.largest_batch_that_fits()
         if self.topology.main and step > 0:
             self.save_checkpoint(step)
-            self.save_embedding(EMBEDDING_NAME)
+            self.save_embedding(step)
         raise UserError(out_of_memory_message(
             step=step, batch=unit.batch, fold=unit.fold, resolution=self.shape.resolution,
             fits=fits, device="GPU" if unit.device.type == "cuda" else unit.device.type.upper(),

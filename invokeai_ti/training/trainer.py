@@ -27,7 +27,7 @@ import torch
 from ..checkpoints import RunShape, find_checkpoint, read_checkpoint, restore_checkpoint
 from ..dataset import caption, require_images, templates_for
 from ..device import probe_xformers, training_device
-from ..embeddings import EMBEDDING_NAME, atomic_write, check_dimension, load_embedding, save_embedding_pair
+from ..embeddings import Embedding, atomic_write, check_dimension, load_embedding, save_embedding_files
 from ..errors import UserError
 from ..models import ModelInfo
 from ..output_lock import OutputLock
@@ -196,7 +196,9 @@ class Trainer:
             checkpoints = min(checkpoints, s.checkpoints_total_limit + 1)
         snapshots = steps // s.save_steps
         pipeline = 0 if s.only_save_embeds else folder_size(self.model.path)
-        return checkpoints * (3 * vector_bytes + 65536) + (2 * snapshots + 4) * vector_bytes + pipeline + SPARE_BYTES
+        # A checkpoint: three embedding files and AdamW's two moments; a snapshot: three files; the
+        # end: three files, the installed copy and its backup.
+        return checkpoints * (5 * vector_bytes + 65536) + (3 * snapshots + 5) * vector_bytes + pipeline + SPARE_BYTES
 
     def _record_settings(self, seed: int, processes: int) -> None:
         """Write what this run used, the seed included, before the first step can fail."""
@@ -334,7 +336,7 @@ class Trainer:
         )
         reached = loop.run(start_step, total_steps)
         if topology.main:
-            save_embedding_pair(self.output_dir, EMBEDDING_NAME, s.token, vectors)
+            save_embedding_files(self.output_dir, Embedding(s.token, vectors, reached, self.model.name))
             if not s.only_save_embeds and self.model.path is not None:
                 export_pipeline(self.model.path, tokenizer, token_ids, vectors.detach().cpu(), self.output_dir / "pipeline")
         return TrainingResult(
