@@ -1,6 +1,7 @@
 """Resumable checkpoints: small, written atomically, and checked before they are trusted.
 
-A checkpoint holds only what the run needs to continue exactly: the learned vectors, the AdamW
+A checkpoint holds only what the run needs to continue exactly: the learned vectors (in the model
+family's embedding files, one tensor per text encoder), the AdamW
 state, the learning-rate schedule and the step. Everything random is derived from the seed and
 the sample number, so no random-generator state needs saving. Each checkpoint is written into a
 temporary folder and renamed into place; a crash while saving leaves the previous one as newest.
@@ -12,14 +13,14 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
-from safetensors.torch import load_file
 
-from .embeddings import Embedding, disk_full_message, save_embedding_files
+from .embeddings import disk_full_message
 from .errors import UserError
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -33,7 +34,8 @@ class RunShape:
     model: str
     token: str
     num_vectors: int
-    token_dim: int
+    # One width per text encoder: (768,) for SD-1, (768, 1280) for SDXL.
+    token_dims: tuple[int, ...]
     resolution: int
     train_batch_size: int
     gradient_accumulation_steps: int
@@ -44,17 +46,39 @@ class RunShape:
             "model": "model",
             "token": "trigger",
             "num_vectors": "number of vectors",
-            "token_dim": "token width",
+            "token_dims": "token widths",
             "resolution": "resolution",
             "train_batch_size": "batch size",
             "gradient_accumulation_steps": "gradient accumulation steps",
             "num_processes": "number of processes",
         }
         return [
-            f"{label} {getattr(self, name)} (checkpoint) vs {getattr(other, name)} (now)"
+            f"{label} {shown(getattr(self, name))} (checkpoint) vs {shown(getattr(other, name))} (now)"
             for name, label in labels.items()
             if getattr(self, name) != getattr(other, name)
         ]
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> RunShape:
+        """Read a shape from ``trainer_state.json``; checkpoints before SDXL recorded one
+        ``token_dim``."""
+        record = dict(record)
+        if "token_dim" in record:
+            record["token_dims"] = [record.pop("token_dim")]
+        record["token_dims"] = tuple(int(width) for width in record["token_dims"])
+        return cls(**record)
+
+
+def shown(value: Any) -> str:
+    return "+".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+class EmbeddingLayout(Protocol):
+    """How a model family writes its embedding files and reads their vectors back."""
+
+    def save_files(self, folder: Path, token: str, vectors: Sequence[torch.Tensor], step: int, model: str) -> None: ...
+
+    def read_saved(self, folder: Path, token: str) -> tuple[torch.Tensor, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -87,7 +111,8 @@ def write_checkpoint(
     step: int,
     seed: int,
     shape: RunShape,
-    vectors: torch.Tensor,
+    family: EmbeddingLayout,
+    vectors: Sequence[torch.Tensor],
     optimizer: torch.optim.Optimizer,
     lr_scheduler: Any,
     grad_scaler: torch.amp.GradScaler | None,
@@ -98,7 +123,7 @@ def write_checkpoint(
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
-        save_embedding_files(staging, Embedding(shape.token, vectors, step, shape.model))
+        family.save_files(staging, shape.token, vectors, step, shape.model)
         torch.save(optimizer.state_dict(), staging / "optimizer.pt")
         torch.save(lr_scheduler.state_dict(), staging / "scheduler.pt")
         if grad_scaler is not None:
@@ -143,7 +168,7 @@ def find_checkpoint(output_dir: Path, request: str) -> Path | None:
 def read_checkpoint(path: Path) -> Checkpoint:
     try:
         state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-        return Checkpoint(path, int(state["step"]), int(state["seed"]), RunShape(**state["shape"]))
+        return Checkpoint(path, int(state["step"]), int(state["seed"]), RunShape.from_record(state["shape"]))
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UserError(
             f"The checkpoint {path} is damaged ({type(error).__name__}); delete it and resume from "
@@ -155,7 +180,8 @@ def restore_checkpoint(
     checkpoint: Checkpoint,
     *,
     shape: RunShape,
-    vectors: torch.nn.Parameter,
+    family: EmbeddingLayout,
+    vectors: Sequence[torch.nn.Parameter],
     optimizer: torch.optim.Optimizer,
     lr_scheduler: Any,
     grad_scaler: torch.amp.GradScaler | None,
@@ -167,9 +193,9 @@ def restore_checkpoint(
             + "; ".join(differences)
             + ". Resume with the checkpoint's settings, or start fresh in another output folder."
         )
-    saved = load_file(str(checkpoint.path / "learned_embeds.safetensors"))[shape.token]
     with torch.no_grad():
-        vectors.copy_(saved.to(vectors.device, vectors.dtype))
+        for target, saved in zip(vectors, family.read_saved(checkpoint.path, shape.token), strict=True):
+            target.copy_(saved.to(target.device, target.dtype))
     optimizer.load_state_dict(load_state(checkpoint.path / "optimizer.pt"))
     lr_scheduler.load_state_dict(load_state(checkpoint.path / "scheduler.pt"))
     scaler_file = checkpoint.path / "scaler.pt"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import UserError
 
@@ -159,9 +159,7 @@ def load_image(path: Path, resolution: int, center_crop: bool) -> Image.Image:
     try:
         image = _read_rgb(path, round(resolution * REDUCING_GAP))
     except _Unusable as problem:
-        raise UserError(
-            f"the training image {path} cannot be read ({problem}); remove or replace it"
-        ) from None
+        raise _broken_after_scan(path, problem) from None
     width, height = image.size
     box = (0, 0, width, height)
     if center_crop:
@@ -171,6 +169,38 @@ def load_image(path: Path, resolution: int, center_crop: bool) -> Image.Image:
     return image.resize(
         (resolution, resolution), Image.Resampling.BICUBIC, box=box, reducing_gap=REDUCING_GAP
     )
+
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """What SDXL's UNet is told about a training picture: its size and where the square was cut.
+
+    SDXL learned to draw what these describe (a small original looks soft, a crop looks cut
+    off), so they must be the truth about each image; the crop is in the coordinates of the
+    picture scaled so its short side is the training resolution.
+    """
+
+    height: int
+    width: int
+    crop_top: int
+    crop_left: int
+    mirrored_crop_left: int
+
+
+def image_geometry(path: Path, resolution: int, center_crop: bool) -> ImageGeometry:
+    """The picture's upright size in the file and the crop ``load_image`` really takes from it.
+
+    The size is read from the header, not from the decode, which JPEG drafts shrink. Without
+    ``center_crop`` the whole picture is squashed into the square, so the crop is at 0, 0. In the
+    mirror image the square lies as far from the right edge as it lay from the left.
+    """
+    width, height = _upright_size(path)
+    if not center_crop:
+        return ImageGeometry(height, width, 0, 0, 0)
+    short = min(width, height)
+    scaled_width, scaled_height = round(width * resolution / short), round(height * resolution / short)
+    left, top = (scaled_width - resolution) // 2, (scaled_height - resolution) // 2
+    return ImageGeometry(height, width, top, left, scaled_width - resolution - left)
 
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
@@ -293,6 +323,22 @@ class _PillowForOurFiles:
 
 
 _pillow_for_our_files = _PillowForOurFiles()
+
+
+def _broken_after_scan(path: Path, problem: _Unusable) -> UserError:
+    return UserError(f"the training image {path} cannot be read ({problem}); remove or replace it")
+
+
+def _upright_size(path: Path) -> tuple[int, int]:
+    """Width and height as the picture is shown: EXIF orientations 5 to 8 turn it on its side."""
+    with _pillow_for_our_files():
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+                orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+        except Exception:
+            raise _broken_after_scan(path, _Unusable("not a readable image")) from None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def _read_rgb(path: Path, at_least: int) -> Image.Image:

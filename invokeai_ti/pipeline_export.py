@@ -1,13 +1,15 @@
 """``--no-only_save_embeds``: a complete diffusers pipeline that already knows the trigger.
 
 Some users load a pipeline folder rather than an embedding; this writes the model with the new
-tokens added to its tokenizer and their vectors placed in its text encoder. The UNet, VAE and
-scheduler are unchanged and copied as they are.
+tokens added to each tokenizer and their vectors placed in each text encoder (both of SDXL's).
+The UNet, VAE and scheduler are unchanged and copied as they are.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,19 +19,34 @@ from .quiet import quiet_imports, quiet_library_progress
 UNCHANGED_PARTS = ("unet", "vae", "scheduler", "feature_extractor", "safety_checker")
 
 
-def export_pipeline(model_folder: Path, tokenizer, token_ids: list[int], vectors: torch.Tensor, target: Path) -> Path:
+@dataclass(frozen=True)
+class TrainedEncoder:
+    """One text encoder's share of the result: where it lives and what was added to it."""
+
+    encoder_folder: str
+    tokenizer_folder: str
+    kind: str
+    tokenizer: object
+    token_ids: list[int]
+    vectors: torch.Tensor
+
+
+def export_pipeline(model_folder: Path, encoders: Sequence[TrainedEncoder], target: Path) -> Path:
     with quiet_imports():
-        from transformers import CLIPTextModel
+        import transformers
 
     target.mkdir(parents=True, exist_ok=True)
     with quiet_library_progress():
-        text_encoder = CLIPTextModel.from_pretrained(str(model_folder / "text_encoder"))
-        text_encoder.resize_token_embeddings(len(tokenizer))
-        with torch.no_grad():
-            weight = text_encoder.get_input_embeddings().weight
-            weight[token_ids] = vectors.to(weight.dtype)
-        text_encoder.save_pretrained(str(target / "text_encoder"))
-        tokenizer.save_pretrained(str(target / "tokenizer"))
+        for trained in encoders:
+            text_encoder = getattr(transformers, trained.kind).from_pretrained(
+                str(model_folder / trained.encoder_folder)
+            )
+            text_encoder.resize_token_embeddings(len(trained.tokenizer))
+            with torch.no_grad():
+                weight = text_encoder.get_input_embeddings().weight
+                weight[trained.token_ids] = trained.vectors.to(weight.dtype)
+            text_encoder.save_pretrained(str(target / trained.encoder_folder))
+            trained.tokenizer.save_pretrained(str(target / trained.tokenizer_folder))
     for part in UNCHANGED_PARTS:
         if (model_folder / part).is_dir():
             shutil.copytree(model_folder / part, target / part, dirs_exist_ok=True)

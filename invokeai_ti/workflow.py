@@ -14,14 +14,14 @@ from pathlib import Path
 
 from .dataset import data_folder_problem
 from .device import DeviceCaps, detect
-from .embeddings import install_embedding
 from .errors import UserError
-from .models import BASE_SDXL, ModelInfo, find_model
+from .models import ModelInfo, find_model
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports, quiet_library_progress
 from .sdxl_files import read_initial_vectors
 from .settings import TrainingSettings, trigger_problem
 from .training import Notify, Trainer, TrainingResult, new_tokens, token_problems
+from .training.family import family_for
 
 
 @dataclass(frozen=True)
@@ -79,18 +79,25 @@ def tracker_problem(report_to: str) -> str | None:
 
 
 def tokenizer_problems(model: ModelInfo, settings: TrainingSettings) -> list[str]:
-    """Trigger and initializer checks against the model's tokenizer, without loading weights."""
+    """Trigger and initializer checks against each of the model's tokenizers, without loading
+    weights; SDXL's two usually agree, and a problem both have is reported once."""
     with quiet_imports():
         from transformers import CLIPTokenizer
-    source = settings.tokenizer_name or str(model.path or model.location)
-    extra = {} if settings.tokenizer_name else {"subfolder": "tokenizer"}
-    try:
-        with quiet_library_progress():
-            tokenizer = CLIPTokenizer.from_pretrained(source, **extra)
-    except (OSError, ValueError) as error:
-        return [f"the tokenizer of {model.name} could not be loaded ({error})"]
     tokens = new_tokens(settings.token, settings.num_vectors)
-    return token_problems(tokenizer, tokens, settings.initializer_token)
+    problems: list[str] = []
+    for slot in family_for(model).encoders:
+        own = settings.tokenizer_name and slot.tokenizer == "tokenizer"
+        source = settings.tokenizer_name if own else str(model.path or model.location)
+        extra = {} if own else {"subfolder": slot.tokenizer}
+        try:
+            with quiet_library_progress():
+                tokenizer = CLIPTokenizer.from_pretrained(source, **extra)
+        except (OSError, ValueError) as error:
+            found = [f"the tokenizer of {model.name} could not be loaded ({error})"]
+        else:
+            found = token_problems(tokenizer, tokens, settings.initializer_token)
+        problems.extend(problem for problem in found if problem not in problems)
+    return problems
 
 
 def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tuple[RunPlan | None, list[str]]:
@@ -124,19 +131,17 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
         )
     if (problem := tracker_problem(settings.report_to)) is not None:
         problems.append(problem)
-    if model.base == BASE_SDXL:
-        problems.append(
-            f"the model {model.name} is an SDXL model; this version lists SDXL models but trains "
-            "embeddings for SD-1 and SD-2 models only, so choose an SD-1 or SD-2 model"
-        )
     if (problem := caps.precision_problem(resolved.mixed_precision)) is not None:
         problems.append(problem)
     if (problem := data_folder_problem(data_dir)) is not None:
         problems.append(problem)
     if (problem := folder_write_problem(output_dir)) is not None:
         problems.append(problem)
-    if trigger_problem(settings.placeholder_token) is None and settings.initializer_token.strip():
-        problems.extend(tokenizer_problems(model, resolved))
+    if trigger_problem(settings.placeholder_token) is None:
+        if (problem := family_for(model).trigger_problem(settings.placeholder_token)) is not None:
+            problems.append(problem)
+        if settings.initializer_token.strip():
+            problems.extend(tokenizer_problems(model, resolved))
     if (problem := initial_embedding_problem(settings.initial_embedding, model)) is not None:
         problems.append(problem)
     return plan, problems
@@ -180,5 +185,7 @@ def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = Tru
     result = trainer.run()
     installed = None
     if result.main_process:
-        installed = install_embedding(result.output_dir, plan.layout.embedding_dir(plan.settings.trigger))
+        installed = family_for(plan.model).install(
+            result.output_dir, plan.layout.embedding_dir(plan.settings.trigger), plan.settings.token
+        )
     return RunOutcome(result, installed)

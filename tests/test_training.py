@@ -74,7 +74,8 @@ def train(root: Path, **changes) -> tuple[Trainer, torch.Tensor]:
     plan = plan_run(settings)
     trainer = Trainer(plan.settings, plan.model, plan.data_dir, plan.output_dir, show_progress=False)
     result = trainer.run()
-    return trainer, result.vectors
+    (vectors,) = result.vectors
+    return trainer, vectors
 
 
 def test_original_embedding_rows_are_bit_identical_after_training(make_root, tiny_model):
@@ -82,11 +83,12 @@ def test_original_embedding_rows_are_bit_identical_after_training(make_root, tin
 
     trainer, vectors = train(make_root(), learning_rate=0.05)
     before = CLIPTextModel.from_pretrained(str(tiny_model / "text_encoder")).get_input_embeddings().weight
-    after = trainer.loaded.text_encoder.get_input_embeddings().original.weight.cpu()
+    [text_encoder], [tokenizer] = trainer.loaded.text_encoders, trainer.loaded.tokenizers
+    after = text_encoder.get_input_embeddings().original.weight.cpu()
     assert torch.equal(before, after)
-    star = before[trainer.loaded.tokenizer.convert_tokens_to_ids("*</w>")]
+    star = before[tokenizer.convert_tokens_to_ids("*</w>")]
     assert not torch.allclose(vectors[0], star), "the new vector should have moved from its initializer"
-    assert [p for p in trainer.loaded.text_encoder.parameters() if p.requires_grad] == [trainer.loaded.vectors]
+    assert [p for p in text_encoder.parameters() if p.requires_grad] == list(trainer.loaded.vectors)
 
 
 def test_same_seed_gives_the_same_embedding_and_another_seed_does_not(make_root):

@@ -45,7 +45,7 @@ def step_unit(parts, *, fold: int, accumulation: int = 4, batch: int = 1) -> Tra
     unit = TrainingStep(
         family=StableDiffusionFamily(), text_encoders=[text_encoder], unet=unet, noise_scheduler=scheduler,
         plan=SamplePlan(5, num_images=3, num_templates=2, num_timesteps=1000), cache=cache,
-        caption_ids=[captions], vectors=vectors, batch=batch, accumulation=accumulation, processes=1,
+        caption_ids=[captions], vectors=(vectors,), batch=batch, accumulation=accumulation, processes=1,
         rank=0, weight_dtype=torch.float32, grad_scaler=None, device=torch.device("cpu"), notify=print,
     )
     unit.fold = fold
@@ -53,10 +53,11 @@ def step_unit(parts, *, fold: int, accumulation: int = 4, batch: int = 1) -> Tra
 
 
 def gradient_of_step(unit: TrainingStep, step: int = 3) -> tuple[float, torch.Tensor]:
-    unit.vectors.grad = None
+    (vectors,) = unit.vectors
+    vectors.grad = None
     loss = unit(step)
-    grad = unit.vectors.grad.clone()
-    unit.vectors.grad = None
+    grad = vectors.grad.clone()
+    vectors.grad = None
     return float(loss), grad
 
 

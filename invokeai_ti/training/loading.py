@@ -43,6 +43,15 @@ class PartLoader:
                 self.location, subfolder=subfolder, **self.options
             )
 
+    def config(self, part: str) -> dict:
+        """A part's ``config.json``, read before its weights to choose how to load them."""
+        with quiet_imports():
+            from diffusers import AutoencoderKL, UNet2DConditionModel
+
+        kind = {"vae": AutoencoderKL, "unet": UNet2DConditionModel}[part]
+        with self.errors(part), quiet_library_progress():
+            return dict(kind.load_config(self.location, subfolder=part, **self.options))
+
     def part(self, part: str, dtype: torch.dtype | None):
         """A frozen VAE or UNet in ``dtype``, or the noise scheduler (``dtype`` None)."""
         with quiet_imports():

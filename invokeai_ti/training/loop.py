@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 
 from ..checkpoints import RunShape, write_checkpoint
-from ..embeddings import Embedding, save_embedding_files
 from ..errors import TrainingInterrupted, UserError
 from ..settings import TrainingSettings
+from .family import ModelFamily
 from .guard import StopRequest, interrupted_message, nan_message, out_of_memory_message
 from .losslog import LossLog
 from .state import TrainingState
@@ -39,6 +39,7 @@ class TrainingLoop:
         self,
         *,
         settings: TrainingSettings,
+        family: ModelFamily,
         output_dir: Path,
         state: TrainingState,
         step: TrainingStep,
@@ -50,6 +51,7 @@ class TrainingLoop:
         show_progress: bool,
     ) -> None:
         self.settings = settings
+        self.family = family
         self.output_dir = output_dir
         self.state = state
         self.step_unit = step
@@ -62,8 +64,9 @@ class TrainingLoop:
         self.last_loss: float | None = None
 
     def save_embedding(self, step: int, *, snapshot: bool = False) -> None:
-        embedding = Embedding(self.settings.token, self.state.vectors, step, self.shape.model)
-        save_embedding_files(self.output_dir, embedding, snapshot=snapshot)
+        self.family.save_files(
+            self.output_dir, self.settings.token, self.state.vectors, step, self.shape.model, snapshot=snapshot
+        )
 
     def save_checkpoint(self, step: int) -> None:
         write_checkpoint(
@@ -71,6 +74,7 @@ class TrainingLoop:
             step=step,
             seed=self.seed,
             shape=self.shape,
+            family=self.family,
             vectors=self.state.vectors,
             optimizer=self.state.optimizer,
             lr_scheduler=self.state.lr_scheduler,
@@ -87,9 +91,9 @@ class TrainingLoop:
         processes = self.topology.processes
         if processes == 1:
             return float(step_loss), stop
-        vectors = self.state.vectors
-        torch.distributed.all_reduce(vectors.grad)
-        vectors.grad /= processes
+        for vectors in self.state.vectors:
+            torch.distributed.all_reduce(vectors.grad)
+            vectors.grad /= processes
         shared = torch.stack([step_loss.float(), torch.tensor(float(stop), device=step_loss.device)])
         torch.distributed.all_reduce(shared)
         return float(shared[0]) / processes, bool(shared[1] > 0)
@@ -117,7 +121,7 @@ class TrainingLoop:
                     if not math.isfinite(loss_value):
                         raise UserError(nan_message(step + 1, s.mixed_precision))
                     rate = self.state.apply_gradients()
-                    if not torch.isfinite(self.state.vectors).all():
+                    if not self.state.finite():
                         raise UserError(nan_message(step + 1, s.mixed_precision))
                     step += 1
                     self.last_loss = loss_value

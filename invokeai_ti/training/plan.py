@@ -40,6 +40,8 @@ class Batch:
     templates: torch.Tensor
     images: list[int]
     mirrored: list[int]
+    # SDXL's size and crop conditioning of each sample's image; None for families without it.
+    time_ids: torch.Tensor | None = None
 
 
 class SamplePlan:
@@ -82,4 +84,7 @@ class SamplePlan:
             templates=torch.tensor([s.template for s in samples], device=device),
             images=[s.image for s in samples],
             mirrored=[s.mirrored for s in samples],
+            time_ids=None if cache.time_ids is None else torch.stack(
+                [cache.time_ids[s.image, s.mirrored] for s in samples]
+            ),
         )

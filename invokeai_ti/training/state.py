@@ -16,7 +16,8 @@ from ..settings import TrainingSettings
 
 @dataclass
 class TrainingState:
-    vectors: torch.nn.Parameter
+    # One parameter per text encoder, each its own width, in the family's encoder order.
+    vectors: tuple[torch.nn.Parameter, ...]
     optimizer: torch.optim.Optimizer
     lr_scheduler: Any
     grad_scaler: torch.amp.GradScaler | None
@@ -24,19 +25,19 @@ class TrainingState:
     @classmethod
     def create(
         cls,
-        vectors: torch.nn.Parameter,
+        vectors: tuple[torch.nn.Parameter, ...],
         settings: TrainingSettings,
         *,
         samples_per_step: int,
         total_steps: int,
         device: torch.device,
     ) -> TrainingState:
-        """AdamW over the new vectors only, its schedule, and a loss scaler for fp16 on CUDA."""
+        """One AdamW over the new vectors only, its schedule, and a loss scaler for fp16 on CUDA."""
         from diffusers.optimization import get_scheduler
 
         s = settings
         optimizer = torch.optim.AdamW(
-            [vectors],
+            list(vectors),
             lr=s.learning_rate * (samples_per_step if s.scale_lr else 1),
             betas=(s.adam_beta1, s.adam_beta2),
             weight_decay=s.adam_weight_decay,
@@ -64,3 +65,6 @@ class TrainingState:
         rate = self.lr_scheduler.get_last_lr()[0]
         self.lr_scheduler.step()
         return rate
+
+    def finite(self) -> bool:
+        return all(bool(torch.isfinite(vectors).all()) for vectors in self.vectors)

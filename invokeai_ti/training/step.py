@@ -9,6 +9,7 @@ once per template at start, so the step touches no tokenizer and no Python strin
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,14 @@ def fold_that_fits(*, accumulation: int, bytes_per_micro_batch: int, budget_byte
     return largest_divisor_at_most(accumulation, budget_bytes // bytes_per_micro_batch)
 
 
+def in_dtype(conditioning: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
+    """The UNet's keyword arguments cast to its precision, nested ``added_cond_kwargs`` included."""
+    return {
+        key: in_dtype(value, dtype) if isinstance(value, dict) else value.to(dtype)
+        for key, value in conditioning.items()
+    }
+
+
 class TrainingStep:
     """Runs the forward and backward passes of one optimizer step on this process."""
 
@@ -45,7 +54,7 @@ class TrainingStep:
         plan: SamplePlan,
         cache: LatentCache,
         caption_ids: list[torch.Tensor],
-        vectors: torch.nn.Parameter,
+        vectors: tuple[torch.nn.Parameter, ...],
         batch: int,
         accumulation: int,
         processes: int,
@@ -109,8 +118,8 @@ class TrainingStep:
         # runs in the training precision without it, which keeps no fp32 activation copies.
         with torch.autocast(self.device.type, dtype=self.weight_dtype,
                             enabled=self.weight_dtype != torch.float32):
-            conditioning = self.family.conditioning(self.text_encoders, ids)
-        conditioning = {k: v.to(self.weight_dtype) for k, v in conditioning.items()}
+            conditioning = self.family.conditioning(self.text_encoders, ids, batch.time_ids)
+        conditioning = in_dtype(conditioning, self.weight_dtype)
         prediction = self.unet(noisy.to(self.weight_dtype), batch.timesteps, **conditioning).sample
         return F.mse_loss(prediction.float(), target.float())
 
@@ -137,7 +146,7 @@ class TrainingStep:
                 "training goes on without compiling."
             )
             self.unet, self.compiled = self.eager_unet, False
-            self.vectors.grad = None
+            self.clear_gradients()
             return self.passes(step)
 
     # Speed-ups chosen at start ------------------------------------------------------------
@@ -169,7 +178,7 @@ class TrainingStep:
         held = torch.cuda.memory_allocated(self.device)
         loss = self.loss(self.micro_batch(0, 0))
         loss.backward()
-        self.vectors.grad = None
+        self.clear_gradients()
         del loss
         peak = torch.cuda.max_memory_allocated(self.device) - held
         total = torch.cuda.get_device_properties(self.device).total_memory
@@ -186,7 +195,7 @@ class TrainingStep:
         size = self.batch * self.fold
         while size > 1:
             size //= 2
-            self.vectors.grad = None
+            self.clear_gradients()
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             try:
@@ -196,5 +205,9 @@ class TrainingStep:
             except torch.OutOfMemoryError:
                 continue
             finally:
-                self.vectors.grad = None
+                self.clear_gradients()
         return 0
+
+    def clear_gradients(self) -> None:
+        for vectors in self.vectors:
+            vectors.grad = None

@@ -27,11 +27,11 @@ import torch
 from ..checkpoints import RunShape, find_checkpoint, read_checkpoint, restore_checkpoint
 from ..dataset import caption, require_images, templates_for
 from ..device import probe_xformers, training_device
-from ..embeddings import Embedding, atomic_write, check_dimension, load_embedding, save_embedding_files
+from ..embeddings import atomic_write
 from ..errors import UserError
 from ..models import ModelInfo
 from ..output_lock import OutputLock
-from ..pipeline_export import export_pipeline
+from ..pipeline_export import TrainedEncoder, export_pipeline
 from ..quiet import quiet_imports
 from ..settings import TrainingSettings
 from .family import family_for
@@ -58,7 +58,8 @@ def folder_size(folder: Path | None) -> int:
 @dataclass(frozen=True)
 class TrainingResult:
     token: str
-    vectors: torch.Tensor
+    # One tensor per text encoder, in the model family's order (clip_l, clip_g for SDXL).
+    vectors: tuple[torch.Tensor, ...]
     output_dir: Path
     steps: int
     seed: int
@@ -68,12 +69,15 @@ class TrainingResult:
 
 @dataclass
 class LoadedParts:
-    """The run's live text side, kept for whoever looks after training (tests, previews)."""
+    """The run's live text side, kept for whoever looks after training (tests, previews).
 
-    tokenizer: object
-    text_encoder: torch.nn.Module
-    vectors: torch.nn.Parameter
-    token_ids: list[int]
+    One entry per text encoder in each list, in the model family's order.
+    """
+
+    tokenizers: list
+    text_encoders: list[torch.nn.Module]
+    vectors: tuple[torch.nn.Parameter, ...]
+    token_ids: list[list[int]]
     cache: LatentCache
 
 
@@ -189,7 +193,7 @@ class Trainer:
 
     def _bytes_needed(self) -> int:
         s = self.settings
-        vector_bytes = s.num_vectors * (self.model.token_dim or 1024) * 4 + 4096
+        vector_bytes = s.num_vectors * (sum(self.model.token_dims) or 1024) * 4 + 4096
         steps = s.max_train_steps
         checkpoints = steps // s.checkpointing_steps
         if s.checkpoints_total_limit:
@@ -216,14 +220,13 @@ class Trainer:
             lambda tmp: tmp.write_text(json.dumps(record, indent=2), encoding="utf-8"),
         )
 
-    def _initial_vectors(self, token_dim: int, main: bool) -> torch.Tensor | None:
+    def _initial_vectors(self, widths: list[int], main: bool) -> tuple[torch.Tensor, ...] | None:
         s = self.settings
         if s.initial_embedding is None:
             return None
-        _, initial = load_embedding(s.initial_embedding)
-        check_dimension(s.initial_embedding.name, initial, token_dim)
-        if initial.shape[0] != s.num_vectors and main:
-            self.notify(f"{s.initial_embedding.name} has {initial.shape[0]} vectors; training that many.")
+        initial = self.family.read_initial(s.initial_embedding, widths, self.model.name)
+        if initial[0].shape[0] != s.num_vectors and main:
+            self.notify(f"{s.initial_embedding.name} has {initial[0].shape[0]} vectors; training that many.")
         return initial
 
     def _run_locked(self, seed: int, device: torch.device, topology: Topology, tracker) -> TrainingResult:
@@ -238,19 +241,26 @@ class Trainer:
         # peak memory is the UNet's training footprint, not the sum of every part.
         weight_dtype = PRECISION_DTYPES.get(s.mixed_precision, torch.float32)
         loader = PartLoader(self.model, s.revision, s.tokenizer_name)
-        slot = self.family.encoders[0]
-        tokenizer = loader.tokenizer(slot.tokenizer)
-        text_encoder = loader.text_encoder(slot.encoder, slot.kind)
-        initial = self._initial_vectors(text_encoder.get_input_embeddings().embedding_dim, topology.main)
-        num_vectors = initial.shape[0] if initial is not None else s.num_vectors
-        token_ids, vectors = add_tokens(
-            tokenizer, text_encoder, new_tokens(s.token, num_vectors), s.initializer_token, initial
-        )
-        vae = loader.part("vae", weight_dtype)
+        slots = self.family.encoders
+        tokenizers = [loader.tokenizer(slot.tokenizer) for slot in slots]
+        text_encoders = [loader.text_encoder(slot.encoder, slot.kind) for slot in slots]
+        widths = [encoder.get_input_embeddings().embedding_dim for encoder in text_encoders]
+        initial = self._initial_vectors(widths, topology.main)
+        num_vectors = initial[0].shape[0] if initial is not None else s.num_vectors
+        tokens = new_tokens(s.token, num_vectors)
+        added = [
+            add_tokens(tokenizer, encoder, tokens, s.initializer_token, None if initial is None else initial[i])
+            for i, (tokenizer, encoder) in enumerate(zip(tokenizers, text_encoders))
+        ]
+        token_ids = [ids for ids, _ in added]
+        vectors = tuple(parameter for _, parameter in added)
+        vae_dtype = self.family.vae_dtype(weight_dtype, loader.config("vae"))
+        vae = loader.part("vae", vae_dtype)
         vae.decoder = None
         cache = cache_latents(
             scan.images, vae.to(device), resolution=self.resolution(), center_crop=s.center_crop,
-            workers=s.dataloader_num_workers, device=device, dtype=weight_dtype,
+            workers=s.dataloader_num_workers, device=device, dtype=vae_dtype,
+            with_time_ids=self.family.uses_time_ids,
         )
         del vae
         gc.collect()
@@ -259,20 +269,22 @@ class Trainer:
         unet = loader.part("unet", weight_dtype).to(device)
         noise_scheduler = loader.part("scheduler", None)
 
-        text_encoder.requires_grad_(False)
-        text_encoder.to(device, dtype=weight_dtype)
-        # Wrapped only after freezing and casting, which would otherwise reach the new vectors:
-        # they must stay trainable and in float32 whatever the models' precision.
-        vectors.data = vectors.data.to(device)
-        text_encoder.set_input_embeddings(ExtendedEmbedding(text_encoder.get_input_embeddings(), vectors))
+        for text_encoder, parameter in zip(text_encoders, vectors):
+            text_encoder.requires_grad_(False)
+            text_encoder.to(device, dtype=weight_dtype)
+            # Wrapped only after freezing and casting, which would otherwise reach the new
+            # vectors: they must stay trainable and in float32 whatever the models' precision.
+            parameter.data = parameter.data.to(device)
+            text_encoder.set_input_embeddings(ExtendedEmbedding(text_encoder.get_input_embeddings(), parameter))
         if s.enable_xformers_memory_efficient_attention:
             self._enable_xformers(unet, device)
         if s.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
-            text_encoder.gradient_checkpointing_enable()
             unet.train()
-            text_encoder.train()
-        self.loaded = LoadedParts(tokenizer, text_encoder, vectors, token_ids, cache)
+            for text_encoder in text_encoders:
+                text_encoder.gradient_checkpointing_enable()
+                text_encoder.train()
+        self.loaded = LoadedParts(tokenizers, text_encoders, vectors, token_ids, cache)
 
         samples_per_step = s.train_batch_size * topology.processes * s.gradient_accumulation_steps
         if s.num_train_epochs:
@@ -286,7 +298,7 @@ class Trainer:
             model=self.model.name,
             token=s.token,
             num_vectors=num_vectors,
-            token_dim=vectors.shape[1],
+            token_dims=tuple(widths),
             resolution=self.resolution(),
             train_batch_size=s.train_batch_size,
             gradient_accumulation_steps=s.gradient_accumulation_steps,
@@ -295,22 +307,22 @@ class Trainer:
         start_step, seed = self._resume(shape, seed, state, total_steps, topology.main)
 
         templates = templates_for(s.learnable_property)
-        placeholder = " ".join(tokenizer.convert_ids_to_tokens(token_ids))
-        caption_ids = tokenizer(
-            [caption(template, placeholder) for template in templates],
-            padding="max_length",
-            truncation=True,
-            max_length=tokenizer.model_max_length,
-            return_tensors="pt",
-        ).input_ids.to(device)
+        captions = [caption(template, " ".join(tokens)) for template in templates]
+        caption_ids = [
+            tokenizer(
+                captions, padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
+                return_tensors="pt",
+            ).input_ids.to(device)
+            for tokenizer in tokenizers
+        ]
         step = TrainingStep(
             family=self.family,
-            text_encoders=[text_encoder],
+            text_encoders=text_encoders,
             unet=unet,
             noise_scheduler=noise_scheduler,
             plan=SamplePlan(seed, len(scan.images), len(templates), noise_scheduler.config.num_train_timesteps),
             cache=cache,
-            caption_ids=[caption_ids],
+            caption_ids=caption_ids,
             vectors=vectors,
             batch=s.train_batch_size,
             accumulation=s.gradient_accumulation_steps,
@@ -331,23 +343,33 @@ class Trainer:
             scalars = {k: v for k, v in s.to_dict().items() if isinstance(v, (int, float, str, bool))}
             tracker.init_trackers("textual_inversion", config=scalars)
         loop = TrainingLoop(
-            settings=s, output_dir=self.output_dir, state=state, step=step, shape=shape, seed=seed,
+            settings=s, family=self.family, output_dir=self.output_dir, state=state, step=step, shape=shape, seed=seed,
             topology=topology, tracker=tracker, notify=self.notify, show_progress=self.show_progress,
         )
         reached = loop.run(start_step, total_steps)
         if topology.main:
-            save_embedding_files(self.output_dir, Embedding(s.token, vectors, reached, self.model.name))
+            self.family.save_files(self.output_dir, s.token, vectors, reached, self.model.name)
             if not s.only_save_embeds and self.model.path is not None:
-                export_pipeline(self.model.path, tokenizer, token_ids, vectors.detach().cpu(), self.output_dir / "pipeline")
+                self._export_pipeline()
         return TrainingResult(
             token=s.token,
-            vectors=vectors.detach().float().cpu(),
+            vectors=tuple(parameter.detach().float().cpu() for parameter in vectors),
             output_dir=self.output_dir,
             steps=reached,
             seed=seed,
             final_loss=loop.last_loss,
             main_process=topology.main,
         )
+
+    def _export_pipeline(self) -> None:
+        loaded = self.loaded
+        trained = [
+            TrainedEncoder(slot.encoder, slot.tokenizer, slot.kind, tokenizer, ids, parameter.detach().cpu())
+            for slot, tokenizer, ids, parameter in zip(
+                self.family.encoders, loaded.tokenizers, loaded.token_ids, loaded.vectors
+            )
+        ]
+        export_pipeline(self.model.path, trained, self.output_dir / "pipeline")
 
     def _enable_xformers(self, unet, device: torch.device) -> None:
         works, reason = probe_xformers(device)
@@ -373,6 +395,7 @@ class Trainer:
         restore_checkpoint(
             checkpoint,
             shape=shape,
+            family=self.family,
             vectors=state.vectors,
             optimizer=state.optimizer,
             lr_scheduler=state.lr_scheduler,
