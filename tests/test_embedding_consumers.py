@@ -155,7 +155,7 @@ def invokeai_base_model(width: int) -> str:
 def a1111_comfyui_read(path: Path) -> Reading:
     """string_to_param, else a single-key dict (A1111 refuses several; ComfyUI takes the first).
 
-    Their clip_l / clip_g branches are for SDXL, which this trainer does not train.
+    Their clip_l / clip_g branches are for SDXL, whose files tests/test_sdxl_files.py checks.
     """
     data = read_any(path)
     if "string_to_param" in data:

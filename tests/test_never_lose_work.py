@@ -201,6 +201,25 @@ def test_resuming_with_another_batch_size_says_what_differs(make_root, capsys):
     assert "batch size 1 (checkpoint) vs 2 (now)" in err
 
 
+def test_checkpoints_from_before_sdxl_with_one_token_width_still_resume(make_root, capsys):
+    """They recorded ``token_dim``; now a shape holds one width per text encoder."""
+    import json
+
+    root = make_root()
+    assert main(command(root, "--max_train_steps=2", "--checkpointing_steps=1")) == 0
+    state_file = output_of(root) / "checkpoint-1" / checkpoints.STATE_FILE
+    state = json.loads(state_file.read_text())
+    assert state["shape"].pop("token_dims") == [32]
+    state_file.write_text(json.dumps(state | {"shape": state["shape"] | {"token_dim": 1024}}))
+    capsys.readouterr()
+    resume = ["--max_train_steps=3", "--resume_from_checkpoint=checkpoint-1"]
+    assert main(command(root, *resume)) == 2
+    assert "token widths 1024 (checkpoint) vs 32 (now)" in capsys.readouterr().err
+    state_file.write_text(json.dumps(state | {"shape": state["shape"] | {"token_dim": 32}}))
+    assert main(command(root, *resume)) == 0
+    assert "Resuming from checkpoint-1 (step 1 of 3)" in capsys.readouterr().out
+
+
 def test_retraining_replaces_the_installed_embedding_and_keeps_a_backup_in_the_output_folder(make_root):
     root = make_root()
     installed = root / "embeddings" / "psychedelic" / "learned_embeds.bin"
