@@ -13,17 +13,21 @@ Step times come from a global ``torch.optim`` step hook installed in the child p
 trainers are timed the same way without touching their code. Peak memory is the ``ru_maxrss`` of
 the finished child, read with ``os.wait4``.
 
-The diffusers example (``examples/textual_inversion/textual_inversion.py``) is not part of this
-project: pass its path with ``--example``. It imports ``torchvision`` for one transform,
-``RandomHorizontalFlip``; this script writes a tiny stand-in ``torchvision.transforms`` (a
-namespace package, so libraries probing for a real torchvision still see none) to a temporary
-folder that only the example's process puts on ``sys.path``, after importing the libraries (which
-probe for torchvision) and just before running the example.
+The diffusers examples (``examples/textual_inversion/textual_inversion.py`` for SD-1/SD-2,
+``textual_inversion_sdxl.py`` for SDXL) are not part of this project: pass the one for the model
+with ``--example``. They import ``torchvision`` for a few transforms (a flip; the SDXL one also
+its crops); this script writes a tiny stand-in ``torchvision.transforms`` (a namespace package,
+so libraries probing for a real torchvision still see none) to a temporary folder that only the
+example's process puts on ``sys.path``, after importing the libraries (which probe for
+torchvision) and just before running the example.
 
 Models: ``--model sd15`` builds (once, into ``--cache-dir``) a pipeline with Stable Diffusion 1.5's
 exact architecture and random weights (860M UNet, 84M VAE, 123M CLIP ViT-L/14 text encoder, 49408
-token vocabulary), so no download is needed; ``--model tiny`` uses the project's tiny pipeline;
-``--model-dir`` uses any diffusers SD folder. See docs/benchmarks.md for the commands and results.
+token vocabulary), so no download is needed; ``--model sdxl`` one with SDXL base 1.0's (2.6B
+UNet, CLIP ViT-L and OpenCLIP ViT-bigG text encoders, the same VAE architecture with SDXL's
+scaling); ``--model tiny`` and ``--model tiny-sdxl`` use the project's tiny pipelines;
+``--model-dir`` uses any diffusers SD or SDXL folder. See docs/benchmarks.md for the commands and
+results.
 """
 
 from __future__ import annotations
@@ -48,8 +52,10 @@ TRAINERS = ("ours", "example")
 PLACEHOLDER = "<bench-toy>"
 INITIALIZER = "*"
 
-# Everything the example takes from torchvision, supplied here (the CPU here has no torchvision).
+# Everything the examples take from torchvision, supplied here (the CPU here has no torchvision).
 TORCHVISION_SHIM = '''"""Stand-in for torchvision.transforms written by invokeai-ti's benchmarks/bench.py."""
+import types
+
 import torch
 from PIL import Image
 
@@ -64,8 +70,44 @@ class RandomHorizontalFlip:
         if torch.rand(1) < self.p:
             return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return img
+
+
+def _crop(img, top, left, height, width):
+    return img.crop((left, top, left + width, top + height))
+
+
+functional = types.SimpleNamespace(crop=_crop)
+
+
+class CenterCrop:
+    """The centred size x size square, corners rounded as torchvision rounds them."""
+
+    def __init__(self, size):
+        self.size = size
+
+    def __call__(self, img):
+        top = int(round((img.height - self.size) / 2.0))
+        left = int(round((img.width - self.size) / 2.0))
+        return _crop(img, top, left, self.size, self.size)
+
+
+class RandomCrop:
+    """Only ``get_params``, as the SDXL example uses it: a corner drawn as torchvision draws it."""
+
+    def __init__(self, size):
+        self.size = size
+
+    @staticmethod
+    def get_params(img, output_size):
+        height, width = output_size
+        if img.height == height and img.width == width:
+            return 0, 0, height, width
+        top = int(torch.randint(0, img.height - height + 1, size=(1,)).item())
+        left = int(torch.randint(0, img.width - width + 1, size=(1,)).item())
+        return top, left, height, width
 '''
-SHIMMED_TRANSFORMS = {"RandomHorizontalFlip"}
+SHIMMED_TRANSFORMS = {"RandomHorizontalFlip", "CenterCrop", "RandomCrop", "functional"}
+MODEL_FOLDERS = {"sd15": "sd15-random", "sdxl": "sdxl-random", "tiny": "tiny-random", "tiny-sdxl": "tiny-sdxl-random"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -73,13 +115,14 @@ SHIMMED_TRANSFORMS = {"RandomHorizontalFlip"}
 # --------------------------------------------------------------------------------------------
 
 
-def write_sd15_shaped_tokenizer(folder: Path, vocab_size: int = 49408) -> None:
+def write_sd15_shaped_tokenizer(folder: Path, vocab_size: int = 49408, pad_token: str = "<|endoftext|>") -> None:
     """A CLIP BPE tokenizer with exactly ``vocab_size`` entries, laid out like CLIP's.
 
     The real CLIP vocabulary cannot be downloaded here, so the merges are synthetic: CLIP's 256
     byte characters (each also with ``</w>``), whole words the prompt templates use, then letter
     pairs and triples, padded up to 49406 entries, with ``<|startoftext|>`` and
     ``<|endoftext|>`` last (ids 49406 and 49407, as in CLIP). ``*`` is a single token.
+    SDXL's second tokenizer has the same vocabulary and pads with ``!`` (``pad_token``).
     """
     from invokeai_ti.tiny_model import KNOWN_WORDS
 
@@ -143,7 +186,9 @@ def write_sd15_shaped_tokenizer(folder: Path, vocab_size: int = 49408) -> None:
     with quiet_imports():
         from transformers import CLIPTokenizer
 
-        tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+        tokenizer = CLIPTokenizer(
+            str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77, pad_token=pad_token
+        )
     tokenizer.save_pretrained(str(folder))
     if len(tokenizer) != vocab_size:
         raise RuntimeError(f"tokenizer has {len(tokenizer)} entries, expected {vocab_size}")
@@ -228,20 +273,112 @@ def build_sd15_random(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def sdxl_text_config(width: int, layers: int, heads: int, activation: str, **extra):
+    from invokeai_ti.quiet import quiet_imports
+
+    with quiet_imports():
+        from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=77,
+        hidden_act=activation,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=1,
+        **extra,
+    )
+
+
+SDXL_UNET = dict(
+    sample_size=128,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280),
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    transformer_layers_per_block=(1, 2, 10),
+    attention_head_dim=(5, 10, 20),
+    cross_attention_dim=2048,
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816,
+    norm_num_groups=32,
+)
+
+
+def build_sdxl_random(folder: Path, seed: int = 0) -> Path:
+    """Save a diffusers SDXL base pipeline with SDXL 1.0's architecture and random weights."""
+    import torch
+
+    from invokeai_ti.quiet import quiet_imports, quiet_library_progress
+    from invokeai_ti.tiny_model import SDXL_PIPELINE_INDEX, SDXL_VAE_SCALING_FACTOR, sdxl_scheduler, write_pipeline_index
+
+    with quiet_imports():
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    torch.manual_seed(seed)
+    write_sd15_shaped_tokenizer(partial / "tokenizer")
+    write_sd15_shaped_tokenizer(partial / "tokenizer_2", pad_token="!")
+    counts = {}
+
+    def save(name: str, part) -> None:
+        counts[name] = sum(p.numel() for p in part.parameters())
+        with quiet_library_progress():
+            part.save_pretrained(str(partial / name), safe_serialization=True)
+
+    save("text_encoder", CLIPTextModel(sdxl_text_config(768, 12, 12, "quick_gelu", projection_dim=768)))
+    save("text_encoder_2", CLIPTextModelWithProjection(sdxl_text_config(1280, 32, 20, "gelu", projection_dim=1280)))
+    save(
+        "vae",
+        AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            latent_channels=4,
+            norm_num_groups=32,
+            sample_size=1024,
+            scaling_factor=SDXL_VAE_SCALING_FACTOR,
+            force_upcast=True,
+        ),
+    )
+    save("unet", UNet2DConditionModel(**SDXL_UNET))
+    sdxl_scheduler().save_pretrained(str(partial / "scheduler"))
+    write_pipeline_index(partial, SDXL_PIPELINE_INDEX)
+    (partial / "parameter_counts.json").write_text(json.dumps(counts, indent=2), encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    return folder
+
+
 def prepare_model(args: argparse.Namespace) -> Path:
     if args.model_dir:
         return Path(args.model_dir).expanduser().resolve()
-    folder = Path(args.cache_dir).expanduser() / {"sd15": "sd15-random", "tiny": "tiny-random"}[args.model]
+    folder = Path(args.cache_dir).expanduser() / MODEL_FOLDERS[args.model]
     if args.rebuild or not (folder / "model_index.json").exists():
         print(f"Building the {args.model} random-weight model in {folder} (once)...", flush=True)
         started = time.monotonic()
         if args.model == "sd15":
             build_sd15_random(folder)
+        elif args.model == "sdxl":
+            build_sdxl_random(folder)
         else:
-            from invokeai_ti.tiny_model import build_tiny_pipeline
+            from invokeai_ti.tiny_model import build_tiny_pipeline, build_tiny_sdxl_pipeline
 
             shutil.rmtree(folder, ignore_errors=True)
-            build_tiny_pipeline(folder)
+            (build_tiny_sdxl_pipeline if args.model == "tiny-sdxl" else build_tiny_pipeline)(folder)
         print(f"Built in {time.monotonic() - started:.0f} s.", flush=True)
     return folder.resolve()
 
@@ -367,8 +504,9 @@ def child_example(spec: dict) -> None:
     import diffusers  # noqa: F401
     import transformers  # noqa: F401
     from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: F401
+    from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler  # noqa: F401
     from diffusers.optimization import get_scheduler  # noqa: F401
-    from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer  # noqa: F401
 
     sys.path.insert(0, spec["shim"])
     if spec["skip_version_check"]:
@@ -398,7 +536,7 @@ def check_example(path: Path) -> None:
     other = re.findall(r"^\s*(?:from torchvision[.\w]* import .*|import torchvision.*)$", source, re.M)
     if missing or any(line.strip() != "from torchvision import transforms" for line in other):
         raise SystemExit(
-            f"{path} uses torchvision beyond RandomHorizontalFlip ({sorted(missing) or other}); "
+            f"{path} uses torchvision beyond {', '.join(sorted(SHIMMED_TRANSFORMS))} ({sorted(missing) or other}); "
             "extend TORCHVISION_SHIM in benchmarks/bench.py."
         )
 
@@ -556,10 +694,13 @@ def machine() -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--example", type=Path, help="path of diffusers' examples/textual_inversion/textual_inversion.py")
+    parser.add_argument(
+        "--example", type=Path,
+        help="path of diffusers' examples/textual_inversion/textual_inversion.py (textual_inversion_sdxl.py for SDXL)",
+    )
     parser.add_argument("--trainers", default="ours,example", help="comma list of ours,example (default both)")
-    parser.add_argument("--model", choices=("sd15", "tiny"), default="sd15", help="random-weight model to build and use")
-    parser.add_argument("--model-dir", help="use this diffusers SD folder instead of a built random model")
+    parser.add_argument("--model", choices=tuple(MODEL_FOLDERS), default="sd15", help="random-weight model to build and use")
+    parser.add_argument("--model-dir", help="use this diffusers SD or SDXL folder instead of a built random model")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE), help="where the built model and images are kept")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the random model and the images")
     parser.add_argument("--images", type=int, default=5, help="number of generated training photos")
