@@ -18,7 +18,6 @@ from .errors import UserError
 from .models import ModelInfo, find_model
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports, quiet_library_progress
-from .sdxl_files import read_initial_vectors
 from .settings import TrainingSettings, trigger_problem
 from .training import Notify, Trainer, TrainingResult, new_tokens, token_problems
 from .training.family import family_for
@@ -154,7 +153,7 @@ def initial_embedding_problem(path: Path | None, model: ModelInfo) -> str | None
     if path is None or not model.token_dims:
         return None
     try:
-        read_initial_vectors(path, model.token_dims, model.name)
+        family_for(model).read_initial(path, model.token_dims, model.name)
     except UserError as error:
         return str(error)
     return None

@@ -90,13 +90,18 @@ class StableDiffusionFamily(ModelFamily):
     encoders = (EncoderSlot("text_encoder", "tokenizer"),)
     vector_files = (f"{EMBEDDING_NAME}.safetensors",)
 
-    def conditioning(self, text_encoders, ids, time_ids=None):
+    def conditioning(
+        self, text_encoders: Sequence, ids: Sequence[torch.Tensor], time_ids: torch.Tensor | None
+    ) -> dict[str, Any]:
         return {"encoder_hidden_states": text_encoders[0](ids[0])[0]}
 
-    def save_files(self, folder, token, vectors, step, model, *, snapshot=False):
+    def save_files(
+        self, folder: Path, token: str, vectors: Sequence[torch.Tensor], step: int, model: str,
+        *, snapshot: bool = False,
+    ) -> None:
         save_embedding_files(folder, Embedding(token, vectors[0], step, model), snapshot=snapshot)
 
-    def install(self, output_dir, embedding_dir, token):
+    def install(self, output_dir: Path, embedding_dir: Path, token: str) -> Path:
         return install_embedding(output_dir, embedding_dir)
 
 
@@ -117,7 +122,9 @@ class StableDiffusionXLFamily(ModelFamily):
     vector_files = (f"{EMBEDDING_NAME}.safetensors", f"{EMBEDDING_NAME}{SECOND_ENCODER_SUFFIX}.safetensors")
     uses_time_ids = True
 
-    def conditioning(self, text_encoders, ids, time_ids=None):
+    def conditioning(
+        self, text_encoders: Sequence, ids: Sequence[torch.Tensor], time_ids: torch.Tensor | None
+    ) -> dict[str, Any]:
         if time_ids is None:
             raise ValueError("SDXL's UNet needs each sample's time ids")
         first = text_encoders[0](ids[0], output_hidden_states=True)
@@ -127,7 +134,7 @@ class StableDiffusionXLFamily(ModelFamily):
             "added_cond_kwargs": {"text_embeds": second.text_embeds, "time_ids": time_ids},
         }
 
-    def vae_dtype(self, weight_dtype, vae_config):
+    def vae_dtype(self, weight_dtype: torch.dtype, vae_config: Mapping[str, Any]) -> torch.dtype:
         """float32 where fp16 would overflow: SDXL's own VAE turns fp16 latents into NaN.
 
         A VAE made fp16-safe (the "fp16-fix" VAE) says so with ``force_upcast: false``; bf16 has
@@ -137,13 +144,16 @@ class StableDiffusionXLFamily(ModelFamily):
             return torch.float32
         return weight_dtype
 
-    def trigger_problem(self, token):
+    def trigger_problem(self, token: str) -> str | None:
         return sdxl_trigger_problem(token)
 
-    def save_files(self, folder, token, vectors, step, model, *, snapshot=False):
+    def save_files(
+        self, folder: Path, token: str, vectors: Sequence[torch.Tensor], step: int, model: str,
+        *, snapshot: bool = False,
+    ) -> None:
         save_sdxl_embeddings(folder, token, SDXLVectors(*vectors), step=step if snapshot else None)
 
-    def install(self, output_dir, embedding_dir, token):
+    def install(self, output_dir: Path, embedding_dir: Path, token: str) -> Path:
         return install_sdxl_embedding(embedding_dir, SDXLVectors(*self.read_saved(output_dir, token)))
 
 
