@@ -37,9 +37,10 @@ import torch.nn.functional as F
 
 from .checkpoints import (
     RunShape,
-    find_checkpoint,
-    read_checkpoint,
+    checkpoint_to_resume,
+    checkpoints_on_disk,
     restore_checkpoint,
+    set_aside_checkpoints,
     write_checkpoint,
 )
 from .dataset import (
@@ -64,6 +65,7 @@ from .models import ModelInfo
 from .output_lock import OutputLock
 from .pipeline_export import export_pipeline
 from .quiet import quiet_imports, quiet_library_progress
+from .resume import check_resumable, continue_schedule, schedule_note
 from .settings import TrainingSettings
 
 Notify = Callable[[str], None]
@@ -306,9 +308,7 @@ class Trainer:
         s = self.settings
         vector_bytes = s.num_vectors * (self.model.token_dim or 1024) * 4 + 4096
         steps = s.max_train_steps
-        checkpoints = steps // s.checkpointing_steps
-        if s.checkpoints_total_limit:
-            checkpoints = min(checkpoints, s.checkpoints_total_limit + 1)
+        checkpoints = checkpoints_on_disk(steps, s.checkpointing_steps, s.checkpoints_total_limit)
         snapshots = steps // s.save_steps
         pipeline = 0 if s.only_save_embeds else folder_size(self.model.path)
         return checkpoints * (3 * vector_bytes + 65536) + (2 * snapshots + 4) * vector_bytes + pipeline + SPARE_BYTES
@@ -507,14 +507,12 @@ class Trainer:
         else:
             total_steps = s.max_train_steps
         optimizer, lr_scheduler, grad_scaler = self._optimization(vectors, samples_per_step, total_steps)
-        shape = RunShape(
+        shape = RunShape.of_run(
+            s,
             model=self.model.name,
-            token=s.token,
+            resolution=self.resolution(),
             num_vectors=self.num_vectors,
             token_dim=vectors.shape[1],
-            resolution=self.resolution(),
-            train_batch_size=batch,
-            gradient_accumulation_steps=s.gradient_accumulation_steps,
             num_processes=accelerator.num_processes,
         )
         start_step, seed = self._resume(shape, seed, vectors, optimizer, lr_scheduler, grad_scaler, total_steps)
@@ -553,6 +551,7 @@ class Trainer:
                 step=step,
                 seed=seed,
                 shape=shape,
+                total_steps=total_steps,
                 vectors=vectors,
                 optimizer=optimizer,
                 lr_scheduler=lr_scheduler,
@@ -611,13 +610,12 @@ class Trainer:
                         accelerator.log({"loss": loss_value, "lr": rate}, step=step)
                     progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{rate:.2e}", refresh=False)
                     progress.update(1)
-                    if step >= total_steps:
-                        break
                     if step % s.save_steps == 0:
                         save_embedding_pair(self.output_dir, f"{EMBEDDING_NAME}-steps-{step}", s.token, vectors)
-                    if step % s.checkpointing_steps == 0 or stopping:
+                    # Every multiple, the last step and a stop: a finished run can be continued.
+                    if step % s.checkpointing_steps == 0 or step >= total_steps or stopping:
                         save_checkpoint(step)
-                    if stopping:
+                    if stopping and step < total_steps:
                         save_embedding_pair(self.output_dir, EMBEDDING_NAME, s.token, vectors)
                         raise TrainingInterrupted(interrupted_message(stop.requested, step, total_steps))
         finally:
@@ -667,13 +665,15 @@ class Trainer:
         """The step to start from and the seed to use: the checkpoint's when resuming."""
         request = self.settings.resume_from_checkpoint
         if not request:
+            if self.main and (note := set_aside_checkpoints(self.output_dir)) is not None:
+                self.notify(note)
             return 0, seed
-        found = find_checkpoint(self.output_dir, request)
-        if found is None:
+        checkpoint = checkpoint_to_resume(self.output_dir, request)
+        if checkpoint is None:
             if self.main:
                 self.notify("No checkpoint to resume from yet; starting a new run.")
             return 0, seed
-        checkpoint = read_checkpoint(found)
+        check_resumable(checkpoint, shape, total_steps, by_epochs=bool(self.settings.num_train_epochs))
         restore_checkpoint(
             checkpoint,
             shape=shape,
@@ -682,8 +682,12 @@ class Trainer:
             lr_scheduler=lr_scheduler,
             grad_scaler=grad_scaler,
         )
+        before, after = continue_schedule(lr_scheduler, checkpoint.step)
         if self.main:
-            self.notify(f"Resuming from {found.name} (step {checkpoint.step} of {total_steps}).")
+            self.notify(f"Resuming from {checkpoint.path.name} (step {checkpoint.step} of {total_steps}).")
+            note = schedule_note(self.settings.lr_scheduler, checkpoint, total_steps, before, after)
+            if note is not None:
+                self.notify(note)
         return checkpoint.step, checkpoint.seed
 
     def _agree(self, vectors: torch.nn.Parameter, step_loss: torch.Tensor, stop: bool) -> tuple[float, bool]:

@@ -62,7 +62,7 @@ def test_output_folder_holds_settings_seed_and_per_step_loss_log(make_root):
     assert all(float(r["loss"]) > 0 for r in rows)
     assert (output / "learned_embeds-steps-2.safetensors").exists()
     assert (output / "learned_embeds-steps-2.bin").exists()
-    assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
 
 
 def train(root: Path, **changes) -> tuple[Trainer, torch.Tensor]:
