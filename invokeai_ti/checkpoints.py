@@ -105,7 +105,7 @@ class RunShape:
         cls,
         settings: TrainingSettings,
         *,
-        model: str,
+        model: str | None,
         resolution: int,
         num_vectors: int,
         token_dim: int | None,

@@ -1,8 +1,9 @@
 """Continuing a run from a checkpoint: whether it can, and what it changes when it does.
 
-The trainer and the form ask the same questions here, so the form never closes on a resume the
-trainer would refuse, and both name a difference in the same words ("batch size 2 (checkpoint)
-vs 3 (now)"); only the way out is worded for each (a flag, or a field of the form).
+The trainer and the form ask the same questions (``RunShape.differences``, ``nothing_left``), so
+the form never closes on a resume the trainer would refuse, and both name a difference in the
+same words ("batch size 2 (checkpoint) vs 3 (now)"); only the way out is worded for each: flags
+here, fields in ``form_state``.
 """
 
 from __future__ import annotations
@@ -16,14 +17,6 @@ from .errors import UserError
 # Schedules whose shape depends on the total number of steps: continuing with a larger total
 # rebuilds them, so the learning rate changes at the resume step.
 DECAYING_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial")
-
-
-def different_run(checkpoint: Checkpoint, now: RunShape) -> str | None:
-    """The sentence both front ends start with, or None when the checkpoint fits this run."""
-    differences = checkpoint.shape.differences(now)
-    if not differences:
-        return None
-    return f"the checkpoint {checkpoint.path} was made by a different run: " + "; ".join(differences)
 
 
 def flag(name: str, value: Any) -> str:
@@ -50,13 +43,14 @@ def checkpoint_flags(shape: RunShape, names: list[str]) -> list[str]:
 
 def mismatch_message(checkpoint: Checkpoint, now: RunShape) -> str | None:
     """Why the command line cannot continue this checkpoint, with both ways out."""
-    sentence = different_run(checkpoint, now)
-    if sentence is None:
+    differences = checkpoint.shape.differences(now)
+    if not differences:
         return None
     fixes = " ".join(checkpoint_flags(checkpoint.shape, checkpoint.shape.differing(now)))
     return (
-        f"{sentence[0].upper()}{sentence[1:]}. To continue it, run with the checkpoint's values "
-        f"({fixes}); to start a new run with these settings, leave out --resume_from_checkpoint."
+        f"The checkpoint {checkpoint.path} was made by a different run: {'; '.join(differences)}. "
+        f"To continue it, run with the checkpoint's values ({fixes}); to start a new run with "
+        "these settings, leave out --resume_from_checkpoint."
     )
 
 
