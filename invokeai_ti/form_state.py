@@ -507,6 +507,21 @@ class FormState:
                 changes[name] = int(changes[name])
         return dataclasses.replace(self.base, **changes), problems
 
+    def settings_to_remember(self, settings: TrainingSettings) -> TrainingSettings:
+        """The settings to save as preferences: the user's own, not those a checkpoint filled in.
+
+        Resuming the demo's run must not make its tiny batch the next new run's default.
+        """
+        own = {}
+        for name, before in self.replaced.items():
+            if name == "gpus" or self.current(name) != self.filled[name]:
+                continue
+            if name == "learning_rate":
+                before = parse_rate(before)[0]
+            if before is not None:
+                own[name] = before
+        return dataclasses.replace(settings, **own)
+
     def run_shape(self, settings: TrainingSettings) -> RunShape:
         """This form's run as a checkpoint records one; what the form cannot know is left out."""
         model = self.model()

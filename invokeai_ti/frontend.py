@@ -318,7 +318,7 @@ def run_form(typed: Mapping[str, Any]) -> int:
     if plan is None:
         print("Cancelled; nothing was trained.", file=sys.stderr)
         return EXIT_CANCELLED
-    remember(layout, plan.settings)
+    remember(layout, state.settings_to_remember(plan.settings))
     print(
         f"Training {plan.settings.token} on {plan.model.name} with the images in {plan.data_dir} "
         "(Ctrl-C stops and keeps a checkpoint to resume from)."

@@ -244,6 +244,10 @@ def test_ticking_resume_fills_in_the_checkpoints_run_and_unticking_puts_back_the
         "1, learning rate 5.0e-03, scaling off.",
     ]
 
+    remembered = state.settings_to_remember(state.to_settings()[0])
+    assert (remembered.train_batch_size, remembered.learning_rate, remembered.num_vectors) == (3, 5e-4, 1), (
+        "the preferences saved on OK stay the user's own")
+
     state.resume_toggled(False)
     assert (v["train_batch_size"], v["gradient_accumulation_steps"], v["learning_rate"]) == (3, 4, "5.0e-04")
     assert state.base.num_vectors == 1

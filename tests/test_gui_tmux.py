@@ -185,6 +185,9 @@ def test_resuming_the_demo_with_other_saved_preferences_trains_on_from_the_form(
     output = trained_demo_root / "text-inversion-output" / DEMO_TRIGGER
     assert (output / "checkpoint-6").is_dir()
     assert (trained_demo_root / "embeddings" / DEMO_TRIGGER / "learned_embeds.bin").is_file()
+    saved = yaml.safe_load((trained_demo_root / "text-inversion-output" / "preferences.conf").read_text())
+    assert (saved["train_batch_size"], saved["gradient_accumulation_steps"]) == (3, 4), (
+        "the checkpoint's values are for resuming it; the user's preferences stay theirs")
 
 
 def test_changing_the_batch_size_while_resuming_names_the_difference_and_keeps_the_form(
