@@ -1,9 +1,11 @@
 """Resumable checkpoints: small, written atomically, and checked before they are trusted.
 
 A checkpoint holds only what the run needs to continue exactly: the learned vectors, the AdamW
-state, the learning-rate schedule and the step. Everything random is derived from the seed and
-the sample number, so no random-generator state needs saving. Each checkpoint is written into a
-temporary folder and renamed into place; a crash while saving leaves the previous one as newest.
+state, the learning-rate schedule, the step, and the settings that define the run (``RunShape``)
+so that a resume with other ones is refused instead of silently becoming another run.
+Everything random is derived from the seed and the sample number, so no random-generator state
+needs saving. Each checkpoint is written into a temporary folder and renamed into place; a crash
+while saving leaves the previous one as newest.
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ SHAPE_LABELS = {
     "center_crop": "center crop",
 }
 # Shape fields that are TrainingSettings fields of the same name (and so can be set back).
-SETTING_FIELDS = tuple(name for name in SHAPE_LABELS if name not in ("model", "token", "token_dim", "num_processes"))
+SETTING_FIELDS = tuple(
+    name for name in SHAPE_LABELS if name not in ("model", "token", "token_dim", "num_processes")
+)
 # Schedule parameters matter only to the schedulers that read them.
 SCHEDULE_PARAMETERS = {
     "lr_warmup_steps": ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant_with_warmup"),
@@ -166,10 +170,6 @@ def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
         if match and (child / STATE_FILE).is_file():
             found.append((int(match.group(1)), child))
     return sorted(found)
-
-
-def has_checkpoint(output_dir: Path) -> bool:
-    return bool(list_checkpoints(output_dir))
 
 
 def write_checkpoint(
