@@ -454,7 +454,7 @@ class FormState:
         return lines
 
     def set_from_checkpoint(self) -> list[str]:
-        """The values ticking resume changed and that still hold, as "batch size 2"."""
+        """The values ticking resume changed and that still hold, as "batch 2"."""
         found = []
         for name, value in self.filled.items():
             if self.current(name) != value:

@@ -206,8 +206,10 @@ def test_changing_the_batch_size_while_resuming_names_the_difference_and_keeps_t
     t.focus_ok()
     t.keys("Enter")
     screen = t.wait_for("The following problems were detected and must be corrected:")
-    assert "batch size 2 (checkpoint) vs 3 (now)" in screen
-    assert "untick it to start a new run with these values" in screen
+    # The popup wraps its text; read it as one line.
+    text = " ".join(line.strip("│ ") for line in screen.splitlines())
+    assert "batch size 2 (checkpoint) vs 3 (now)" in text
+    assert "untick it to start a new run with these values" in text
     t.keys("Enter")
     screen = t.wait_for("Trigger Term:", "(from step 4 of 6)")
     assert "The following problems" not in screen and "3 / 50" in screen
