@@ -1,20 +1,23 @@
 """Resumable checkpoints: small, written atomically, and checked before they are trusted.
 
 A checkpoint holds only what the run needs to continue exactly: the learned vectors (in the model
-family's embedding files, one tensor per text encoder), the AdamW
-state, the learning-rate schedule and the step. Everything random is derived from the seed and
-the sample number, so no random-generator state needs saving. Each checkpoint is written into a
-temporary folder and renamed into place; a crash while saving leaves the previous one as newest.
+family's embedding files, one tensor per text encoder), the AdamW state, the learning-rate
+schedule, the step, and the settings that define the run (``RunShape``) so that a resume with
+other ones is refused instead of silently becoming another run.
+Everything random is derived from the seed and the sample number, so no random-generator state
+needs saving. Each checkpoint is written into a temporary folder and renamed into place; a crash
+while saving leaves the previous one as newest.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,55 +25,142 @@ import torch
 
 from .embeddings import disk_full_message
 from .errors import UserError
+from .settings import TrainingSettings
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
+SET_ASIDE = "previous-run-checkpoints"
+
+
+# What a difference is called in a message, in the order messages list them.
+SHAPE_LABELS = {
+    "model": "model",
+    "token": "trigger",
+    "num_vectors": "number of vectors",
+    "token_dims": "token widths",
+    "resolution": "resolution",
+    "train_batch_size": "batch size",
+    "gradient_accumulation_steps": "gradient accumulation steps",
+    "num_processes": "number of processes",
+    "learning_rate": "learning rate",
+    "scale_lr": "learning-rate scaling",
+    "lr_scheduler": "learning rate scheduler",
+    "lr_warmup_steps": "warm-up steps",
+    "lr_num_cycles": "scheduler cycles",
+    "lr_power": "scheduler power",
+    "adam_beta1": "AdamW beta1",
+    "adam_beta2": "AdamW beta2",
+    "adam_weight_decay": "AdamW weight decay",
+    "adam_epsilon": "AdamW epsilon",
+    "learnable_property": "learnable property",
+    "center_crop": "center crop",
+}
+# Shape fields that are TrainingSettings fields of the same name (and so can be set back).
+SETTING_FIELDS = tuple(
+    name for name in SHAPE_LABELS if name not in ("model", "token", "token_dims", "num_processes")
+)
+# Schedule parameters matter only to the schedulers that read them.
+SCHEDULE_PARAMETERS = {
+    "lr_warmup_steps": ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant_with_warmup"),
+    "lr_num_cycles": ("cosine_with_restarts",),
+    "lr_power": ("polynomial",),
+}
+
+
+def shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return "+".join(map(str, value))
+    return str(value)
 
 
 @dataclass(frozen=True)
 class RunShape:
-    """What must match for a checkpoint to continue the same run exactly."""
+    """What must match for a checkpoint to continue the same run exactly.
 
-    model: str
-    token: str
-    num_vectors: int
+    The optimizer state restores AdamW's settings and the base learning rate, so a different
+    value given on resume would be silently ignored; the others decide which samples each step
+    sees. None means "not known": an older checkpoint that did not record the field, or a
+    caller (the form) that cannot know it yet. Unknown fields are not compared, so every older
+    checkpoint still resumes.
+    """
+
+    model: str | None = None
+    token: str | None = None
+    num_vectors: int | None = None
     # One width per text encoder: (768,) for SD-1, (768, 1280) for SDXL.
-    token_dims: tuple[int, ...]
-    resolution: int
-    train_batch_size: int
-    gradient_accumulation_steps: int
-    num_processes: int
+    token_dims: tuple[int, ...] | None = None
+    resolution: int | None = None
+    train_batch_size: int | None = None
+    gradient_accumulation_steps: int | None = None
+    num_processes: int | None = None
+    learning_rate: float | None = None
+    scale_lr: bool | None = None
+    lr_scheduler: str | None = None
+    lr_warmup_steps: int | None = None
+    lr_num_cycles: int | None = None
+    lr_power: float | None = None
+    adam_beta1: float | None = None
+    adam_beta2: float | None = None
+    adam_weight_decay: float | None = None
+    adam_epsilon: float | None = None
+    learnable_property: str | None = None
+    center_crop: bool | None = None
 
-    def differences(self, other: RunShape) -> list[str]:
-        labels = {
-            "model": "model",
-            "token": "trigger",
-            "num_vectors": "number of vectors",
-            "token_dims": "token widths",
-            "resolution": "resolution",
-            "train_batch_size": "batch size",
-            "gradient_accumulation_steps": "gradient accumulation steps",
-            "num_processes": "number of processes",
-        }
-        return [
-            f"{label} {shown(getattr(self, name))} (checkpoint) vs {shown(getattr(other, name))} (now)"
-            for name, label in labels.items()
-            if getattr(self, name) != getattr(other, name)
-        ]
+    @classmethod
+    def of_run(
+        cls,
+        settings: TrainingSettings,
+        *,
+        model: str | None,
+        resolution: int,
+        num_vectors: int,
+        token_dims: tuple[int, ...] | None,
+        num_processes: int | None,
+    ) -> RunShape:
+        values = {name: getattr(settings, name) for name in SETTING_FIELDS}
+        values.update(resolution=resolution, num_vectors=num_vectors)
+        for name, schedulers in SCHEDULE_PARAMETERS.items():
+            if settings.lr_scheduler not in schedulers:
+                values[name] = None
+        return cls(model=model, token=settings.token, token_dims=token_dims,
+                   num_processes=num_processes, **values)
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> RunShape:
-        """Read a shape from ``trainer_state.json``; checkpoints before SDXL recorded one
-        ``token_dim``."""
+        """Read a recorded shape; fields a later version added are simply unknown.
+
+        Checkpoints from before SDXL recorded one ``token_dim``; it is the one width of ``token_dims``.
+        """
         record = dict(record)
         if "token_dim" in record:
-            record["token_dims"] = [record.pop("token_dim")]
-        record["token_dims"] = tuple(int(width) for width in record["token_dims"])
-        return cls(**record)
+            width = record.pop("token_dim")
+            record.setdefault("token_dims", None if width is None else [width])
+        if record.get("token_dims") is not None:
+            record["token_dims"] = tuple(int(width) for width in record["token_dims"])
+        known = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in record.items() if name in known})
 
+    def setting_values(self) -> dict[str, Any]:
+        """The recorded values that are settings, to set a run back to this one's."""
+        return {name: getattr(self, name) for name in SETTING_FIELDS if getattr(self, name) is not None}
 
-def shown(value: Any) -> str:
-    return "+".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    def differing(self, other: RunShape) -> list[str]:
+        """Names of the fields both shapes know and that differ, in message order."""
+        return [
+            name
+            for name in SHAPE_LABELS
+            if None not in (getattr(self, name), getattr(other, name))
+            and getattr(self, name) != getattr(other, name)
+        ]
+
+    def differences(self, other: RunShape) -> list[str]:
+        return [
+            f"{SHAPE_LABELS[name]} {shown(getattr(self, name))} (checkpoint) vs "
+            f"{shown(getattr(other, name))} (now)"
+            for name in self.differing(other)
+        ]
 
 
 class EmbeddingLayout(Protocol):
@@ -87,6 +177,8 @@ class Checkpoint:
     step: int
     seed: int
     shape: RunShape
+    # The length of the schedule the checkpoint was made under; None in older checkpoints.
+    total_steps: int | None = None
 
 
 def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
@@ -101,16 +193,13 @@ def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def has_checkpoint(output_dir: Path) -> bool:
-    return bool(list_checkpoints(output_dir))
-
-
 def write_checkpoint(
     output_dir: Path,
     *,
     step: int,
     seed: int,
     shape: RunShape,
+    total_steps: int,
     family: EmbeddingLayout,
     vectors: Sequence[torch.Tensor],
     optimizer: torch.optim.Optimizer,
@@ -128,7 +217,7 @@ def write_checkpoint(
         torch.save(lr_scheduler.state_dict(), staging / "scheduler.pt")
         if grad_scaler is not None:
             torch.save(grad_scaler.state_dict(), staging / "scaler.pt")
-        state = {"step": step, "seed": seed, "shape": asdict(shape)}
+        state = {"step": step, "seed": seed, "total_steps": total_steps, "shape": asdict(shape)}
         (staging / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
@@ -143,10 +232,43 @@ def write_checkpoint(
 
 
 def prune_checkpoints(output_dir: Path, keep: int | None) -> None:
+    """Keep the newest ``keep`` by step, as the diffusers example does (0 or None keeps all)."""
     if not keep:
         return
     for _, path in list_checkpoints(output_dir)[:-keep]:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def checkpoints_on_disk(steps: int, every: int, keep: int | None) -> int:
+    """How many checkpoints a run of ``steps`` holds at its fullest.
+
+    One at every multiple of ``every`` and one at the end; a new one is complete before the
+    oldest is pruned, so ``keep + 1`` exist for a moment.
+    """
+    written = math.ceil(steps / every)
+    return min(written, keep + 1) if keep else written
+
+
+def set_aside_checkpoints(output_dir: Path) -> str | None:
+    """Move an earlier run's checkpoints out of the way of a new run in the same folder.
+
+    Left in place they would outrank the new run's checkpoints: ``latest`` and the pruning go
+    by step, so an earlier run's checkpoint-3000 would be resumed instead of the new
+    checkpoint-500. They are kept (only the previous set), never deleted unasked.
+    """
+    found = list_checkpoints(output_dir)
+    if not found:
+        return None
+    aside = output_dir / SET_ASIDE
+    shutil.rmtree(aside, ignore_errors=True)
+    aside.mkdir()
+    for _, path in found:
+        os.replace(path, aside / path.name)
+    return (
+        f"Starting a new run: the earlier run's checkpoints ({found[-1][1].name} and older) were "
+        f"moved to {aside}; resume one of them with --resume_from_checkpoint "
+        f"{SET_ASIDE}/{found[-1][1].name}."
+    )
 
 
 def find_checkpoint(output_dir: Path, request: str) -> Path | None:
@@ -165,10 +287,28 @@ def find_checkpoint(output_dir: Path, request: str) -> Path | None:
     return path
 
 
+def checkpoint_to_resume(output_dir: Path, request: str | None) -> Checkpoint | None:
+    """The checkpoint a run with ``--resume_from_checkpoint request`` continues, read.
+
+    The form asks this too, so what it shows is what the trainer will do.
+    """
+    if not request:
+        return None
+    found = find_checkpoint(output_dir, request)
+    return None if found is None else read_checkpoint(found)
+
+
 def read_checkpoint(path: Path) -> Checkpoint:
     try:
         state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
-        return Checkpoint(path, int(state["step"]), int(state["seed"]), RunShape.from_record(state["shape"]))
+        total = state.get("total_steps")
+        return Checkpoint(
+            path,
+            int(state["step"]),
+            int(state["seed"]),
+            RunShape.from_record(state["shape"]),
+            None if total is None else int(total),
+        )
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UserError(
             f"The checkpoint {path} is damaged ({type(error).__name__}); delete it and resume from "
@@ -186,13 +326,6 @@ def restore_checkpoint(
     lr_scheduler: Any,
     grad_scaler: torch.amp.GradScaler | None,
 ) -> None:
-    differences = checkpoint.shape.differences(shape)
-    if differences:
-        raise UserError(
-            f"The checkpoint {checkpoint.path} was made by a different run: "
-            + "; ".join(differences)
-            + ". Resume with the checkpoint's settings, or start fresh in another output folder."
-        )
     with torch.no_grad():
         for target, saved in zip(vectors, family.read_saved(checkpoint.path, shape.token), strict=True):
             target.copy_(saved.to(target.device, target.dtype))

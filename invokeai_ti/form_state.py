@@ -6,6 +6,10 @@ its validation is ``workflow.check_run``, the same call the command line makes. 
 only what exists because there is a form: values held as a person types them (a learning rate
 may be half-typed text), folders that follow the trigger, the resume box that follows the output
 folder, and the order in which CLI flags, saved preferences and defaults win.
+
+Resuming is decided with the trainer's own functions (``checkpoint_to_resume``, ``RunShape``,
+``resume.nothing_left``): the box shows the checkpoint ``latest`` will continue, ticking it fills
+in that checkpoint's run, and OK refuses what the trainer would refuse, while the form is open.
 """
 
 from __future__ import annotations
@@ -17,11 +21,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import has_checkpoint
+from .checkpoints import (
+    SET_ASIDE,
+    SHAPE_LABELS,
+    Checkpoint,
+    RunShape,
+    checkpoint_to_resume,
+    list_checkpoints,
+    shown,
+)
 from .device import DeviceCaps
 from .errors import UserError
 from .models import SOURCE_GIVEN, ModelInfo, default_model, find_model
 from .paths import RootLayout
+from .resume import nothing_left
 from .settings import FORM_RESOLUTIONS, TrainingSettings, bare_trigger, field_named, field_types
 from .workflow import RunPlan, check_run, join_problems
 
@@ -62,6 +75,19 @@ MIN_COLUMNS = 80
 MIN_LINES = 24
 # The model list scrolls beyond this, so one list can never outgrow a 24-line page.
 MODEL_LIST_ROWS = 6
+RESUME_LABEL = "Resume from last saved checkpoint"
+# Short names for the note under the resume box, which has a few lines for everything it set.
+NOTE_LABELS = {
+    "gpus": "GPUs",
+    "num_vectors": "vectors",
+    "train_batch_size": "batch",
+    "gradient_accumulation_steps": "accumulation",
+    "scale_lr": "scaling",
+    "lr_scheduler": "scheduler",
+    "lr_warmup_steps": "warm-up",
+    "lr_num_cycles": "cycles",
+    "lr_power": "power",
+}
 
 
 def label(name: str) -> str:
@@ -183,6 +209,12 @@ class FormState:
         self.values = values
         self.notes = notes
         self.gpus = list(range(len(self.gpu_choices())))
+        # The checkpoint ``latest`` would continue, or why the newest one cannot be read.
+        self.checkpoint: Checkpoint | None = None
+        self.checkpoint_problem: str | None = None
+        # What ticking resume replaced (to put back on unticking) and what it put there.
+        self.replaced: dict[str, Any] = {}
+        self.filled: dict[str, Any] = {}
 
     @classmethod
     def build(
@@ -260,7 +292,71 @@ class FormState:
     def refresh_resume(self) -> None:
         """Ticked exactly when the output folder holds a complete checkpoint to resume from."""
         text = self.values["output_dir"].strip()
-        self.values["resume_from_checkpoint"] = bool(text) and has_checkpoint(Path(text).expanduser())
+        folder = Path(text).expanduser() if text else None
+        self.checkpoint, self.checkpoint_problem = None, None
+        newest = list_checkpoints(folder) if folder is not None else []
+        if newest:
+            try:
+                self.checkpoint = checkpoint_to_resume(folder, "latest")
+            except UserError:
+                self.checkpoint_problem = (
+                    f"the checkpoint {newest[-1][1]} cannot be read; delete it to resume from the "
+                    f"one before, or untick {RESUME_LABEL} to start a new run"
+                )
+        self.resume_toggled(bool(newest))
+
+    def resume_toggled(self, ticked: bool) -> None:
+        """Ticking takes the checkpoint's run; unticking puts back what that replaced.
+
+        A value edited after it was filled in is the user's and stays.
+        """
+        self.values["resume_from_checkpoint"] = ticked
+        if ticked and self.checkpoint is not None:
+            for name, value in self.checkpoint_values().items():
+                current = self.current(name)
+                if current == value:
+                    continue
+                before = self.replaced.setdefault(name, current)
+                self.put(name, value)
+                if value == before:
+                    del self.replaced[name]
+                    self.filled.pop(name, None)
+                else:
+                    self.filled[name] = value
+        elif not ticked:
+            for name, before in self.replaced.items():
+                if self.current(name) == self.filled[name]:
+                    self.put(name, before)
+            self.replaced.clear()
+            self.filled.clear()
+
+    def checkpoint_values(self) -> dict[str, Any]:
+        """The checkpoint's run as the form holds values; "gpus" for its number of processes."""
+        shape = self.checkpoint.shape
+        values: dict[str, Any] = {}
+        model = next((m for m in self.models if m.name == shape.model), None)
+        if model is not None:
+            values["model"] = model_spec(model)
+        for name, value in shape.setting_values().items():
+            values[name] = format_rate(value) if name == "learning_rate" else value
+        processes = shape.num_processes
+        if processes and len(self.gpus) != processes and processes <= len(self.gpu_choices()):
+            values["gpus"] = list(range(processes))
+        return values
+
+    def current(self, name: str) -> Any:
+        """A value wherever it lives: a field, the GPUs chosen, or a setting without a field."""
+        if name == "gpus":
+            return list(self.gpus)
+        return self.values[name] if name in FORM_FIELDS else getattr(self.base, name)
+
+    def put(self, name: str, value: Any) -> None:
+        if name == "gpus":
+            self.gpus = list(value)
+        elif name in FORM_FIELDS:
+            self.values[name] = value
+        else:
+            self.base = dataclasses.replace(self.base, **{name: value})
 
     def model_chosen(self, spec: str | None) -> None:
         """A model trains best at its native size, so choosing one sets the resolution to it."""
@@ -281,7 +377,8 @@ class FormState:
             # The list holds every value the field can have (the form's sizes, one given as a
             # flag or saved, the model's native one), so choosing never changes the list.
             model = self.model()
-            extra = {self.base.resolution, model.native_resolution if model else None} - {None}
+            recorded = self.checkpoint.shape.resolution if self.checkpoint else None
+            extra = {self.base.resolution, model.native_resolution if model else None, recorded} - {None}
             return sorted(set(FORM_RESOLUTIONS) | extra)
         return list(field_named(name).metadata["choices"])
 
@@ -311,6 +408,58 @@ class FormState:
         return textwrap.wrap(HELP_LINE, width) + [
             line for note in self.notes for line in textwrap.wrap(f"Note: {note}", width)
         ]
+
+    def resume_status(self) -> str:
+        """Beside the resume box: the step training will start from, of the Max Training Steps."""
+        ticked = self.values["resume_from_checkpoint"]
+        checkpoint = self.checkpoint
+        steps = int(self.values["max_train_steps"])
+        if ticked and self.checkpoint_problem:
+            return "(the newest checkpoint cannot be read)"
+        if ticked and checkpoint is not None:
+            if nothing_left(checkpoint, steps):
+                return f"(step {checkpoint.step} of {steps}: nothing left)"
+            return f"(from step {checkpoint.step} of {steps})"
+        if ticked:
+            return "(no checkpoint yet: from step 0)"
+        return "(a new run from step 0)" if checkpoint is not None else ""
+
+    def resume_details(self, width: int, most: int = 2) -> list[str]:
+        """Under the resume box, in at most ``most`` lines: what ticking it set, what now differs
+        from the checkpoint's run (OK would refuse it), or what a new run moves aside."""
+        ticked = self.values["resume_from_checkpoint"]
+        checkpoint = self.checkpoint
+        texts = []
+        if ticked and self.checkpoint_problem:
+            texts.append(self.checkpoint_problem[0].upper() + self.checkpoint_problem[1:] + ".")
+        elif ticked and checkpoint is not None:
+            if nothing_left(checkpoint, int(self.values["max_train_steps"])):
+                texts.append("Raise Max Training Steps to train more.")
+            name = checkpoint.path.name
+            differences = checkpoint.shape.differences(self.run_shape(self.to_settings()[0]))
+            set_here = self.set_from_checkpoint()
+            if differences:
+                texts.append(f"Differs from {name}'s run: {'; '.join(differences)}.")
+            elif set_here:
+                texts.append(f"{name}'s run set (untick to undo): {', '.join(set_here)}.")
+            else:
+                texts.append(f"Continues {name} with its run's settings.")
+        elif checkpoint is not None:
+            texts.append(f"{checkpoint.path.name} and older will be moved to {SET_ASIDE}/.")
+        lines = [line for text in texts for line in textwrap.wrap(text, width)]
+        if len(lines) > most:
+            lines[most - 1:] = [textwrap.shorten(" ".join(lines[most - 1:]), width, placeholder=" ...")]
+        return lines
+
+    def set_from_checkpoint(self) -> list[str]:
+        """The values ticking resume changed and that still hold, as "batch 2"."""
+        found = []
+        for name, value in self.filled.items():
+            if self.current(name) != value:
+                continue
+            label = NOTE_LABELS.get(name) or SHAPE_LABELS[name]
+            found.append(f"{label} {len(value) if name == 'gpus' else shown(value)}")
+        return found
 
     def gpu_choices(self) -> list[str]:
         """"GPUs to use" is offered only when there is more than one CUDA device to choose."""
@@ -356,11 +505,66 @@ class FormState:
                 changes[name] = int(changes[name])
         return dataclasses.replace(self.base, **changes), problems
 
+    def settings_to_remember(self, settings: TrainingSettings) -> TrainingSettings:
+        """The settings to save as preferences: the user's own, not those a checkpoint filled in.
+
+        Resuming the demo's run must not make its tiny batch the next new run's default.
+        """
+        own = {}
+        for name, before in self.replaced.items():
+            if name == "gpus" or self.current(name) != self.filled[name]:
+                continue
+            if name == "learning_rate":
+                before = parse_rate(before)[0]
+            if before is not None:
+                own[name] = before
+        return dataclasses.replace(settings, **own)
+
+    def run_shape(self, settings: TrainingSettings) -> RunShape:
+        """This form's run as a checkpoint records one; what the form cannot know is left out."""
+        model = self.model()
+        shape = RunShape.of_run(
+            settings,
+            model=model.name if model else None,
+            resolution=self.values["resolution"],
+            num_vectors=None if settings.initial_embedding else settings.num_vectors,
+            token_dims=None,
+            num_processes=len(self.gpus) if self.gpu_choices() else 1,
+        )
+        if parse_rate(self.values["learning_rate"])[1]:
+            shape = dataclasses.replace(shape, learning_rate=None)
+        return shape
+
+    def resume_problems(self, settings: TrainingSettings) -> list[str]:
+        """What the trainer would refuse about this resume, worded for the form's fields."""
+        if not self.values["resume_from_checkpoint"]:
+            return []
+        if self.checkpoint_problem:
+            return [self.checkpoint_problem]
+        checkpoint = self.checkpoint
+        if checkpoint is None:
+            return []
+        problems = []
+        if differences := checkpoint.shape.differences(self.run_shape(settings)):
+            problems.append(
+                f"{RESUME_LABEL} is ticked, but {checkpoint.path.name} in the output folder was made "
+                f"by a different run: {'; '.join(differences)}; untick it to start a new run with "
+                "these values, or set them back to the checkpoint's (unticking and ticking it again "
+                "does that)"
+            )
+        if not settings.num_train_epochs and nothing_left(checkpoint, settings.max_train_steps):
+            problems.append(
+                f"{checkpoint.path.name} is already at step {checkpoint.step} of the "
+                f"{settings.max_train_steps} Max Training Steps, so there is nothing to train; raise "
+                f"Max Training Steps to train more, or untick {RESUME_LABEL} to start over"
+            )
+        return problems
+
     def validate(self) -> tuple[RunPlan | None, list[str]]:
         """Every problem at once (the run's own checks and the form's); a plan only when none."""
         settings, problems = self.to_settings()
         plan, found = check_run(settings, self.caps)
-        problems += found
+        problems += found + self.resume_problems(settings)
         return (None if problems else plan), problems
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import npyscreen
 
+from .checkpoints import SET_ASIDE
 from .device import detect
 from .embeddings import snapshot_files
 from .errors import UserError
@@ -47,6 +48,10 @@ from .workflow import RunPlan, run_plan
 ENTRY_COLUMN = 32
 # Notes sit under the field they explain, indented like a checkbox's label.
 NOTE_INDENT = 5
+# Lines under the resume box for what ticking it filled in; which step it starts from is beside it.
+RESUME_NOTE_LINES = 2
+# "[X]  " before a checkbox's label, and a column npyscreen keeps free after it.
+CHECKBOX_MARK = 6
 EXIT_CANCELLED = 1
 EXIT_INTERRUPTED = 130
 
@@ -74,6 +79,7 @@ class SettingsForm(npyscreen.FormMultiPageAction):
 
     def create(self) -> None:
         width = self.widget_useable_space()[1] - self.nextrelx - 1
+        self.note_width = width - NOTE_INDENT
         for line in self.state.help_lines(width):
             self.add_widget_intelligent(npyscreen.FixedText, value=line, editable=False)
         self.nextrely += 1
@@ -81,6 +87,13 @@ class SettingsForm(npyscreen.FormMultiPageAction):
             self.fields[name] = self.add_field(name)
             if name == "placeholder_token":
                 self.hint = self.add_note(self.state.prompt_hint())
+            elif name == "resume_from_checkpoint":
+                box = self.fields[name]
+                self.resume_status = self.add_widget_intelligent(
+                    npyscreen.FixedText, value="", editable=False, rely=box.rely,
+                    relx=box.relx + box.width + 1,
+                )
+                self.resume_notes = [self.add_note("") for _ in range(RESUME_NOTE_LINES)]
             elif name == "enable_xformers_memory_efficient_attention":
                 for line in textwrap.wrap(self.state.xformers_note(), width - NOTE_INDENT):
                     self.add_note(line)
@@ -113,7 +126,10 @@ class SettingsForm(npyscreen.FormMultiPageAction):
                 max_height=max(rows, 2), **title,
             )
         if kind == "checkbox":
-            return self.add_widget_intelligent(npyscreen.Checkbox, name=label(name))
+            # As wide as its label, so a note can sit beside it.
+            return self.add_widget_intelligent(
+                npyscreen.Checkbox, name=label(name), max_width=len(label(name)) + CHECKBOX_MARK
+            )
         if kind == "slider":
             low, high = slider_range(name, value)
             return self.add_widget_intelligent(
@@ -140,27 +156,40 @@ class SettingsForm(npyscreen.FormMultiPageAction):
     def show_state(self) -> None:
         for name, widget in self.fields.items():
             value = self.state.values[name]
-            if widget_kind(name) == "select":
+            kind = widget_kind(name)
+            if kind == "select":
                 choices = self.state.choices(name)
                 widget.values = self.state.choice_labels(name)
                 widget.value = [choices.index(value)] if value in choices else []
             else:
+                if kind == "slider":  # a checkpoint's value may lie beyond the usual range
+                    widget.entry_widget.out_of = max(widget.entry_widget.out_of, value)
                 widget.value = value
         self.hint.value = self.state.prompt_hint()
+        self.resume_status.value = self.state.resume_status()
+        lines = self.state.resume_details(self.note_width, RESUME_NOTE_LINES)
+        for index, note in enumerate(self.resume_notes):
+            note.value = lines[index] if index < len(lines) else ""
+        if self.gpu_widget is not None:
+            self.gpu_widget.value = list(self.state.gpus)
 
     def adjust_widgets(self) -> None:
-        """After each key press: let the state react to the trigger, output folder and model.
+        """After each key press: let the state react to the trigger, output folder, resume and model.
 
         Everything is shown again after any change, since a reaction can change other fields and
         a selection can change its own list (the resolution keeps the model's native size).
         """
+        gpus = list(self.state.gpus)
+        if self.gpu_widget is not None:
+            self.state.gpus = sorted(self.gpu_widget.value)
         current = self.read_widgets()
         changed = [name for name in FORM_FIELDS if current[name] != self.state.values[name]]
-        if not changed:
+        if not changed and self.state.gpus == gpus:
             return
         reactions = {
             "placeholder_token": self.state.trigger_edited,
             "output_dir": self.state.output_dir_edited,
+            "resume_from_checkpoint": self.state.resume_toggled,
             "model": self.state.model_chosen,
         }
         for name in changed:
@@ -174,8 +203,6 @@ class SettingsForm(npyscreen.FormMultiPageAction):
 
     def on_ok(self) -> None:
         self.adjust_widgets()
-        if self.gpu_widget is not None:
-            self.state.gpus = sorted(self.gpu_widget.value)
         # The first check loads the model's tokenizer, a few seconds on a slow disk.
         npyscreen.notify("Checking the settings...", title="Please wait")
         plan, problems = self.state.validate()
@@ -239,11 +266,13 @@ def edit_settings(state: FormState) -> RunPlan | None:
 def training_leftovers(output_dir: Path, logging_dir: Path, trigger: str) -> list[Path]:
     """What "delete training logs and intermediate checkpoints" removes from the output folder.
 
-    Only the step snapshots, checkpoints and logs: the final embedding and the recorded settings
-    stay, and nothing outside the output folder (the installed embedding above all) is touched.
+    Only the step snapshots, checkpoints (an earlier run's set aside too) and logs: the final
+    embedding and the recorded settings stay, and nothing outside the output folder (the
+    installed embedding above all) is touched.
     """
     logs = logging_dir if logging_dir.is_absolute() else output_dir / logging_dir
-    found = [*output_dir.glob("checkpoint-*"), *snapshot_files(output_dir, trigger), output_dir / "loss_log.csv"]
+    found = [*output_dir.glob("checkpoint-*"), *snapshot_files(output_dir, trigger),
+             output_dir / SET_ASIDE, output_dir / "loss_log.csv"]
     if logs.resolve().is_relative_to(output_dir.resolve()) and logs.resolve() != output_dir.resolve():
         found.append(logs)
     return sorted(path for path in found if path.exists())
@@ -290,7 +319,7 @@ def run_form(typed: Mapping[str, Any]) -> int:
     if plan is None:
         print("Cancelled; nothing was trained.", file=sys.stderr)
         return EXIT_CANCELLED
-    remember(layout, plan.settings)
+    remember(layout, state.settings_to_remember(plan.settings))
     print(
         f"Training {plan.settings.token} on {plan.model.name} with the images in {plan.data_dir} "
         "(Ctrl-C stops and keeps a checkpoint to resume from)."

@@ -103,11 +103,11 @@ def test_distributed_checkpoints_resume_with_the_same_number_of_processes(root, 
     output = tmp_path / "out"
     first = launch_two(root, *flags(root, output, 1, "--max_train_steps=2", "--checkpointing_steps=1"))
     assert first.returncode == 0, first.stderr[-3000:]
-    assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-1"]
+    assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
 
     resumed = launch_two(root, *flags(root, output, 1, "--max_train_steps=3", "--resume_from_checkpoint=latest"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert resumed.stdout.count("Resuming from checkpoint-1") == 1
+    assert resumed.stdout.count("Resuming from checkpoint-2") == 1
 
     single = run_one(*flags(root, output, 1, "--max_train_steps=3", "--resume_from_checkpoint=latest"))
     assert single.returncode == 2, "one process cannot continue a two-process run exactly"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from invokeai_ti.checkpoints import RunShape
 from invokeai_ti.device import DeviceCaps
 from invokeai_ti.errors import UserError
 from invokeai_ti.form_state import (
@@ -26,6 +27,7 @@ from invokeai_ti import frontend
 from invokeai_ti.frontend import ask_to_delete_leftovers, training_leftovers
 from invokeai_ti.models import ModelInfo, discover_models
 from invokeai_ti.paths import RootLayout
+from invokeai_ti.settings import TrainingSettings
 
 CPU = DeviceCaps("cpu", "CPU", 1, fp16=False, bf16=True, xformers=False,
                  xformers_reason="xFormers is not installed")
@@ -198,10 +200,17 @@ def test_a_folder_the_user_typed_does_not_follow_the_trigger(tmp_path):
     assert state.values["output_dir"].endswith("text-inversion-output/cat")
 
 
-def make_checkpoint(output_dir: Path, step: int = 10) -> None:
+def make_checkpoint(output_dir: Path, step: int = 10, **run) -> Path:
+    """A checkpoint's record as the trainer writes it; only the record is read before training."""
+    settings = TrainingSettings(**{"placeholder_token": output_dir.name, "train_batch_size": 2,
+                                   "gradient_accumulation_steps": 1} | run)
+    shape = RunShape.of_run(settings, model="sd-1.5", resolution=512, num_vectors=settings.num_vectors,
+                            token_dims=(768,), num_processes=1)
     folder = output_dir / f"checkpoint-{step}"
     folder.mkdir(parents=True)
-    (folder / "trainer_state.json").write_text(json.dumps({"step": step}), encoding="utf-8")
+    state = {"step": step, "seed": 1, "total_steps": step, "shape": dataclasses.asdict(shape)}
+    (folder / "trainer_state.json").write_text(json.dumps(state), encoding="utf-8")
+    return folder
 
 
 def test_resume_is_ticked_exactly_when_the_output_folder_holds_a_checkpoint(tmp_path):
@@ -216,6 +225,80 @@ def test_resume_is_ticked_exactly_when_the_output_folder_holds_a_checkpoint(tmp_
     state.output_dir_edited(str(layout.output_dir("trained")))
     assert state.values["resume_from_checkpoint"] is True
     assert build(tmp_path, {"placeholder_token": "trained"}).values["resume_from_checkpoint"]
+
+
+PREFERENCES = {"train_batch_size": 3, "gradient_accumulation_steps": 4, "learning_rate": 5e-4}
+
+
+def test_ticking_resume_fills_in_the_checkpoints_run_and_unticking_puts_back_the_form(tmp_path):
+    layout = RootLayout(tmp_path)
+    make_checkpoint(layout.output_dir("toy"), 20, learning_rate=5e-3, scale_lr=False, num_vectors=2)
+    state = build(tmp_path, saved=PREFERENCES)
+    state.trigger_edited("toy")
+    v = state.values
+    assert v["resume_from_checkpoint"] is True
+    assert (v["train_batch_size"], v["gradient_accumulation_steps"]) == (2, 1)
+    assert (v["learning_rate"], v["scale_lr"], state.base.num_vectors) == ("5.0e-03", False, 2)
+    assert state.resume_status() == "(from step 20 of 3000)"
+    assert state.resume_details(74) == [
+        "checkpoint-20's run set (untick to undo): vectors 2, batch 2, accumulation",
+        "1, learning rate 5.0e-03, scaling off.",
+    ]
+
+    remembered = state.settings_to_remember(state.to_settings()[0])
+    assert (remembered.train_batch_size, remembered.learning_rate, remembered.num_vectors) == (3, 5e-4, 1), (
+        "the preferences saved on OK stay the user's own")
+
+    state.resume_toggled(False)
+    assert (v["train_batch_size"], v["gradient_accumulation_steps"], v["learning_rate"]) == (3, 4, "5.0e-04")
+    assert state.base.num_vectors == 1
+    assert state.resume_status() == "(a new run from step 0)"
+    assert state.resume_details(74) == [
+        "checkpoint-20 and older will be moved to previous-run-checkpoints/."]
+
+    state.resume_toggled(True)
+    v["train_batch_size"] = 6
+    state.resume_toggled(False)
+    assert v["train_batch_size"] == 6, "a value typed after the fill is the user's and stays"
+    assert v["gradient_accumulation_steps"] == 4
+
+
+def test_the_resume_line_names_the_checkpoint_and_follows_the_max_steps(tmp_path):
+    layout = RootLayout(tmp_path)
+    make_checkpoint(layout.output_dir("toy"), 1500)
+    state = build(tmp_path)
+    state.trigger_edited("toy")
+    assert state.resume_status() == "(from step 1500 of 3000)"
+    assert state.resume_details(80) == ["checkpoint-1500's run set (untick to undo): batch 2, accumulation 1."]
+    state.values["max_train_steps"] = 1500
+    assert state.resume_status() == "(step 1500 of 1500: nothing left)"
+    assert state.resume_details(40) == ["Raise Max Training Steps to train more.",
+                                        "checkpoint-1500's run set (untick to ..."]
+    state.values.update(train_batch_size=3, max_train_steps=2000)
+    assert state.resume_details(200) == [
+        "Differs from checkpoint-1500's run: batch size 2 (checkpoint) vs 3 (now)."]
+    matching = build(tmp_path, {"placeholder_token": "toy"},
+                     saved={"train_batch_size": 2, "gradient_accumulation_steps": 1})
+    assert matching.resume_details(200) == ["Continues checkpoint-1500 with its run's settings."]
+    state.trigger_edited("toy2")
+    assert state.values["resume_from_checkpoint"] is False
+    assert (state.resume_status(), state.resume_details(80)) == ("", [])
+    assert state.values["gradient_accumulation_steps"] == 4, "leaving the checkpoint's folder puts the form back"
+    assert state.values["train_batch_size"] == 3, "the batch size typed while resuming stays"
+    state.resume_toggled(True)
+    assert state.resume_status() == "(no checkpoint yet: from step 0)"
+
+
+def test_resume_takes_as_many_gpus_as_the_checkpoints_run_used(tmp_path):
+    two = dataclasses.replace(GPU, count=2, device_names=("RTX A", "RTX B"))
+    layout = RootLayout(tmp_path)
+    make_checkpoint(layout.output_dir("toy"))  # made by one process
+    state = build(tmp_path, caps=two)
+    assert state.gpus == [0, 1]
+    state.trigger_edited("toy")
+    assert state.gpus == [0] and "GPUs 1" in state.resume_details(200)[0]
+    state.resume_toggled(False)
+    assert state.gpus == [0, 1]
 
 
 def test_small_helpers():
@@ -327,6 +410,49 @@ def test_an_empty_data_folder_says_what_was_found(root):
     state.trigger_edited("junk")
     _, problems = state.validate()
     assert any(str(folder) in p and "found 1 file" in p and "skipped 1" in p for p in problems)
+
+
+def test_a_run_defining_change_with_resume_ticked_is_a_problem_and_unticking_solves_it(root):
+    output = root / "text-inversion-output" / "psychedelic"
+    checkpoint = make_checkpoint(output, 20, lr_scheduler="linear")
+    record = json.loads((checkpoint / "trainer_state.json").read_text())
+    record["shape"].update(model="stable-diffusion-1.5", resolution=64, token_dim=32)
+    (checkpoint / "trainer_state.json").write_text(json.dumps(record))
+    state = real_state(root)
+    state.trigger_edited("psychedelic")
+    state.values["max_train_steps"] = 30
+    plan, problems = state.validate()
+    assert problems == [] and plan.settings.resume_from_checkpoint == "latest"
+    assert (plan.settings.train_batch_size, plan.settings.lr_scheduler) == (2, "linear")
+
+    state.values.update(train_batch_size=3, lr_scheduler="cosine")
+    plan, problems = state.validate()
+    assert plan is None and problems == [
+        "Resume from last saved checkpoint is ticked, but checkpoint-20 in the output folder was made "
+        "by a different run: batch size 2 (checkpoint) vs 3 (now); learning rate scheduler linear "
+        "(checkpoint) vs cosine (now); untick it to start a new run with these values, or set them "
+        "back to the checkpoint's (unticking and ticking it again does that)"
+    ]
+    state.resume_toggled(False)
+    plan, problems = state.validate()
+    assert problems == [] and plan.settings.resume_from_checkpoint is None
+    assert plan.settings.train_batch_size == 3
+
+
+def test_resume_with_no_steps_left_or_an_unreadable_checkpoint_is_a_problem(root):
+    output = root / "text-inversion-output" / "psychedelic"
+    make_checkpoint(output, 20)
+    state = real_state(root)
+    state.trigger_edited("psychedelic")
+    state.values["max_train_steps"] = 20
+    _, problems = state.validate()
+    assert any(problem.startswith("checkpoint-20 is already at step 20 of the 20 Max Training Steps, "
+                                  "so there is nothing to train; raise Max Training Steps") for problem in problems)
+    (make_checkpoint(output, 40) / "trainer_state.json").write_text("{", encoding="utf-8")
+    state.trigger_edited("psychedelic")
+    assert state.values["resume_from_checkpoint"] is True
+    _, problems = state.validate()
+    assert f"the checkpoint {output / 'checkpoint-40'} cannot be read; delete it" in "\n".join(problems)
 
 
 def finished_run(tmp_path: Path) -> Path:

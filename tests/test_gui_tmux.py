@@ -5,6 +5,7 @@ Each test gets its own tmux server (``-L``), so it never touches a tmux the deve
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -18,7 +19,8 @@ import pytest
 import torch
 import yaml
 
-from invokeai_ti.demo import DEMO_TRIGGER, make_demo_root
+from invokeai_ti.demo import DEMO_TRIGGER, demo_settings, make_demo_root
+from invokeai_ti.workflow import plan_run, run_plan
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -89,6 +91,25 @@ def demo_root(demo_template, tmp_path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def trained_demo_template(tmp_path_factory) -> Path:
+    """A demo root after a short `invokeai-ti --demo` run: checkpoints at batch 2, accumulation 1."""
+    root = make_demo_root(tmp_path_factory.mktemp("trained-demo") / "root").root
+    settings = dataclasses.replace(demo_settings(root), max_train_steps=4, checkpointing_steps=2)
+    run_plan(plan_run(settings), show_progress=False)
+    return root
+
+
+@pytest.fixture
+def trained_demo_root(trained_demo_template, tmp_path) -> Path:
+    """The trained demo root with a user's own preferences: batch 3, accumulation 4, 6 steps."""
+    root = tmp_path / "root"
+    shutil.copytree(trained_demo_template, root)
+    preferences = {"train_batch_size": 3, "gradient_accumulation_steps": 4, "max_train_steps": 6}
+    (root / "text-inversion-output" / "preferences.conf").write_text(yaml.safe_dump(preferences))
+    return root
+
+
 @pytest.fixture
 def terminals():
     opened: list[Terminal] = []
@@ -147,9 +168,63 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
     assert "\necho" in screen
 
 
+def test_resuming_the_demo_with_other_saved_preferences_trains_on_from_the_form(trained_demo_root, terminals):
+    """The reported case: the form used to close and the trainer refused the checkpoint."""
+    t = terminals(trained_demo_root)
+    screen = t.wait_for("Trigger Term:", "Use xformers acceleration")
+    assert "3 / 50" in screen and "4 / 10" in screen
+    t.keys("Tab")
+    t.type(DEMO_TRIGGER)
+    screen = t.wait_for("[X]  Resume from last saved checkpoint  (from step 4 of 6)",
+                        "checkpoint-4's run set (untick to undo): batch 2, accumulation 1,")
+    assert "2 / 50" in screen and "1 / 10" in screen
+    t.focus_ok()
+    t.keys("Enter")
+    t.wait_for("Delete training logs and intermediate checkpoints? [y]", timeout=TRAIN_TIMEOUT)
+    t.type("n")
+    t.keys("Enter")
+    screen = t.wait_for("EXIT=", timeout=30)
+    assert "EXIT=0" in screen and "Resuming from checkpoint-4 (step 4 of 6)." in screen
+    assert "different run" not in screen
+    output = trained_demo_root / "text-inversion-output" / DEMO_TRIGGER
+    assert (output / "checkpoint-6").is_dir()
+    assert (trained_demo_root / "embeddings" / DEMO_TRIGGER / "learned_embeds.bin").is_file()
+    saved = yaml.safe_load((trained_demo_root / "text-inversion-output" / "preferences.conf").read_text())
+    assert (saved["train_batch_size"], saved["gradient_accumulation_steps"]) == (3, 4), (
+        "the checkpoint's values are for resuming it; the user's preferences stay theirs")
+
+
+def test_changing_the_batch_size_while_resuming_names_the_difference_and_keeps_the_form(
+    trained_demo_root, terminals
+):
+    t = terminals(trained_demo_root)
+    t.wait_for("Trigger Term:", "Use xformers acceleration")
+    t.keys("Tab")
+    t.type(DEMO_TRIGGER)
+    t.wait_for("(from step 4 of 6)")
+    # Initializer, resume, learnable property, both folders, resolution, center crop, mixed
+    # precision and max steps lie between the trigger and the batch size.
+    t.keys(*["C-n"] * 10)
+    t.keys("Right")
+    t.wait_for("3 / 50")
+    t.focus_ok()
+    t.keys("Enter")
+    screen = t.wait_for("The following problems were detected and must be corrected:")
+    # The popup wraps its text; read it as one line.
+    text = " ".join(line.strip("│ ") for line in screen.splitlines())
+    assert "batch size 2 (checkpoint) vs 3 (now)" in text
+    assert "untick it to start a new run with these values" in text
+    t.keys("Enter")
+    screen = t.wait_for("Trigger Term:", "(from step 4 of 6)")
+    assert "The following problems" not in screen and "3 / 50" in screen
+    t.keys("C-c")
+    screen = t.wait_for("EXIT=", timeout=30)
+    assert "EXIT=130" in screen and "Traceback" not in screen
+
+
 def test_a_bad_trigger_gets_a_popup_and_ctrl_c_restores_the_terminal(demo_root, terminals):
     t = terminals(demo_root, columns=80, lines=24)
-    t.wait_for("Trigger Term:", "Page 1 of 2")
+    pages = re.search(r"Page 1 of (\d+)", t.wait_for("Trigger Term:", "Page 1 of ")).group(1)
     t.keys("Tab")
     t.type("bad trigger!")
     t.focus_ok()
@@ -158,10 +233,10 @@ def test_a_bad_trigger_gets_a_popup_and_ctrl_c_restores_the_terminal(demo_root, 
     assert "* The trigger term 'bad trigger!' contains space, '!'" in screen
     t.keys("Enter")
     t.keys("C-p")
-    t.wait_for("Page 2 of 2")
-    for _ in range(20):
+    t.wait_for(f"Page {pages} of {pages}")
+    for _ in range(30):
         t.keys("C-p")
-    screen = t.wait_for("Page 1 of 2", "bad trigger!")
+    screen = t.wait_for(f"Page 1 of {pages}", "bad trigger!")
     assert "The following problems" not in screen
     t.keys("C-c")
     screen = t.wait_for("EXIT=", timeout=30)

@@ -61,7 +61,7 @@ def test_output_folder_holds_settings_seed_and_per_step_loss_log(make_root):
     assert all(float(r["loss"]) > 0 for r in rows)
     for name in ("learned_embeds-steps-2.safetensors", "learned_embeds-steps-2.bin", "psychedelic-steps-2.safetensors"):
         assert (output / name).exists()
-    assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
 
 
 def train(root: Path, **changes) -> tuple[Trainer, torch.Tensor]:

@@ -45,6 +45,7 @@ class TrainingLoop:
         step: TrainingStep,
         shape: RunShape,
         seed: int,
+        total_steps: int,
         topology: Topology,
         tracker,
         notify: Notify,
@@ -57,6 +58,7 @@ class TrainingLoop:
         self.step_unit = step
         self.shape = shape
         self.seed = seed
+        self.total_steps = total_steps
         self.topology = topology
         self.tracker = tracker
         self.notify = notify
@@ -74,6 +76,7 @@ class TrainingLoop:
             step=step,
             seed=self.seed,
             shape=self.shape,
+            total_steps=self.total_steps,
             family=self.family,
             vectors=self.state.vectors,
             optimizer=self.state.optimizer,
@@ -98,11 +101,12 @@ class TrainingLoop:
         torch.distributed.all_reduce(shared)
         return float(shared[0]) / processes, bool(shared[1] > 0)
 
-    def run(self, start_step: int, total_steps: int) -> int:
-        """Train from ``start_step`` to ``total_steps``; returns the last step reached."""
+    def run(self, start_step: int) -> int:
+        """Train from ``start_step`` to the run's last step; returns the last step reached."""
         from tqdm.auto import tqdm
 
         s = self.settings
+        total_steps = self.total_steps
         main = self.topology.main
         progress = tqdm(
             total=total_steps, initial=start_step, disable=not (main and self.show_progress),
@@ -134,13 +138,12 @@ class TrainingLoop:
                         self.tracker.log({"loss": loss_value, "lr": rate}, step=step)
                     progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{rate:.2e}", refresh=False)
                     progress.update(1)
-                    if step >= total_steps:
-                        break
                     if step % s.save_steps == 0:
                         self.save_embedding(step, snapshot=True)
-                    if step % s.checkpointing_steps == 0 or stopping:
+                    # Every multiple, the last step and a stop: a finished run can be continued.
+                    if step % s.checkpointing_steps == 0 or step >= total_steps or stopping:
                         self.save_checkpoint(step)
-                    if stopping:
+                    if stopping and step < total_steps:
                         self.save_embedding(step)
                         raise TrainingInterrupted(interrupted_message(stop.requested, step, total_steps))
         finally:

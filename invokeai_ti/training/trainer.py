@@ -24,7 +24,13 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import RunShape, find_checkpoint, read_checkpoint, restore_checkpoint
+from ..checkpoints import (
+    RunShape,
+    checkpoint_to_resume,
+    checkpoints_on_disk,
+    restore_checkpoint,
+    set_aside_checkpoints,
+)
 from ..dataset import caption, require_images, templates_for
 from ..device import probe_xformers, training_device
 from ..embeddings import atomic_write
@@ -33,6 +39,7 @@ from ..models import ModelInfo
 from ..output_lock import OutputLock
 from ..pipeline_export import TrainedEncoder, export_pipeline
 from ..quiet import quiet_imports
+from ..resume import check_resumable, continue_schedule, schedule_note
 from ..settings import TrainingSettings
 from .family import family_for
 from .latents import LatentCache, cache_latents
@@ -195,9 +202,7 @@ class Trainer:
         s = self.settings
         vector_bytes = s.num_vectors * (sum(self.model.token_dims) or 1024) * 4 + 4096
         steps = s.max_train_steps
-        checkpoints = steps // s.checkpointing_steps
-        if s.checkpoints_total_limit:
-            checkpoints = min(checkpoints, s.checkpoints_total_limit + 1)
+        checkpoints = checkpoints_on_disk(steps, s.checkpointing_steps, s.checkpoints_total_limit)
         snapshots = steps // s.save_steps
         pipeline = 0 if s.only_save_embeds else folder_size(self.model.path)
         # A checkpoint: three embedding files and AdamW's two moments; a snapshot: three files; the
@@ -294,14 +299,12 @@ class Trainer:
         state = TrainingState.create(
             vectors, s, samples_per_step=samples_per_step, total_steps=total_steps, device=device
         )
-        shape = RunShape(
+        shape = RunShape.of_run(
+            s,
             model=self.model.name,
-            token=s.token,
+            resolution=self.resolution(),
             num_vectors=num_vectors,
             token_dims=tuple(widths),
-            resolution=self.resolution(),
-            train_batch_size=s.train_batch_size,
-            gradient_accumulation_steps=s.gradient_accumulation_steps,
             num_processes=topology.processes,
         )
         start_step, seed = self._resume(shape, seed, state, total_steps, topology.main)
@@ -343,10 +346,11 @@ class Trainer:
             scalars = {k: v for k, v in s.to_dict().items() if isinstance(v, (int, float, str, bool))}
             tracker.init_trackers("textual_inversion", config=scalars)
         loop = TrainingLoop(
-            settings=s, family=self.family, output_dir=self.output_dir, state=state, step=step, shape=shape, seed=seed,
+            settings=s, family=self.family, output_dir=self.output_dir, state=state, step=step, shape=shape,
+            seed=seed, total_steps=total_steps,
             topology=topology, tracker=tracker, notify=self.notify, show_progress=self.show_progress,
         )
-        reached = loop.run(start_step, total_steps)
+        reached = loop.run(start_step)
         if topology.main:
             self.family.save_files(self.output_dir, s.token, vectors, reached, self.model.name)
             if not s.only_save_embeds and self.model.path is not None:
@@ -385,13 +389,15 @@ class Trainer:
         """The step to start from and the seed to use: the checkpoint's when resuming."""
         request = self.settings.resume_from_checkpoint
         if not request:
+            if main and (note := set_aside_checkpoints(self.output_dir)) is not None:
+                self.notify(note)
             return 0, seed
-        found = find_checkpoint(self.output_dir, request)
-        if found is None:
+        checkpoint = checkpoint_to_resume(self.output_dir, request)
+        if checkpoint is None:
             if main:
                 self.notify("No checkpoint to resume from yet; starting a new run.")
             return 0, seed
-        checkpoint = read_checkpoint(found)
+        check_resumable(checkpoint, shape, total_steps, by_epochs=bool(self.settings.num_train_epochs))
         restore_checkpoint(
             checkpoint,
             shape=shape,
@@ -401,6 +407,10 @@ class Trainer:
             lr_scheduler=state.lr_scheduler,
             grad_scaler=state.grad_scaler,
         )
+        before, after = continue_schedule(state.lr_scheduler, checkpoint.step)
         if main:
-            self.notify(f"Resuming from {found.name} (step {checkpoint.step} of {total_steps}).")
+            self.notify(f"Resuming from {checkpoint.path.name} (step {checkpoint.step} of {total_steps}).")
+            note = schedule_note(self.settings.lr_scheduler, checkpoint, total_steps, before, after)
+            if note is not None:
+                self.notify(note)
         return checkpoint.step, checkpoint.seed
