@@ -16,6 +16,12 @@ import torch
 from .quiet import quiet_imports
 
 BATCH_8_MEMORY = 12 * 10**9
+# SDXL at 1024 px: the diffusers SDXL example measured 11.9 GiB at batch 1 and 27.2 GiB at batch 4
+# on an H100 in bf16 (issue 12), about 7 GiB of model and 5 GiB per image. invokeai-ti keeps less
+# than the example, so these are upper bounds: the batch that fits in 85 % of the card by them.
+SDXL_FIXED_BYTES = 7 * 2**30
+SDXL_BYTES_PER_IMAGE = 5 * 2**30
+SDXL = "SDXL"
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,25 @@ class DeviceCaps:
         big_enough = self.memory_bytes >= BATCH_8_MEMORY
         return 8 if self.kind == "cuda" and self.efficient_attention and big_enough else 3
 
-    def batch_reason(self) -> str:
+    def batch_size_for(self, base: str | None) -> int:
+        """The default batch size for a model of this base on this device.
+
+        SDXL's UNet is three times SD-1's and trains at 1024 px, so its default comes from the
+        GPU's memory (1 on a CPU or a 12-16 GB card, 2 on 24 GB, up to 8 on 80 GB).
+        """
+        if base != SDXL:
+            return self.default_batch_size
+        if self.kind != "cuda":
+            return 1
+        fits = (int(self.memory_bytes * 0.85) - SDXL_FIXED_BYTES) // SDXL_BYTES_PER_IMAGE
+        return int(min(8, max(1, fits)))
+
+    def batch_reason(self, base: str | None = None) -> str:
         """Why the batch size defaults the way it does here, for the form."""
+        if base == SDXL:
+            batch = self.batch_size_for(base)
+            where = f"this GPU's {self.memory_bytes / 2**30:.0f} GiB" if self.kind == "cuda" else f"the {self.name}"
+            return f"batch size defaults to {batch} for SDXL on {where}"
         if self.kind != "cuda":
             return f"batch size defaults to 3: training runs on the {self.name}"
         gib = self.memory_bytes / 2**30

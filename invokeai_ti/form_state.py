@@ -250,7 +250,7 @@ class FormState:
 
         settings = TrainingSettings.from_dict(saved)
         settings = dataclasses.replace(settings, **(typed | {"root": layout.root}))
-        settings = settings.resolve_device_defaults(caps)
+        settings = settings.resolve_device_defaults(caps, chosen.base)
         values = {name: getattr(settings, name) for name in FORM_FIELDS}
         values.update(
             model=model_spec(chosen),
@@ -359,11 +359,18 @@ class FormState:
             self.base = dataclasses.replace(self.base, **{name: value})
 
     def model_chosen(self, spec: str | None) -> None:
-        """A model trains best at its native size, so choosing one sets the resolution to it."""
+        """A model trains best at its native size, so choosing one sets the resolution to it.
+
+        The batch size follows too while it is still the previous model's default: SDXL's is set
+        by the GPU's memory. A batch size the user chose stays.
+        """
+        before = self.model()
         self.values["model"] = spec
         model = self.model()
         if model is not None:
             self.values["resolution"] = model.native_resolution
+            if before is not None and self.values["train_batch_size"] == self.caps.batch_size_for(before.base):
+                self.values["train_batch_size"] = self.caps.batch_size_for(model.base)
 
     # What the widgets show ----------------------------------------------------------------
 
@@ -398,11 +405,13 @@ class FormState:
             return "(type a word such as psychedelic: prompts then use <psychedelic>)"
         return f"(Trigger by using <{trigger}> in your prompts)"
 
-    def xformers_note(self) -> str:
-        """Why the box and the batch size default the way they do on this device."""
+    def xformers_note(self, spec: str | None = None) -> str:
+        """Why the box and the batch size default the way they do on this device (and model)."""
+        model = self.model() if spec is None else next((m for m in self.models if model_spec(m) == spec), None)
+        reason = self.caps.batch_reason(model.base if model else None)
         if self.caps.xformers:
-            return f"({self.caps.xformers_reason}; {self.caps.batch_reason()})"
-        return f"(not available: {self.caps.xformers_reason}; {self.caps.batch_reason()})"
+            return f"({self.caps.xformers_reason}; {reason})"
+        return f"(not available: {self.caps.xformers_reason}; {reason})"
 
     def help_lines(self, width: int) -> list[str]:
         return textwrap.wrap(HELP_LINE, width) + [

@@ -95,8 +95,10 @@ class SettingsForm(npyscreen.FormMultiPageAction):
                 )
                 self.resume_notes = [self.add_note("") for _ in range(RESUME_NOTE_LINES)]
             elif name == "enable_xformers_memory_efficient_attention":
-                for line in textwrap.wrap(self.state.xformers_note(), width - NOTE_INDENT):
-                    self.add_note(line)
+                # Room for the longest note any model can bring (SDXL's batch rule differs).
+                rows = max(len(textwrap.wrap(self.state.xformers_note(spec), width - NOTE_INDENT))
+                           for spec in self.state.choices("model"))
+                self.device_notes = [self.add_note("") for _ in range(rows)]
         self.gpu_widget = None
         if gpus := self.state.gpu_choices():
             self.gpu_widget = self.add_widget_intelligent(
@@ -166,6 +168,9 @@ class SettingsForm(npyscreen.FormMultiPageAction):
                     widget.entry_widget.out_of = max(widget.entry_widget.out_of, value)
                 widget.value = value
         self.hint.value = self.state.prompt_hint()
+        device_lines = textwrap.wrap(self.state.xformers_note(), self.note_width)
+        for index, note in enumerate(self.device_notes):
+            note.value = device_lines[index] if index < len(device_lines) else ""
         self.resume_status.value = self.state.resume_status()
         lines = self.state.resume_details(self.note_width, RESUME_NOTE_LINES)
         for index, note in enumerate(self.resume_notes):

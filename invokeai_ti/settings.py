@@ -297,8 +297,11 @@ class TrainingSettings:
             found.append("--dataloader_num_workers cannot be negative")
         return found
 
-    def resolve_device_defaults(self, caps: DeviceCaps) -> TrainingSettings:
-        """Fill the machine-dependent defaults from a probe of the device that will train."""
+    def resolve_device_defaults(self, caps: DeviceCaps, base: str | None = None) -> TrainingSettings:
+        """Fill the machine-dependent defaults from a probe of the device that will train.
+
+        ``base`` is the model's base (SD-1, SD-2, SDXL): SDXL's batch size follows the GPU's memory.
+        """
         xformers = caps.xformers if self.enable_xformers_memory_efficient_attention is None else (
             self.enable_xformers_memory_efficient_attention
         )
@@ -307,7 +310,7 @@ class TrainingSettings:
             compile_unet = caps.kind == "cuda" and self.max_train_steps >= COMPILE_MIN_STEPS
         return dataclasses.replace(
             self,
-            train_batch_size=self.train_batch_size or caps.default_batch_size,
+            train_batch_size=self.train_batch_size or caps.batch_size_for(base),
             mixed_precision=self.mixed_precision or caps.default_precision,
             enable_xformers_memory_efficient_attention=xformers,
             compile=compile_unet,

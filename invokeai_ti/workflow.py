@@ -112,7 +112,7 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
         model = find_model(settings.model, layout)
     except UserError as error:
         return None, problems + [str(error)]
-    resolved = settings.resolve_device_defaults(caps)
+    resolved = settings.resolve_device_defaults(caps, model.base)
     resolved = dataclasses.replace(
         resolved,
         root=layout.root,

@@ -504,3 +504,27 @@ def test_delete_question_needs_a_yes_from_a_person(tmp_path, monkeypatch, capsys
     assert (out / "learned_embeds.bin").exists() and (out / "cat.safetensors").exists()
     assert (tmp_path / "embeddings" / "cat" / "learned_embeds.bin").exists()
     assert ("Deleted" if deleted else "Kept") in capsys.readouterr().out
+
+
+def test_choosing_sdxl_sets_the_batch_size_from_the_gpus_memory_unless_the_user_chose_one(tmp_path):
+    big_gpu = dataclasses.replace(GPU, memory_bytes=80 * 10**9)
+    state = build(tmp_path, caps=big_gpu)
+    assert state.values["train_batch_size"] == 8
+    state.model_chosen("sdxl-base")
+    assert state.values["train_batch_size"] == big_gpu.batch_size_for("SDXL") == 8
+    small = build(tmp_path, caps=GPU)
+    small.model_chosen("sdxl-base")
+    assert small.values["train_batch_size"] == 2 and "defaults to 2 for SDXL" in small.xformers_note()
+    small.model_chosen("sd-1.5")
+    assert small.values["train_batch_size"] == 8
+    chosen = build(tmp_path, caps=GPU)
+    chosen.values["train_batch_size"] = 5
+    chosen.model_chosen("sdxl-base")
+    assert chosen.values["train_batch_size"] == 5
+
+
+@pytest.mark.parametrize("gigabytes, batch", [(0, 1), (12, 1), (16, 1), (24, 2), (48, 6), (80, 8)])
+def test_sdxl_batch_size_default_follows_gpu_memory(gigabytes, batch):
+    caps = dataclasses.replace(GPU, memory_bytes=gigabytes * 10**9, kind="cuda" if gigabytes else "cpu")
+    assert caps.batch_size_for("SDXL") == batch
+    assert caps.batch_size_for("SD-1") == caps.default_batch_size
