@@ -63,6 +63,7 @@ from .errors import TrainingInterrupted, UserError
 from .models import ModelInfo
 from .output_lock import OutputLock
 from .pipeline_export import export_pipeline
+from .previews import Previews, preview_seed
 from .quiet import quiet_imports, quiet_library_progress
 from .settings import TrainingSettings
 
@@ -374,6 +375,7 @@ class Trainer:
             "output_dir": str(self.output_dir),
             "resolution": self.resolution(),
             "num_processes": processes,
+            "validation_seed": preview_seed(self.settings, seed),
         }
         self.output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(
@@ -574,6 +576,13 @@ class Trainer:
         if s.report_to != "none":
             scalars = {k: v for k, v in s.to_dict().items() if isinstance(v, (int, float, str, bool))}
             accelerator.init_trackers("textual_inversion", config=scalars)
+        # Previews (issue 11): the main process renders them, the others wait outside collectives.
+        previews = Previews(
+            s, self.output_dir, seed=seed, placeholder=placeholder, latent_shape=tuple(cache.mean.shape[2:]),
+            scheduler_config=noise_scheduler.config, load_vae=lambda: self._load_part("vae", unet.dtype),
+            device=accelerator.device, main=self.main, processes=accelerator.num_processes,
+            start_step=start_step, notify=self.notify if progress.disable else progress.write,
+        )
         stop = StopRequest()
         last_loss: float | None = None
         step = start_step
@@ -581,6 +590,7 @@ class Trainer:
         try:
             with stop.installed():
                 while step < total_steps:
+                    previews.at_step(step, tokenizer, text_encoder, unet)
                     optimizer.zero_grad(set_to_none=True)
                     step_loss = torch.zeros((), device=accelerator.device)
                     for micro in range(s.gradient_accumulation_steps):
@@ -628,6 +638,7 @@ class Trainer:
                 accelerator.end_training()
         if self.main:
             save_embedding_pair(self.output_dir, EMBEDDING_NAME, s.token, vectors)
+            previews.finish(step, tokenizer, text_encoder, unet)
             if not s.only_save_embeds and self.model.path is not None:
                 export_pipeline(self.model.path, tokenizer, token_ids, vectors.detach().cpu(), self.output_dir / "pipeline")
         return TrainingResult(
