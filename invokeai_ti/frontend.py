@@ -161,6 +161,7 @@ class SettingsForm(npyscreen.FormMultiPageAction):
             "placeholder_token": self.state.trigger_edited,
             "output_dir": self.state.output_dir_edited,
             "model": self.state.model_chosen,
+            "learnable_property": self.state.learnable_property_chosen,
         }
         for name in changed:
             if name not in reactions:

@@ -40,13 +40,18 @@ GUIDANCE_SCALE = 7.5
 MAIN_PROCESS_WAIT = timedelta(hours=12)
 
 
+def default_prompt(learnable_property: str, token: str) -> str:
+    """The first caption template of the run: 'a photo of a <t>', 'a painting in the style of <t>'."""
+    return caption(templates_for(learnable_property)[0], token)
+
+
 def preview_prompt(settings: TrainingSettings) -> str | None:
     """The prompt the previews use, with the trigger written in; None when previews are off."""
     if settings.previews_off:
         return None
     prompt = (settings.validation_prompt or "").strip()
     if not prompt:
-        return caption(templates_for(settings.learnable_property)[0], settings.token)
+        return default_prompt(settings.learnable_property, settings.token)
     return prompt.replace("{}", settings.token)
 
 

@@ -166,7 +166,7 @@ class TrainingSettings:
         "(default: the first caption template with the trigger, such as 'a photo of a "
         "<trigger>' or 'a painting in the style of <trigger>'); 'none' turns previews off",
         group="previews",
-        label="Preview prompt",
+        label="Preview prompt (none = off)",
         metavar="PROMPT",
     )
     num_validation_images: int = setting(4, "images in each preview", group="previews")
