@@ -168,7 +168,7 @@ class Previews:
         folder) belong to a run that did not get there; they would otherwise sit among the new ones.
         """
         for step, path in sample_files(self.output_dir).items():
-            if step > self.start_step:
+            if step > self.start_step or self.start_step == 0:
                 path.unlink(missing_ok=True)
 
     def due(self, step: int) -> bool:

@@ -223,10 +223,14 @@ def test_previews_never_change_the_trained_embedding(make_root, tmp_path):
 
 
 def test_none_turns_previews_off_but_keeps_the_loss_plot_and_report(make_root, capsys):
+    """A new run in a used folder also removes the previews of the run before it."""
     root = make_root()
     output = root / "out"
+    assert main(command(root, output, "--max_train_steps=1", "--num_validation_images=1")) == 0
+    assert len(list((output / "samples").iterdir())) == 2
+    capsys.readouterr()
     assert main(command(root, output, "--max_train_steps=2", "--validation_prompt=none")) == 0
-    assert not (output / "samples").exists()
+    assert list((output / "samples").iterdir()) == []
     assert (output / "loss.png").exists()
     assert "turned off" in (output / "report.html").read_text()
     assert "Preview of step" not in capsys.readouterr().out
@@ -319,11 +323,11 @@ def test_bad_preview_settings_are_named_with_their_fix(changes, fragment):
 def test_preview_flags_have_the_diffusers_examples_names_and_defaults():
     from invokeai_ti.cli import build_parser, settings_from_args
 
-    parse = lambda *argv: settings_from_args(build_parser().parse_args(list(argv)))  # noqa: E731
-    s = parse()
+    s = settings_from_args(build_parser().parse_args([]))
     assert (s.validation_prompt, s.num_validation_images, s.validation_steps, s.validation_seed) == (
         None, 4, None, None)
-    s = parse("--validation_prompt", "a {} dog", "--num_validation_images", "2",
-              "--validation_steps", "100", "--validation_seed", "9")
+    s = settings_from_args(build_parser().parse_args([
+        "--validation_prompt", "a {} dog", "--num_validation_images", "2", "--validation_steps", "100",
+        "--validation_seed", "9"]))
     assert (s.validation_prompt, s.num_validation_images, s.validation_steps, s.validation_seed) == (
         "a {} dog", 2, 100, 9)
