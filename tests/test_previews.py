@@ -8,6 +8,7 @@ browser; not what they look like.
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 import subprocess
@@ -90,6 +91,7 @@ def test_a_preview_before_training_every_n_steps_and_at_the_end_with_step_and_pr
         assert (text["embedding"], text["final"], text["seed"]) == (embedding, final, "7")
         with Image.open(output / "samples" / f"step-{step:06d}.png") as grid:
             assert grid.size == (128, 64), "two 64-pixel images side by side"
+    assert json.loads((output / "training_settings.json").read_text())["validation_seed"] == 7
 
 
 def test_previews_follow_the_learned_vectors_and_use_the_same_noise_each_time(trained):
