@@ -456,6 +456,9 @@ def child_ours(spec: dict) -> None:
         deterministic=spec["deterministic"],
         checkpointing_steps=10**6,
         save_steps=10**6,
+        validation_prompt=None if spec["validation_steps"] else "none",
+        validation_steps=spec["validation_steps"] or None,
+        num_validation_images=spec["validation_images"],
     )
     caps = detect()
     if spec["precision"] == "bf16" and not caps.bf16:
@@ -721,6 +724,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--xformers", action="store_true", help="xFormers attention in both trainers")
     parser.add_argument(
+        "--validation-steps",
+        type=int,
+        default=0,
+        help="our trainer makes previews before the first step, every N steps and at the end "
+        "(default 0: no previews, as the example without --validation_prompt)",
+    )
+    parser.add_argument("--validation-images", type=int, default=4, help="images in each preview")
+    parser.add_argument(
         "--skip-version-check",
         action="store_true",
         help="let an example that wants a newer diffusers run anyway (patches check_min_version)",
@@ -767,6 +778,8 @@ def main(argv: list[str] | None = None) -> dict:
         "seed": args.seed,
         "gradient_checkpointing": args.gradient_checkpointing,
         "xformers": args.xformers,
+        "validation_steps": args.validation_steps,
+        "validation_images": args.validation_images,
         "skip_version_check": args.skip_version_check,
     }
     print(f"Machine: {machine()}", flush=True)
@@ -795,6 +808,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"Model {args.model_dir or args.model}, {args.resolution} px, batch {args.batch}, "
         f"{args.warmup} warm-up + {args.steps} timed steps, {args.repeats} repeats"
         + (", gradient checkpointing" if args.gradient_checkpointing else "")
+        + (f", previews every {args.validation_steps} steps" if args.validation_steps else "")
     )
     print(table)
     result = {

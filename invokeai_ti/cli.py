@@ -24,6 +24,7 @@ GROUP_TITLES = {
     "images": "Images",
     "token": "Token",
     "checkpoints": "Checkpoints",
+    "previews": "Previews",
     "training": "Training",
 }
 

@@ -1,9 +1,9 @@
 """``invokeai-ti --demo``: the whole flow on a fresh machine, with no model to download.
 
 It makes (once) an InvokeAI root holding a tiny SD-1-shaped model with random weights and a
-handful of generated photos, trains a short run on it and installs the embedding, exactly as a
-real run would. The model is called ``tiny-random-sd1-demo`` and described as making noise, so
-nobody mistakes it for a real one.
+handful of generated photos, trains a short run on it (with previews every 20 steps and the
+report) and installs the embedding, exactly as a real run would. The model is called
+``tiny-random-sd1-demo`` and described as making noise, so nobody mistakes it for a real one.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from .paths import RootLayout
+from .report import REPORT
 from .settings import TrainingSettings
 
 DEMO_ROOT = Path("~/invokeai-ti-demo")
@@ -120,6 +121,7 @@ def run_demo(root: Path | None) -> int:
     outcome = run_plan(plan)
     print(f"Trained {outcome.result.token} for {outcome.result.steps} steps on {plan.data_dir}.")
     print(f"Training files are in {plan.output_dir}.")
+    print(f"Previews and the loss, to open in a browser: {plan.output_dir / REPORT}")
     print(f"The embedding is installed at {outcome.installed}.")
     print("The demo model has random weights, so the embedding shows the flow, not a real result.")
     print(f"Open the form on this root with:  {command_name()} --gui --root {layout.root}")

@@ -34,6 +34,7 @@ from .device import DeviceCaps
 from .errors import UserError
 from .models import SOURCE_GIVEN, ModelInfo, default_model, find_model
 from .paths import RootLayout
+from .previews import default_prompt
 from .resume import nothing_left
 from .settings import FORM_RESOLUTIONS, TrainingSettings, bare_trigger, field_named, field_types
 from .workflow import RunPlan, check_run, join_problems
@@ -45,7 +46,7 @@ HELP_LINE = (
 )
 PROBLEMS_HEADING = "The following problems were detected and must be corrected:"
 
-# InvokeAI 2.3.5's fields, in its order; each is a TrainingSettings field.
+# InvokeAI 2.3.5's fields, in its order, then the previews'; each is a TrainingSettings field.
 FORM_FIELDS = (
     "model",
     "placeholder_token",
@@ -65,6 +66,8 @@ FORM_FIELDS = (
     "scale_lr",
     "enable_xformers_memory_efficient_attention",
     "lr_scheduler",
+    "validation_prompt",
+    "validation_steps",
     "deterministic",
 )
 FOLDER_FIELDS = {"train_data_dir": RootLayout.data_dir, "output_dir": RootLayout.output_dir}
@@ -259,6 +262,9 @@ class FormState:
             enable_xformers_memory_efficient_attention=bool(
                 settings.enable_xformers_memory_efficient_attention
             ),
+            validation_prompt=settings.validation_prompt
+            or form_default_prompt(settings.placeholder_token, settings.learnable_property),
+            validation_steps=settings.validation_steps or settings.save_steps,
             **{
                 name: str(getattr(settings, name) or derive(layout, settings.trigger))
                 for name, derive in FOLDER_FIELDS.items()
@@ -278,12 +284,24 @@ class FormState:
         """
         old = bare_trigger(self.values["placeholder_token"])
         new = bare_trigger(text)
+        self.follow_default_prompt(text, self.values["learnable_property"])
         self.values["placeholder_token"] = text
         for name, derive in FOLDER_FIELDS.items():
             current = self.values[name].strip()
             if not current or Path(current).expanduser() == derive(self.layout, old):
                 self.values[name] = str(derive(self.layout, new))
         self.refresh_resume()
+
+    def learnable_property_chosen(self, choice: str | None) -> None:
+        self.follow_default_prompt(self.values["placeholder_token"], choice)
+        self.values["learnable_property"] = choice
+
+    def follow_default_prompt(self, trigger: str, learnable_property: str | None) -> None:
+        """A preview prompt still at the default follows the trigger and the property; a typed one stays."""
+        current = self.values["validation_prompt"].strip()
+        old = form_default_prompt(self.values["placeholder_token"], self.values["learnable_property"])
+        if not current or current == old:
+            self.values["validation_prompt"] = form_default_prompt(trigger, learnable_property)
 
     def output_dir_edited(self, text: str) -> None:
         self.values["output_dir"] = text
@@ -501,6 +519,7 @@ class FormState:
         }
         changes.update(
             placeholder_token=v["placeholder_token"].strip(),
+            validation_prompt=self.typed_prompt(),
             initializer_token=v["initializer_token"].strip(),
             resume_from_checkpoint="latest" if v["resume_from_checkpoint"] else None,
             learning_rate=self.base.learning_rate if rate is None else rate,
@@ -569,12 +588,23 @@ class FormState:
             )
         return problems
 
+    def typed_prompt(self) -> str | None:
+        """None while the field shows the default, so the settings and preferences say "default"."""
+        text = self.values["validation_prompt"].strip()
+        default = form_default_prompt(self.values["placeholder_token"], self.values["learnable_property"])
+        return None if text in ("", default) else text
+
     def validate(self) -> tuple[RunPlan | None, list[str]]:
         """Every problem at once (the run's own checks and the form's); a plan only when none."""
         settings, problems = self.to_settings()
         plan, found = check_run(settings, self.caps)
         problems += found + self.resume_problems(settings)
         return (None if problems else plan), problems
+
+
+def form_default_prompt(trigger: str, learnable_property: str | None) -> str:
+    """The default preview prompt as the form shows it, with ``<trigger>`` until one is typed."""
+    return default_prompt(learnable_property or "object", f"<{bare_trigger(trigger) or 'trigger'}>")
 
 
 def problems_message(problems: list[str]) -> str:

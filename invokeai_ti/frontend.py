@@ -196,6 +196,7 @@ class SettingsForm(npyscreen.FormMultiPageAction):
             "output_dir": self.state.output_dir_edited,
             "resume_from_checkpoint": self.state.resume_toggled,
             "model": self.state.model_chosen,
+            "learnable_property": self.state.learnable_property_chosen,
         }
         for name in changed:
             if name not in reactions:

@@ -9,7 +9,8 @@ whole format; there is no separate schema to keep in step.
 Three things are never remembered: the root (the file lives inside it), the trigger (each run
 trains a new one) and resuming (it depends on the trigger's output folder). Folders that are just
 the trigger's default folders are forgotten too, so they follow the next trigger instead of
-pointing at the last one.
+pointing at the last one; for the same reason a preview prompt is remembered with ``{}`` where it
+named the trigger.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def remembered(values: dict[str, Any], layout: RootLayout) -> dict[str, Any]:
         if key in derived and value and Path(str(value)).expanduser() == derived[key]:
             continue
         kept[key] = value
+    prompt = kept.get("validation_prompt")
+    if trigger and isinstance(prompt, str):
+        kept["validation_prompt"] = prompt.replace(f"<{trigger}>", "{}")
     return kept
 
 

@@ -165,6 +165,31 @@ class TrainingSettings:
         True, "save only the embedding; --no-only_save_embeds also writes <output>/pipeline, a full diffusers pipeline that knows the trigger",
         group="checkpoints",
     )
+    # Previews
+    validation_prompt: str | None = setting(
+        None,
+        "prompt of the preview images made during training; {} stands for the trigger "
+        "(default: the first caption template with the trigger, such as 'a photo of a "
+        "<trigger>' or 'a painting in the style of <trigger>'); 'none' turns previews off",
+        group="previews",
+        label="Preview prompt (none = off)",
+        metavar="PROMPT",
+    )
+    num_validation_images: int = setting(4, "images in each preview", group="previews")
+    validation_steps: int | None = setting(
+        None,
+        "make a preview every N optimizer steps, and one before the first (default: --save_steps, "
+        "so each preview has its learned_embeds-steps-N file)",
+        group="previews",
+        label="Preview every N steps",
+        slider=(10, 2000),
+    )
+    validation_seed: int | None = setting(
+        None,
+        "seed of the previews' starting noise, the same for every preview so they differ only "
+        "by what was learned (default: the run's seed)",
+        group="previews",
+    )
     # Training
     repeats: int = setting(100, "how many times the images repeat in one epoch", group="training")
     seed: int | None = setting(
@@ -265,11 +290,16 @@ class TrainingSettings:
             "repeats": "repeats",
             "checkpointing_steps": "checkpointing steps",
             "save_steps": "save steps",
+            "num_validation_images": "number of preview images",
         }
         for name, what in positive.items():
             if getattr(self, name) < 1:
                 found.append(f"the {what} must be at least 1, not {getattr(self, name)}")
-        for name, what in {"train_batch_size": "batch size", "num_train_epochs": "number of epochs"}.items():
+        for name, what in {
+            "train_batch_size": "batch size",
+            "num_train_epochs": "number of epochs",
+            "validation_steps": "preview steps",
+        }.items():
             value = getattr(self, name)
             if value is not None and value < 1:
                 found.append(f"the {what} must be at least 1, not {value}")
@@ -293,9 +323,31 @@ class TrainingSettings:
             found.append(
                 f"the learnable property '{self.learnable_property}' is unknown; use object or style"
             )
+        if (problem := self.preview_prompt_problem()) is not None:
+            found.append(problem)
         if self.dataloader_num_workers < 0:
             found.append("--dataloader_num_workers cannot be negative")
         return found
+
+    @property
+    def previews_off(self) -> bool:
+        return (self.validation_prompt or "").strip().lower() == "none"
+
+    def preview_prompt_problem(self) -> str | None:
+        """A preview prompt without the trigger shows nothing of what is being learned.
+
+        The bare word would not do either: the tokenizer splits ``psychedelic`` into pieces and
+        only ``<psychedelic>`` is the trained token.
+        """
+        prompt = (self.validation_prompt or "").strip()
+        if not prompt or self.previews_off or not self.trigger:
+            return None
+        if "{}" in prompt or self.token in prompt:
+            return None
+        return (
+            f"the preview prompt '{prompt}' does not contain the trigger {self.token}; write it "
+            f"in, or {{}} in its place, or use 'none' to turn previews off"
+        )
 
     def resolve_device_defaults(self, caps: DeviceCaps, base: str | None = None) -> TrainingSettings:
         """Fill the machine-dependent defaults from a probe of the device that will train.

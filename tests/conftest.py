@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+# The suite shares a few CPU cores with other work. OpenMP threads that spin while they wait for a
+# descheduled peer make every small operation cost a scheduler time slice: a preview's hundred
+# tiny-UNet calls took 100 times longer. Waiting threads that sleep keep the time proportional to
+# the work. Set before torch is imported (below, through invokeai_ti), and inherited by the
+# training subprocesses the tests start.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import shutil
 from pathlib import Path
 

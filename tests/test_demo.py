@@ -17,6 +17,10 @@ def test_demo_makes_a_root_trains_and_installs_an_embedding(tmp_path, capsys):
     assert torch.load(installed, weights_only=True)[f"<{DEMO_TRIGGER}>"].shape == (32,)
     assert f"invokeai-ti --gui --root {root}" in out
     assert "random weights" in out
+    output = root / "text-inversion-output" / DEMO_TRIGGER
+    assert f"Previews and the loss, to open in a browser: {output / 'report.html'}" in out
+    assert sorted(p.name for p in (output / "samples").iterdir()) == [
+        "step-000000.png", "step-000020.png", "step-000040.png", "step-000060.png"]
 
     entry = yaml.safe_load((root / "configs" / "models.yaml").read_text())[DEMO_MODEL]
     assert entry["format"] == "diffusers" and "noise" in entry["description"]

@@ -80,9 +80,13 @@ def test_two_processes_at_batch_b_match_one_process_at_batch_2b(root, tmp_path):
     different order, so the vectors agree to float32 rounding (about 1e-8 here), far below any
     change a training step makes (about 1e-3).
     """
-    two = launch_two(root, *flags(root, tmp_path / "two", 1, "--max_train_steps=4"))
+    two = launch_two(root, *flags(root, tmp_path / "two", 1, "--max_train_steps=4", "--validation_steps=2",
+                                  "--num_validation_images=1"))
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("Installed at") == 1, "only the main process installs and reports"
+    assert two.stdout.count("Preview of step 2:") == 1, "only the main process renders previews"
+    assert sorted(p.name for p in (tmp_path / "two" / "samples").iterdir()) == [
+        "step-000000.png", "step-000002.png", "step-000004.png"]
     one = run_one(*flags(root, tmp_path / "one", 2, "--max_train_steps=4"))
     assert one.returncode == 0, one.stderr[-3000:]
 
@@ -112,3 +116,42 @@ def test_distributed_checkpoints_resume_with_the_same_number_of_processes(root, 
     single = run_one(*flags(root, output, 1, "--max_train_steps=3", "--resume_from_checkpoint=latest"))
     assert single.returncode == 2, "one process cannot continue a two-process run exactly"
     assert "number of processes 2 (checkpoint) vs 1 (now)" in single.stderr
+
+
+GATE_SCRIPT = """
+import datetime, sys, time
+import torch
+import torch.distributed as dist
+from invokeai_ti.previews import MainProcessWait
+
+rank, port, gate = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "gate"
+dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
+                        timeout=datetime.timedelta(seconds=2))
+wait = MainProcessWait(2)
+if rank == 0:
+    time.sleep(6)  # a preview that takes longer than the collectives' timeout
+    wait.done(0)
+elif gate:
+    wait.wait(0)
+total = torch.ones(1)
+dist.all_reduce(total)
+print("sum", total.item())
+"""
+
+
+@pytest.mark.parametrize("gate", [True, False])
+def test_other_processes_wait_for_a_slow_preview_outside_any_collective(tmp_path, gate):
+    """Waiting in the next step's all-reduce instead would hit its timeout (the control case)."""
+    script = tmp_path / "gate.py"
+    script.write_text(GATE_SCRIPT)
+    port = str(free_port())
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    mode = "gate" if gate else "no-gate"
+    ranks = [subprocess.Popen([sys.executable, str(script), str(rank), port, mode], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    results = [(rank.wait(timeout=120), rank.communicate()) for rank in ranks]
+    if gate:
+        assert [code for code, _ in results] == [0, 0], results[1][1][1][-2000:]
+        assert all("sum 2.0" in out for _, (out, _err) in results)
+    else:
+        assert "Timed out" in results[1][1][1]

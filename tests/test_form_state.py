@@ -52,8 +52,8 @@ def build(tmp_path: Path, given: dict | None = None, *, caps: DeviceCaps = CPU,
                            models=[SD15, SD21, SDXL] if models is None else models, saved=saved or {})
 
 
-def test_the_18_fields_of_invokeai_come_first_in_order_with_their_labels_then_ours():
-    assert [label(name) for name in FORM_FIELDS[:18]] == [
+def test_the_18_fields_of_invokeai_in_order_with_their_labels_then_the_previews_then_ours():
+    assert [label(name) for name in FORM_FIELDS] == [
         "Model Name",
         "Trigger Term",
         "Initializer",
@@ -72,11 +72,14 @@ def test_the_18_fields_of_invokeai_come_first_in_order_with_their_labels_then_ou
         "Scale learning rate by number of GPUs, steps and batch size",
         "Use xformers acceleration",
         "Learning rate scheduler",
+        "Preview prompt (none = off)",
+        "Preview every N steps",
+        "Bit-identical results (slower on a GPU)",
     ]
-    assert "deterministic" in FORM_FIELDS[18:], "the switch for bit-identical GPU runs is in the form"
     kinds = {name: widget_kind(name) for name in FORM_FIELDS}
     assert [n for n, k in kinds.items() if k == "slider"] == [
-        "max_train_steps", "train_batch_size", "gradient_accumulation_steps", "lr_warmup_steps"]
+        "max_train_steps", "train_batch_size", "gradient_accumulation_steps", "lr_warmup_steps",
+        "validation_steps"]
     assert [n for n, k in kinds.items() if k == "folder"] == ["train_data_dir", "output_dir"]
     assert kinds["resume_from_checkpoint"] == "checkbox" and kinds["learning_rate"] == "text"
 
@@ -190,6 +193,24 @@ def test_typing_the_trigger_fills_the_folders_and_the_hint(tmp_path):
     assert state.prompt_hint() == "(Trigger by using <psychedelic> in your prompts)"
     state.trigger_edited("<toy>")
     assert state.values["output_dir"].endswith("text-inversion-output/toy")
+
+
+def test_the_default_preview_prompt_follows_the_trigger_and_property_and_means_default(tmp_path):
+    state = build(tmp_path)
+    assert state.values["validation_prompt"] == "a photo of a <trigger>"
+    assert state.values["validation_steps"] == 500, "previews come with the snapshots by default"
+    state.trigger_edited("psychedelic")
+    assert state.values["validation_prompt"] == "a photo of a <psychedelic>"
+    state.learnable_property_chosen("style")
+    assert state.values["validation_prompt"] == "a painting in the style of <psychedelic>"
+    assert state.to_settings()[0].validation_prompt is None
+
+    state.values["validation_prompt"] = "a {} at dawn"
+    state.trigger_edited("toy")
+    assert state.values["validation_prompt"] == "a {} at dawn"
+    assert state.to_settings()[0].validation_prompt == "a {} at dawn"
+    given = build(tmp_path, {"validation_prompt": "none", "validation_steps": 50}).values
+    assert (given["validation_prompt"], given["validation_steps"]) == ("none", 50)
 
 
 def test_a_folder_the_user_typed_does_not_follow_the_trigger(tmp_path):

@@ -133,7 +133,8 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
     t.type(DEMO_TRIGGER)
     data = demo_root / "text-inversion-training-data" / DEMO_TRIGGER
     output = demo_root / "text-inversion-output" / DEMO_TRIGGER
-    screen = t.wait_for(str(data), str(output), f"(Trigger by using <{DEMO_TRIGGER}> in your prompts)")
+    screen = t.wait_for(str(data), str(output), f"(Trigger by using <{DEMO_TRIGGER}> in your prompts)",
+                        f"Preview prompt (none = off):    a photo of a <{DEMO_TRIGGER}>")
     assert "[ ]  Resume from last saved checkpoint" in screen
     assert "4 / 10000" in screen and "1 / 50" in screen
     t.focus_ok()
@@ -150,6 +151,7 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
     data = torch.load(installed, weights_only=True)
     assert list(data) == [f"<{DEMO_TRIGGER}>"] and data[f"<{DEMO_TRIGGER}>"].dim() == 1, "InvokeAI reads one 1-D vector"
     assert (output / "checkpoint-2").is_dir()
+    assert (output / "samples" / "step-000004.png").is_file() and (output / "report.html").is_file()
     saved = yaml.safe_load((demo_root / "text-inversion-output" / "preferences.conf").read_text())
     assert saved["max_train_steps"] == 4 and "placeholder_token" not in saved
 

@@ -80,6 +80,15 @@ def test_folders_the_user_chose_are_remembered(tmp_path):
     assert values["output_dir"] is None
 
 
+def test_a_preview_prompt_is_remembered_for_the_next_trigger(tmp_path):
+    layout = RootLayout(tmp_path)
+    save_preferences(layout, TrainingSettings(placeholder_token="cat", validation_prompt="a <cat> on a sofa",
+                                              validation_steps=100))
+    values, _ = load_preferences(layout)
+    assert (values["validation_prompt"], values["validation_steps"]) == ("a {} on a sofa", 100)
+    assert TrainingSettings.from_dict(values | {"placeholder_token": "dog"}).problems() == []
+
+
 def test_an_invokeai_235_file_carries_over(tmp_path):
     layout = RootLayout(tmp_path)
     layout.preferences.parent.mkdir(parents=True)

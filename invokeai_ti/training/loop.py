@@ -50,6 +50,7 @@ class TrainingLoop:
         tracker,
         notify: Notify,
         show_progress: bool,
+        before_step: Callable[[int], None] = lambda _step: None,
     ) -> None:
         self.settings = settings
         self.family = family
@@ -62,6 +63,7 @@ class TrainingLoop:
         self.topology = topology
         self.tracker = tracker
         self.notify = notify
+        self.before_step = before_step
         self.show_progress = show_progress
         self.last_loss: float | None = None
 
@@ -119,6 +121,8 @@ class TrainingLoop:
         try:
             with stop.installed():
                 while step < total_steps:
+                    # After the previous step's files: whatever runs here sees them on disk.
+                    self.before_step(step)
                     self.state.optimizer.zero_grad(set_to_none=True)
                     step_loss = self.forward_backward(step)
                     loss_value, stopping = self.agree(step_loss, stop.requested is not None)

@@ -38,6 +38,7 @@ from ..errors import UserError
 from ..models import ModelInfo
 from ..output_lock import OutputLock
 from ..pipeline_export import TrainedEncoder, export_pipeline
+from ..previews import Previews, preview_seed
 from ..quiet import quiet_imports
 from ..resume import check_resumable, continue_schedule, schedule_note
 from ..settings import TrainingSettings
@@ -218,6 +219,7 @@ class Trainer:
             "output_dir": str(self.output_dir),
             "resolution": self.resolution(),
             "num_processes": processes,
+            "validation_seed": preview_seed(self.settings, seed),
         }
         self.output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(
@@ -345,14 +347,24 @@ class Trainer:
         if tracker is not None:
             scalars = {k: v for k, v in s.to_dict().items() if isinstance(v, (int, float, str, bool))}
             tracker.init_trackers("textual_inversion", config=scalars)
+        # Beside the loop, not in it: the main process renders, the others wait outside collectives.
+        previews = Previews(
+            s, self.output_dir, seed=seed, placeholder=" ".join(tokens), family=self.family,
+            resolution=self.resolution(), latent_shape=tuple(cache.mean.shape[2:]),
+            scheduler_config=noise_scheduler.config, load_vae=lambda: loader.part("vae", vae_dtype),
+            device=device, main=topology.main, processes=topology.processes, start_step=start_step,
+            notify=self._above_progress,
+        )
         loop = TrainingLoop(
             settings=s, family=self.family, output_dir=self.output_dir, state=state, step=step, shape=shape,
             seed=seed, total_steps=total_steps,
             topology=topology, tracker=tracker, notify=self.notify, show_progress=self.show_progress,
+            before_step=lambda at: previews.at_step(at, tokenizers, text_encoders, unet),
         )
         reached = loop.run(start_step)
         if topology.main:
             self.family.save_files(self.output_dir, s.token, vectors, reached, self.model.name)
+            previews.finish(reached, tokenizers, text_encoders, unet)
             if not s.only_save_embeds and self.model.path is not None:
                 self._export_pipeline()
         return TrainingResult(
@@ -364,6 +376,15 @@ class Trainer:
             final_loss=loop.last_loss,
             main_process=topology.main,
         )
+
+    def _above_progress(self, message: str) -> None:
+        """A line printed above the progress bar, which would otherwise draw over it."""
+        if not self.show_progress:
+            self.notify(message)
+            return
+        from tqdm.auto import tqdm
+
+        tqdm.write(message)
 
     def _export_pipeline(self) -> None:
         loaded = self.loaded

@@ -1,0 +1,319 @@
+"""Preview images during training: what the trigger makes now, before the first step and every N.
+
+A preview is rendered with the run's own UNet and text encoder, whose input embedding already
+maps the new token ids to the live vectors, so it costs only the VAE decoder: that is loaded after
+the denoising, used and freed again, and the UNet's inference and the decoder are never in memory
+at the same time.
+
+A preview must never change what is trained. It runs without gradients, with every module in
+eval mode and each one's previous mode restored afterwards, draws its noise from its own seeded
+generator inside a fork of the global generators (training draws from its own seeded generators,
+but a library could use the global ones), and only reads the vectors.
+
+Only the main process renders. The others wait for it on the process group's key-value store,
+not inside a collective: a collective has a timeout (ten minutes for NCCL) that a slow preview on
+a slow device must not run into.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from .dataset import caption, templates_for
+from .embeddings import EMBEDDING_NAME, atomic_write
+from .report import sample_files, sample_path, write_loss_plot, write_report
+from .settings import TrainingSettings
+
+DENOISING_STEPS = 25
+GUIDANCE_SCALE = 7.5
+# Long enough for any preview on any device; the launcher ends the others if the main one dies.
+MAIN_PROCESS_WAIT = timedelta(hours=12)
+
+
+def default_prompt(learnable_property: str, token: str) -> str:
+    """The first caption template of the run: 'a photo of a <t>', 'a painting in the style of <t>'."""
+    return caption(templates_for(learnable_property)[0], token)
+
+
+def preview_prompt(settings: TrainingSettings) -> str | None:
+    """The prompt the previews use, with the trigger written in; None when previews are off."""
+    if settings.previews_off:
+        return None
+    prompt = (settings.validation_prompt or "").strip()
+    if not prompt:
+        return default_prompt(settings.learnable_property, settings.token)
+    return prompt.replace("{}", settings.token)
+
+
+def preview_seed(settings: TrainingSettings, seed: int) -> int:
+    return settings.validation_seed if settings.validation_seed is not None else seed
+
+
+def grid(images: list[Image.Image]) -> Image.Image:
+    """As square as the count allows: 4 images make 2 x 2, 6 make 3 x 2."""
+    columns = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    width, height = images[0].size
+    sheet = Image.new("RGB", (columns * width, rows * height), "white")
+    for index, image in enumerate(images):
+        sheet.paste(image, ((index % columns) * width, (index // columns) * height))
+    return sheet
+
+
+def to_image(decoded: torch.Tensor) -> Image.Image:
+    """A decoded [3, H, W] tensor in [-1, 1] as an RGB picture."""
+    pixels = ((decoded.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(pixels.permute(1, 2, 0).cpu().numpy())
+
+
+@contextmanager
+def evaluating(*modules: torch.nn.Module) -> Iterator[None]:
+    """Eval mode for the pass, then every submodule back in the mode it was in."""
+    before = [(part, part.training) for module in modules for part in module.modules()]
+    for module in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for part, training in before:
+            part.training = training
+
+
+@contextmanager
+def own_randomness(device: torch.device) -> Iterator[None]:
+    """Whatever a library draws from the global generators is given back afterwards."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type="cuda"):
+        yield
+
+
+class MainProcessWait:
+    """The other processes wait here while the main one renders, outside any collective."""
+
+    def __init__(self, processes: int) -> None:
+        self.store = None
+        if processes > 1:
+            from torch.distributed.distributed_c10d import _get_default_store
+
+            self.store = _get_default_store()
+
+    @staticmethod
+    def key(step: int) -> str:
+        return f"invokeai-ti/preview-done/{step}"
+
+    def done(self, step: int) -> None:
+        if self.store is not None:
+            self.store.set(self.key(step), "1")
+
+    def wait(self, step: int) -> None:
+        if self.store is not None:
+            self.store.wait([self.key(step)], MAIN_PROCESS_WAIT)
+
+
+class Previews:
+    """The previews of one run: when they are due, rendering them, and the report around them.
+
+    ``load_vae`` loads the model's VAE in the training precision (the trainer's own loader, with
+    its error messages); only its decoder is kept, and only for the length of one preview.
+    """
+
+    def __init__(
+        self,
+        settings: TrainingSettings,
+        output_dir: Path,
+        *,
+        seed: int,
+        placeholder: str,
+        family: Any,
+        resolution: int,
+        latent_shape: tuple[int, ...],
+        scheduler_config: Any,
+        load_vae: Callable[[], Any],
+        device: torch.device,
+        main: bool,
+        processes: int,
+        start_step: int,
+        notify: Callable[[str], None],
+    ) -> None:
+        self.settings = settings
+        self.output_dir = output_dir
+        self.prompt = preview_prompt(settings)
+        self.every = settings.validation_steps or settings.save_steps
+        self.seed = preview_seed(settings, seed)
+        self.placeholder = placeholder
+        self.family = family
+        self.resolution = resolution
+        self.latent_shape = latent_shape
+        self.scheduler_config = scheduler_config
+        self.load_vae = load_vae
+        self.device = device
+        self.main = main
+        self.start_step = start_step
+        self.notify = notify
+        self.gate = MainProcessWait(processes)
+        self.stopped = False
+        if main:
+            self._drop_later_samples()
+
+    def _drop_later_samples(self) -> None:
+        """A run continues the folder's sequence from its start step; later ones are redone.
+
+        Previews past the checkpoint a run resumes from (or any at all, for a fresh run in a used
+        folder) belong to a run that did not get there; they would otherwise sit among the new ones.
+        """
+        for step, path in sample_files(self.output_dir).items():
+            if step > self.start_step or self.start_step == 0:
+                path.unlink(missing_ok=True)
+
+    def due(self, step: int) -> bool:
+        """Decided from the settings alone, so every process agrees without talking."""
+        return self.prompt is not None and step % self.every == 0
+
+    def at_step(self, step: int, tokenizers, text_encoders, unet) -> None:
+        """Before training step ``step + 1``: the main process renders, the others wait for it.
+
+        The start step of a resumed run already has its preview unless the run was stopped
+        between the checkpoint and the preview.
+        """
+        if not self.due(step):
+            return
+        if not self.main:
+            self.gate.wait(step)
+            return
+        try:
+            if step != self.start_step or step == 0 or not sample_path(self.output_dir, step).exists():
+                if self._preview(step, tokenizers, text_encoders, unet, final=False):
+                    write_loss_plot(self.output_dir)
+                    write_report(self.output_dir)
+        finally:
+            self.gate.done(step)
+
+    def finish(self, step: int, tokenizers, text_encoders, unet) -> Path:
+        """After the final embedding is saved: its preview, the loss plot and the report."""
+        if self.prompt is not None:
+            self._preview(step, tokenizers, text_encoders, unet, final=True)
+        write_loss_plot(self.output_dir)
+        report = write_report(self.output_dir)
+        self.notify(f"Report with the loss and the previews: {report} (open it in a browser).")
+        return report
+
+    def _preview(self, step: int, tokenizers, text_encoders, unet, *, final: bool) -> bool:
+        """Render and say where it went; a preview that runs out of memory ends the previews only."""
+        if self.stopped:
+            return False
+        try:
+            path = self.render(step, tokenizers, text_encoders, unet, final=final)
+        except (torch.OutOfMemoryError, MemoryError):
+            gc.collect()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            self.stopped = True
+            self.notify(
+                f"Previews stopped: memory ran out while rendering the preview of step {step}. "
+                "Training goes on without them; --validation_prompt none turns them off."
+            )
+            return False
+        self.notify(f"Preview of step {step}: {path}")
+        return True
+
+    def embedding_file(self, step: int, *, final: bool) -> str:
+        """The saved embedding holding exactly the vectors this preview was made with."""
+        if final:
+            name = EMBEDDING_NAME
+        elif step and step % self.settings.save_steps == 0:
+            name = f"{EMBEDDING_NAME}-steps-{step}"
+        else:
+            return ""
+        file = f"{name}.safetensors"
+        return file if (self.output_dir / file).exists() else ""
+
+    def render(self, step: int, tokenizers, text_encoders, unet, *, final: bool = False) -> Path:
+        """Write ``samples/step-N.png``: a grid of the preview images, step and prompt in its text."""
+        with torch.no_grad(), own_randomness(self.device):
+            with evaluating(unet, *text_encoders):
+                conditioning = self._encode(tokenizers, text_encoders, unet.dtype)
+                latents = [self._denoise(unet, conditioning, noise) for noise in self._noise()]
+            images = self._decode(latents)
+        info = PngInfo()
+        for key, value in {
+            "step": str(step),
+            "prompt": self.prompt,
+            "seed": str(self.seed),
+            "trigger": self.settings.token,
+            "embedding": self.embedding_file(step, final=final),
+            "final": "yes" if final else "no",
+            "software": "invokeai-ti",
+        }.items():
+            info.add_text(key, value)
+        sheet = grid(images)
+        path = sample_path(self.output_dir, step)
+        atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG", pnginfo=info))
+        return path
+
+    def _noise(self) -> torch.Tensor:
+        """The same starting noise at every step, from the preview seed alone."""
+        generator = torch.Generator().manual_seed(self.seed)
+        count = self.settings.num_validation_images
+        return torch.randn((count, 1, *self.latent_shape), generator=generator, dtype=torch.float32)
+
+    def _encode(self, tokenizers, text_encoders, dtype: torch.dtype) -> dict[str, Any]:
+        """The UNet's conditioning for the empty negative prompt and the prompt, in that order.
+
+        The model family builds it, as for training: SDXL's pooled output and time ids included
+        (the preview's size, uncropped).
+        """
+        from .training.step import in_dtype
+
+        prompt = self.prompt.replace(self.settings.token, self.placeholder)
+        ids = [
+            tokenizer(
+                ["", prompt],
+                padding="max_length",
+                truncation=True,
+                max_length=tokenizer.model_max_length,
+                return_tensors="pt",
+            ).input_ids.to(self.device)
+            for tokenizer in tokenizers
+        ]
+        size = float(self.resolution)
+        time_ids = torch.tensor([[size, size, 0.0, 0.0, size, size]] * 2, device=self.device)
+        return in_dtype(self.family.conditioning(text_encoders, ids, time_ids), dtype)
+
+    def _denoise(self, unet, conditioning: dict[str, Any], noise: torch.Tensor) -> torch.Tensor:
+        """One image at a time, so the pass needs no more memory than two training samples."""
+        from diffusers import DPMSolverMultistepScheduler
+
+        scheduler = DPMSolverMultistepScheduler.from_config(self.scheduler_config)
+        scheduler.set_timesteps(DENOISING_STEPS, device=self.device)
+        latents = noise.to(self.device) * scheduler.init_noise_sigma
+        for timestep in scheduler.timesteps:
+            pair = scheduler.scale_model_input(torch.cat([latents, latents]), timestep)
+            predicted = unet(pair.to(unet.dtype), timestep, **conditioning).sample.float()
+            unconditional, conditional = predicted.chunk(2)
+            guided = unconditional + GUIDANCE_SCALE * (conditional - unconditional)
+            latents = scheduler.step(guided, timestep, latents).prev_sample
+        return latents
+
+    def _decode(self, latents: list[torch.Tensor]) -> list[Image.Image]:
+        vae = self.load_vae()
+        vae.encoder = None
+        vae.quant_conv = None
+        vae.to(self.device).eval()
+        try:
+            scale = vae.config.scaling_factor
+            return [to_image(vae.decode((latent / scale).to(vae.dtype)).sample[0]) for latent in latents]
+        finally:
+            del vae
+            gc.collect()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()

@@ -1,0 +1,288 @@
+"""``loss.png`` and ``report.html``: a run's progress as a person looks at it.
+
+Both are drawn from files already in the output folder (the loss log, the recorded settings and
+the preview PNGs with their text chunks), so they can be redrawn at any moment, by any run that
+continues in the folder, and always agree with what is on disk.
+
+The report is one self-contained page: every image is embedded as a data URI and its content
+policy forbids loading anything, so it opens from disk in any browser, offline, and can be mailed.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from .embeddings import atomic_write
+
+# Written by the trainer.
+LOSS_LOG = "loss_log.csv"
+SETTINGS_FILE = "training_settings.json"
+# Written here, and the previews' folder.
+LOSS_PLOT = "loss.png"
+REPORT = "report.html"
+SAMPLES_DIR = "samples"
+
+SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
+REPORT_JPEG_QUALITY = 90
+
+
+def sample_path(output_dir: Path, step: int) -> Path:
+    return output_dir / SAMPLES_DIR / f"step-{step:06d}.png"
+
+
+def sample_files(output_dir: Path) -> dict[int, Path]:
+    """The previews in the output folder, by the step in their name."""
+    found = {}
+    for path in (output_dir / SAMPLES_DIR).glob("step-*.png"):
+        if (match := SAMPLE_NAME.match(path.name)) is not None:
+            found[int(match.group(1))] = path
+    return found
+
+
+@dataclass(frozen=True)
+class LossRow:
+    step: int
+    loss: float
+    learning_rate: float
+
+
+def read_loss_log(path: Path) -> list[LossRow]:
+    """The rows of ``loss_log.csv``; a row cut short by a killed run is skipped."""
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            for record in csv.DictReader(handle):
+                try:
+                    rows.append(LossRow(int(record["step"]), float(record["loss"]), float(record["learning_rate"])))
+                except (KeyError, TypeError, ValueError):
+                    continue
+    except FileNotFoundError:
+        return []
+    return rows
+
+
+def smoothed(values: list[float]) -> list[float]:
+    """A bias-corrected moving average over about a tenth of the run (at most 100 steps).
+
+    The correction keeps the first steps at their real level instead of rising from zero.
+    """
+    window = min(100, max(1, len(values) // 10))
+    keep = 1 - 1 / window
+    average, out = 0.0, []
+    for count, value in enumerate(values, 1):
+        average = keep * average + (1 - keep) * value
+        out.append(average / (1 - keep**count))
+    return out
+
+
+def write_loss_plot(output_dir: Path) -> Path:
+    """Loss per step, its smoothed curve and the learning rate, as ``loss.png``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    rows = read_loss_log(output_dir / LOSS_LOG)
+    figure = Figure(figsize=(9, 4.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if rows:
+        steps = [row.step for row in rows]
+        losses = [row.loss for row in rows]
+        axes.plot(steps, losses, color="#a9c4e4", linewidth=0.8, label="loss of each step")
+        axes.plot(steps, smoothed(losses), color="#1f5fa8", linewidth=2, label="smoothed")
+        rate_axes = axes.twinx()
+        rate_axes.set_ylabel("learning rate")
+        rates = [row.learning_rate for row in rows]
+        rate_axes.plot(steps, rates, color="#d9822b", linewidth=1.2, linestyle="--", label="learning rate")
+        rate_axes.set_ylim(0, max(rates) * 1.1 or 1)
+        rate_axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        lines = axes.get_lines() + rate_axes.get_lines()
+        axes.legend(lines, [line.get_label() for line in lines], loc="upper right")
+    else:
+        axes.text(0.5, 0.5, "no training step yet", ha="center", va="center", transform=axes.transAxes)
+    path = output_dir / LOSS_PLOT
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+    return path
+
+
+@dataclass(frozen=True)
+class Preview:
+    step: int
+    path: Path
+    prompt: str
+    seed: str
+    embedding: str
+    final: bool
+
+
+def read_previews(output_dir: Path) -> list[Preview]:
+    """The previews in ``samples/``, oldest first, with what their text chunks record."""
+    found = []
+    for step, path in sample_files(output_dir).items():
+        try:
+            with Image.open(path) as image:
+                text = dict(getattr(image, "text", {}))
+        except OSError:
+            continue
+        found.append(
+            Preview(
+                step=step,
+                path=path,
+                prompt=text.get("prompt", ""),
+                seed=text.get("seed", ""),
+                embedding=text.get("embedding", ""),
+                final=text.get("final") == "yes",
+            )
+        )
+    return sorted(found, key=lambda preview: preview.step)
+
+
+def data_uri(data: bytes, kind: str) -> str:
+    return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def jpeg_uri(path: Path) -> str:
+    """A JPEG copy keeps a report of many large previews light; the PNG is a click away."""
+    with Image.open(path) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="JPEG", quality=REPORT_JPEG_QUALITY)
+    return data_uri(buffer.getvalue(), "image/jpeg")
+
+
+def embedding_caption(preview: Preview) -> str:
+    if preview.embedding:
+        return f"<code>{html.escape(preview.embedding)}</code>"
+    if preview.step == 0:
+        return "before training: the starting vectors"
+    return "no embedding file was saved at this step (see --save_steps)"
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy"
+      content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem;
+       color: #222; background: #fafafa; }}
+h1 code, td code {{ background: #eee; padding: 0 .2em; }}
+.summary td:first-child, .settings td:first-child {{ color: #555; padding-right: 1.5em; }}
+.plot {{ max-width: 100%; }}
+.previews {{ display: flex; flex-wrap: wrap; gap: 1.5rem; }}
+figure {{ margin: 0; width: 22rem; max-width: 100%; }}
+figcaption {{ margin-bottom: .4rem; min-height: 2.6em; }}
+.preview {{ width: 100%; image-rendering: pixelated; border: 1px solid #ccc; }}
+.failed {{ color: #a00; }}
+table {{ border-collapse: collapse; }}
+.settings td {{ padding: .1em .5em; border-bottom: 1px solid #e4e4e4; vertical-align: top; }}
+</style>
+</head>
+<body>
+<h1>Textual Inversion of <code>{trigger}</code></h1>
+<table class="summary">
+{summary}
+</table>
+<h2>Loss</h2>
+<img class="plot" alt="loss and learning rate per step" src="{plot}">
+<h2>Previews</h2>
+{previews}
+<h2>Settings</h2>
+<table class="settings">
+{settings}
+</table>
+<script>
+// Marks each picture as shown or not, for the reader and for the test that opens this page.
+window.addEventListener("load", () => {{
+  let shown = 0;
+  for (const image of document.images) {{
+    const ok = image.complete && image.naturalWidth > 0;
+    image.dataset.loaded = ok ? "yes" : "no";
+    if (ok) {{
+      shown += 1;
+    }} else {{
+      const note = document.createElement("p");
+      note.className = "failed";
+      note.textContent = "This picture could not be shown: " + image.alt;
+      image.after(note);
+    }}
+  }}
+  document.body.dataset.imagesShown = shown + " of " + document.images.length;
+}});
+</script>
+</body>
+</html>
+"""
+
+
+def rows(pairs: list[tuple[str, str]]) -> str:
+    return "\n".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in pairs)
+
+
+def previews_html(previews: list[Preview]) -> str:
+    if not previews:
+        return "<p>No previews: they were turned off with <code>--validation_prompt none</code>.</p>"
+    first = previews[0]
+    intro = (
+        f"<p>Prompt <q>{html.escape(first.prompt)}</q>, the same starting noise (seed "
+        f"{html.escape(first.seed)}) at every step, so each preview differs from the one before "
+        "only by what was learned. Pick the step you like best and use its embedding file. "
+        "Newest last.</p>"
+    )
+    figures = []
+    for preview in previews:
+        label = f"Step {preview.step}" + (" (final)" if preview.final else "")
+        relative = preview.path.relative_to(preview.path.parent.parent).as_posix()
+        figures.append(
+            f'<figure id="step-{preview.step}">\n<figcaption><strong>{label}</strong>: '
+            f"{embedding_caption(preview)}</figcaption>\n"
+            f'<a href="{html.escape(relative)}"><img class="preview" alt="preview of step {preview.step}" '
+            f'src="{jpeg_uri(preview.path)}"></a>\n</figure>'
+        )
+    return intro + '\n<div class="previews">\n' + "\n".join(figures) + "\n</div>"
+
+
+def write_report(output_dir: Path) -> Path:
+    """``report.html``: the run's trigger, model, loss plot, previews by step and settings."""
+    try:
+        settings = json.loads((output_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        settings = {}
+    losses = read_loss_log(output_dir / LOSS_LOG)
+    trigger = str(settings.get("placeholder_token", "?"))
+    if not trigger.startswith("<"):
+        trigger = f"<{trigger}>"
+    summary = [
+        ("Model", html.escape(str(settings.get("model_location") or settings.get("model", "?")))),
+        ("Steps trained", str(losses[-1].step) if losses else "0"),
+        ("Last loss", f"{losses[-1].loss:.4f}" if losses else "-"),
+        ("Seed", html.escape(str(settings.get("seed", "?")))),
+        ("Output folder", html.escape(str(output_dir))),
+    ]
+    plot = output_dir / LOSS_PLOT
+    page = PAGE.format(
+        title=html.escape(f"invokeai-ti: {trigger}"),
+        trigger=html.escape(trigger),
+        summary=rows(summary),
+        plot=data_uri(plot.read_bytes(), "image/png") if plot.exists() else "",
+        previews=previews_html(read_previews(output_dir)),
+        settings=rows([(html.escape(key), f"<code>{html.escape(json.dumps(value))}</code>")
+                       for key, value in settings.items()]),
+    )
+    path = output_dir / REPORT
+    atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    return path

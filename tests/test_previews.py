@@ -1,0 +1,338 @@
+"""Preview images during training, the loss plot and report.html, on the tiny random model.
+
+The tiny model makes noise, so these tests check where previews go, what they record, that they
+follow the learned vectors and never change them, and that the report shows them in a real
+browser; not what they look like.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from invokeai_ti.cli import main
+from invokeai_ti.demo import draw_sample_photos
+from invokeai_ti.previews import Previews, default_prompt, preview_prompt
+from invokeai_ti.report import read_loss_log, smoothed
+from invokeai_ti.settings import TrainingSettings
+from invokeai_ti.training import ExtendedEmbedding, Trainer
+from invokeai_ti.training.family import StableDiffusionFamily
+from invokeai_ti.workflow import plan_run
+
+FAST = ["--resolution=64", "--train_batch_size=1", "--gradient_accumulation_steps=1", "--mixed_precision=no"]
+
+
+def command(root: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        f"--root={root}", "--model=stable-diffusion-1.5", "--placeholder_token=psychedelic",
+        f"--train_data_dir={root / 'text-inversion-training-data' / 'psychedelic'}",
+        f"--output_dir={output}", "--seed=7", "--learning_rate=0.05", "--no-scale_lr", *FAST, *extra,
+    ]
+
+
+def text_of(png: Path) -> dict[str, str]:
+    with Image.open(png) as image:
+        return dict(image.text)
+
+
+def pixels(png: Path) -> bytes:
+    with Image.open(png) as image:
+        return image.convert("RGB").tobytes()
+
+
+@pytest.fixture(scope="module")
+def run_with_previews(tmp_path_factory, tiny_model):
+    """One 5-step run with a preview every 2 steps, shared by the tests that only read its output."""
+    root = tmp_path_factory.mktemp("previews") / "invokeai"
+    shutil.copytree(tiny_model, root / "models" / "diffusers" / "stable-diffusion-1.5")
+    (root / "configs").mkdir(parents=True)
+    (root / "configs" / "models.yaml").write_text(
+        "stable-diffusion-1.5:\n  format: diffusers\n  path: models/diffusers/stable-diffusion-1.5\n"
+    )
+    draw_sample_photos(root / "text-inversion-training-data" / "psychedelic", count=3, size=64)
+    output = root / "out"
+    argv = command(root, output, "--max_train_steps=5", "--validation_steps=2", "--save_steps=2",
+                   "--num_validation_images=2")
+    return root, output, argv
+
+
+@pytest.fixture(scope="module")
+def trained(run_with_previews):
+    import contextlib
+    import io
+
+    _root, output, argv = run_with_previews
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()):
+        assert main(argv) == 0
+    return output, printed.getvalue()
+
+
+def test_a_preview_before_training_every_n_steps_and_at_the_end_with_step_and_prompt_inside(trained):
+    output, _ = trained
+    assert sorted(p.name for p in (output / "samples").iterdir()) == [
+        "step-000000.png", "step-000002.png", "step-000004.png", "step-000005.png"]
+    expected = {
+        0: ("", "no"),
+        2: ("learned_embeds-steps-2.safetensors", "no"),
+        4: ("learned_embeds-steps-4.safetensors", "no"),
+        5: ("learned_embeds.safetensors", "yes"),
+    }
+    for step, (embedding, final) in expected.items():
+        text = text_of(output / "samples" / f"step-{step:06d}.png")
+        assert text["step"] == str(step) and text["prompt"] == "a photo of a <psychedelic>"
+        assert (text["embedding"], text["final"], text["seed"]) == (embedding, final, "7")
+        with Image.open(output / "samples" / f"step-{step:06d}.png") as grid:
+            assert grid.size == (128, 64), "two 64-pixel images side by side"
+    assert json.loads((output / "training_settings.json").read_text())["validation_seed"] == 7
+
+
+def test_previews_follow_the_learned_vectors_and_use_the_same_noise_each_time(trained):
+    output, _ = trained
+    assert pixels(output / "samples" / "step-000000.png") != pixels(output / "samples" / "step-000005.png")
+
+
+def test_the_terminal_says_where_each_preview_and_the_report_went(trained):
+    output, printed = trained
+    for step in (0, 2, 4, 5):
+        assert f"Preview of step {step}: {output / 'samples' / f'step-{step:06d}.png'}" in printed
+    assert f"Report with the loss and the previews: {output / 'report.html'}" in printed
+
+
+def test_loss_plot_is_drawn_from_the_loss_log(trained):
+    output, _ = trained
+    with Image.open(output / "loss.png") as plot:
+        assert plot.format == "PNG" and plot.size[0] > 400
+    assert [row.step for row in read_loss_log(output / "loss_log.csv")] == [1, 2, 3, 4, 5]
+
+
+def test_smoothing_keeps_the_first_steps_at_their_level_and_evens_out_noise():
+    assert smoothed([2.0]) == [2.0]
+    noisy = [1.0, 3.0] * 50
+    curve = smoothed(noisy)
+    assert curve[0] == 1.0
+    assert max(curve[50:]) - min(curve[50:]) < 0.5 < max(noisy) - min(noisy)
+
+
+def test_report_names_the_trigger_model_snapshots_and_embeds_every_image(trained):
+    output, _ = trained
+    page = (output / "report.html").read_text()
+    assert "&lt;psychedelic&gt;" in page and "stable-diffusion-1.5" in page
+    steps = [int(s) for s in re.findall(r'<figure id="step-(\d+)">', page)]
+    assert steps == [0, 2, 4, 5], "previews by step, newest last"
+    for name in ("learned_embeds-steps-2.safetensors", "learned_embeds-steps-4.safetensors",
+                 "learned_embeds.safetensors"):
+        assert f"<code>{name}</code>" in page
+    sources = re.findall(r'<img [^>]*src="([^"]*)"', page)
+    assert len(sources) == 5 and all(s.startswith("data:image/") for s in sources)
+    assert "http://" not in page and "https://" not in page
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(chromium() is None, reason="chromium is not installed (apt-get install chromium)")
+def test_report_opens_from_disk_in_chromium_with_every_image_shown(trained, tmp_path):
+    output, _ = trained
+    dom = subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
+         (output / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout
+    assert 'data-images-shown="5 of 5"' in dom, dom[-2000:]
+    assert dom.count('data-loaded="yes"') == 5 and 'data-loaded="no"' not in dom
+
+
+def test_report_marks_an_image_that_cannot_be_shown(tmp_path):
+    """The check the browser test relies on does see a broken picture."""
+    if chromium() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    page = tmp_path / "broken.html"
+    from invokeai_ti.report import PAGE
+
+    page.write_text(PAGE.format(title="t", trigger="t", summary="", plot="data:image/png;base64,AAAA",
+                                previews="", settings=""))
+    dom = subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout
+    assert 'data-images-shown="0 of 1"' in dom and "could not be shown" in dom
+
+
+def test_a_resumed_run_continues_the_sequence_without_redoing_step_0(run_with_previews, tmp_path):
+    root, _, _ = run_with_previews
+    output = tmp_path / "resumed"
+    assert main(command(root, output, "--max_train_steps=4", "--validation_steps=2", "--save_steps=2",
+                        "--checkpointing_steps=2", "--num_validation_images=1")) == 0
+    first_final = pixels(output / "samples" / "step-000004.png")
+    step_0 = (output / "samples" / "step-000000.png").stat().st_mtime_ns
+    # As if the run had been killed between the checkpoint at step 2 and its preview (the run
+    # also checkpointed its last step, 4, so step 2's checkpoint is named).
+    (output / "samples" / "step-000002.png").unlink()
+
+    assert main(command(root, output, "--max_train_steps=6", "--validation_steps=2", "--save_steps=2",
+                        "--checkpointing_steps=2", "--num_validation_images=1",
+                        "--resume_from_checkpoint=checkpoint-2")) == 0
+    samples = output / "samples"
+    assert sorted(p.name for p in samples.iterdir()) == [
+        "step-000000.png", "step-000002.png", "step-000004.png", "step-000006.png"]
+    assert (samples / "step-000000.png").stat().st_mtime_ns == step_0, "step 0 is not redone"
+    assert text_of(samples / "step-000002.png")["step"] == "2", "the missing preview is made on resume"
+    assert text_of(samples / "step-000004.png")["embedding"] == "learned_embeds-steps-4.safetensors"
+    assert pixels(samples / "step-000004.png") == first_final, "exact resume, same noise, same picture"
+    assert text_of(samples / "step-000006.png")["final"] == "yes"
+
+
+def train(root: Path, **changes) -> tuple[Trainer, torch.Tensor, list[list[str]]]:
+    values = dict(
+        root=root, model="stable-diffusion-1.5", placeholder_token="psychedelic", max_train_steps=3,
+        train_batch_size=2, gradient_accumulation_steps=1, seed=3, mixed_precision="no", learning_rate=0.05,
+    )
+    plan = plan_run(TrainingSettings(**(values | changes)))
+    trainer = Trainer(plan.settings, plan.model, plan.data_dir, plan.output_dir, show_progress=False,
+                      notify=lambda _text: None)
+    result = trainer.run()
+    with open(plan.output_dir / "loss_log.csv", newline="") as handle:
+        losses = [row[:3] for row in csv.reader(handle)]
+    return trainer, result.vectors[0], losses
+
+
+def test_previews_never_change_the_trained_embedding(make_root, tmp_path):
+    """Bit-identical vectors and losses with a preview before every step and with none.
+
+    Gradient checkpointing keeps the models in train mode, so the preview's switch to eval mode
+    and back is exercised too.
+    """
+    root = make_root()
+    _, without, losses_without = train(root, validation_prompt="none", output_dir=tmp_path / "off",
+                                       gradient_checkpointing=True)
+    trainer, with_previews, losses_with = train(root, validation_steps=1, num_validation_images=1,
+                                                output_dir=tmp_path / "on", gradient_checkpointing=True)
+    assert len(list((tmp_path / "on" / "samples").glob("*.png"))) == 4
+    assert torch.equal(without, with_previews)
+    assert losses_without == losses_with
+    assert trainer.loaded.text_encoders[0].training, "the text encoder is back in train mode"
+
+
+def test_none_turns_previews_off_but_keeps_the_loss_plot_and_report(make_root, capsys):
+    """A new run in a used folder also removes the previews of the run before it."""
+    root = make_root()
+    output = root / "out"
+    assert main(command(root, output, "--max_train_steps=1", "--num_validation_images=1")) == 0
+    assert len(list((output / "samples").iterdir())) == 2
+    capsys.readouterr()
+    assert main(command(root, output, "--max_train_steps=2", "--validation_prompt=none")) == 0
+    assert list((output / "samples").iterdir()) == []
+    assert (output / "loss.png").exists()
+    assert "turned off" in (output / "report.html").read_text()
+    assert "Preview of step" not in capsys.readouterr().out
+
+
+def tiny_parts(model: Path, token: str):
+    """The tiny model's tokenizer, text encoder and UNet, with ``token`` added as the trainer does."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(str(model / "tokenizer"))
+    encoder = CLIPTextModel.from_pretrained(str(model / "text_encoder"))
+    vectors = torch.nn.Parameter(torch.randn(1, 32))
+    tokenizer.add_tokens([token])
+    encoder.set_input_embeddings(ExtendedEmbedding(encoder.get_input_embeddings(), vectors))
+    unet = UNet2DConditionModel.from_pretrained(str(model / "unet"))
+    return tokenizer, encoder, unet, vectors
+
+
+def make_previews(model: Path, output: Path, **changes) -> Previews:
+    from diffusers import AutoencoderKL, DDPMScheduler
+
+    settings = TrainingSettings(placeholder_token="psychedelic", num_validation_images=1, **changes)
+    return Previews(
+        settings, output, seed=5, placeholder="<psychedelic>", family=StableDiffusionFamily(),
+        resolution=64, latent_shape=(4, 8, 8),
+        scheduler_config=DDPMScheduler.from_pretrained(str(model / "scheduler")).config,
+        load_vae=lambda: AutoencoderKL.from_pretrained(str(model / "vae")),
+        device=torch.device("cpu"), main=True, processes=1, start_step=0, notify=lambda _text: None,
+    )
+
+
+def test_a_preview_leaves_randomness_modes_gradients_and_vectors_as_they_were(tiny_model, tmp_path):
+    tokenizer, encoder, unet, vectors = tiny_parts(tiny_model, "<psychedelic>")
+    unet.train()
+    encoder.get_input_embeddings().train()
+    modes = [m.training for m in (*unet.modules(), *encoder.modules())]
+    before = vectors.detach().clone()
+    rng = torch.get_rng_state()
+
+    make_previews(tiny_model, tmp_path).render(0, [tokenizer], [encoder], unet)
+
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert [m.training for m in (*unet.modules(), *encoder.modules())] == modes
+    assert torch.equal(vectors, before) and vectors.grad is None
+    assert (tmp_path / "samples" / "step-000000.png").exists()
+
+
+def test_the_trigger_in_the_prompt_reaches_the_trained_vectors(tiny_model, tmp_path):
+    """Another vector for the trigger gives another picture; the same one the same picture."""
+    tokenizer, encoder, unet, vectors = tiny_parts(tiny_model, "<psychedelic>")
+    previews = make_previews(tiny_model, tmp_path)
+    first = pixels(previews.render(0, [tokenizer], [encoder], unet))
+    again = pixels(previews.render(1, [tokenizer], [encoder], unet))
+    with torch.no_grad():
+        vectors.mul_(-3)
+    moved = pixels(previews.render(2, [tokenizer], [encoder], unet))
+    assert first == again and first != moved
+
+
+@pytest.mark.parametrize(
+    "changes, prompt",
+    [
+        ({}, "a photo of a <psychedelic>"),
+        ({"learnable_property": "style"}, "a painting in the style of <psychedelic>"),
+        ({"validation_prompt": "a {} on a beach"}, "a <psychedelic> on a beach"),
+        ({"validation_prompt": "<psychedelic> at night"}, "<psychedelic> at night"),
+        ({"validation_prompt": "NONE"}, None),
+    ],
+)
+def test_the_preview_prompt_defaults_to_the_runs_first_caption_template(changes, prompt):
+    settings = TrainingSettings(placeholder_token="psychedelic", **changes)
+    assert preview_prompt(settings) == prompt
+    assert settings.problems() == []
+    assert default_prompt("object", "<x>") == "a photo of a <x>"
+
+
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"validation_prompt": "a photo of psychedelic"}, "does not contain the trigger <psychedelic>"),
+        ({"num_validation_images": 0}, "number of preview images must be at least 1"),
+        ({"validation_steps": 0}, "preview steps must be at least 1"),
+    ],
+)
+def test_bad_preview_settings_are_named_with_their_fix(changes, fragment):
+    problems = TrainingSettings(placeholder_token="psychedelic", **changes).problems()
+    assert any(fragment in p for p in problems), problems
+
+
+def test_preview_flags_have_the_diffusers_examples_names_and_defaults():
+    from invokeai_ti.cli import build_parser, settings_from_args
+
+    s = settings_from_args(build_parser().parse_args([]))
+    assert (s.validation_prompt, s.num_validation_images, s.validation_steps, s.validation_seed) == (
+        None, 4, None, None)
+    s = settings_from_args(build_parser().parse_args([
+        "--validation_prompt", "a {} dog", "--num_validation_images", "2", "--validation_steps", "100",
+        "--validation_seed", "9"]))
+    assert (s.validation_prompt, s.num_validation_images, s.validation_steps, s.validation_seed) == (
+        "a {} dog", 2, 100, 9)
