@@ -289,7 +289,9 @@ class Trainer:
             unet.enable_gradient_checkpointing()
             unet.train()
             for text_encoder in text_encoders:
-                text_encoder.gradient_checkpointing_enable()
+                # transformers 5 renamed it and warns on the old name; older ones have only that.
+                enable = getattr(text_encoder, "activation_checkpointing_enable", None)
+                (enable or text_encoder.gradient_checkpointing_enable)()
                 text_encoder.train()
         self.loaded = LoadedParts(tokenizers, text_encoders, vectors, token_ids, cache)
 
