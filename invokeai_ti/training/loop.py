@@ -17,9 +17,8 @@ from .family import ModelFamily
 from .guard import StopRequest, interrupted_message, nan_message, out_of_memory_message
 from .losslog import LossLog
 from .state import TrainingState
-from .step import TrainingStep, largest_divisor_at_most
+from .step import Notify, TrainingStep, largest_divisor_at_most
 
-Notify = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,10 +48,9 @@ from .loading import PartLoader
 from .loop import Topology, TrainingLoop
 from .plan import SamplePlan
 from .state import TrainingState
-from .step import TrainingStep
+from .step import Notify, TrainingStep
 from .tokens import ExtendedEmbedding, add_tokens, new_tokens
 
-Notify = Callable[[str], None]
 SETTINGS_FILE = "training_settings.json"
 SPARE_BYTES = 16 * 2**20
 PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
