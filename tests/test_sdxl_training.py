@@ -234,3 +234,26 @@ def test_full_pipeline_export_knows_the_trigger_in_both_encoders(root):
         token_id = tokenizer.convert_tokens_to_ids(TOKEN)
         assert torch.equal(encoder.get_input_embeddings().weight[token_id].detach(), trained[0])
     assert pipe.tokenizer_2.pad_token == "!", "each tokenizer is saved as its own"
+
+
+def test_an_sdxl_model_chosen_in_the_form_trains_at_its_size_and_installs_both_encoders(root):
+    """The form's path (its state, its validation, the shared run) with an SDXL model chosen."""
+    from invokeai_ti.device import detect
+    from invokeai_ti.form_state import FormState
+    from invokeai_ti.models import scan_models
+    from invokeai_ti.paths import RootLayout
+    from invokeai_ti.workflow import run_plan
+
+    layout = RootLayout(root)
+    state = FormState.build({}, layout=layout, caps=detect(), models=scan_models(layout).models, saved={})
+    state.model_chosen(MODEL)
+    assert state.values["resolution"] == 64, "the tiny SDXL model's native size is chosen"
+    assert state.values["train_batch_size"] == 1, "SDXL on a CPU defaults to batch 1"
+    state.trigger_edited("psychedelic")
+    state.values.update(max_train_steps=2, gradient_accumulation_steps=1, validation_prompt="none")
+    plan, problems = state.validate()
+    assert problems == [] and plan is not None and plan.model.base == "SDXL"
+    outcome = run_plan(plan, notify=lambda _text: None, show_progress=False)
+    installed = torch.load(outcome.installed, weights_only=True)
+    assert sorted(installed) == ["clip_g", "clip_l"]
+    assert installed["clip_l"].shape == (1, 32) and installed["clip_g"].shape == (1, 48)
