@@ -169,3 +169,20 @@ def test_a_field_an_older_checkpoint_did_not_record_is_not_compared():
     old = RunShape.from_record({"model": "sd", "train_batch_size": 3, "added_later": 1})
     assert old.differences(shape_of(train_batch_size=2, learning_rate=1.0)) == [
         "batch size 3 (checkpoint) vs 2 (now)"]
+
+
+def test_a_refused_resume_keeps_the_runs_record_and_a_resume_records_the_seed_it_trains_with(make_root, capsys):
+    root = make_root()
+    unseeded = [a for a in command(root) if not a.startswith("--seed")]
+    assert main(unseeded + ["--max_train_steps=2"]) == 0
+    record = output_of(root) / "training_settings.json"
+    first = record.read_text()
+    seed = json.loads(first)["seed"]
+
+    assert main(unseeded + ["--max_train_steps=4", "--train_batch_size=2", "--resume_from_checkpoint=latest"]) == 2
+    assert "batch size 1 (checkpoint) vs 2 (now)" in capsys.readouterr().err
+    assert record.read_text() == first, "the refused run left the record of the run it belongs to"
+
+    assert main(unseeded + ["--max_train_steps=4", "--resume_from_checkpoint=latest"]) == 0
+    resumed = json.loads(record.read_text())
+    assert resumed["seed"] == seed and resumed["max_train_steps"] == 4

@@ -210,7 +210,7 @@ class Trainer:
         return checkpoints * (5 * vector_bytes + 65536) + (3 * snapshots + 5) * vector_bytes + pipeline + SPARE_BYTES
 
     def _record_settings(self, seed: int, processes: int) -> None:
-        """Write what this run used, the seed included, before the first step can fail."""
+        """Write what this run used, the seed included, before the first step."""
         record = self.settings.to_dict() | {
             "seed": seed,
             "model_location": str(self.model.path or self.model.location),
@@ -239,7 +239,6 @@ class Trainer:
         s = self.settings
         scan = require_images(self.data_dir)
         if topology.main:
-            self._record_settings(seed, topology.processes)
             for path, reason in scan.skipped:
                 self.notify(f"Skipping {path.name}: {reason}.")
 
@@ -311,6 +310,10 @@ class Trainer:
             num_processes=topology.processes,
         )
         start_step, seed = self._resume(shape, seed, state, total_steps, topology.main)
+        # Only now: a refused resume must not overwrite the record of the run it belongs to, and
+        # a resumed run records the checkpoint's seed, which is the one it trains with.
+        if topology.main:
+            self._record_settings(seed, topology.processes)
 
         templates = templates_for(s.learnable_property)
         captions = [caption(template, " ".join(tokens)) for template in templates]
