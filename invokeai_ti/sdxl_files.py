@@ -17,7 +17,6 @@ Widths are never assumed: they are whatever the model's encoders have (the tiny 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .embeddings import BACKUP_SUFFIX, EMBEDDING_NAME, atomic_write, check_dimension, load_embedding
+from .embeddings import EMBEDDING_NAME, atomic_write, check_dimension, load_embedding
 from .errors import UserError
 from .models import BASE_BY_TOKEN_WIDTH
 from .settings import bare_trigger
@@ -115,28 +114,6 @@ def save_sdxl_embeddings(
     _save_safetensors(files.single_file, both)
     atomic_write(files.invokeai, lambda tmp: torch.save(both, tmp))
     return files
-
-
-def install_sdxl_embedding(embedding_dir: Path, vectors: SDXLVectors) -> Path:
-    """Put ``learned_embeds.bin`` where InvokeAI 3.x+ reads it, keeping what it replaces.
-
-    The new file is complete before anything old moves. Every earlier ``learned_embeds.*`` there
-    (an SD-1/SD-2 embedding of the same trigger, say) becomes a ``*.previous`` backup, so the
-    folder cannot hold two embeddings for different models under one name.
-    """
-    final = embedding_dir / f"{EMBEDDING_NAME}.bin"
-    incoming = embedding_dir / f".{EMBEDDING_NAME}.bin.incoming"
-    both = {CLIP_L: _storable(vectors.clip_l), CLIP_G: _storable(vectors.clip_g)}
-    atomic_write(incoming, lambda tmp: torch.save(both, tmp))
-    try:
-        for suffix in (".safetensors", ".bin"):
-            earlier = embedding_dir / f"{EMBEDDING_NAME}{suffix}"
-            if earlier.exists():
-                os.replace(earlier, earlier.with_name(earlier.name + BACKUP_SUFFIX))
-        os.replace(incoming, final)
-    finally:
-        incoming.unlink(missing_ok=True)
-    return final
 
 
 def read_initial_vectors(

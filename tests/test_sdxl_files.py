@@ -17,7 +17,6 @@ from invokeai_ti.errors import UserError
 from invokeai_ti.quiet import quiet_imports, quiet_library_progress
 from invokeai_ti.sdxl_files import (
     SDXLVectors,
-    install_sdxl_embedding,
     read_initial_vectors,
     save_sdxl_embeddings,
     sdxl_files,
@@ -242,18 +241,21 @@ def test_a_trigger_named_like_the_diffusers_pair_is_refused(trigger):
     assert sdxl_trigger_problem("psychedelic") is None
 
 
-def test_install_writes_learned_embeds_bin_and_keeps_what_it_replaces(tmp_path):
+def test_install_puts_the_sdxl_file_alone_in_the_folder_and_keeps_the_earlier_one_outside(tmp_path):
+    """The same install as SD's: InvokeAI reads the folder, so nothing else may stay in it."""
+    from invokeai_ti.embeddings import install_embedding
+
+    output = tmp_path / "output"
+    vectors = random_vectors((768, 1280))
+    save_sdxl_embeddings(output, TOKEN, vectors)
     folder = tmp_path / "embeddings" / "psychedelic"
     folder.mkdir(parents=True)
     (folder / "learned_embeds.bin").write_bytes(b"earlier sdxl")
     (folder / "learned_embeds.safetensors").write_bytes(b"earlier sd-1")
-    vectors = random_vectors((768, 1280))
-    installed = install_sdxl_embedding(folder, vectors)
+    installed = install_embedding(output, folder)
     assert installed == folder / "learned_embeds.bin"
-    assert {path.name for path in folder.iterdir()} == {
-        "learned_embeds.bin", "learned_embeds.bin.previous", "learned_embeds.safetensors.previous"
-    }
-    assert (folder / "learned_embeds.bin.previous").read_bytes() == b"earlier sdxl"
+    assert [path.name for path in folder.iterdir()] == ["learned_embeds.bin"]
+    assert (output / "learned_embeds.bin.previous").read_bytes() == b"earlier sdxl"
     data = read_any(installed)
     assert invokeai_probe(data) == "sdxl" and invokeai_trigger(installed) == "<psychedelic>"
     assert torch.equal(invokeai_loader(data)["clip_g"], vectors.clip_g)

@@ -23,7 +23,6 @@ from ..models import BASE_SDXL, ModelInfo
 from ..sdxl_files import (
     SECOND_ENCODER_SUFFIX,
     SDXLVectors,
-    install_sdxl_embedding,
     read_initial_vectors,
     save_sdxl_embeddings,
     sdxl_trigger_problem,
@@ -75,8 +74,12 @@ class ModelFamily:
         return tuple(load_file(str(folder / name))[token] for name in self.vector_files)
 
     def install(self, output_dir: Path, embedding_dir: Path, token: str) -> Path:
-        """Put the trained embedding where InvokeAI finds it; returns the installed file."""
-        raise NotImplementedError
+        """Put the trained embedding where InvokeAI finds it; returns the installed file.
+
+        Every family's output folder holds the InvokeAI file as ``learned_embeds.bin`` (SD's 1-D
+        or A1111 layout, SDXL's ``clip_l``/``clip_g``); it is installed as its folder's only file.
+        """
+        return install_embedding(output_dir, embedding_dir)
 
     def read_initial(self, path: Path, widths: Sequence[int], model: str) -> tuple[torch.Tensor, ...]:
         """``--initial_embedding``'s vectors, one per encoder; a file for other widths is refused."""
@@ -100,9 +103,6 @@ class StableDiffusionFamily(ModelFamily):
         *, snapshot: bool = False,
     ) -> None:
         save_embedding_files(folder, Embedding(token, vectors[0], step, model), snapshot=snapshot)
-
-    def install(self, output_dir: Path, embedding_dir: Path, token: str) -> Path:
-        return install_embedding(output_dir, embedding_dir)
 
 
 class StableDiffusionXLFamily(ModelFamily):
@@ -152,9 +152,6 @@ class StableDiffusionXLFamily(ModelFamily):
         *, snapshot: bool = False,
     ) -> None:
         save_sdxl_embeddings(folder, token, SDXLVectors(*vectors), step=step if snapshot else None)
-
-    def install(self, output_dir: Path, embedding_dir: Path, token: str) -> Path:
-        return install_sdxl_embedding(embedding_dir, SDXLVectors(*self.read_saved(output_dir, token)))
 
 
 def family_for(model: ModelInfo) -> ModelFamily:
