@@ -176,10 +176,14 @@ class TrainingStep:
         torch.cuda.synchronize(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
         held = torch.cuda.memory_allocated(self.device)
-        loss = self.loss(self.micro_batch(0, 0))
-        loss.backward()
+        try:
+            self.loss(self.micro_batch(0, 0)).backward()
+        except torch.OutOfMemoryError:
+            # Not even one micro-batch fits: the first step says so, with what does fit.
+            self.clear_gradients()
+            torch.cuda.empty_cache()
+            return self.fold
         self.clear_gradients()
-        del loss
         peak = torch.cuda.max_memory_allocated(self.device) - held
         total = torch.cuda.get_device_properties(self.device).total_memory
         self.fold = fold_that_fits(
