@@ -36,9 +36,10 @@ class Terminal:
     def __init__(self, command: str, *, columns: int = 200, lines: int = 50) -> None:
         self.tmux = ["tmux", "-L", f"invokeai-ti-test-{uuid.uuid4().hex[:8]}"]
         env = {k: v for k, v in os.environ.items() if k != "TMUX"}
-        # The shell reports the exit status and whether the terminal got echo back, then waits
-        # so the screen can still be read.
-        script = f"{command}; echo EXIT=$?; stty -a | tr ' ;' '\\n\\n' | grep -x -- '-*echo'; sleep 300"
+        # The shell reports the exit status and whether the terminal got echo back, on one line
+        # so both are on screen together, then waits so the screen can still be read.
+        script = (f"{command}; code=$?; echo EXIT=$code TTY=$(stty -a | tr ' ;' '\\n\\n' | "
+                  "grep -x -- '-*echo'); sleep 300")
         subprocess.run(
             [*self.tmux, "new-session", "-d", "-s", "gui", "-x", str(columns), "-y", str(lines), script],
             check=True, env=env,
@@ -167,7 +168,7 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
     t.keys("C-p", "Enter")
     screen = t.wait_for("EXIT=", timeout=30)
     assert "Cancelled; nothing was trained." in screen and "EXIT=1" in screen
-    assert "\necho" in screen
+    assert "TTY=echo" in screen
 
 
 def test_resuming_the_demo_with_other_saved_preferences_trains_on_from_the_form(trained_demo_root, terminals):
@@ -243,7 +244,7 @@ def test_a_bad_trigger_gets_a_popup_and_ctrl_c_restores_the_terminal(demo_root, 
     t.keys("C-c")
     screen = t.wait_for("EXIT=", timeout=30)
     assert "Cancelled with Ctrl-C; nothing was trained." in screen and "EXIT=130" in screen
-    assert "\necho" in screen and "Traceback" not in screen
+    assert "TTY=echo" in screen and "Traceback" not in screen
 
 
 def test_a_small_terminal_is_told_the_size_it_needs(demo_root, terminals):
