@@ -135,7 +135,9 @@ elif gate:
     wait.wait(0)
 total = torch.ones(1)
 dist.all_reduce(total)
-print("sum", total.item())
+print("sum", total.item(), flush=True)
+# Without it, the process that did not host the store can abort at exit once rank 0 is gone.
+dist.destroy_process_group()
 """
 
 
