@@ -181,7 +181,7 @@ def run(argv: Sequence[str] | None) -> int:
     if args.list_models:
         return list_models(settings)
     if args.gui:
-        from .frontend import run_form
+        from .form.frontend import run_form
 
         return run_form(typed_flags(args))
     return train_headless(settings)

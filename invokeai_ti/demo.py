@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from .paths import RootLayout
-from .report import REPORT
+from .outputs.report import REPORT
 from .settings import TrainingSettings
 
 DEMO_ROOT = Path("~/invokeai-ti-demo")

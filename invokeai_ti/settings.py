@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .device import DeviceCaps
-from .embeddings import clashes_with_own_files
+from .outputs.embeddings import clashes_with_own_files
 
 LR_SCHEDULERS = (
     "linear",

@@ -122,7 +122,7 @@ GATE_SCRIPT = """
 import datetime, sys, time
 import torch
 import torch.distributed as dist
-from invokeai_ti.previews import MainProcessWait
+from invokeai_ti.training.previews import MainProcessWait
 
 rank, port, gate = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "gate"
 dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from invokeai_ti.checkpoints import RunShape
+from invokeai_ti.outputs.checkpoints import RunShape
 from invokeai_ti.device import DeviceCaps
 from invokeai_ti.errors import UserError
-from invokeai_ti.form_state import (
+from invokeai_ti.form.state import (
     FORM_FIELDS,
     PROBLEMS_HEADING,
     FormState,
@@ -23,8 +23,8 @@ from invokeai_ti.form_state import (
     too_small_message,
     widget_kind,
 )
-from invokeai_ti import frontend
-from invokeai_ti.frontend import ask_to_delete_leftovers, training_leftovers
+from invokeai_ti.form import frontend
+from invokeai_ti.form.frontend import ask_to_delete_leftovers, training_leftovers
 from invokeai_ti.models import ModelInfo, discover_models
 from invokeai_ti.paths import RootLayout
 from invokeai_ti.settings import TrainingSettings

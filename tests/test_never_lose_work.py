@@ -14,10 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from invokeai_ti import checkpoints
+from invokeai_ti.outputs import checkpoints
 from invokeai_ti.cli import main
 from invokeai_ti.errors import UserError
-from invokeai_ti.output_lock import OWNER_NAME, OutputLock
+from invokeai_ti.outputs.lock import OWNER_NAME, OutputLock
 
 REPO = Path(__file__).resolve().parents[1]
 # Bit-identical resumes are promised on a CPU always and on CUDA with --deterministic.

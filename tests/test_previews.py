@@ -20,8 +20,8 @@ from PIL import Image
 
 from invokeai_ti.cli import main
 from invokeai_ti.demo import draw_sample_photos
-from invokeai_ti.previews import Previews, default_prompt, preview_prompt
-from invokeai_ti.report import read_loss_log, smoothed
+from invokeai_ti.training.previews import Previews, default_prompt, preview_prompt
+from invokeai_ti.outputs.report import read_loss_log, smoothed
 from invokeai_ti.settings import TrainingSettings
 from invokeai_ti.training import ExtendedEmbedding, Trainer
 from invokeai_ti.training.family import StableDiffusionFamily
@@ -159,7 +159,7 @@ def test_report_marks_an_image_that_cannot_be_shown(tmp_path):
     if chromium() is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     page = tmp_path / "broken.html"
-    from invokeai_ti.report import PAGE
+    from invokeai_ti.outputs.report import PAGE
 
     page.write_text(PAGE.format(title="t", trigger="t", summary="", plot="data:image/png;base64,AAAA",
                                 previews="", settings=""))

@@ -239,7 +239,7 @@ def test_full_pipeline_export_knows_the_trigger_in_both_encoders(root):
 def test_an_sdxl_model_chosen_in_the_form_trains_at_its_size_and_installs_both_encoders(root):
     """The form's path (its state, its validation, the shared run) with an SDXL model chosen."""
     from invokeai_ti.device import detect
-    from invokeai_ti.form_state import FormState
+    from invokeai_ti.form.state import FormState
     from invokeai_ti.models import scan_models
     from invokeai_ti.paths import RootLayout
     from invokeai_ti.workflow import run_plan

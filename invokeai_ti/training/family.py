@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from ..embeddings import EMBEDDING_NAME, Embedding, install_embedding, save_embedding_files
+from ..outputs.embeddings import EMBEDDING_NAME, Embedding, install_embedding, save_embedding_files
 from ..models import BASE_SDXL, ModelInfo
-from ..sdxl_files import (
+from ..outputs.sdxl_files import (
     SECOND_ENCODER_SUFFIX,
     SDXLVectors,
     read_initial_vectors,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import RunShape, write_checkpoint
+from ..outputs.checkpoints import RunShape, write_checkpoint
 from ..errors import TrainingInterrupted, UserError
 from ..settings import TrainingSettings
 from .family import ModelFamily

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import (
+from ..outputs.checkpoints import (
     RunShape,
     checkpoint_to_resume,
     checkpoints_on_disk,
@@ -33,14 +33,14 @@ from ..checkpoints import (
 )
 from ..dataset import caption, require_images, templates_for
 from ..device import probe_xformers, training_device
-from ..embeddings import atomic_write
+from ..outputs.embeddings import atomic_write
 from ..errors import UserError
 from ..models import ModelInfo
-from ..output_lock import OutputLock
-from ..pipeline_export import TrainedEncoder, export_pipeline
-from ..previews import Previews, preview_seed
+from ..outputs.lock import OutputLock
+from ..outputs.pipeline_export import TrainedEncoder, export_pipeline
+from .previews import Previews, preview_seed
 from ..quiet import quiet_imports
-from ..resume import check_resumable, continue_schedule, schedule_note
+from ..outputs.resume import check_resumable, continue_schedule, schedule_note
 from ..settings import TrainingSettings
 from .family import family_for
 from .latents import LatentCache, cache_latents

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .errors import UserError
+from ..errors import UserError
 
 LOCK_NAME = ".training.lock"
 OWNER_NAME = ".training.owner"

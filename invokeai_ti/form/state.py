@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .checkpoints import (
+from ..outputs.checkpoints import (
     SET_ASIDE,
     SHAPE_LABELS,
     Checkpoint,
@@ -30,14 +30,14 @@ from .checkpoints import (
     list_checkpoints,
     shown,
 )
-from .device import DeviceCaps
-from .errors import UserError
-from .models import SOURCE_GIVEN, ModelInfo, default_model, find_model
-from .paths import RootLayout
-from .previews import default_prompt
-from .resume import nothing_left
-from .settings import FORM_RESOLUTIONS, TrainingSettings, bare_trigger, field_named, field_types
-from .workflow import RunPlan, check_run, join_problems
+from ..device import DeviceCaps
+from ..errors import UserError
+from ..models import SOURCE_GIVEN, ModelInfo, default_model, find_model
+from ..paths import RootLayout
+from ..training.previews import default_prompt
+from ..outputs.resume import nothing_left
+from ..settings import FORM_RESOLUTIONS, TrainingSettings, bare_trigger, field_named, field_types
+from ..workflow import RunPlan, check_run, join_problems
 
 TITLE = "Textual Inversion Settings"
 HELP_LINE = (

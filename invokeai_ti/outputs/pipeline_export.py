@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .quiet import quiet_imports, quiet_library_progress
+from ..quiet import quiet_imports, quiet_library_progress
 
 UNCHANGED_PARTS = ("unet", "vae", "scheduler", "feature_extractor", "safety_checker")
 

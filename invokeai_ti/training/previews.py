@@ -29,10 +29,10 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from .dataset import caption, templates_for
-from .embeddings import EMBEDDING_NAME, atomic_write
-from .report import sample_files, sample_path, write_loss_plot, write_report
-from .settings import TrainingSettings
+from ..dataset import caption, templates_for
+from ..outputs.embeddings import EMBEDDING_NAME, atomic_write
+from ..outputs.report import sample_files, sample_path, write_loss_plot, write_report
+from ..settings import TrainingSettings
 
 DENOISING_STEPS = 25
 GUIDANCE_SCALE = 7.5
@@ -272,7 +272,7 @@ class Previews:
         The model family builds it, as for training: SDXL's pooled output and time ids included
         (the preview's size, uncropped).
         """
-        from .training.step import in_dtype
+        from .step import in_dtype
 
         prompt = self.prompt.replace(self.settings.token, self.placeholder)
         ids = [

@@ -2,7 +2,7 @@
 
 This module is only the npyscreen view: which widget shows which ``FormState`` value, and the
 terminal around it. What the fields are, their defaults and what is wrong with them are decided in
-``form_state`` (from ``TrainingSettings``); training is ``workflow.run_plan``, exactly as for the
+``form.state`` (from ``TrainingSettings``); training is ``workflow.run_plan``, exactly as for the
 command line, after curses has given the terminal back so progress prints normally.
 """
 
@@ -19,11 +19,11 @@ from typing import Any
 
 import npyscreen
 
-from .checkpoints import SET_ASIDE
-from .device import detect
-from .embeddings import snapshot_files
-from .errors import UserError
-from .form_state import (
+from ..outputs.checkpoints import SET_ASIDE
+from ..device import detect
+from ..outputs.embeddings import snapshot_files
+from ..errors import UserError
+from .state import (
     FORM_FIELDS,
     MIN_COLUMNS,
     MIN_LINES,
@@ -37,12 +37,12 @@ from .form_state import (
     too_small_message,
     widget_kind,
 )
-from .models import scan_models
+from ..models import scan_models
 from .multi_gpu import train_on_gpus
-from .paths import RootLayout, resolve_root
+from ..paths import RootLayout, resolve_root
 from .preferences import load_preferences, save_preferences
-from .settings import TrainingSettings
-from .workflow import RunPlan, run_plan
+from ..settings import TrainingSettings
+from ..workflow import RunPlan, run_plan
 
 # Where every field's entry area starts, so the values line up in one column.
 ENTRY_COLUMN = 32

@@ -24,8 +24,8 @@ from typing import Any, Protocol
 import torch
 
 from .embeddings import disk_full_message
-from .errors import UserError
-from .settings import TrainingSettings
+from ..errors import UserError
+from ..settings import TrainingSettings
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"

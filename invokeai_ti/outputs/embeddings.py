@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import UserError
+from ..errors import UserError
 
 EMBEDDING_NAME = "learned_embeds"
 INSTALLED_NAME = f"{EMBEDDING_NAME}.bin"
