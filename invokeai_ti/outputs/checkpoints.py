@@ -54,6 +54,14 @@ SHAPE_LABELS = {
     "adam_epsilon": "AdamW epsilon",
     "learnable_property": "learnable property",
     "center_crop": "center crop",
+    "bucket": "aspect-ratio buckets",
+    "bucket_reso_steps": "bucket step",
+    "masked_loss": "masked loss",
+    "shuffle_caption": "caption shuffle",
+    "keep_tokens": "kept tags",
+    "caption_tag_dropout_rate": "tag dropout rate",
+    "snr_gamma": "min-SNR gamma",
+    "noise_offset": "noise offset",
 }
 # Shape fields that are TrainingSettings fields of the same name (and so can be set back).
 SETTING_FIELDS = tuple(
@@ -107,6 +115,14 @@ class RunShape:
     adam_epsilon: float | None = None
     learnable_property: str | None = None
     center_crop: bool | None = None
+    bucket: bool | None = None
+    bucket_reso_steps: int | None = None
+    masked_loss: bool | None = None
+    shuffle_caption: bool | None = None
+    keep_tokens: int | None = None
+    caption_tag_dropout_rate: float | None = None
+    snr_gamma: float | None = None
+    noise_offset: float | None = None
 
     @classmethod
     def of_run(
@@ -124,6 +140,8 @@ class RunShape:
         for name, schedulers in SCHEDULE_PARAMETERS.items():
             if settings.lr_scheduler not in schedulers:
                 values[name] = None
+        if not settings.bucket:
+            values["bucket_reso_steps"] = None
         return cls(model=model, token=settings.token, token_dims=token_dims,
                    num_processes=num_processes, **values)
 
@@ -179,6 +197,8 @@ class Checkpoint:
     shape: RunShape
     # The length of the schedule the checkpoint was made under; None in older checkpoints.
     total_steps: int | None = None
+    # ``TrainingData.record()`` of the data the run trained on; None in older checkpoints.
+    data: dict[str, Any] | None = None
 
 
 def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
@@ -206,6 +226,7 @@ def write_checkpoint(
     lr_scheduler: Any,
     grad_scaler: torch.amp.GradScaler | None,
     keep: int | None,
+    data: dict[str, Any] | None = None,
 ) -> Path:
     final = output_dir / f"checkpoint-{step}"
     staging = output_dir / f".checkpoint-{step}.partial"
@@ -217,7 +238,7 @@ def write_checkpoint(
         torch.save(lr_scheduler.state_dict(), staging / "scheduler.pt")
         if grad_scaler is not None:
             torch.save(grad_scaler.state_dict(), staging / "scaler.pt")
-        state = {"step": step, "seed": seed, "total_steps": total_steps, "shape": asdict(shape)}
+        state = {"step": step, "seed": seed, "total_steps": total_steps, "shape": asdict(shape), "data": data}
         (staging / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
@@ -308,6 +329,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
             int(state["seed"]),
             RunShape.from_record(state["shape"]),
             None if total is None else int(total),
+            state.get("data"),
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UserError(

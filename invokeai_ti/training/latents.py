@@ -8,34 +8,42 @@ image's time ids (its size and the crop taken), which belong to the pixels just 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from ..data_folder import TrainingImage
 from ..dataset import flipped, image_geometry, image_to_tensor, load_image
+from ..masks import latent_mask
 
 
 @dataclass
 class LatentCache:
-    """Latent distributions of every image, indexed [image, mirrored]; for SDXL also its
-    ``time_ids[image, mirrored]``: original height and width, crop top and left, target height
-    and width."""
+    """Latent distributions of every image, indexed [image][mirrored]; each image's shape is its
+    bucket's. For SDXL also ``time_ids[image, mirrored]``: original height and width, crop top
+    and left, target height and width; for masked images their latent-grid weights."""
 
-    mean: torch.Tensor
-    std: torch.Tensor
+    mean: Sequence[torch.Tensor]
+    std: Sequence[torch.Tensor]
     time_ids: torch.Tensor | None = None
+    masks: Sequence[torch.Tensor | None] | None = None
 
     def sample(self, image: int, mirrored: int, generator: torch.Generator) -> torch.Tensor:
-        mean = self.mean[image, mirrored]
+        mean = self.mean[image][mirrored]
         eps = torch.randn(mean.shape, generator=generator, dtype=torch.float32)
-        return mean + self.std[image, mirrored] * eps.to(mean.device)
+        return mean + self.std[image][mirrored] * eps.to(mean.device)
+
+    def mask(self, image: int, mirrored: int) -> torch.Tensor | None:
+        if self.masks is None or self.masks[image] is None:
+            return None
+        return self.masks[image][mirrored]
 
 
 @torch.no_grad()
 def cache_latents(
-    images: list[Path],
+    images: list[TrainingImage],
     vae,
     *,
     resolution: int,
@@ -48,24 +56,34 @@ def cache_latents(
     """Encode every image and its mirror; decoding runs in ``workers`` threads beside the VAE."""
     means, stds = [], []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        decoded = pool.map(lambda path: load_image(path, resolution, center_crop), images)
-        for image in decoded:
-            pixels = torch.stack([image_to_tensor(image), image_to_tensor(flipped(image))])
+        decoded = pool.map(lambda image: load_image(image.path, resolution, center_crop, image.fit), images)
+        for picture in decoded:
+            pixels = torch.stack([image_to_tensor(picture), image_to_tensor(flipped(picture))])
             dist = vae.encode(pixels.to(device, dtype)).latent_dist
-            means.append(dist.mean.float())
-            stds.append(dist.std.float())
-    scale = vae.config.scaling_factor
+            scale = vae.config.scaling_factor
+            means.append(dist.mean.float() * scale)
+            stds.append(dist.std.float() * scale)
     time_ids = time_ids_of(images, resolution, center_crop).to(device) if with_time_ids else None
-    return LatentCache(torch.stack(means) * scale, torch.stack(stds) * scale, time_ids)
+    masks = None
+    if any(image.mask is not None for image in images):
+        masks = [
+            None if image.mask is None
+            else latent_mask(
+                image.path, image.mask, resolution, center_crop, image.fit,
+                (mean.shape[-1], mean.shape[-2]),
+            ).to(device)
+            for image, mean in zip(images, means)
+        ]
+    return LatentCache(means, stds, time_ids, masks)
 
 
-def time_ids_of(images: list[Path], resolution: int, center_crop: bool) -> torch.Tensor:
+def time_ids_of(images: list[TrainingImage], resolution: int, center_crop: bool) -> torch.Tensor:
     """``[image, mirrored, 6]``: SDXL's (original height, width, crop top, left, target height, width)."""
     rows = []
-    for path in images:
-        shape = image_geometry(path, resolution, center_crop)
+    for image in images:
+        shape = image_geometry(image.path, resolution, center_crop, image.fit)
         rows.append([
-            [shape.height, shape.width, shape.crop_top, left, resolution, resolution]
+            [shape.height, shape.width, shape.crop_top, left, shape.target_height, shape.target_width]
             for left in (shape.crop_left, shape.mirrored_crop_left)
         ])
     return torch.tensor(rows, dtype=torch.float32)

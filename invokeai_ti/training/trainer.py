@@ -31,7 +31,8 @@ from ..outputs.checkpoints import (
     restore_checkpoint,
     set_aside_checkpoints,
 )
-from ..dataset import caption, require_images, templates_for
+from ..data_folder import TrainingData, read_training_data
+from ..dataset import caption, templates_for
 from ..device import probe_xformers, training_device
 from ..outputs.embeddings import atomic_write
 from ..errors import UserError
@@ -47,6 +48,7 @@ from .latents import LatentCache, cache_latents
 from .loading import PartLoader
 from .loop import Topology, TrainingLoop
 from .plan import SamplePlan
+from .prompts import Prompts
 from .state import TrainingState
 from .step import Notify, TrainingStep
 from .tokens import ExtendedEmbedding, add_tokens, new_tokens
@@ -141,6 +143,14 @@ class Trainer:
 
     def resolution(self) -> int:
         return self.settings.resolution or self.model.native_resolution
+
+    def training_data(self) -> TrainingData:
+        """The data folder read and checked, captions, masks and buckets included."""
+        s = self.settings
+        return read_training_data(
+            self.data_dir, trigger=s.trigger, resolution=self.resolution(), bucket=s.bucket,
+            bucket_step=s.bucket_reso_steps, masked_loss=s.masked_loss,
+        )
 
     def run(self) -> TrainingResult:
         s = self.settings
@@ -237,10 +247,13 @@ class Trainer:
 
     def _run_locked(self, seed: int, device: torch.device, topology: Topology, tracker) -> TrainingResult:
         s = self.settings
-        scan = require_images(self.data_dir)
+        data = self.training_data()
+        scan = data.scan
         if topology.main:
             for path, reason in scan.skipped:
                 self.notify(f"Skipping {path.name}: {reason}.")
+            if (summary := data.summary()) is not None:
+                self.notify(summary)
 
         # One big part at a time: the VAE is loaded, used and freed before the UNet arrives, so
         # peak memory is the UNet's training footprint, not the sum of every part.
@@ -263,7 +276,7 @@ class Trainer:
         vae = loader.part("vae", vae_dtype)
         vae.decoder = None
         cache = cache_latents(
-            scan.images, vae.to(device), resolution=self.resolution(), center_crop=s.center_crop,
+            data.images, vae.to(device), resolution=self.resolution(), center_crop=s.center_crop,
             workers=s.dataloader_num_workers, device=device, dtype=vae_dtype,
             with_time_ids=self.family.uses_time_ids,
         )
@@ -309,29 +322,31 @@ class Trainer:
             token_dims=tuple(widths),
             num_processes=topology.processes,
         )
-        start_step, seed = self._resume(shape, seed, state, total_steps, topology.main)
+        record = data.record()
+        start_step, seed = self._resume(shape, seed, state, total_steps, topology.main, record)
         # Only now: a refused resume must not overwrite the record of the run it belongs to, and
         # a resumed run records the checkpoint's seed, which is the one it trains with.
         if topology.main:
             self._record_settings(seed, topology.processes)
 
+        placeholder = " ".join(tokens)
         templates = templates_for(s.learnable_property)
-        captions = [caption(template, " ".join(tokens)) for template in templates]
-        caption_ids = [
-            tokenizer(
-                captions, padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
-                return_tensors="pt",
-            ).input_ids.to(device)
-            for tokenizer in tokenizers
-        ]
+        prompts = Prompts(
+            tokenizers, [caption(template, placeholder) for template in templates], data.captions(placeholder),
+            placeholder=placeholder, seed=seed, shuffle=s.shuffle_caption, keep_tokens=s.keep_tokens,
+            dropout=s.caption_tag_dropout_rate, device=device,
+        )
         step = TrainingStep(
             family=self.family,
             text_encoders=text_encoders,
             unet=unet,
             noise_scheduler=noise_scheduler,
-            plan=SamplePlan(seed, len(scan.images), len(templates), noise_scheduler.config.num_train_timesteps),
+            plan=SamplePlan(
+                seed, len(scan.images), len(templates), noise_scheduler.config.num_train_timesteps,
+                buckets=data.bucket_numbers(), samples_per_step=samples_per_step, noise_offset=s.noise_offset,
+            ),
             cache=cache,
-            caption_ids=caption_ids,
+            prompts=prompts,
             vectors=vectors,
             batch=s.train_batch_size,
             accumulation=s.gradient_accumulation_steps,
@@ -341,6 +356,7 @@ class Trainer:
             grad_scaler=state.grad_scaler,
             device=device,
             notify=self.notify if topology.main else (lambda _message: None),
+            snr_gamma=s.snr_gamma,
         )
         self.step = step
         # Measured eagerly, before compiling: a compiled UNet would capture the one-micro-batch
@@ -354,7 +370,7 @@ class Trainer:
         # Beside the loop, not in it: the main process renders, the others wait outside collectives.
         previews = Previews(
             s, self.output_dir, seed=seed, placeholder=" ".join(tokens), family=self.family,
-            resolution=self.resolution(), latent_shape=tuple(cache.mean.shape[2:]),
+            resolution=self.resolution(), latent_shape=self._square_latent_shape(loader, cache),
             scheduler_config=noise_scheduler.config, load_vae=lambda: loader.part("vae", vae_dtype),
             device=device, main=topology.main, processes=topology.processes, start_step=start_step,
             notify=self._above_progress,
@@ -363,6 +379,7 @@ class Trainer:
             settings=s, family=self.family, output_dir=self.output_dir, state=state, step=step, shape=shape,
             seed=seed, total_steps=total_steps,
             topology=topology, tracker=tracker, notify=self.notify, show_progress=self.show_progress,
+            data=record,
             before_step=lambda at: previews.at_step(at, tokenizers, text_encoders, unet),
         )
         reached = loop.run(start_step)
@@ -380,6 +397,12 @@ class Trainer:
             final_loss=loop.last_loss,
             main_process=topology.main,
         )
+
+    def _square_latent_shape(self, loader: PartLoader, cache: LatentCache) -> tuple[int, int, int]:
+        """Previews stay square at the resolution whatever the buckets' shapes."""
+        factor = 2 ** (len(loader.config("vae")["block_out_channels"]) - 1)
+        side = self.resolution() // factor
+        return (cache.mean[0].shape[1], side, side)
 
     def _above_progress(self, message: str) -> None:
         """A line printed above the progress bar, which would otherwise draw over it."""
@@ -410,7 +433,10 @@ class Trainer:
         with quiet_imports():
             unet.enable_xformers_memory_efficient_attention()
 
-    def _resume(self, shape: RunShape, seed: int, state: TrainingState, total_steps: int, main: bool) -> tuple[int, int]:
+    def _resume(
+        self, shape: RunShape, seed: int, state: TrainingState, total_steps: int, main: bool,
+        data: dict,
+    ) -> tuple[int, int]:
         """The step to start from and the seed to use: the checkpoint's when resuming."""
         request = self.settings.resume_from_checkpoint
         if not request:
@@ -422,7 +448,9 @@ class Trainer:
             if main:
                 self.notify("No checkpoint to resume from yet; starting a new run.")
             return 0, seed
-        check_resumable(checkpoint, shape, total_steps, by_epochs=bool(self.settings.num_train_epochs))
+        check_resumable(
+            checkpoint, shape, total_steps, by_epochs=bool(self.settings.num_train_epochs), data=data
+        )
         restore_checkpoint(
             checkpoint,
             shape=shape,
