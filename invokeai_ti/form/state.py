@@ -79,7 +79,7 @@ FORM_FIELDS = (
     "noise_offset",
 )
 # Numbers typed as text (the learning rate has its own format); checked on OK like any value.
-NUMBER_FIELDS = ("caption_tag_dropout_rate", "snr_gamma", "noise_offset")
+NUMBER_FIELDS = {"caption_tag_dropout_rate": "0.1", "snr_gamma": "5", "noise_offset": "0.05"}
 FOLDER_FIELDS = {"train_data_dir": RootLayout.data_dir, "output_dir": RootLayout.output_dir}
 
 # npyscreen's own minimum form size. Every field fits in that width, and the form pages through
@@ -154,7 +154,7 @@ def parse_number(name: str, text: Any) -> tuple[float | None, str | None]:
     try:
         return float(str(text).strip()), None
     except ValueError:
-        return None, f"{label(name)} '{str(text).strip()}' is not a number; type one such as {field_named(name).default}"
+        return None, f"the {label(name)} '{str(text).strip()}' is not a number; type one such as {NUMBER_FIELDS[name]}"
 
 
 def model_spec(model: ModelInfo) -> str:
