@@ -195,6 +195,19 @@ def test_one_bucket_is_the_unbucketed_plan_exactly():
     assert [plain.image_for(n) for n in range(20)] == [one.image_for(n) for n in range(20)]
 
 
+def test_square_photos_train_exactly_as_without_buckets(make_root, tmp_path):
+    from safetensors.torch import load_file
+
+    root = make_root()
+    assert main(command(root, "--max_train_steps=2", "--validation_prompt=none")) == 0
+    squared = tmp_path / "squared"
+    assert main(command(root, "--max_train_steps=2", "--validation_prompt=none", "--no-bucket",
+                        f"--output_dir={squared}")) == 0
+    key = "<psychedelic>"
+    assert torch.equal(load_file(str(output_of(root) / "learned_embeds.safetensors"))[key],
+                       load_file(str(squared / "learned_embeds.safetensors"))[key])
+
+
 def mixed_shapes(root: Path) -> None:
     folder = data_dir(root)
     shutil.rmtree(folder)
