@@ -33,7 +33,7 @@ from ..outputs.checkpoints import (
 )
 from ..dataset import caption, require_images, templates_for
 from ..device import probe_xformers, training_device
-from ..outputs.embeddings import atomic_write
+from ..files import atomic_write
 from ..errors import UserError
 from ..models import ModelInfo
 from ..outputs.lock import OutputLock
