@@ -16,6 +16,7 @@ from .dataset import data_folder_problem
 from .device import DeviceCaps, detect
 from .errors import UserError
 from .models import ModelInfo, find_model
+from .outputs.embeddings import own_files_problem
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports, quiet_library_progress
 from .settings import TrainingSettings, trigger_problem
@@ -106,6 +107,9 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     sentence fragment; the form lists them all in one popup, the CLI prints them and exits.
     """
     problems = settings.problems()
+    if trigger_problem(settings.placeholder_token) is None:
+        if (problem := own_files_problem(settings.trigger)) is not None:
+            problems.insert(0, problem)
     caps = caps or detect()
     layout = RootLayout(resolve_root(settings.root))
     try:

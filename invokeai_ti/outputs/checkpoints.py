@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import torch
 
-from .embeddings import disk_full_message
 from ..errors import UserError
+from ..files import disk_full_message
 from ..settings import TrainingSettings
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")

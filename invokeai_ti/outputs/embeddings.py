@@ -12,19 +12,14 @@ what"), and no single layout suits them all, so every save writes three files:
 * ``<trigger>.safetensors``: ``{"emb_params": tensor[n, dim]}``, for AUTOMATIC1111, ComfyUI, kohya
   and InvokeAI's single-file import, which all take the trigger from the file name.
 
-Every write goes to a temporary file beside the target and is renamed into place, so a crash, a
-full disk or Ctrl-C can never leave a half-written embedding where a tool (or the user) would load
-it.
+Every write goes through ``files.atomic_write``, so a crash, a full disk or Ctrl-C can never leave
+a half-written embedding where a tool (or the user) would load it.
 """
 
 from __future__ import annotations
 
-import errno
-import os
 import re
 import shutil
-import stat
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
+from ..files import atomic_write
 
 EMBEDDING_NAME = "learned_embeds"
 INSTALLED_NAME = f"{EMBEDDING_NAME}.bin"
@@ -47,42 +43,6 @@ LEGACY_INSTALLED_NAMES = (
     f"{INSTALLED_NAME}{BACKUP_SUFFIX}",
 )
 OWN_FILE_NAMES = re.compile(rf"{EMBEDDING_NAME}(-steps-\d+)?", re.IGNORECASE)
-
-
-def disk_full_message(path: Path) -> str:
-    return (
-        f"The disk holding {path.parent} is full; free some space (or choose another output "
-        "folder) and run again: files written earlier are intact."
-    )
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp_path)`` and rename the result onto ``path``.
-
-    ``os.replace`` is atomic on one filesystem, so readers see the old file or the new one, never
-    a torn one. The temporary file is created here first so that it gets the permissions the
-    user's umask gives any new file, and that mode is put back after ``write``: some writers
-    (safetensors) replace the file with a private one, which InvokeAI running as another user,
-    or a shared model folder, could not read.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
-        write(tmp)
-        os.chmod(tmp, mode)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        if error.errno == errno.ENOSPC:
-            raise UserError(disk_full_message(path)) from error
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -164,12 +124,14 @@ def snapshot_files(folder: Path, trigger: str) -> list[Path]:
     return sorted(path for path in folder.iterdir() if pattern.fullmatch(path.name))
 
 
-def clashes_with_own_files(trigger: str) -> bool:
+def own_files_problem(trigger: str) -> str | None:
     """A trigger named like the trainer's own files would overwrite them as ``<trigger>.safetensors``.
 
     Case is ignored because macOS and Windows file systems ignore it.
     """
-    return OWN_FILE_NAMES.fullmatch(trigger) is not None
+    if OWN_FILE_NAMES.fullmatch(trigger) is None:
+        return None
+    return f"the trigger term '{trigger}' is the name of the trainer's own files; choose another word"
 
 
 def load_embedding(path: Path) -> tuple[str | None, torch.Tensor]:

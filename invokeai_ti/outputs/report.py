@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .embeddings import atomic_write
+from ..files import atomic_write
 
 # Written by the trainer.
 LOSS_LOG = "loss_log.csv"

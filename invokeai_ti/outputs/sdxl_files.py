@@ -25,10 +25,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .embeddings import EMBEDDING_NAME, atomic_write, check_dimension, load_embedding
 from ..errors import UserError
+from ..files import atomic_write
 from ..models import BASE_BY_TOKEN_WIDTH
 from ..settings import bare_trigger
+from .embeddings import EMBEDDING_NAME, check_dimension, load_embedding
 
 CLIP_L, CLIP_G = "clip_l", "clip_g"
 SECOND_ENCODER_SUFFIX = "_2"

@@ -30,7 +30,8 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from ..dataset import caption, templates_for
-from ..outputs.embeddings import EMBEDDING_NAME, atomic_write
+from ..files import atomic_write
+from ..outputs.embeddings import EMBEDDING_NAME
 from ..outputs.report import sample_files, sample_path, write_loss_plot, write_report
 from ..settings import TrainingSettings
 

@@ -34,7 +34,7 @@ from ..outputs.checkpoints import (
 from ..data_folder import TrainingData, read_training_data
 from ..dataset import caption, templates_for
 from ..device import probe_xformers, training_device
-from ..outputs.embeddings import atomic_write
+from ..files import atomic_write
 from ..errors import UserError
 from ..models import ModelInfo
 from ..outputs.lock import OutputLock
