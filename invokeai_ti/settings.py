@@ -146,7 +146,10 @@ class TrainingSettings:
         group="images", label="Keep aspect ratios (buckets)",
     )
     bucket_reso_steps: int = setting(
-        64, "the step between bucket sides in pixels, a multiple of 8", group="images",
+        64,
+        "the step between bucket sides in pixels: 64 for Stable Diffusion models, whose UNet "
+        "needs sides in multiples of 64",
+        group="images",
     )
     masked_loss: bool = setting(
         True,
@@ -287,13 +290,13 @@ class TrainingSettings:
     snr_gamma: float = setting(
         0.0,
         "min-SNR loss weighting with this gamma (5 is usual): easy, low-noise timesteps weigh "
-        "less; for epsilon and v-prediction models (default: 0, off)",
+        "less; for epsilon and v-prediction models; 0 is off",
         group="training", label="Min-SNR gamma (0 = off)",
     )
     noise_offset: float = setting(
         0.0,
         "add this much noise shared by each channel (0.05-0.1 is usual), so the model can learn "
-        "very dark and very bright pictures (default: 0, off)",
+        "very dark and very bright pictures; 0 is off",
         group="training", label="Noise offset",
     )
     mixed_precision: str | None = setting(

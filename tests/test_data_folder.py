@@ -390,3 +390,11 @@ def test_a_resume_with_other_loss_settings_is_refused_with_the_checkpoints_flags
     err = capsys.readouterr().err
     assert "min-SNR gamma 5.0 (checkpoint) vs 0.0 (now)" in err and "--snr_gamma=5.0" in err
     assert "aspect-ratio buckets on (checkpoint) vs off (now)" in err and "--bucket" in err
+
+
+def test_a_bucket_step_the_unet_cannot_take_is_one_sentence_before_training(make_root, capsys):
+    root = make_root()
+    mixed_shapes(root)
+    assert main([*command(root, "--max_train_steps=1"), "--bucket_reso_steps=8"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--bucket_reso_steps 16" in err, err

@@ -259,6 +259,7 @@ class Trainer:
         # peak memory is the UNet's training footprint, not the sum of every part.
         weight_dtype = PRECISION_DTYPES.get(s.mixed_precision, torch.float32)
         loader = PartLoader(self.model, s.revision, s.tokenizer_name)
+        self._check_bucket_sides(data, loader)
         slots = self.family.encoders
         tokenizers = [loader.tokenizer(slot.tokenizer) for slot in slots]
         text_encoders = [loader.text_encoder(slot.encoder, slot.kind) for slot in slots]
@@ -397,6 +398,21 @@ class Trainer:
             final_loss=loop.last_loss,
             main_process=topology.main,
         )
+
+    def _check_bucket_sides(self, data: TrainingData, loader: PartLoader) -> None:
+        """A side the UNet cannot halve as often as it downsamples fails deep inside it; say so first."""
+        unet = loader.config("unet")
+        vae = loader.config("vae")
+        multiple = 2 ** (len(vae["block_out_channels"]) - 1) * 2 ** (len(unet["block_out_channels"]) - 1)
+        sides = sorted({side for image in data.images if image.fit is not None
+                        for side in (image.fit.bucket.width, image.fit.bucket.height)})
+        odd = [side for side in sides if side % multiple]
+        if odd:
+            raise UserError(
+                f"the bucket step {self.settings.bucket_reso_steps} gives {odd[0]}-pixel sides, but "
+                f"{self.model.name} needs sides in multiples of {multiple}; use --bucket_reso_steps "
+                f"{multiple} (or --no-bucket)"
+            )
 
     def _square_latent_shape(self, loader: PartLoader, cache: LatentCache) -> tuple[int, int, int]:
         """Previews stay square at the resolution whatever the buckets' shapes."""
