@@ -398,3 +398,35 @@ def test_a_bucket_step_the_unet_cannot_take_is_one_sentence_before_training(make
     assert main([*command(root, "--max_train_steps=1"), "--bucket_reso_steps=8"]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--bucket_reso_steps 16" in err, err
+
+
+def test_sdxls_unet_is_told_each_bucketed_photos_true_size_and_crop(tmp_path, tiny_sdxl_model, monkeypatch):
+    """A 100x62 photo trains at 80x48 (scaled to 80x50, a row cut at the top); the UNet gets
+    (62, 100, 1, 0, 48, 80) as time ids with a latent of that bucket's shape."""
+    from conftest import build_root
+
+    from invokeai_ti.training import trainer as trainer_module
+
+    root = build_root(tmp_path / "invokeai", tiny_sdxl_model, "sdxl-tiny")
+    folder = data_dir(root)
+    shutil.rmtree(folder)
+    folder.mkdir()
+    photo(folder / "wide.png", 100, 62)
+    seen: list[tuple[list, tuple]] = []
+    original = trainer_module.TrainingStep.loss
+
+    def watching(self, numbers):
+        def keep(_module, args, kwargs):
+            seen.append((kwargs["added_cond_kwargs"]["time_ids"].tolist(), tuple(args[0].shape[-2:])))
+
+        handle = self.unet.register_forward_pre_hook(keep, with_kwargs=True)
+        try:
+            return original(self, numbers)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(trainer_module.TrainingStep, "loss", watching)
+    assert main([*command(root, "--max_train_steps=1", "--validation_prompt=none"), "--model=sdxl-tiny"]) == 0
+    assert seen and all(shape == (6, 10) for _, shape in seen)
+    rows = {tuple(row) for ids, _ in seen for row in ids}
+    assert rows <= {(62.0, 100.0, 1.0, 0.0, 48.0, 80.0)}, rows
