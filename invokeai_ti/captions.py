@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .dataset import CAPTION_SUFFIX, METADATA_FILE
+from .dataset import CAPTION_SUFFIX, METADATA_FILE, named_images
 from .errors import UserError
 
 NAMES_SHOWN = 5
@@ -38,6 +38,18 @@ def caption_sources(folder: Path, images: list[Path]) -> dict[Path, tuple[str, s
         if beside.is_file():
             found[image] = (_read_text(beside), beside.name)
     return {image: (text, source) for image, (text, source) in found.items() if text}
+
+
+def caption_problem(folder: Path, trigger: str) -> str | None:
+    """What the trainer would refuse about the folder's captions, asked before it starts."""
+    try:
+        images = named_images(folder)
+        captions_for(images, caption_sources(folder, images), trigger, f"<{trigger}>")
+    except UserError as error:
+        return str(error)
+    except OSError:
+        return None
+    return None
 
 
 def _read_text(path: Path) -> str:

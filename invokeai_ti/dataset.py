@@ -150,6 +150,12 @@ def data_folder_problem(folder: Path | None) -> str | None:
     return _no_usable_image(ImageScan(folder, [], skipped))
 
 
+def named_images(folder: Path) -> list[Path]:
+    """The files that look like pictures by name, undecoded: enough to match captions to them."""
+    files = _visible_files(folder)
+    return [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and not is_companion(p, files)]
+
+
 def require_images(folder: Path) -> ImageScan:
     """The trainer's entry: a folder with nothing to learn from is the user's to fix."""
     if (problem := _folder_problem(folder)) is not None:

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from .captions import caption_problem
 from .dataset import data_folder_problem
 from .device import DeviceCaps, detect
 from .errors import UserError
@@ -137,6 +138,8 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     if (problem := caps.precision_problem(resolved.mixed_precision)) is not None:
         problems.append(problem)
     if (problem := data_folder_problem(data_dir)) is not None:
+        problems.append(problem)
+    elif settings.trigger and (problem := caption_problem(data_dir, settings.trigger)) is not None:
         problems.append(problem)
     if (problem := folder_write_problem(output_dir)) is not None:
         problems.append(problem)
