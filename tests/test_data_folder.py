@@ -216,16 +216,19 @@ def mixed_shapes(root: Path) -> None:
         photo(folder / f"photo{index}.png", width, height, seed=index)
 
 
-def test_a_bucketed_run_resumed_equals_the_straight_run_bit_for_bit(make_root, tmp_path, capsys):
+def test_a_bucketed_shuffled_run_resumed_equals_the_straight_run_bit_for_bit(make_root, tmp_path, capsys):
     from safetensors.torch import load_file
 
     root = make_root()
     mixed_shapes(root)
-    assert main(command(root, "--max_train_steps=2", "--checkpointing_steps=1")) == 0
-    assert "aspect-ratio buckets" in capsys.readouterr().out
-    assert main(command(root, "--max_train_steps=4", "--resume_from_checkpoint=latest")) == 0
+    for name in ("photo1", "photo3"):
+        (data_dir(root) / f"{name}.txt").write_text("psychedelic, red, round, small, bright", encoding="utf-8")
+    tags = ("--shuffle_caption", "--keep_tokens=1", "--caption_tag_dropout_rate=0.3")
+    assert main(command(root, "--max_train_steps=2", "--checkpointing_steps=1", *tags)) == 0
+    assert "2 captions; 3 aspect-ratio buckets" in capsys.readouterr().out
+    assert main(command(root, "--max_train_steps=4", "--resume_from_checkpoint=latest", *tags)) == 0
     straight = tmp_path / "straight"
-    assert main(command(root, "--max_train_steps=4", f"--output_dir={straight}")) == 0
+    assert main(command(root, "--max_train_steps=4", f"--output_dir={straight}", *tags)) == 0
     key = "<psychedelic>"
     assert torch.equal(load_file(str(output_of(root) / "learned_embeds.safetensors"))[key],
                        load_file(str(straight / "learned_embeds.safetensors"))[key])
