@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from .outputs.layout import REPORT
 from .paths import RootLayout
-from .outputs.report import REPORT
 from .settings import TrainingSettings
 
 DEMO_ROOT = Path("~/invokeai-ti-demo")

@@ -17,7 +17,7 @@ from .dataset import data_folder_problem
 from .device import DeviceCaps, detect
 from .errors import UserError
 from .models import ModelInfo, find_model
-from .outputs.embeddings import own_files_problem
+from .outputs.layout import own_files_problem
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports, quiet_library_progress
 from .settings import TrainingSettings, trigger_problem

@@ -18,7 +18,6 @@ a half-written embedding where a tool (or the user) would load it.
 
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,21 +27,10 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
 from ..files import atomic_write
+from .layout import INSTALLED_BACKUP, INSTALLED_NAME, LEGACY_INSTALLED_NAMES, OutputLayout
 
-EMBEDDING_NAME = "learned_embeds"
-INSTALLED_NAME = f"{EMBEDDING_NAME}.bin"
-BACKUP_SUFFIX = ".previous"
 # The token id AUTOMATIC1111 records for its "*" placeholder; InvokeAI 2.3 requires the key.
 A1111_PLACEHOLDER_ID = 265
-# What earlier versions of this trainer installed beside learned_embeds.bin. InvokeAI 2.3 loads
-# every file in the embeddings folder, so each of these registered the trigger a second time or
-# printed a notice at every start.
-LEGACY_INSTALLED_NAMES = (
-    f"{EMBEDDING_NAME}.safetensors",
-    f"{EMBEDDING_NAME}.safetensors{BACKUP_SUFFIX}",
-    f"{INSTALLED_NAME}{BACKUP_SUFFIX}",
-)
-OWN_FILE_NAMES = re.compile(rf"{EMBEDDING_NAME}(-steps-\d+)?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -97,12 +85,8 @@ class EmbeddingFiles:
 
 def embedding_files(folder: Path, trigger: str, step: int | None = None) -> EmbeddingFiles:
     """The final files, or with ``step`` the ``-steps-N`` snapshot written along the way."""
-    suffix = "" if step is None else f"-steps-{step}"
-    return EmbeddingFiles(
-        invokeai=folder / f"{EMBEDDING_NAME}{suffix}.bin",
-        diffusers=folder / f"{EMBEDDING_NAME}{suffix}.safetensors",
-        single_file=folder / f"{trigger}{suffix}.safetensors",
-    )
+    names = OutputLayout(folder, trigger).embeddings(step)
+    return EmbeddingFiles(invokeai=names.invokeai, diffusers=names.diffusers[0], single_file=names.single_file)
 
 
 def save_embedding_files(folder: Path, embedding: Embedding, *, snapshot: bool = False) -> EmbeddingFiles:
@@ -112,26 +96,6 @@ def save_embedding_files(folder: Path, embedding: Embedding, *, snapshot: bool =
     atomic_write(files.diffusers, lambda tmp: save_file({embedding.token: embedding.vectors}, str(tmp)))
     atomic_write(files.single_file, lambda tmp: save_file({"emb_params": embedding.vectors}, str(tmp)))
     return files
-
-
-def snapshot_files(folder: Path, trigger: str) -> list[Path]:
-    """The ``-steps-N`` snapshots in ``folder``, the final files never among them."""
-    pattern = re.compile(
-        rf"{EMBEDDING_NAME}-steps-\d+\.(bin|safetensors)|{re.escape(trigger)}-steps-\d+\.safetensors"
-    )
-    if not folder.is_dir():
-        return []
-    return sorted(path for path in folder.iterdir() if pattern.fullmatch(path.name))
-
-
-def own_files_problem(trigger: str) -> str | None:
-    """A trigger named like the trainer's own files would overwrite them as ``<trigger>.safetensors``.
-
-    Case is ignored because macOS and Windows file systems ignore it.
-    """
-    if OWN_FILE_NAMES.fullmatch(trigger) is None:
-        return None
-    return f"the trigger term '{trigger}' is the name of the trainer's own files; choose another word"
 
 
 def load_embedding(path: Path) -> tuple[str | None, torch.Tensor]:
@@ -201,7 +165,7 @@ def install_embedding(output_dir: Path, embedding_dir: Path) -> Path:
     trained = output_dir / INSTALLED_NAME
     installed = embedding_dir / INSTALLED_NAME
     if installed.is_file():
-        backup = output_dir / f"{INSTALLED_NAME}{BACKUP_SUFFIX}"
+        backup = output_dir / INSTALLED_BACKUP
         atomic_write(backup, lambda tmp: shutil.copyfile(installed, tmp))
     atomic_write(installed, lambda tmp: shutil.copyfile(trained, tmp))
     for name in LEGACY_INSTALLED_NAMES:

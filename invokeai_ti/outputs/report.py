@@ -15,28 +15,19 @@ import csv
 import html
 import io
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
 from ..files import atomic_write
+from .layout import LOSS_LOG, LOSS_PLOT, REPORT, SAMPLE_NAME, SAMPLES_DIR, SETTINGS_RECORD, sample_name
 
-# Written by the trainer.
-LOSS_LOG = "loss_log.csv"
-SETTINGS_FILE = "training_settings.json"
-# Written here, and the previews' folder.
-LOSS_PLOT = "loss.png"
-REPORT = "report.html"
-SAMPLES_DIR = "samples"
-
-SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
 REPORT_JPEG_QUALITY = 90
 
 
 def sample_path(output_dir: Path, step: int) -> Path:
-    return output_dir / SAMPLES_DIR / f"step-{step:06d}.png"
+    return output_dir / SAMPLES_DIR / sample_name(step)
 
 
 def sample_files(output_dir: Path) -> dict[int, Path]:
@@ -259,7 +250,7 @@ def previews_html(previews: list[Preview]) -> str:
 def write_report(output_dir: Path) -> Path:
     """``report.html``: the run's trigger, model, loss plot, previews by step and settings."""
     try:
-        settings = json.loads((output_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+        settings = json.loads((output_dir / SETTINGS_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         settings = {}
     losses = read_loss_log(output_dir / LOSS_LOG)
