@@ -53,7 +53,8 @@ def buckets_for(resolution: int, step: int) -> list[Bucket]:
     """Every bucket for ``resolution``: sides from half to twice it, area at most its square.
 
     For each width the height is the largest one that keeps the area within the square's, so
-    no bucket costs more memory than the square does.
+    no bucket costs more memory than the square does; every bucket also comes turned, so a
+    portrait finds the same shapes a landscape does.
     """
     area = resolution * resolution
     low = resolution - step * ((resolution // 2) // step)
@@ -63,6 +64,7 @@ def buckets_for(resolution: int, step: int) -> list[Bucket]:
         fitting = [height for height in sides if width * height <= area]
         if fitting:
             found.add(Bucket(width, max(fitting)))
+            found.add(Bucket(max(fitting), width))
     return sorted(found)
 
 
