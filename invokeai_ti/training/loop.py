@@ -79,10 +79,7 @@ class TrainingLoop:
             shape=self.shape,
             total_steps=self.total_steps,
             family=self.family,
-            vectors=self.state.vectors,
-            optimizer=self.state.optimizer,
-            lr_scheduler=self.state.lr_scheduler,
-            grad_scaler=self.state.grad_scaler,
+            state=self.state,
             keep=self.settings.checkpoints_total_limit,
         )
 
