@@ -170,7 +170,8 @@ class RunShape:
 
 
 class EmbeddingLayout(Protocol):
-    """How a model family writes its embedding files and reads their vectors back."""
+    """How a model family writes its embedding files and reads their vectors back
+    (``outputs.family_files``)."""
 
     def save_files(self, folder: Path, token: str, vectors: Sequence[torch.Tensor], step: int, model: str) -> None: ...
 
@@ -215,7 +216,7 @@ def write_checkpoint(
     seed: int,
     shape: RunShape,
     total_steps: int,
-    family: EmbeddingLayout,
+    files: EmbeddingLayout,
     state: Stateful,
     keep: int | None,
 ) -> Path:
@@ -225,7 +226,7 @@ def write_checkpoint(
     try:
         staging.mkdir(parents=True)
         saved = state.state_dict()
-        family.save_files(staging, shape.token, saved["vectors"], step, shape.model)
+        files.save_files(staging, shape.token, saved["vectors"], step, shape.model)
         torch.save(saved["optimizer"], staging / OPTIMIZER_STATE)
         torch.save(saved["lr_scheduler"], staging / SCHEDULER_STATE)
         if saved["grad_scaler"] is not None:
@@ -329,10 +330,10 @@ def read_checkpoint(path: Path) -> Checkpoint:
         ) from error
 
 
-def restore_checkpoint(checkpoint: Checkpoint, *, shape: RunShape, family: EmbeddingLayout, state: Stateful) -> None:
+def restore_checkpoint(checkpoint: Checkpoint, *, shape: RunShape, files: EmbeddingLayout, state: Stateful) -> None:
     scaler_file = checkpoint.path / SCALER_STATE
     state.load_state_dict({
-        "vectors": family.read_saved(checkpoint.path, shape.token),
+        "vectors": files.read_saved(checkpoint.path, shape.token),
         "optimizer": load_state(checkpoint.path / OPTIMIZER_STATE),
         "lr_scheduler": load_state(checkpoint.path / SCHEDULER_STATE),
         "grad_scaler": load_state(scaler_file) if scaler_file.exists() else None,

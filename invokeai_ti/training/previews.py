@@ -228,7 +228,7 @@ class Previews:
 
     def embedding_file(self, step: int, *, final: bool) -> str:
         """The saved embedding holding exactly the vectors this preview was made with."""
-        layout = self.family.output_layout(self.output_dir, self.settings.token)
+        layout = self.family.files.output_layout(self.output_dir, self.settings.token)
         if final:
             names = layout.embeddings()
         elif step and step % self.settings.save_steps == 0:
@@ -286,8 +286,7 @@ class Previews:
             ).input_ids.to(self.device)
             for tokenizer in tokenizers
         ]
-        size = float(self.resolution)
-        time_ids = torch.tensor([[size, size, 0.0, 0.0, size, size]] * 2, device=self.device)
+        time_ids = self.family.size_time_ids(self.resolution, len(ids[0]), self.device)
         return in_dtype(self.family.conditioning(text_encoders, ids, time_ids), dtype)
 
     def _denoise(self, unet, conditioning: dict[str, Any], noise: torch.Tensor) -> torch.Tensor:

@@ -157,7 +157,7 @@ class Trainer:
         self.family = family_for(model)
         self.data_dir = data_dir
         self.output_dir = output_dir
-        self.layout = self.family.output_layout(output_dir, settings.token)
+        self.layout = self.family.files.output_layout(output_dir, settings.token)
         self.notify = notify
         self.show_progress = show_progress
         self.loaded: LoadedParts | None = None
@@ -254,7 +254,7 @@ class Trainer:
         s = self.settings
         if s.initial_embedding is None:
             return None
-        initial = self.family.read_initial(s.initial_embedding, widths, self.model.name)
+        initial = self.family.files.read_initial(s.initial_embedding, widths, self.model.name)
         if initial[0].shape[0] != s.num_vectors and main:
             self.notify(f"{s.initial_embedding.name} has {initial[0].shape[0]} vectors; training that many.")
         return initial
@@ -345,7 +345,7 @@ class Trainer:
         cache = cache_latents(
             images, vae.to(device), resolution=self.resolution(), center_crop=s.center_crop,
             workers=s.dataloader_num_workers, device=device, dtype=vae_dtype,
-            with_time_ids=self.family.uses_time_ids,
+            time_ids=self.family.image_time_ids(images, self.resolution(), s.center_crop),
         )
         del vae
         gc.collect()
@@ -429,7 +429,7 @@ class Trainer:
     def _finish(self, reached: int, text: TextSide, unet, previews: Previews) -> None:
         """The final embedding, the last preview and the exported pipeline (main process only)."""
         s = self.settings
-        self.family.save_files(self.output_dir, s.token, text.vectors, reached, self.model.name)
+        self.family.files.save_files(self.output_dir, s.token, text.vectors, reached, self.model.name)
         previews.finish(reached, text.tokenizers, text.encoders, unet)
         if not s.only_save_embeds and self.model.path is not None:
             self._export_pipeline()
@@ -479,7 +479,7 @@ class Trainer:
         restore_checkpoint(
             checkpoint,
             shape=shape,
-            family=self.family,
+            files=self.family.files,
             state=state,
         )
         before, after = continue_schedule(state.lr_scheduler, checkpoint.step)
