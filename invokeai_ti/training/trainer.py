@@ -39,6 +39,7 @@ from ..outputs.checkpoints import (
 )
 from ..outputs.lock import OutputLock
 from ..outputs.pipeline_export import TrainedEncoder, export_pipeline
+from ..outputs.report import refresh_report
 from ..outputs.resume import check_resumable, continue_schedule, schedule_note
 from ..quiet import quiet_imports
 from ..settings import TrainingSettings
@@ -293,7 +294,7 @@ class Trainer:
             settings=s, family=self.family, output_dir=self.output_dir, state=state, step=self.step,
             shape=shape, seed=seed, total_steps=total_steps, topology=topology, tracker=tracker,
             notify=self.notify, show_progress=self.show_progress,
-            before_step=lambda at: previews.at_step(at, text.tokenizers, text.encoders, image.unet),
+            before_step=lambda at: self._preview(previews, at, text, image.unet),
         )
         reached = loop.run(start_step)
         if topology.main:
@@ -421,6 +422,11 @@ class Trainer:
             notify=self._above_progress,
         )
 
+    def _preview(self, previews: Previews, step: int, text: TextSide, unet) -> None:
+        """A preview when one is due, and the report around it once it is on disk."""
+        if previews.at_step(step, text.tokenizers, text.encoders, unet):
+            refresh_report(self.output_dir)
+
     def _start_trackers(self, tracker) -> None:
         if tracker is not None:
             scalars = {k: v for k, v in self.settings.to_dict().items() if isinstance(v, (int, float, str, bool))}
@@ -431,6 +437,8 @@ class Trainer:
         s = self.settings
         self.family.files.save_files(self.output_dir, s.token, text.vectors, reached, self.model.name)
         previews.finish(reached, text.tokenizers, text.encoders, unet)
+        report = refresh_report(self.output_dir)
+        self._above_progress(f"Report with the loss and the previews: {report} (open it in a browser).")
         if not s.only_save_embeds and self.model.path is not None:
             self._export_pipeline()
 
