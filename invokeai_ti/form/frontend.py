@@ -299,7 +299,7 @@ def run_form(typed: Mapping[str, Any]) -> int:
             token = outcome.result.token
             print(f"The embedding is installed in {outcome.installed.parent}.")
             print(f'Use it by typing {token} in a prompt, for example "a photo of {token}".')
-    outputs = family_for(plan.model).output_layout(plan.output_dir, plan.settings.token)
+    outputs = family_for(plan.model).files.output_layout(plan.output_dir, plan.settings.token)
     ask_to_delete_leftovers(outputs, plan.settings.logging_dir)
     return 0
 

@@ -2,8 +2,9 @@
 
 The latent *distribution* (mean and standard deviation) is kept and a fresh latent is sampled from
 it every step, which is exactly what encoding the same pixels again would give. The encoder is
-then freed, so it is not in memory while the UNet trains. For SDXL the cache also holds each
-image's time ids (its size and the crop taken), which belong to the pixels just as the latents do.
+then freed, so it is not in memory while the UNet trains. A model family that conditions on each
+image's geometry (SDXL's time ids: its size and the crop taken) hands them in to be kept beside the
+latents, since they belong to the pixels just as the latents do; this module knows no family.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from dataclasses import dataclass
 import torch
 
 from ..data_folder import TrainingImage
-from ..dataset import flipped, image_geometry, image_to_tensor, load_image
+from ..dataset import flipped, image_to_tensor, load_image
 from ..masks import latent_mask
 
 
 @dataclass
 class LatentCache:
     """Latent distributions of every image, indexed [image][mirrored]; each image's shape is its
-    bucket's. For SDXL also ``time_ids[image, mirrored]``: original height and width, crop top
-    and left, target height and width; for masked images their latent-grid weights."""
+    bucket's. The family's per-image ``time_ids[image, mirrored]`` where it has them (SDXL), and
+    the latent-grid weights of masked images."""
 
     mean: Sequence[torch.Tensor]
     std: Sequence[torch.Tensor]
@@ -51,7 +52,7 @@ def cache_latents(
     workers: int,
     device: torch.device,
     dtype: torch.dtype,
-    with_time_ids: bool = False,
+    time_ids: torch.Tensor | None = None,
 ) -> LatentCache:
     """Encode every image and its mirror; decoding runs in ``workers`` threads beside the VAE."""
     means, stds = [], []
@@ -63,7 +64,7 @@ def cache_latents(
             scale = vae.config.scaling_factor
             means.append(dist.mean.float() * scale)
             stds.append(dist.std.float() * scale)
-    time_ids = time_ids_of(images, resolution, center_crop).to(device) if with_time_ids else None
+    kept_ids = None if time_ids is None else time_ids.to(device)
     masks = None
     if any(image.mask is not None for image in images):
         masks = [
@@ -74,16 +75,5 @@ def cache_latents(
             ).to(device)
             for image, mean in zip(images, means)
         ]
-    return LatentCache(means, stds, time_ids, masks)
+    return LatentCache(means, stds, kept_ids, masks)
 
-
-def time_ids_of(images: list[TrainingImage], resolution: int, center_crop: bool) -> torch.Tensor:
-    """``[image, mirrored, 6]``: SDXL's (original height, width, crop top, left, target height, width)."""
-    rows = []
-    for image in images:
-        shape = image_geometry(image.path, resolution, center_crop, image.fit)
-        rows.append([
-            [shape.height, shape.width, shape.crop_top, left, shape.target_height, shape.target_width]
-            for left in (shape.crop_left, shape.mirrored_crop_left)
-        ])
-    return torch.tensor(rows, dtype=torch.float32)

@@ -18,12 +18,19 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from ..data_folder import TrainingData, read_training_data
+from ..dataset import caption, templates_for
+from ..device import probe_xformers, training_device
+from ..errors import UserError
+from ..files import atomic_write
+from ..models import ModelInfo
 from ..outputs.checkpoints import (
     RunShape,
     checkpoint_to_resume,
@@ -31,23 +38,18 @@ from ..outputs.checkpoints import (
     restore_checkpoint,
     set_aside_checkpoints,
 )
-from ..data_folder import TrainingData, read_training_data
-from ..dataset import caption, templates_for
-from ..device import probe_xformers, training_device
-from ..files import atomic_write
-from ..errors import UserError
-from ..models import ModelInfo
 from ..outputs.lock import OutputLock
 from ..outputs.pipeline_export import TrainedEncoder, export_pipeline
-from .previews import Previews, preview_seed
-from ..quiet import quiet_imports
+from ..outputs.report import refresh_report
 from ..outputs.resume import check_resumable, continue_schedule, schedule_note
+from ..quiet import quiet_imports
 from ..settings import TrainingSettings
 from .family import family_for
 from .latents import LatentCache, cache_latents
 from .loading import PartLoader
 from .loop import Topology, TrainingLoop
 from .plan import SamplePlan
+from .previews import Previews, preview_seed
 from .prompts import Prompts
 from .state import TrainingState
 from .step import Notify, TrainingStep
@@ -73,6 +75,29 @@ class TrainingResult:
     seed: int
     final_loss: float | None
     main_process: bool
+
+
+@dataclass(frozen=True)
+class TextSide:
+    """The text encoders with the trigger's tokens added; one entry per encoder in each list."""
+
+    tokenizers: list
+    encoders: list[torch.nn.Module]
+    tokens: list[str]
+    widths: tuple[int, ...]
+    token_ids: list[list[int]]
+    vectors: tuple[torch.nn.Parameter, ...]
+    captions: list[str]
+
+
+@dataclass(frozen=True)
+class ImageSide:
+    """The frozen UNet and its noise scheduler, and how previews load the VAE again."""
+
+    unet: torch.nn.Module
+    noise_scheduler: Any
+    weight_dtype: torch.dtype
+    load_vae: Callable[[], torch.nn.Module]
 
 
 @dataclass
@@ -135,7 +160,7 @@ class Trainer:
         self.family = family_for(model)
         self.data_dir = data_dir
         self.output_dir = output_dir
-        self.layout = self.family.output_layout(output_dir, settings.token)
+        self.layout = self.family.files.output_layout(output_dir, settings.token)
         self.notify = notify
         self.show_progress = show_progress
         self.loaded: LoadedParts | None = None
@@ -240,88 +265,31 @@ class Trainer:
         s = self.settings
         if s.initial_embedding is None:
             return None
-        initial = self.family.read_initial(s.initial_embedding, widths, self.model.name)
+        initial = self.family.files.read_initial(s.initial_embedding, widths, self.model.name)
         if initial[0].shape[0] != s.num_vectors and main:
             self.notify(f"{s.initial_embedding.name} has {initial[0].shape[0]} vectors; training that many.")
         return initial
 
     def _run_locked(self, seed: int, device: torch.device, topology: Topology, tracker) -> TrainingResult:
+        """The run, phase by phase; each phase returns what the next ones need."""
         s = self.settings
-        data = self.training_data()
-        scan = data.scan
-        if topology.main:
-            for path, reason in scan.skipped:
-                self.notify(f"Skipping {path.name}: {reason}.")
-            if (summary := data.summary()) is not None:
-                self.notify(summary)
-
-        # One big part at a time: the VAE is loaded, used and freed before the UNet arrives, so
-        # peak memory is the UNet's training footprint, not the sum of every part.
-        weight_dtype = PRECISION_DTYPES.get(s.mixed_precision, torch.float32)
+        data = self._read_data(topology.main)
         loader = PartLoader(self.model, s.revision, s.tokenizer_name)
         self._check_bucket_sides(data, loader)
-        slots = self.family.encoders
-        tokenizers = [loader.tokenizer(slot.tokenizer) for slot in slots]
-        text_encoders = [loader.text_encoder(slot.encoder, slot.kind) for slot in slots]
-        widths = [encoder.get_input_embeddings().embedding_dim for encoder in text_encoders]
-        initial = self._initial_vectors(widths, topology.main)
-        num_vectors = initial[0].shape[0] if initial is not None else s.num_vectors
-        tokens = new_tokens(s.token, num_vectors)
-        added = [
-            add_tokens(tokenizer, encoder, tokens, s.initializer_token, None if initial is None else initial[i])
-            for i, (tokenizer, encoder) in enumerate(zip(tokenizers, text_encoders))
-        ]
-        token_ids = [ids for ids, _ in added]
-        vectors = tuple(parameter for _, parameter in added)
-        vae_dtype = self.family.vae_dtype(weight_dtype, loader.config("vae"))
-        vae = loader.part("vae", vae_dtype)
-        vae.decoder = None
-        cache = cache_latents(
-            data.images, vae.to(device), resolution=self.resolution(), center_crop=s.center_crop,
-            workers=s.dataloader_num_workers, device=device, dtype=vae_dtype,
-            with_time_ids=self.family.uses_time_ids,
-        )
-        del vae
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        unet = loader.part("unet", weight_dtype).to(device)
-        noise_scheduler = loader.part("scheduler", None)
-
-        for text_encoder, parameter in zip(text_encoders, vectors):
-            text_encoder.requires_grad_(False)
-            text_encoder.to(device, dtype=weight_dtype)
-            # Wrapped only after freezing and casting, which would otherwise reach the new
-            # vectors: they must stay trainable and in float32 whatever the models' precision.
-            parameter.data = parameter.data.to(device)
-            text_encoder.set_input_embeddings(ExtendedEmbedding(text_encoder.get_input_embeddings(), parameter))
-        if s.enable_xformers_memory_efficient_attention:
-            self._enable_xformers(unet, device)
-        if s.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
-            unet.train()
-            for text_encoder in text_encoders:
-                # transformers 5 renamed it and warns on the old name; older ones have only that.
-                enable = getattr(text_encoder, "activation_checkpointing_enable", None)
-                (enable or text_encoder.gradient_checkpointing_enable)()
-                text_encoder.train()
-        self.loaded = LoadedParts(tokenizers, text_encoders, vectors, token_ids, cache)
+        text = self._load_text_side(loader, topology.main)
+        cache, image = self._load_image_side(loader, data, device)
+        self._make_vectors_trainable(text, image.weight_dtype, device)
+        self._save_memory(image.unet, text.encoders, device)
+        self.loaded = LoadedParts(text.tokenizers, text.encoders, text.vectors, text.token_ids, cache)
 
         samples_per_step = s.train_batch_size * topology.processes * s.gradient_accumulation_steps
-        if s.num_train_epochs:
-            total_steps = s.num_train_epochs * math.ceil(len(scan.images) * s.repeats / samples_per_step)
-        else:
-            total_steps = s.max_train_steps
+        total_steps = self._total_steps(len(data.images), samples_per_step)
         state = TrainingState.create(
-            vectors, s, samples_per_step=samples_per_step, total_steps=total_steps, device=device
+            text.vectors, s, samples_per_step=samples_per_step, total_steps=total_steps, device=device
         )
         shape = RunShape.of_run(
-            s,
-            model=self.model.name,
-            resolution=self.resolution(),
-            num_vectors=num_vectors,
-            token_dims=tuple(widths),
-            num_processes=topology.processes,
+            s, model=self.model.name, resolution=self.resolution(), num_vectors=len(text.tokens),
+            token_dims=text.widths, num_processes=topology.processes,
         )
         record = data.record()
         start_step, seed = self._resume(shape, seed, state, total_steps, topology.main, record)
@@ -330,74 +298,41 @@ class Trainer:
         if topology.main:
             self._record_settings(seed, topology.processes)
 
-        placeholder = " ".join(tokens)
-        templates = templates_for(s.learnable_property)
+        plan = SamplePlan(
+            seed, len(data.images), len(text.captions), image.noise_scheduler.config.num_train_timesteps,
+            buckets=data.bucket_numbers(), samples_per_step=samples_per_step, noise_offset=s.noise_offset,
+        )
         prompts = Prompts(
-            tokenizers, [caption(template, placeholder) for template in templates], data.captions(placeholder),
-            placeholder=placeholder, seed=seed, shuffle=s.shuffle_caption, keep_tokens=s.keep_tokens,
-            dropout=s.caption_tag_dropout_rate, device=device,
+            text.tokenizers, text.captions, data.captions(" ".join(text.tokens)),
+            placeholder=" ".join(text.tokens), seed=seed, shuffle=s.shuffle_caption,
+            keep_tokens=s.keep_tokens, dropout=s.caption_tag_dropout_rate, device=device,
         )
-        step = TrainingStep(
-            family=self.family,
-            text_encoders=text_encoders,
-            unet=unet,
-            noise_scheduler=noise_scheduler,
-            plan=SamplePlan(
-                seed, len(scan.images), len(templates), noise_scheduler.config.num_train_timesteps,
-                buckets=data.bucket_numbers(), samples_per_step=samples_per_step, noise_offset=s.noise_offset,
-            ),
-            cache=cache,
-            prompts=prompts,
-            vectors=vectors,
-            batch=s.train_batch_size,
-            accumulation=s.gradient_accumulation_steps,
-            processes=topology.processes,
-            rank=topology.rank,
-            weight_dtype=weight_dtype,
-            grad_scaler=state.grad_scaler,
-            device=device,
-            notify=self.notify if topology.main else (lambda _message: None),
-            snr_gamma=s.snr_gamma,
-        )
-        self.step = step
-        # Measured eagerly, before compiling: a compiled UNet would capture the one-micro-batch
-        # shape of the measurement as well as the folded shape training uses.
-        step.measure_fold()
-        if s.compile:
-            step.compile()
-        if tracker is not None:
-            scalars = {k: v for k, v in s.to_dict().items() if isinstance(v, (int, float, str, bool))}
-            tracker.init_trackers("textual_inversion", config=scalars)
-        # Beside the loop, not in it: the main process renders, the others wait outside collectives.
-        previews = Previews(
-            s, self.output_dir, seed=seed, placeholder=" ".join(tokens), family=self.family,
-            resolution=self.resolution(), latent_shape=self._square_latent_shape(loader, cache),
-            scheduler_config=noise_scheduler.config, load_vae=lambda: loader.part("vae", vae_dtype),
-            device=device, main=topology.main, processes=topology.processes, start_step=start_step,
-            notify=self._above_progress,
-        )
+        self.step = self._build_step(text, image, plan, prompts, cache, state, topology, device)
+        self._start_trackers(tracker)
+        previews = self._build_previews(text, image, loader, cache, seed, start_step, topology, device)
         loop = TrainingLoop(
-            settings=s, family=self.family, output_dir=self.output_dir, state=state, step=step, shape=shape,
-            seed=seed, total_steps=total_steps,
-            topology=topology, tracker=tracker, notify=self.notify, show_progress=self.show_progress,
-            data=record,
-            before_step=lambda at: previews.at_step(at, tokenizers, text_encoders, unet),
+            settings=s, family=self.family, output_dir=self.output_dir, state=state, step=self.step,
+            shape=shape, seed=seed, total_steps=total_steps, topology=topology, tracker=tracker,
+            notify=self.notify, show_progress=self.show_progress, data=record,
+            before_step=lambda at: self._preview(previews, at, text, image.unet),
         )
         reached = loop.run(start_step)
         if topology.main:
-            self.family.save_files(self.output_dir, s.token, vectors, reached, self.model.name)
-            previews.finish(reached, tokenizers, text_encoders, unet)
-            if not s.only_save_embeds and self.model.path is not None:
-                self._export_pipeline()
+            self._finish(reached, text, image.unet, previews)
         return TrainingResult(
-            token=s.token,
-            vectors=tuple(parameter.detach().float().cpu() for parameter in vectors),
-            output_dir=self.output_dir,
-            steps=reached,
-            seed=seed,
-            final_loss=loop.last_loss,
+            token=s.token, vectors=tuple(parameter.detach().float().cpu() for parameter in text.vectors),
+            output_dir=self.output_dir, steps=reached, seed=seed, final_loss=loop.last_loss,
             main_process=topology.main,
         )
+
+    def _read_data(self, main: bool) -> TrainingData:
+        data = self.training_data()
+        if main:
+            for path, reason in data.scan.skipped:
+                self.notify(f"Skipping {path.name}: {reason}.")
+            if (summary := data.summary()) is not None:
+                self.notify(summary)
+        return data
 
     def _check_bucket_sides(self, data: TrainingData, loader: PartLoader) -> None:
         """A side the UNet cannot halve as often as it downsamples fails deep inside it; say so first."""
@@ -414,11 +349,134 @@ class Trainer:
                 f"{multiple} (or --no-bucket)"
             )
 
-    def _square_latent_shape(self, loader: PartLoader, cache: LatentCache) -> tuple[int, int, int]:
-        """Previews stay square at the resolution whatever the buckets' shapes."""
+    def _load_text_side(self, loader: PartLoader, main: bool) -> TextSide:
+        """Tokenizers and text encoders with the trigger's new tokens added, and the captions."""
+        s = self.settings
+        slots = self.family.encoders
+        tokenizers = [loader.tokenizer(slot.tokenizer) for slot in slots]
+        encoders = [loader.text_encoder(slot.encoder, slot.kind) for slot in slots]
+        widths = tuple(encoder.get_input_embeddings().embedding_dim for encoder in encoders)
+        initial = self._initial_vectors(list(widths), main)
+        tokens = new_tokens(s.token, initial[0].shape[0] if initial is not None else s.num_vectors)
+        added = [
+            add_tokens(tokenizer, encoder, tokens, s.initializer_token, None if initial is None else initial[i])
+            for i, (tokenizer, encoder) in enumerate(zip(tokenizers, encoders))
+        ]
+        captions = [caption(template, " ".join(tokens)) for template in templates_for(s.learnable_property)]
+        return TextSide(
+            tokenizers, encoders, tokens, widths, [ids for ids, _ in added],
+            tuple(parameter for _, parameter in added), captions,
+        )
+
+    def _load_image_side(self, loader: PartLoader, data: TrainingData,
+                         device: torch.device) -> tuple[LatentCache, ImageSide]:
+        """Every image's latents, then the UNet and its noise scheduler.
+
+        One big part at a time: the VAE is loaded, used and freed before the UNet arrives, so
+        peak memory is the UNet's training footprint, not the sum of every part.
+        """
+        s = self.settings
+        weight_dtype = PRECISION_DTYPES.get(s.mixed_precision, torch.float32)
+        vae_dtype = self.family.vae_dtype(weight_dtype, loader.config("vae"))
+        vae = loader.part("vae", vae_dtype)
+        vae.decoder = None
+        cache = cache_latents(
+            data.images, vae.to(device), resolution=self.resolution(), center_crop=s.center_crop,
+            workers=s.dataloader_num_workers, device=device, dtype=vae_dtype,
+            time_ids=self.family.image_time_ids(data.images, self.resolution(), s.center_crop),
+        )
+        del vae
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        unet = loader.part("unet", weight_dtype).to(device)
+        noise_scheduler = loader.part("scheduler", None)
+        return cache, ImageSide(unet, noise_scheduler, weight_dtype, lambda: loader.part("vae", vae_dtype))
+
+    def _make_vectors_trainable(self, text: TextSide, weight_dtype: torch.dtype, device: torch.device) -> None:
+        for text_encoder, parameter in zip(text.encoders, text.vectors):
+            text_encoder.requires_grad_(False)
+            text_encoder.to(device, dtype=weight_dtype)
+            # Wrapped only after freezing and casting, which would otherwise reach the new
+            # vectors: they must stay trainable and in float32 whatever the models' precision.
+            parameter.data = parameter.data.to(device)
+            text_encoder.set_input_embeddings(ExtendedEmbedding(text_encoder.get_input_embeddings(), parameter))
+
+    def _save_memory(self, unet, text_encoders: list, device: torch.device) -> None:
+        """xFormers attention and gradient checkpointing, where the settings ask for them."""
+        s = self.settings
+        if s.enable_xformers_memory_efficient_attention:
+            self._enable_xformers(unet, device)
+        if s.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+            unet.train()
+            for text_encoder in text_encoders:
+                # transformers 5 renamed it and warns on the old name; older ones have only that.
+                enable = getattr(text_encoder, "activation_checkpointing_enable", None)
+                (enable or text_encoder.gradient_checkpointing_enable)()
+                text_encoder.train()
+
+    def _total_steps(self, images: int, samples_per_step: int) -> int:
+        s = self.settings
+        if s.num_train_epochs:
+            return s.num_train_epochs * math.ceil(images * s.repeats / samples_per_step)
+        return s.max_train_steps
+
+    def _build_step(self, text: TextSide, image: ImageSide, plan: SamplePlan, prompts: Prompts,
+                    cache: LatentCache, state: TrainingState, topology: Topology,
+                    device: torch.device) -> TrainingStep:
+        """The step's passes, its fold measured and the UNet compiled when asked."""
+        s = self.settings
+        step = TrainingStep(
+            family=self.family, text_encoders=text.encoders, unet=image.unet, noise_scheduler=image.noise_scheduler,
+            plan=plan, cache=cache, prompts=prompts, vectors=text.vectors,
+            batch=s.train_batch_size, accumulation=s.gradient_accumulation_steps,
+            processes=topology.processes, rank=topology.rank, weight_dtype=image.weight_dtype,
+            grad_scaler=state.grad_scaler, device=device,
+            notify=self.notify if topology.main else (lambda _message: None), snr_gamma=s.snr_gamma,
+        )
+        # Measured eagerly, before compiling: a compiled UNet would capture the one-micro-batch
+        # shape of the measurement as well as the folded shape training uses.
+        step.measure_fold()
+        if s.compile:
+            step.compile()
+        return step
+
+    def _build_previews(self, text: TextSide, image: ImageSide, loader: PartLoader, cache: LatentCache,
+                        seed: int, start_step: int, topology: Topology, device: torch.device) -> Previews:
+        """Beside the loop, not in it: the main process renders, the others wait outside collectives.
+
+        Previews stay square at the resolution whatever the buckets' shapes.
+        """
         factor = 2 ** (len(loader.config("vae")["block_out_channels"]) - 1)
         side = self.resolution() // factor
-        return (cache.mean[0].shape[1], side, side)
+        return Previews(
+            self.settings, self.output_dir, seed=seed, placeholder=" ".join(text.tokens), family=self.family,
+            resolution=self.resolution(), latent_shape=(cache.mean[0].shape[1], side, side),
+            scheduler_config=image.noise_scheduler.config, load_vae=image.load_vae,
+            device=device, main=topology.main, processes=topology.processes, start_step=start_step,
+            notify=self._above_progress,
+        )
+
+    def _preview(self, previews: Previews, step: int, text: TextSide, unet) -> None:
+        """A preview when one is due, and the report around it once it is on disk."""
+        if previews.at_step(step, text.tokenizers, text.encoders, unet):
+            refresh_report(self.output_dir)
+
+    def _start_trackers(self, tracker) -> None:
+        if tracker is not None:
+            scalars = {k: v for k, v in self.settings.to_dict().items() if isinstance(v, (int, float, str, bool))}
+            tracker.init_trackers("textual_inversion", config=scalars)
+
+    def _finish(self, reached: int, text: TextSide, unet, previews: Previews) -> None:
+        """The final embedding, the last preview and the exported pipeline (main process only)."""
+        s = self.settings
+        self.family.files.save_files(self.output_dir, s.token, text.vectors, reached, self.model.name)
+        previews.finish(reached, text.tokenizers, text.encoders, unet)
+        report = refresh_report(self.output_dir)
+        self._above_progress(f"Report with the loss and the previews: {report} (open it in a browser).")
+        if not s.only_save_embeds and self.model.path is not None:
+            self._export_pipeline()
 
     def _above_progress(self, message: str) -> None:
         """A line printed above the progress bar, which would otherwise draw over it."""
@@ -451,7 +509,7 @@ class Trainer:
 
     def _resume(
         self, shape: RunShape, seed: int, state: TrainingState, total_steps: int, main: bool,
-        data: dict,
+        data: dict[str, Any],
     ) -> tuple[int, int]:
         """The step to start from and the seed to use: the checkpoint's when resuming."""
         request = self.settings.resume_from_checkpoint
@@ -470,11 +528,8 @@ class Trainer:
         restore_checkpoint(
             checkpoint,
             shape=shape,
-            family=self.family,
-            vectors=state.vectors,
-            optimizer=state.optimizer,
-            lr_scheduler=state.lr_scheduler,
-            grad_scaler=state.grad_scaler,
+            files=self.family.files,
+            state=state,
         )
         before, after = continue_schedule(state.lr_scheduler, checkpoint.step)
         if main:
