@@ -234,7 +234,7 @@ def test_previews_never_change_the_trained_embedding(make_root, tmp_path):
     assert len(list((tmp_path / "on" / "samples").glob("*.png"))) == 4
     assert torch.equal(without, with_previews)
     assert losses_without == losses_with
-    assert trainer.loaded.text_encoders[0].training, "the text encoder is back in train mode"
+    assert trainer.text.encoders[0].training, "the text encoder is back in train mode"
 
 
 def test_none_turns_previews_off_but_keeps_the_loss_plot_and_report(make_root, capsys):

@@ -79,7 +79,10 @@ class TrainingResult:
 
 @dataclass(frozen=True)
 class TextSide:
-    """The text encoders with the trigger's tokens added; one entry per encoder in each list."""
+    """The text encoders with the trigger's tokens added, and the captions to train on.
+
+    One entry per text encoder in each list, in the model family's order.
+    """
 
     tokenizers: list
     encoders: list[torch.nn.Module]
@@ -98,20 +101,6 @@ class ImageSide:
     noise_scheduler: Any
     weight_dtype: torch.dtype
     load_vae: Callable[[], torch.nn.Module]
-
-
-@dataclass
-class LoadedParts:
-    """The run's live text side, kept for whoever looks after training (tests, previews).
-
-    One entry per text encoder in each list, in the model family's order.
-    """
-
-    tokenizers: list
-    text_encoders: list[torch.nn.Module]
-    vectors: tuple[torch.nn.Parameter, ...]
-    token_ids: list[list[int]]
-    cache: LatentCache
 
 
 @contextlib.contextmanager
@@ -143,7 +132,8 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
 
 
 class Trainer:
-    """One training run; ``loaded`` and ``step`` hold its live parts once the model is loaded."""
+    """One training run; ``text``, ``cache`` and ``step`` hold its live parts once the model is
+    loaded, for whoever looks after training (tests, previews)."""
 
     def __init__(
         self,
@@ -163,7 +153,8 @@ class Trainer:
         self.layout = self.family.files.output_layout(output_dir, settings.token)
         self.notify = notify
         self.show_progress = show_progress
-        self.loaded: LoadedParts | None = None
+        self.text: TextSide | None = None
+        self.cache: LatentCache | None = None
         self.step: TrainingStep | None = None
 
     def resolution(self) -> int:
@@ -280,7 +271,7 @@ class Trainer:
         cache, image = self._load_image_side(loader, data, device)
         self._make_vectors_trainable(text, image.weight_dtype, device)
         self._save_memory(image.unet, text.encoders, device)
-        self.loaded = LoadedParts(text.tokenizers, text.encoders, text.vectors, text.token_ids, cache)
+        self.text, self.cache = text, cache
 
         samples_per_step = s.train_batch_size * topology.processes * s.gradient_accumulation_steps
         total_steps = self._total_steps(len(data.images), samples_per_step)
@@ -476,7 +467,7 @@ class Trainer:
         report = refresh_report(self.output_dir)
         self._above_progress(f"Report with the loss and the previews: {report} (open it in a browser).")
         if not s.only_save_embeds and self.model.path is not None:
-            self._export_pipeline()
+            self._export_pipeline(text)
 
     def _above_progress(self, message: str) -> None:
         """A line printed above the progress bar, which would otherwise draw over it."""
@@ -487,12 +478,11 @@ class Trainer:
 
         tqdm.write(message)
 
-    def _export_pipeline(self) -> None:
-        loaded = self.loaded
+    def _export_pipeline(self, text: TextSide) -> None:
         trained = [
             TrainedEncoder(slot.encoder, slot.tokenizer, slot.kind, tokenizer, ids, parameter.detach().cpu())
             for slot, tokenizer, ids, parameter in zip(
-                self.family.encoders, loaded.tokenizers, loaded.token_ids, loaded.vectors
+                self.family.encoders, text.tokenizers, text.token_ids, text.vectors
             )
         ]
         export_pipeline(self.model.path, trained, self.layout.pipeline)
