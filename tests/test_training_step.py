@@ -75,7 +75,7 @@ def test_the_loss_compares_the_unet_with_the_target_its_scheduler_predicts(parts
         ours = unit.loss(numbers)
         batch = unit.plan.batch(numbers, cache)
         noisy = scheduler.add_noise(batch.latents, batch.noise, batch.timesteps)
-        context = text_encoder(captions[batch.templates])[0]
+        context = text_encoder(captions.ids(batch)[0])[0]
         prediction = unet(noisy, batch.timesteps, encoder_hidden_states=context).sample
     velocity = scheduler.get_velocity(batch.latents, batch.noise, batch.timesteps)
     expected = velocity if prediction_type == "v_prediction" else batch.noise
