@@ -107,6 +107,27 @@ def test_the_terminal_says_where_each_preview_and_the_report_went(trained):
     assert f"Report with the loss and the previews: {output / 'report.html'}" in printed
 
 
+def test_every_long_pause_is_announced_before_it_starts(trained):
+    """Loading, caching and each preview say what is happening before the terminal goes quiet."""
+    _, printed = trained
+    lines = printed.splitlines()
+
+    def first(prefix: str) -> int:
+        return next(index for index, line in enumerate(lines) if line.startswith(prefix))
+
+    order = [
+        first("Loading the text encoder and VAE of stable-diffusion-1.5 from "),
+        first("Caching the latents of 3 images"),
+        first("Loading the UNet of stable-diffusion-1.5..."),
+        first("Drawing the preview of step 0: 2 pictures of 25 denoising steps each..."),
+        first("Preview of step 0: "),
+        first("Drawing the preview of step 2: "),
+        first("Drawing the preview of step 5 (the final one): 2 pictures"),
+        first("Preview of step 5: "),
+    ]
+    assert order == sorted(order)
+
+
 def test_loss_plot_is_drawn_from_the_loss_log(trained):
     output, _ = trained
     with Image.open(output / "loss.png") as plot:

@@ -246,6 +246,10 @@ class Trainer:
         # peak memory is the UNet's training footprint, not the sum of every part.
         weight_dtype = PRECISION_DTYPES.get(s.mixed_precision, torch.float32)
         loader = PartLoader(self.model, s.revision, s.tokenizer_name)
+        say = self.notify if topology.main else (lambda _message: None)
+        # Loading and caching take from seconds to minutes before the first step; each is announced
+        # so a terminal never sits silent.
+        say(f"Loading the text encoder and VAE of {self.model.name} from {loader.location}...")
         slots = self.family.encoders
         tokenizers = [loader.tokenizer(slot.tokenizer) for slot in slots]
         text_encoders = [loader.text_encoder(slot.encoder, slot.kind) for slot in slots]
@@ -262,15 +266,20 @@ class Trainer:
         vae_dtype = self.family.vae_dtype(weight_dtype, loader.config("vae"))
         vae = loader.part("vae", vae_dtype)
         vae.decoder = None
-        cache = cache_latents(
-            scan.images, vae.to(device), resolution=self.resolution(), center_crop=s.center_crop,
-            workers=s.dataloader_num_workers, device=device, dtype=vae_dtype,
-            with_time_ids=self.family.uses_time_ids,
-        )
+        count = len(scan.images)
+        say(f"Caching the latents of {count} image{'s' if count != 1 else ''} (each image and its "
+            "mirror image go through the VAE once)...")
+        with self.progress_bar(count, "Caching latents", "image", topology.main) as bar:
+            cache = cache_latents(
+                scan.images, vae.to(device), resolution=self.resolution(), center_crop=s.center_crop,
+                workers=s.dataloader_num_workers, device=device, dtype=vae_dtype,
+                with_time_ids=self.family.uses_time_ids, encoded=lambda: bar.update(1),
+            )
         del vae
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
+        say(f"Loading the UNet of {self.model.name}...")
         unet = loader.part("unet", weight_dtype).to(device)
         noise_scheduler = loader.part("scheduler", None)
 
@@ -358,6 +367,7 @@ class Trainer:
             scheduler_config=noise_scheduler.config, load_vae=lambda: loader.part("vae", vae_dtype),
             device=device, main=topology.main, processes=topology.processes, start_step=start_step,
             notify=self._above_progress,
+            progress_bar=lambda total, label: self.progress_bar(total, label, "step", topology.main),
         )
         loop = TrainingLoop(
             settings=s, family=self.family, output_dir=self.output_dir, state=state, step=step, shape=shape,
@@ -380,6 +390,13 @@ class Trainer:
             final_loss=loop.last_loss,
             main_process=topology.main,
         )
+
+    def progress_bar(self, total: int, label: str, unit: str, main: bool):
+        """A bar of its own for a pause of more than a few seconds; it disappears when done."""
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=label, unit=unit, leave=False, dynamic_ncols=True,
+                    disable=not (main and self.show_progress))
 
     def _above_progress(self, message: str) -> None:
         """A line printed above the progress bar, which would otherwise draw over it."""
