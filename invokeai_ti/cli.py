@@ -80,6 +80,15 @@ def build_parser() -> Parser:
         help="write invoke.sh and invoke.bat (InvokeAI's launcher menu, for this Python "
         "environment) into the root",
     )
+    commands.add_argument(
+        "--install-step",
+        "--install_step",
+        type=value_parser(int, "--install-step"),
+        metavar="N",
+        help="install the embedding saved at step N of a run (see its report.html) into "
+        "<root>/embeddings/<trigger>/, as the final one is installed; give the run's "
+        "--placeholder_token (and --output_dir if it was not the default)",
+    )
     commands.add_argument("--version", action="version", version=f"invokeai-ti {__version__}")
     for group_name, fields in fields_by_group().items():
         group = parser.add_argument_group(GROUP_TITLES[group_name])
@@ -180,6 +189,12 @@ def run(argv: Sequence[str] | None) -> int:
         return run_write_launcher(settings.root)
     if args.list_models:
         return list_models(settings)
+    if args.install_step is not None:
+        from .workflow import install_step
+
+        done = install_step(settings, args.install_step)
+        print(done.message(settings.token, args.install_step))
+        return 0
     if args.gui:
         from .form.frontend import run_form
 

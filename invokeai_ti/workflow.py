@@ -16,6 +16,8 @@ from .dataset import data_folder_problem
 from .device import DeviceCaps, detect
 from .errors import UserError
 from .models import ModelInfo, find_model
+from .outputs.embeddings import BACKUP_SUFFIX, INSTALLED_NAME, install_embedding, snapshot_steps
+from .outputs.report import LOSS_LOG, read_loss_log
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports, quiet_library_progress
 from .settings import TrainingSettings, trigger_problem
@@ -188,3 +190,70 @@ def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = Tru
             result.output_dir, plan.layout.embedding_dir(plan.settings.trigger), plan.settings.token
         )
     return RunOutcome(result, installed)
+
+
+def installed_message(installed: Path, token: str, step: int | None = None) -> str:
+    """The one sentence every front end prints after installing, so "installed" reads one way."""
+    what = "The embedding" if step is None else f"The embedding of step {step}"
+    return f"{what} is installed at {installed}; type {token} in your prompts to use it."
+
+
+def final_step(output_dir: Path) -> int | None:
+    """The step the final ``learned_embeds.bin`` holds: the loss log's last, when both exist."""
+    if not (output_dir / INSTALLED_NAME).is_file():
+        return None
+    rows = read_loss_log(output_dir / LOSS_LOG)
+    return rows[-1].step if rows else None
+
+
+def steps_to_install(output_dir: Path) -> list[int]:
+    """Every step whose embedding can be installed: the snapshots and the final one."""
+    final = final_step(output_dir)
+    return sorted(set(snapshot_steps(output_dir)) | ({final} if final is not None else set()))
+
+
+def describe_steps(output_dir: Path) -> str:
+    final = final_step(output_dir)
+    shown = [f"{step} (the final one)" if step == final else str(step) for step in steps_to_install(output_dir)]
+    return ", ".join(shown)
+
+
+@dataclass(frozen=True)
+class StepInstalled:
+    installed: Path
+    output_dir: Path
+    replaced: bool
+
+    def message(self, token: str, step: int) -> str:
+        text = installed_message(self.installed, token, step)
+        if self.replaced:
+            text += f" The embedding it replaced is kept as {self.output_dir / (INSTALLED_NAME + BACKUP_SUFFIX)}."
+        return text
+
+
+def install_step(settings: TrainingSettings, step: int) -> StepInstalled:
+    """Install the snapshot of ``step`` exactly as the final embedding is installed: the file it
+    replaces is kept as ``<output>/learned_embeds.bin.previous``, as after training."""
+    if not settings.trigger:
+        raise UserError(
+            "--install-step needs the trigger of the run; add --placeholder_token with it, "
+            "for example --placeholder_token psychedelic."
+        )
+    layout = RootLayout(resolve_root(settings.root))
+    output_dir = (settings.output_dir or layout.output_dir(settings.trigger)).expanduser()
+    available = steps_to_install(output_dir)
+    if not available:
+        raise UserError(
+            f"{output_dir} holds no trained embedding of {settings.token}; train it first, or pass "
+            "the --output_dir of the run."
+        )
+    if step not in available:
+        raise UserError(
+            f"{output_dir} has no embedding of step {step}; the steps saved there are "
+            f"{describe_steps(output_dir)}: pass one of them to --install-step."
+        )
+    source = None if step == final_step(output_dir) else step
+    embedding_dir = layout.embedding_dir(settings.trigger)
+    replaced = (embedding_dir / INSTALLED_NAME).is_file()
+    installed = install_embedding(output_dir, embedding_dir, source)
+    return StepInstalled(installed, output_dir, replaced)

@@ -128,7 +128,7 @@ def terminals():
 
 def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, terminals):
     t = terminals(demo_root, "--max_train_steps", "4", "--train_batch_size", "1",
-                  "--gradient_accumulation_steps", "1", "--checkpointing_steps", "2")
+                  "--gradient_accumulation_steps", "1", "--checkpointing_steps", "2", "--save_steps", "2")
     t.wait_for("Textual Inversion Settings", "Trigger Term:", "Use xformers acceleration")
     t.keys("Tab")
     t.type(DEMO_TRIGGER)
@@ -140,14 +140,21 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
     assert "4 / 10000" in screen and "1 / 50" in screen
     t.focus_ok()
     t.keys("Enter")
-    t.wait_for("Delete training logs and intermediate checkpoints? [y]", timeout=TRAIN_TIMEOUT)
+    installed = demo_root / "embeddings" / DEMO_TRIGGER / "learned_embeds.bin"
+    t.wait_for("Type 2, or press Enter to keep step 4:", timeout=TRAIN_TIMEOUT)
+    assert f"The embedding is installed at {installed}; type <{DEMO_TRIGGER}> in your prompts" in t.screen()
+    final = installed.read_bytes()
+    t.type("2")
+    t.keys("Enter")
+    t.wait_for("Delete training logs and intermediate checkpoints? [y]", timeout=30)
     t.type("n")
     t.keys("Enter")
     screen = t.wait_for("EXIT=", timeout=30)
     assert "EXIT=0" in screen
-    assert f"Use it by typing <{DEMO_TRIGGER}> in a prompt" in screen
+    assert f"The embedding of step 2 is installed at {installed}" in screen
+    assert installed.read_bytes() == (output / "learned_embeds-steps-2.bin").read_bytes()
+    assert (output / "learned_embeds.bin.previous").read_bytes() == final
     assert "Kept the training logs" in screen
-    installed = demo_root / "embeddings" / DEMO_TRIGGER / "learned_embeds.bin"
     assert list(installed.parent.iterdir()) == [installed]
     data = torch.load(installed, weights_only=True)
     assert list(data) == [f"<{DEMO_TRIGGER}>"] and data[f"<{DEMO_TRIGGER}>"].dim() == 1, "InvokeAI reads one 1-D vector"

@@ -7,7 +7,9 @@ browser; not what they look like.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import re
 import shutil
@@ -157,6 +159,53 @@ def test_report_names_the_trigger_model_snapshots_and_embeds_every_image(trained
     assert "http://" not in page and "https://" not in page
 
 
+def caption_of(page: str, step: int) -> str:
+    return re.search(rf'<figure id="step-{step}">\n<figcaption>(.*?)</figcaption>', page).group(1)
+
+
+def test_each_step_names_the_file_each_tool_takes_and_installing_one_works_like_the_final(trained):
+    """InvokeAI misreads ``learned_embeds-steps-N.safetensors``: it is given a command that
+    installs the step's ``.bin`` as the final one is installed, keeping the replaced file."""
+    import html
+    import shlex
+
+    output, _ = trained
+    page = (output / "report.html").read_text()
+    caption = html.unescape(caption_of(page, 2))
+    assert "diffusers: <code>learned_embeds-steps-2.safetensors</code>" in caption
+    assert "AUTOMATIC1111, ComfyUI, kohya: <code>psychedelic-steps-2.safetensors</code>" in caption
+    command = re.search(r"InvokeAI: <code>(invokeai-ti --install-step 2 [^<]*)</code> installs "
+                        r"<code>learned_embeds-steps-2.bin</code>", caption).group(1)
+    final = html.unescape(caption_of(page, 5))
+    assert "InvokeAI: <code>learned_embeds.bin</code>, installed at the end of training" in final
+    assert "AUTOMATIC1111, ComfyUI, kohya: <code>psychedelic.safetensors</code>" in final
+    assert "learned_embeds-steps-2.safetensors</code>" not in final
+
+    root = Path(shlex.split(command)[shlex.split(command).index("--root") + 1])
+    installed = root / "embeddings" / "psychedelic" / "learned_embeds.bin"
+    before = installed.read_bytes()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(shlex.split(command)[1:]) == 0
+    assert installed.read_bytes() == (output / "learned_embeds-steps-2.bin").read_bytes()
+    assert (output / "learned_embeds.bin.previous").read_bytes() == before
+    assert list(installed.parent.iterdir()) == [installed], "InvokeAI loads every file there"
+    assert printed.getvalue().startswith(f"The embedding of step 2 is installed at {installed}; type <psychedelic>")
+    words = shlex.split(command)[1:]
+    words[1] = "5"
+    assert main(words) == 0, "the final step is installed from the final file"
+    assert installed.read_bytes() == (output / "learned_embeds.bin").read_bytes()
+
+
+def test_install_step_names_the_steps_there_are(trained, capsys):
+    output, _ = trained
+    root = output.parent
+    assert main(["--install-step", "3", f"--root={root}", "--placeholder_token=psychedelic",
+                 f"--output_dir={output}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{output} has no embedding of step 3; the steps saved there are 2, 4, 5 (the final one)" in err
+
+
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -173,6 +222,7 @@ def test_report_opens_from_disk_in_chromium_with_every_image_shown(trained, tmp_
     ).stdout
     assert 'data-images-shown="5 of 5"' in dom, dom[-2000:]
     assert dom.count('data-loaded="yes"') == 5 and 'data-loaded="no"' not in dom
+    assert "<li>InvokeAI: <code>invokeai-ti --install-step 4 " in caption_of(dom, 4)
 
 
 def test_report_marks_an_image_that_cannot_be_shown(tmp_path):

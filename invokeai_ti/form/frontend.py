@@ -9,6 +9,7 @@ command line, after curses has given the terminal back so progress prints normal
 from __future__ import annotations
 
 import curses
+import dataclasses
 import os
 import shutil
 import sys
@@ -42,7 +43,7 @@ from .multi_gpu import train_on_gpus
 from ..paths import RootLayout, resolve_root
 from .preferences import load_preferences, save_preferences
 from ..settings import TrainingSettings
-from ..workflow import RunPlan, run_plan
+from ..workflow import RunPlan, final_step, install_step, installed_message, run_plan, steps_to_install
 
 # Where every field's entry area starts, so the values line up in one column.
 ENTRY_COLUMN = 32
@@ -309,6 +310,31 @@ def ask_to_delete_leftovers(output_dir: Path, logging_dir: Path, trigger: str) -
     print(f"Deleted the training logs and intermediate checkpoints in {output_dir}.")
 
 
+def ask_which_step(plan: RunPlan) -> None:
+    """The form's way to install an earlier snapshot, asked before the clean-up deletes them.
+
+    Enter keeps the final embedding; without a terminal nothing is asked.
+    """
+    final = final_step(plan.output_dir)
+    others = [step for step in steps_to_install(plan.output_dir) if step != final]
+    if not others or final is None or not sys.stdin.isatty():
+        return
+    try:
+        answer = input(
+            f"Install the embedding of an earlier step instead (the report shows each step's previews)? "
+            f"Type {', '.join(map(str, others))}, or press Enter to keep step {final}: "
+        ).strip()
+    except EOFError:
+        return
+    if not answer:
+        return
+    if not answer.isdigit() or int(answer) not in others:
+        print(f"No embedding of step {answer} was saved; the embedding of step {final} stays installed.")
+        return
+    settings = dataclasses.replace(plan.settings, output_dir=plan.output_dir)
+    print(install_step(settings, int(answer)).message(plan.settings.token, int(answer)))
+
+
 def run_form(typed: Mapping[str, Any]) -> int:
     """Open the form pre-filled from ``typed`` (the flags given with --gui), then train."""
     layout = RootLayout(resolve_root(typed.get("root")))
@@ -337,9 +363,8 @@ def run_form(typed: Mapping[str, Any]) -> int:
     else:
         outcome = run_plan(plan)
         if outcome.installed is not None:
-            token = outcome.result.token
-            print(f"The embedding is installed in {outcome.installed.parent}.")
-            print(f'Use it by typing {token} in a prompt, for example "a photo of {token}".')
+            print(installed_message(outcome.installed, outcome.result.token))
+    ask_which_step(plan)
     ask_to_delete_leftovers(plan.output_dir, plan.settings.logging_dir, plan.settings.trigger)
     return 0
 

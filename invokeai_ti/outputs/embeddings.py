@@ -228,15 +228,17 @@ def check_dimension(name: str, vectors: torch.Tensor, token_dim: int) -> None:
         )
 
 
-def install_embedding(output_dir: Path, embedding_dir: Path) -> Path:
+def install_embedding(output_dir: Path, embedding_dir: Path, step: int | None = None) -> Path:
     """Copy the trained ``learned_embeds.bin`` where InvokeAI finds it, as that folder's only file.
 
+    With ``step``, the snapshot ``learned_embeds-steps-N.bin`` is installed the same way: a user
+    who liked an earlier preview better gets exactly what the final embedding would have got.
     InvokeAI 2.3 walks ``<root>/embeddings/`` and loads every file in it whatever its name (an
     unknown suffix is read as safetensors), so no backup may stay there: the embedding this one
     replaces is kept in the output folder as ``learned_embeds.bin.previous``, written before the
     installed file is touched. Files earlier versions installed beside it are removed.
     """
-    trained = output_dir / INSTALLED_NAME
+    trained = output_dir / (INSTALLED_NAME if step is None else f"{EMBEDDING_NAME}-steps-{step}.bin")
     installed = embedding_dir / INSTALLED_NAME
     if installed.is_file():
         backup = output_dir / f"{INSTALLED_NAME}{BACKUP_SUFFIX}"
@@ -246,3 +248,11 @@ def install_embedding(output_dir: Path, embedding_dir: Path) -> Path:
         (embedding_dir / name).unlink(missing_ok=True)
     shutil.rmtree(embedding_dir / ".incoming", ignore_errors=True)
     return installed
+
+
+def snapshot_steps(output_dir: Path) -> list[int]:
+    """The steps whose ``learned_embeds-steps-N.bin`` is in the output folder, oldest first."""
+    pattern = re.compile(rf"{EMBEDDING_NAME}-steps-(\d+)\.bin")
+    if not output_dir.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in output_dir.iterdir() if (m := pattern.fullmatch(p.name)))

@@ -16,6 +16,7 @@ import html
 import io
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,12 +162,53 @@ def jpeg_uri(path: Path) -> str:
     return data_uri(buffer.getvalue(), "image/jpeg")
 
 
-def embedding_caption(preview: Preview) -> str:
-    if preview.embedding:
-        return f"<code>{html.escape(preview.embedding)}</code>"
-    if preview.step == 0:
-        return "before training: the starting vectors"
-    return "no embedding file was saved at this step (see --save_steps)"
+def install_command(settings: dict, output_dir: Path, step: int) -> str:
+    """The command that installs this step's snapshot for InvokeAI, runnable as it stands."""
+    trigger = str(settings.get("placeholder_token", "")).strip("<>") or "<trigger>"
+    words = ["invokeai-ti", "--install-step", str(step)]
+    root = settings.get("root")
+    if root:
+        words += ["--root", str(root)]
+    words += ["--placeholder_token", trigger]
+    if root is None or output_dir != Path(root) / "text-inversion-output" / trigger:
+        words += ["--output_dir", str(output_dir)]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def tool_files(output_dir: Path, trigger: str, step: int, final: bool) -> list[tuple[str, str]]:
+    """Which file of this step each tool takes (REFERENCE: who loads what), those on disk only.
+
+    ``learned_embeds-steps-N.safetensors`` looks like the file to take but InvokeAI misreads its
+    width, so InvokeAI gets the ``.bin`` (installed by a command) and the others their own file.
+    """
+    suffix = "" if final else f"-steps-{step}"
+    diffusers = [f"learned_embeds{suffix}.safetensors", f"learned_embeds_2{suffix}.safetensors"]
+    found = [
+        ("InvokeAI", f"learned_embeds{suffix}.bin"),
+        ("diffusers", " + ".join(name for name in diffusers if (output_dir / name).is_file())),
+        ("AUTOMATIC1111, ComfyUI, kohya", f"{trigger}{suffix}.safetensors"),
+    ]
+    return [(tool, name) for tool, name in found if name and (output_dir / name.split(" + ")[0]).is_file()]
+
+
+def embedding_caption(preview: Preview, output_dir: Path, settings: dict) -> str:
+    trigger = str(settings.get("placeholder_token", "")).strip("<>")
+    files = tool_files(output_dir, trigger, preview.step, preview.final)
+    if not files:
+        if preview.step == 0:
+            return "before training: the starting vectors"
+        return "no embedding file was saved at this step (see --save_steps)"
+    items = []
+    for tool, name in files:
+        names = " + ".join(f"<code>{html.escape(part)}</code>" for part in name.split(" + "))
+        if tool == "InvokeAI" and preview.final:
+            text = f"{names}, installed at the end of training"
+        elif tool == "InvokeAI":
+            text = f"<code>{html.escape(install_command(settings, output_dir, preview.step))}</code> installs {names}"
+        else:
+            text = names
+        items.append(f"<li>{tool}: {text}</li>")
+    return '<ul class="files">' + "".join(items) + "</ul>"
 
 
 PAGE = """<!DOCTYPE html>
@@ -186,6 +228,7 @@ h1 code, td code {{ background: #eee; padding: 0 .2em; }}
 .previews {{ display: flex; flex-wrap: wrap; gap: 1.5rem; }}
 figure {{ margin: 0; width: 22rem; max-width: 100%; }}
 figcaption {{ margin-bottom: .4rem; min-height: 2.6em; }}
+.files {{ margin: .2rem 0 0; padding-left: 1.1rem; font-size: .85rem; overflow-wrap: anywhere; }}
 .preview {{ width: 100%; image-rendering: pixelated; border: 1px solid #ccc; }}
 .failed {{ color: #a00; }}
 table {{ border-collapse: collapse; }}
@@ -233,15 +276,15 @@ def rows(pairs: list[tuple[str, str]]) -> str:
     return "\n".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in pairs)
 
 
-def previews_html(previews: list[Preview]) -> str:
+def previews_html(previews: list[Preview], output_dir: Path, settings: dict) -> str:
     if not previews:
         return "<p>No previews: they were turned off with <code>--validation_prompt none</code>.</p>"
     first = previews[0]
     intro = (
         f"<p>Prompt <q>{html.escape(first.prompt)}</q>, the same starting noise (seed "
         f"{html.escape(first.seed)}) at every step, so each preview differs from the one before "
-        "only by what was learned. Pick the step you like best and use its embedding file. "
-        "Newest last.</p>"
+        "only by what was learned. Pick the step you like best and give each tool the file named "
+        "under it (each tool reads another layout). Newest last.</p>"
     )
     figures = []
     for preview in previews:
@@ -249,7 +292,7 @@ def previews_html(previews: list[Preview]) -> str:
         relative = preview.path.relative_to(preview.path.parent.parent).as_posix()
         figures.append(
             f'<figure id="step-{preview.step}">\n<figcaption><strong>{label}</strong>: '
-            f"{embedding_caption(preview)}</figcaption>\n"
+            f"{embedding_caption(preview, output_dir, settings)}</figcaption>\n"
             f'<a href="{html.escape(relative)}"><img class="preview" alt="preview of step {preview.step}" '
             f'src="{jpeg_uri(preview.path)}"></a>\n</figure>'
         )
@@ -279,7 +322,7 @@ def write_report(output_dir: Path) -> Path:
         trigger=html.escape(trigger),
         summary=rows(summary),
         plot=data_uri(plot.read_bytes(), "image/png") if plot.exists() else "",
-        previews=previews_html(read_previews(output_dir)),
+        previews=previews_html(read_previews(output_dir), output_dir, settings),
         settings=rows([(html.escape(key), f"<code>{html.escape(json.dumps(value))}</code>")
                        for key, value in settings.items()]),
     )

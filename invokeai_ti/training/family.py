@@ -73,13 +73,15 @@ class ModelFamily:
         """The vectors ``save_files`` wrote into ``folder`` (final names), one per encoder."""
         return tuple(load_file(str(folder / name))[token] for name in self.vector_files)
 
-    def install(self, output_dir: Path, embedding_dir: Path, token: str) -> Path:
-        """Put the trained embedding where InvokeAI finds it; returns the installed file.
+    def install(self, output_dir: Path, embedding_dir: Path, token: str, step: int | None = None) -> Path:
+        """Put the trained embedding (or the snapshot of ``step``) where InvokeAI finds it;
+        returns the installed file.
 
         Every family's output folder holds the InvokeAI file as ``learned_embeds.bin`` (SD's 1-D
-        or A1111 layout, SDXL's ``clip_l``/``clip_g``); it is installed as its folder's only file.
+        or A1111 layout, SDXL's ``clip_l``/``clip_g``), its snapshots as ``-steps-N.bin``; it is
+        installed as its folder's only file.
         """
-        return install_embedding(output_dir, embedding_dir)
+        return install_embedding(output_dir, embedding_dir, step)
 
     def read_initial(self, path: Path, widths: Sequence[int], model: str) -> tuple[torch.Tensor, ...]:
         """``--initial_embedding``'s vectors, one per encoder; a file for other widths is refused."""
