@@ -134,8 +134,11 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
         problems.append(problem)
     if (problem := caps.precision_problem(resolved.mixed_precision)) is not None:
         problems.append(problem)
-    if (problem := data_folder_problem(data_dir)) is not None:
-        problems.append(problem)
+    # Without a trigger the default data folder is the parent of every trigger's folder: the
+    # trigger is what is missing (said above), not images in that parent.
+    if settings.trigger or data_dir not in (layout.training_data, layout.data_dir(trigger)):
+        if (problem := data_folder_problem(data_dir)) is not None:
+            problems.append(problem)
     if (problem := folder_write_problem(output_dir)) is not None:
         problems.append(problem)
     if trigger_problem(settings.placeholder_token) is None:

@@ -232,26 +232,47 @@ def test_changing_the_batch_size_while_resuming_names_the_difference_and_keeps_t
     assert "EXIT=130" in screen and "Traceback" not in screen
 
 
-def test_a_bad_trigger_gets_a_popup_and_ctrl_c_restores_the_terminal(demo_root, terminals):
+def test_a_bad_trigger_is_named_while_typing_and_the_popup_returns_to_it(demo_root, terminals):
     t = terminals(demo_root, columns=80, lines=24)
     pages = re.search(r"Page 1 of (\d+)", t.wait_for("Trigger Term:", "Page 1 of ")).group(1)
     t.keys("Tab")
     t.type("bad trigger!")
+    screen = t.wait_for("(not usable: contains space, '!'")
+    assert "<bad trigger!>" not in screen and "bad trigger!/" not in screen, "no folder follows it"
     t.focus_ok()
+    t.wait_for(f"Page {pages} of {pages}")
     t.keys("Enter")
     screen = t.wait_for("The following problems were detected and must be corrected:")
     assert "* The trigger term 'bad trigger!' contains space, '!'" in screen
     t.keys("Enter")
-    t.keys("C-p")
-    t.wait_for(f"Page {pages} of {pages}")
-    for _ in range(30):
-        t.keys("C-p")
-    screen = t.wait_for(f"Page 1 of {pages}", "bad trigger!")
+    # The cursor is back in the trigger, on the first page: typing goes on where it stopped.
+    t.keys("BSpace", pause=0.3)
+    t.type("X")
+    screen = t.wait_for(f"Page 1 of {pages}", "bad triggerX", "(not usable: contains space;")
     assert "The following problems" not in screen
     t.keys("C-c")
     screen = t.wait_for("EXIT=", timeout=30)
     assert "Cancelled with Ctrl-C; nothing was trained." in screen and "EXIT=130" in screen
     assert "TTY=echo" in screen and "Traceback" not in screen
+
+
+def test_max_training_steps_takes_a_typed_number_and_the_previews_follow_a_short_run(demo_root, terminals):
+    t = terminals(demo_root)
+    t.wait_for("Trigger Term:", "3000 / 10000", "500 / 2000")
+    t.keys("Tab")
+    t.type(DEMO_TRIGGER)
+    # Initializer, resume, learnable property, both folders, resolution, center crop and mixed
+    # precision lie between the trigger and the max steps.
+    t.keys(*["C-n"] * 9)
+    t.type("30")
+    screen = t.wait_for("30 / 10000", "15 / 2000")
+    t.keys("BSpace", pause=0.3)
+    t.type("0000")
+    screen = t.wait_for("30000 / 30000")
+    assert "500 / 2000" in screen, "back to the default interval for a long run"
+    t.keys("C-c")
+    screen = t.wait_for("EXIT=", timeout=30)
+    assert "EXIT=130" in screen and "Traceback" not in screen
 
 
 def test_a_small_terminal_is_told_the_size_it_needs(demo_root, terminals):

@@ -31,6 +31,7 @@ from .state import (
     MODEL_LIST_ROWS,
     TITLE,
     FormState,
+    field_of_problem,
     label,
     problems_message,
     slider_range,
@@ -58,11 +59,41 @@ EXIT_INTERRUPTED = 130
 
 
 class IntSlider(npyscreen.Slider):
-    """npyscreen shows slider values as floats ("3000.0 / 10000"); steps are whole numbers."""
+    """A slider of whole numbers that also takes a typed one.
+
+    npyscreen shows slider values as floats ("3000.0 / 10000") and only steps them with the
+    arrows; a 30-step trial run must not need a dozen presses. Digits typed on arrival replace
+    the value, further digits extend it and Backspace takes the last one back; a number beyond
+    the end of the scale widens it.
+    """
+
+    typing = False
 
     def translate_value(self) -> str:
         text = f"{int(self.value)} / {self.out_of}"
         return text.rjust(len(str(self.out_of)) * 2 + 3)
+
+    def set_up_handlers(self) -> None:
+        super().set_up_handlers()
+        self.handlers.update({ord(digit): self.h_digit for digit in "0123456789"})
+        self.handlers.update({key: self.h_backspace for key in (curses.KEY_BACKSPACE, 127, 8)})
+
+    def edit(self) -> None:
+        self.typing = False
+        super().edit()
+
+    def h_digit(self, key: int) -> None:
+        text = (str(int(self.value)) if self.typing else "") + chr(key)
+        self.typing = True
+        self.set_typed(int(text))
+
+    def h_backspace(self, _key: int) -> None:
+        self.typing = True
+        self.set_typed(int(str(int(self.value))[:-1] or 0))
+
+    def set_typed(self, number: int) -> None:
+        self.out_of = max(self.out_of, number)
+        self.value = number
 
 
 class TitleIntSlider(npyscreen.TitleSlider):
@@ -198,6 +229,7 @@ class SettingsForm(npyscreen.FormMultiPageAction):
             "resume_from_checkpoint": self.state.resume_toggled,
             "model": self.state.model_chosen,
             "learnable_property": self.state.learnable_property_chosen,
+            "max_train_steps": self.state.max_steps_edited,
         }
         for name in changed:
             if name not in reactions:
@@ -219,9 +251,21 @@ class SettingsForm(npyscreen.FormMultiPageAction):
                 problems_message(problems), title="Please correct", wide=True, editw=1
             )
             self.editing = True
+            self.focus_field(next(filter(None, map(field_of_problem, problems)), None))
             self.DISPLAY()
             return
         self.plan = plan
+
+    def focus_field(self, name: str | None) -> None:
+        """Put the cursor on the field to fix, on whichever page it is, not back on OK."""
+        if name is None or name not in self.fields:
+            return
+        widget = self.fields[name]
+        for page, widgets in enumerate(self._pages__):
+            if widget in widgets:
+                self.switch_page(page, display=False)
+                self.editw = widgets.index(widget)
+                return
 
 
 class SettingsApp(npyscreen.NPSApp):

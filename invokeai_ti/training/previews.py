@@ -158,7 +158,7 @@ class Previews:
         self.settings = settings
         self.output_dir = output_dir
         self.prompt = preview_prompt(settings)
-        self.every = settings.validation_steps or settings.save_steps
+        self.every = settings.preview_every
         self.seed = preview_seed(settings, seed)
         self.placeholder = placeholder
         self.family = family
