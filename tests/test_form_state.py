@@ -532,6 +532,7 @@ def test_resume_with_no_steps_left_or_an_unreadable_checkpoint_is_a_problem(root
 def finished_run(tmp_path: Path) -> Path:
     out = tmp_path / "text-inversion-output" / "cat"
     make_checkpoint(out, 500)
+    make_checkpoint(out, 1000)
     (out / "logs").mkdir()
     for name in ("learned_embeds-steps-500.bin", "cat-steps-500.safetensors", "learned_embeds.bin",
                  "cat.safetensors", "learned_embeds.bin.previous", "loss_log.csv", "training_settings.json"):
@@ -547,7 +548,8 @@ def test_delete_question_removes_only_logs_and_intermediate_files(tmp_path):
     found = {p.name for p in training_leftovers(out, Path("logs"), "cat")}
     assert found == {"checkpoint-500", "logs", "learned_embeds-steps-500.bin", "cat-steps-500.safetensors",
                      "loss_log.csv"}
-    kept = ("logs", "learned_embeds.bin", "cat.safetensors", "learned_embeds.bin.previous", "training_settings.json")
+    kept = ("logs", "learned_embeds.bin", "cat.safetensors", "learned_embeds.bin.previous", "training_settings.json",
+            "checkpoint-1000")
     assert training_leftovers(out, tmp_path / "elsewhere", "cat") == sorted(p for p in out.iterdir() if p.name not in kept)
 
 
@@ -566,7 +568,8 @@ def test_delete_question_needs_a_yes_from_a_person(tmp_path, monkeypatch, capsys
     out = finished_run(tmp_path)
 
     def fake_input(prompt: str) -> str:
-        assert prompt == "Delete training logs and intermediate checkpoints? [y] "
+        assert prompt == ("Delete training logs and intermediate checkpoints (checkpoint-1000, the last, "
+                          "is kept to continue from)? [y] ")
         if answer is EOFError:
             raise EOFError
         return answer
@@ -575,6 +578,7 @@ def test_delete_question_needs_a_yes_from_a_person(tmp_path, monkeypatch, capsys
     monkeypatch.setattr("builtins.input", fake_input)
     ask_to_delete_leftovers(out, Path("logs"), "cat")
     assert (out / "checkpoint-500").exists() is not deleted
+    assert (out / "checkpoint-1000").is_dir(), "the run can always be continued"
     assert (out / "learned_embeds.bin").exists() and (out / "cat.safetensors").exists()
     assert (tmp_path / "embeddings" / "cat" / "learned_embeds.bin").exists()
     assert ("Deleted" if deleted else "Kept") in capsys.readouterr().out

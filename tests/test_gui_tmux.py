@@ -146,19 +146,20 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
     final = installed.read_bytes()
     t.type("2")
     t.keys("Enter")
-    t.wait_for("Delete training logs and intermediate checkpoints? [y]", timeout=30)
-    t.type("n")
+    t.wait_for("Delete training logs and intermediate checkpoints (checkpoint-4, the last, is kept to continue "
+               "from)? [y]", timeout=30)
+    assert f"The embedding of step 2 is installed at {installed}" in t.screen()
+    assert installed.read_bytes() == (output / "learned_embeds-steps-2.bin").read_bytes()
+    assert (output / "learned_embeds.bin.previous").read_bytes() == final
     t.keys("Enter")
     screen = t.wait_for("EXIT=", timeout=30)
     assert "EXIT=0" in screen
-    assert f"The embedding of step 2 is installed at {installed}" in screen
-    assert installed.read_bytes() == (output / "learned_embeds-steps-2.bin").read_bytes()
-    assert (output / "learned_embeds.bin.previous").read_bytes() == final
-    assert "Kept the training logs" in screen
+    assert "Deleted the training logs and intermediate checkpoints" in screen
     assert list(installed.parent.iterdir()) == [installed]
     data = torch.load(installed, weights_only=True)
     assert list(data) == [f"<{DEMO_TRIGGER}>"] and data[f"<{DEMO_TRIGGER}>"].dim() == 1, "InvokeAI reads one 1-D vector"
-    assert (output / "checkpoint-2").is_dir()
+    assert not (output / "checkpoint-2").exists() and not (output / "learned_embeds-steps-2.bin").exists()
+    assert (output / "checkpoint-4").is_dir(), "the last checkpoint stays, to continue from"
     assert (output / "samples" / "step-000004.png").is_file() and (output / "report.html").is_file()
     saved = yaml.safe_load((demo_root / "text-inversion-output" / "preferences.conf").read_text())
     assert saved["max_train_steps"] == 4 and "placeholder_token" not in saved
@@ -190,7 +191,8 @@ def test_resuming_the_demo_with_other_saved_preferences_trains_on_from_the_form(
     assert "2 / 50" in screen and "1 / 10" in screen
     t.focus_ok()
     t.keys("Enter")
-    t.wait_for("Delete training logs and intermediate checkpoints? [y]", timeout=TRAIN_TIMEOUT)
+    t.wait_for("Delete training logs and intermediate checkpoints (checkpoint-6, the last, is kept to continue from)? [y]",
+               timeout=TRAIN_TIMEOUT)
     t.type("n")
     t.keys("Enter")
     screen = t.wait_for("EXIT=", timeout=30)

@@ -20,7 +20,7 @@ from typing import Any
 
 import npyscreen
 
-from ..outputs.checkpoints import SET_ASIDE
+from ..outputs.checkpoints import SET_ASIDE, list_checkpoints
 from ..device import detect
 from ..outputs.embeddings import snapshot_files
 from ..errors import UserError
@@ -314,15 +314,30 @@ def edit_settings(state: FormState) -> RunPlan | None:
     return app.plan
 
 
+def last_checkpoint(output_dir: Path) -> Path | None:
+    found = list_checkpoints(output_dir)
+    return found[-1][1] if found else None
+
+
+def delete_question(last: Path | None) -> str:
+    """InvokeAI 2.3's question, saying what stays so nobody deletes the run's way forward."""
+    if last is None:
+        return "Delete training logs and intermediate checkpoints? [y] "
+    return f"Delete training logs and intermediate checkpoints ({last.name}, the last, is kept to continue from)? [y] "
+
+
 def training_leftovers(output_dir: Path, logging_dir: Path, trigger: str) -> list[Path]:
     """What "delete training logs and intermediate checkpoints" removes from the output folder.
 
-    Only the step snapshots, checkpoints (an earlier run's set aside too) and logs: the final
-    embedding and the recorded settings stay, and nothing outside the output folder (the
-    installed embedding above all) is touched.
+    Only the step snapshots, checkpoints but the last (an earlier run's set aside too) and logs:
+    the last checkpoint, the only way to continue the run with more steps, the final embedding
+    and the recorded settings stay, and nothing outside the output folder (the installed
+    embedding above all) is touched.
     """
     logs = logging_dir if logging_dir.is_absolute() else output_dir / logging_dir
-    found = [*output_dir.glob("checkpoint-*"), *snapshot_files(output_dir, trigger),
+    last = last_checkpoint(output_dir)
+    checkpoints = [path for path in output_dir.glob("checkpoint-*") if path != last]
+    found = [*checkpoints, *snapshot_files(output_dir, trigger),
              output_dir / SET_ASIDE, output_dir / "loss_log.csv"]
     if logs.resolve().is_relative_to(output_dir.resolve()) and logs.resolve() != output_dir.resolve():
         found.append(logs)
@@ -340,7 +355,7 @@ def ask_to_delete_leftovers(output_dir: Path, logging_dir: Path, trigger: str) -
     answer = ""
     if sys.stdin.isatty():
         try:
-            answer = input("Delete training logs and intermediate checkpoints? [y] ").strip().lower() or "y"
+            answer = input(delete_question(last_checkpoint(output_dir))).strip().lower() or "y"
         except EOFError:
             answer = ""
     if not answer.startswith("y"):
@@ -351,7 +366,9 @@ def ask_to_delete_leftovers(output_dir: Path, logging_dir: Path, trigger: str) -
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-    print(f"Deleted the training logs and intermediate checkpoints in {output_dir}.")
+    kept = last_checkpoint(output_dir)
+    print(f"Deleted the training logs and intermediate checkpoints in {output_dir}"
+          + (f"; {kept.name} is kept to continue from." if kept else "."))
 
 
 def ask_which_step(plan: RunPlan) -> None:
