@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +34,19 @@ class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line with the fix, not a usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"invokeai-ti: {message}; see invokeai-ti --help.\n")
+        self.exit(2, f"invokeai-ti: {message}{self.suggestion(message)}; see invokeai-ti --help.\n")
+
+    def suggestion(self, message: str) -> str:
+        """"did you mean --max_train_steps" for a mistyped flag (argparse only says it is unknown)."""
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        known = [option for action in self._actions for option in action.option_strings]
+        hints = []
+        for word in message.removeprefix("unrecognized arguments:").split():
+            flag = word.split("=")[0]
+            if flag.startswith("--") and (close := difflib.get_close_matches(flag, known, n=1)):
+                hints.append(f"{flag}: did you mean {close[0]}?")
+        return f" ({'; '.join(hints)})" if hints else ""
 
 
 def value_parser(kind: type, flag: str):
@@ -50,7 +63,7 @@ def value_parser(kind: type, flag: str):
 
 
 def default_text(f: dataclasses.Field) -> str:
-    if f.default is None or isinstance(f.default, bool):
+    if f.default in (None, "") or isinstance(f.default, bool):
         return ""
     return f" (default: {f.default})"
 
@@ -141,7 +154,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
 
 
 def train_headless(settings: TrainingSettings) -> int:
-    from .workflow import plan_run, run_plan
+    from .workflow import header_line, installed_message, plan_run, run_plan
 
     if not settings.placeholder_token.strip():
         raise UserError(
@@ -149,12 +162,11 @@ def train_headless(settings: TrainingSettings) -> int:
             "with --gui)."
         )
     plan = plan_run(settings)
+    print(header_line(plan))
     outcome = run_plan(plan)
     if outcome.installed is not None:
         print(f"Embedding saved in {plan.output_dir}.")
-        print(
-            f"Installed at {outcome.installed}; type {outcome.result.token} in your prompts to use it."
-        )
+        print(installed_message(outcome.installed, outcome.result.token))
     return 0
 
 

@@ -195,6 +195,14 @@ def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = Tru
     return RunOutcome(result, installed)
 
 
+def header_line(plan: RunPlan) -> str:
+    """What is about to happen, printed by every front end before anything loads."""
+    return (
+        f"Training {plan.settings.token} on {plan.model.name} with the images in {plan.data_dir} "
+        "(Ctrl-C stops and keeps a checkpoint to resume from)."
+    )
+
+
 def installed_message(installed: Path, token: str, step: int | None = None) -> str:
     """The one sentence every front end prints after installing, so "installed" reads one way."""
     what = "The embedding" if step is None else f"The embedding of step {step}"

@@ -236,7 +236,11 @@ def test_changing_the_batch_size_while_resuming_names_the_difference_and_keeps_t
 
 def test_a_bad_trigger_is_named_while_typing_and_the_popup_returns_to_it(demo_root, terminals):
     t = terminals(demo_root, columns=80, lines=24)
-    pages = re.search(r"Page 1 of (\d+)", t.wait_for("Trigger Term:", "Page 1 of ")).group(1)
+    screen = t.wait_for("Trigger Term:", "Page 1 of ")
+    pages = re.search(r"Page 1 of (\d+)", screen).group(1)
+    text = " ".join(line.strip("│ ") for line in screen.splitlines())
+    assert "Random weights for trying invokeai-ti; it makes noise, not pictures." in text, (
+        "at 80x24 the chosen model's description is shown in full under the list")
     t.keys("Tab")
     t.type("bad trigger!")
     screen = t.wait_for("(not usable: contains space, '!'")

@@ -118,6 +118,7 @@ def test_every_long_pause_is_announced_before_it_starts(trained):
         return next(index for index, line in enumerate(lines) if line.startswith(prefix))
 
     order = [
+        first("Training <psychedelic> on stable-diffusion-1.5 with the images in "),
         first("Loading the text encoder and VAE of stable-diffusion-1.5 from "),
         first("Caching the latents of 3 images"),
         first("Loading the UNet of stable-diffusion-1.5..."),
@@ -135,6 +136,19 @@ def test_loss_plot_is_drawn_from_the_loss_log(trained):
     with Image.open(output / "loss.png") as plot:
         assert plot.format == "PNG" and plot.size[0] > 400
     assert [row.step for row in read_loss_log(output / "loss_log.csv")] == [1, 2, 3, 4, 5]
+
+
+def test_the_loss_plots_legend_sits_outside_the_curves():
+    from invokeai_ti.outputs.report import LossRow, loss_figure
+
+    rows = [LossRow(step, 0.5 + (step % 7) / 10, 5e-3) for step in range(1, 200)]
+    figure = loss_figure(rows)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    legend = figure.legends[0].get_window_extent(renderer)
+    for axes in figure.axes:
+        box = axes.get_window_extent(renderer)
+        assert not legend.overlaps(box), "the legend covers the plot"
 
 
 def test_smoothing_keeps_the_first_steps_at_their_level_and_evens_out_noise():

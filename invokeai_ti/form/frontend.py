@@ -44,7 +44,15 @@ from .multi_gpu import train_on_gpus
 from ..paths import RootLayout, resolve_root
 from .preferences import load_preferences, save_preferences
 from ..settings import TrainingSettings
-from ..workflow import RunPlan, final_step, install_step, installed_message, run_plan, steps_to_install
+from ..workflow import (
+    RunPlan,
+    final_step,
+    header_line,
+    install_step,
+    installed_message,
+    run_plan,
+    steps_to_install,
+)
 
 # Where every field's entry area starts, so the values line up in one column.
 ENTRY_COLUMN = 32
@@ -52,6 +60,8 @@ ENTRY_COLUMN = 32
 NOTE_INDENT = 5
 # Lines under the resume box for what ticking it filled in; which step it starts from is beside it.
 RESUME_NOTE_LINES = 2
+# Lines under the model list for the chosen model's description, which a narrow list cuts off.
+MODEL_NOTE_LINES = 2
 # "[X]  " before a checkbox's label, and a column npyscreen keeps free after it.
 CHECKBOX_MARK = 6
 EXIT_CANCELLED = 1
@@ -117,7 +127,9 @@ class SettingsForm(npyscreen.FormMultiPageAction):
         self.nextrely += 1
         for name in FORM_FIELDS:
             self.fields[name] = self.add_field(name)
-            if name == "placeholder_token":
+            if name == "model":
+                self.model_notes = [self.add_note("") for _ in range(MODEL_NOTE_LINES)]
+            elif name == "placeholder_token":
                 self.hint = self.add_note(self.state.prompt_hint())
             elif name == "resume_from_checkpoint":
                 box = self.fields[name]
@@ -200,6 +212,12 @@ class SettingsForm(npyscreen.FormMultiPageAction):
                     widget.entry_widget.out_of = max(widget.entry_widget.out_of, value)
                 widget.value = value
         self.hint.value = self.state.prompt_hint()
+        model_lines = textwrap.wrap(self.state.model_description(), self.note_width)
+        if len(model_lines) > MODEL_NOTE_LINES:
+            model_lines[MODEL_NOTE_LINES - 1:] = [textwrap.shorten(
+                " ".join(model_lines[MODEL_NOTE_LINES - 1:]), self.note_width, placeholder=" ...")]
+        for index, note in enumerate(self.model_notes):
+            note.value = model_lines[index] if index < len(model_lines) else ""
         device_lines = textwrap.wrap(self.state.xformers_note(), self.note_width)
         for index, note in enumerate(self.device_notes):
             note.value = device_lines[index] if index < len(device_lines) else ""
@@ -413,10 +431,7 @@ def run_form(typed: Mapping[str, Any]) -> int:
         print("Cancelled; nothing was trained.", file=sys.stderr)
         return EXIT_CANCELLED
     remember(layout, state.settings_to_remember(plan.settings))
-    print(
-        f"Training {plan.settings.token} on {plan.model.name} with the images in {plan.data_dir} "
-        "(Ctrl-C stops and keeps a checkpoint to resume from)."
-    )
+    print(header_line(plan))
     if state.trains_in_child_process():
         code = train_on_gpus(plan, state.gpus)
         if code != 0:

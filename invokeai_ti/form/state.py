@@ -475,6 +475,11 @@ class FormState:
                     for r in self.choices(name)]
         return [str(choice) for choice in self.choices(name)]
 
+    def model_description(self) -> str:
+        """The chosen model in full, under the list, where an 80-column list line cuts it off."""
+        model = self.model()
+        return model.description if model is not None else ""
+
     def prompt_hint(self) -> str:
         """Beside the trigger, checked at every key press: how to use it, or what is wrong with it."""
         trigger = bare_trigger(self.values["placeholder_token"])

@@ -87,11 +87,18 @@ def smoothed(values: list[float]) -> list[float]:
 
 def write_loss_plot(output_dir: Path) -> Path:
     """Loss per step, its smoothed curve and the learning rate, as ``loss.png``."""
+    figure = loss_figure(read_loss_log(output_dir / LOSS_LOG))
+    path = output_dir / LOSS_PLOT
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+    return path
+
+
+def loss_figure(rows: list[LossRow]):
+    """The plot, its legend below the axes: inside them it covered the curve it explains."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    rows = read_loss_log(output_dir / LOSS_LOG)
     figure = Figure(figsize=(9, 4.5), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -110,12 +117,11 @@ def write_loss_plot(output_dir: Path) -> Path:
         rate_axes.set_ylim(0, max(rates) * 1.1 or 1)
         rate_axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         lines = axes.get_lines() + rate_axes.get_lines()
-        axes.legend(lines, [line.get_label() for line in lines], loc="upper right")
+        figure.legend(lines, [line.get_label() for line in lines], loc="outside lower center",
+                      ncols=len(lines), frameon=False)
     else:
         axes.text(0.5, 0.5, "no training step yet", ha="center", va="center", transform=axes.transAxes)
-    path = output_dir / LOSS_PLOT
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
-    return path
+    return figure
 
 
 @dataclass(frozen=True)
