@@ -171,7 +171,7 @@ def train_headless(settings: TrainingSettings) -> int:
 
 
 def list_models(settings: TrainingSettings) -> int:
-    from .models import format_model_table, scan_models
+    from .models import format_model_table, no_model_message, scan_models
     from .paths import RootLayout, resolve_root
 
     layout = RootLayout(resolve_root(settings.root))
@@ -179,10 +179,7 @@ def list_models(settings: TrainingSettings) -> int:
     for note in scan.notes:
         print(f"Note: {note}", file=sys.stderr)
     if not scan.models:
-        print(
-            f"No diffusers model found under {layout.root}; add one to configs/models.yaml, or "
-            "run `invokeai-ti --demo` to make a demo root."
-        )
+        print(no_model_message(layout))
         return 1
     print(format_model_table(scan.models))
     return 0

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from .paths import RootLayout
+from .paths import DEMO_ROOT, RootLayout
 from .settings import TrainingSettings
 
-DEMO_ROOT = Path("~/invokeai-ti-demo")
 DEMO_MODEL = "tiny-random-sd1-demo"
 DEMO_TRIGGER = "orange-toy"
 DEMO_MODEL_FOLDER = Path("models") / "sd-1" / "main" / DEMO_MODEL

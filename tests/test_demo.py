@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import yaml
 
@@ -36,7 +38,22 @@ def test_demo_makes_a_root_trains_and_installs_an_embedding(tmp_path, capsys):
 
 def test_list_models_on_an_empty_root_says_how_to_get_one(tmp_path, capsys):
     assert main(["--list-models", "--root", str(tmp_path)]) == 1
-    assert "invokeai-ti --demo" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "invokeai-ti --demo" in out and "InvokeAI's model manager" in out and "Getting a model" in out
+
+
+def test_list_models_without_a_root_after_the_demo_points_at_the_demo_root(capsys):
+    """The usual next command after `invokeai-ti --demo` has no --root and looks in ~/invokeai."""
+    from invokeai_ti.demo import make_demo_root
+    from invokeai_ti.paths import DEMO_ROOT
+
+    demo = DEMO_ROOT.expanduser()
+    make_demo_root(demo)
+    assert main(["--list-models"]) == 1
+    out = capsys.readouterr().out
+    assert f"No diffusers model was found under {Path.home() / 'invokeai'}" in out
+    assert f"the demo root {demo} has one: add --root {demo}" in out
+    assert main(["--list-models", "--root", str(demo)]) == 0
 
 
 def test_the_demo_on_a_root_made_earlier_says_it_uses_it(tmp_path, capsys, monkeypatch):

@@ -32,7 +32,7 @@ from ..outputs.checkpoints import (
 )
 from ..device import DeviceCaps
 from ..errors import UserError
-from ..models import SOURCE_GIVEN, ModelInfo, default_model, find_model
+from ..models import SOURCE_GIVEN, ModelInfo, default_model, find_model, no_model_message
 from ..paths import RootLayout
 from ..training.previews import default_prompt
 from ..outputs.resume import nothing_left
@@ -191,14 +191,6 @@ def model_label(model: ModelInfo) -> str:
     if model.path is None:
         text += " (not downloaded)"
     return f"{text} - {model.description}" if model.description else text
-
-
-def no_model_message(layout: RootLayout) -> str:
-    return (
-        f"There is no diffusers model to train under {layout.root}; add one to "
-        f"{layout.models_yaml} (InvokeAI's model manager does this) or put a diffusers folder in "
-        f"{layout.models}, or run `invokeai-ti --demo` to make a demo root with a tiny model."
-    )
 
 
 def too_small_message(columns: int, lines: int) -> str:
