@@ -16,8 +16,9 @@ from .dataset import data_folder_problem
 from .device import DeviceCaps, detect
 from .errors import UserError
 from .models import ModelInfo, find_model
-from .outputs.embeddings import BACKUP_SUFFIX, INSTALLED_NAME, install_embedding, snapshot_steps
-from .outputs.report import LOSS_LOG, read_loss_log
+from .outputs.embeddings import install_embedding
+from .outputs.layout import INSTALLED_BACKUP, INSTALLED_NAME, OutputLayout, own_files_problem
+from .outputs.report import read_loss_log
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports, quiet_library_progress
 from .settings import TrainingSettings, trigger_problem
@@ -108,6 +109,9 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     sentence fragment; the form lists them all in one popup, the CLI prints them and exits.
     """
     problems = settings.problems()
+    if trigger_problem(settings.placeholder_token) is None:
+        if (problem := own_files_problem(settings.trigger)) is not None:
+            problems.insert(0, problem)
     caps = caps or detect()
     layout = RootLayout(resolve_root(settings.root))
     try:
@@ -209,24 +213,23 @@ def installed_message(installed: Path, token: str, step: int | None = None) -> s
     return f"{what} is installed at {installed}; type {token} in your prompts to use it."
 
 
-def final_step(output_dir: Path) -> int | None:
+def final_step(outputs: OutputLayout) -> int | None:
     """The step the final ``learned_embeds.bin`` holds: the loss log's last, when both exist."""
-    if not (output_dir / INSTALLED_NAME).is_file():
+    if not outputs.embeddings().invokeai.is_file():
         return None
-    rows = read_loss_log(output_dir / LOSS_LOG)
+    rows = read_loss_log(outputs.loss_log)
     return rows[-1].step if rows else None
 
 
-def steps_to_install(output_dir: Path) -> list[int]:
+def steps_to_install(outputs: OutputLayout) -> list[int]:
     """Every step whose embedding can be installed: the snapshots and the final one."""
-    final = final_step(output_dir)
-    return sorted(set(snapshot_steps(output_dir)) | ({final} if final is not None else set()))
+    final = final_step(outputs)
+    return sorted(set(outputs.snapshot_steps()) | ({final} if final is not None else set()))
 
 
-def describe_steps(output_dir: Path) -> str:
-    final = final_step(output_dir)
-    shown = [f"{step} (the final one)" if step == final else str(step) for step in steps_to_install(output_dir)]
-    return ", ".join(shown)
+def describe_steps(outputs: OutputLayout) -> str:
+    final = final_step(outputs)
+    return ", ".join(f"{step} (the final one)" if step == final else str(step) for step in steps_to_install(outputs))
 
 
 @dataclass(frozen=True)
@@ -238,7 +241,7 @@ class StepInstalled:
     def message(self, token: str, step: int) -> str:
         text = installed_message(self.installed, token, step)
         if self.replaced:
-            text += f" The embedding it replaced is kept as {self.output_dir / (INSTALLED_NAME + BACKUP_SUFFIX)}."
+            text += f" The embedding it replaced is kept as {self.output_dir / INSTALLED_BACKUP}."
         return text
 
 
@@ -252,7 +255,8 @@ def install_step(settings: TrainingSettings, step: int) -> StepInstalled:
         )
     layout = RootLayout(resolve_root(settings.root))
     output_dir = (settings.output_dir or layout.output_dir(settings.trigger)).expanduser()
-    available = steps_to_install(output_dir)
+    outputs = OutputLayout(output_dir, settings.trigger)
+    available = steps_to_install(outputs)
     if not available:
         raise UserError(
             f"{output_dir} holds no trained embedding of {settings.token}; train it first, or pass "
@@ -261,9 +265,9 @@ def install_step(settings: TrainingSettings, step: int) -> StepInstalled:
     if step not in available:
         raise UserError(
             f"{output_dir} has no embedding of step {step}; the steps saved there are "
-            f"{describe_steps(output_dir)}: pass one of them to --install-step."
+            f"{describe_steps(outputs)}: pass one of them to --install-step."
         )
-    source = None if step == final_step(output_dir) else step
+    source = None if step == final_step(outputs) else step
     embedding_dir = layout.embedding_dir(settings.trigger)
     replaced = (embedding_dir / INSTALLED_NAME).is_file()
     installed = install_embedding(output_dir, embedding_dir, source)

@@ -23,8 +23,6 @@ from invokeai_ti.form.state import (
     too_small_message,
     widget_kind,
 )
-from invokeai_ti.form import frontend
-from invokeai_ti.form.frontend import ask_to_delete_leftovers, training_leftovers
 from invokeai_ti.models import ModelInfo, discover_models
 from invokeai_ti.paths import RootLayout
 from invokeai_ti.settings import TrainingSettings
@@ -527,61 +525,6 @@ def test_resume_with_no_steps_left_or_an_unreadable_checkpoint_is_a_problem(root
     assert state.values["resume_from_checkpoint"] is True
     _, problems = state.validate()
     assert f"the checkpoint {output / 'checkpoint-40'} cannot be read; delete it" in "\n".join(problems)
-
-
-def finished_run(tmp_path: Path) -> Path:
-    out = tmp_path / "text-inversion-output" / "cat"
-    make_checkpoint(out, 500)
-    make_checkpoint(out, 1000)
-    (out / "logs").mkdir()
-    for name in ("learned_embeds-steps-500.bin", "cat-steps-500.safetensors", "learned_embeds.bin",
-                 "cat.safetensors", "learned_embeds.bin.previous", "loss_log.csv", "training_settings.json"):
-        (out / name).write_text("x", encoding="utf-8")
-    installed = tmp_path / "embeddings" / "cat" / "learned_embeds.bin"
-    installed.parent.mkdir(parents=True)
-    installed.write_text("x", encoding="utf-8")
-    return out
-
-
-def test_delete_question_removes_only_logs_and_intermediate_files(tmp_path):
-    out = finished_run(tmp_path)
-    found = {p.name for p in training_leftovers(out, Path("logs"), "cat")}
-    assert found == {"checkpoint-500", "logs", "learned_embeds-steps-500.bin", "cat-steps-500.safetensors",
-                     "loss_log.csv"}
-    kept = ("logs", "learned_embeds.bin", "cat.safetensors", "learned_embeds.bin.previous", "training_settings.json",
-            "checkpoint-1000")
-    assert training_leftovers(out, tmp_path / "elsewhere", "cat") == sorted(p for p in out.iterdir() if p.name not in kept)
-
-
-class FakeStdin:
-    def __init__(self, tty: bool) -> None:
-        self.tty = tty
-
-    def isatty(self) -> bool:
-        return self.tty
-
-
-@pytest.mark.parametrize("tty, answer, deleted", [
-    (True, "", True), (True, "y", True), (True, "n", False), (True, EOFError, False), (False, "y", False),
-])
-def test_delete_question_needs_a_yes_from_a_person(tmp_path, monkeypatch, capsys, tty, answer, deleted):
-    out = finished_run(tmp_path)
-
-    def fake_input(prompt: str) -> str:
-        assert prompt == ("Delete training logs and intermediate checkpoints (checkpoint-1000, the last, "
-                          "is kept to continue from)? [y] ")
-        if answer is EOFError:
-            raise EOFError
-        return answer
-
-    monkeypatch.setattr(frontend.sys, "stdin", FakeStdin(tty))
-    monkeypatch.setattr("builtins.input", fake_input)
-    ask_to_delete_leftovers(out, Path("logs"), "cat")
-    assert (out / "checkpoint-500").exists() is not deleted
-    assert (out / "checkpoint-1000").is_dir(), "the run can always be continued"
-    assert (out / "learned_embeds.bin").exists() and (out / "cat.safetensors").exists()
-    assert (tmp_path / "embeddings" / "cat" / "learned_embeds.bin").exists()
-    assert ("Deleted" if deleted else "Kept") in capsys.readouterr().out
 
 
 def test_choosing_sdxl_sets_the_batch_size_from_the_gpus_memory_unless_the_user_chose_one(tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import curses
 import dataclasses
 import os
-import shutil
 import sys
 import textwrap
 from collections.abc import Mapping
@@ -20,9 +19,7 @@ from typing import Any
 
 import npyscreen
 
-from ..outputs.checkpoints import SET_ASIDE, list_checkpoints
 from ..device import detect
-from ..outputs.embeddings import snapshot_files
 from ..errors import UserError
 from .state import (
     FORM_FIELDS,
@@ -40,6 +37,9 @@ from .state import (
     widget_kind,
 )
 from ..models import scan_models
+from ..outputs.layout import OutputLayout
+from ..training.family import family_for
+from .cleanup import ask_to_delete_leftovers
 from .multi_gpu import train_on_gpus
 from ..paths import RootLayout, resolve_root
 from .preferences import load_preferences, save_preferences
@@ -332,88 +332,6 @@ def edit_settings(state: FormState) -> RunPlan | None:
     return app.plan
 
 
-def last_checkpoint(output_dir: Path) -> Path | None:
-    found = list_checkpoints(output_dir)
-    return found[-1][1] if found else None
-
-
-def delete_question(last: Path | None) -> str:
-    """InvokeAI 2.3's question, saying what stays so nobody deletes the run's way forward."""
-    if last is None:
-        return "Delete training logs and intermediate checkpoints? [y] "
-    return f"Delete training logs and intermediate checkpoints ({last.name}, the last, is kept to continue from)? [y] "
-
-
-def training_leftovers(output_dir: Path, logging_dir: Path, trigger: str) -> list[Path]:
-    """What "delete training logs and intermediate checkpoints" removes from the output folder.
-
-    Only the step snapshots, checkpoints but the last (an earlier run's set aside too) and logs:
-    the last checkpoint, the only way to continue the run with more steps, the final embedding
-    and the recorded settings stay, and nothing outside the output folder (the installed
-    embedding above all) is touched.
-    """
-    logs = logging_dir if logging_dir.is_absolute() else output_dir / logging_dir
-    last = last_checkpoint(output_dir)
-    checkpoints = [path for path in output_dir.glob("checkpoint-*") if path != last]
-    found = [*checkpoints, *snapshot_files(output_dir, trigger),
-             output_dir / SET_ASIDE, output_dir / "loss_log.csv"]
-    if logs.resolve().is_relative_to(output_dir.resolve()) and logs.resolve() != output_dir.resolve():
-        found.append(logs)
-    return sorted(path for path in found if path.exists())
-
-
-def ask_to_delete_leftovers(output_dir: Path, logging_dir: Path, trigger: str) -> None:
-    """InvokeAI's question, default yes when a person presses Enter.
-
-    Without a terminal (a script, a pipe, end of input) nobody said yes, so nothing is deleted.
-    """
-    leftovers = training_leftovers(output_dir, logging_dir, trigger)
-    if not leftovers:
-        return
-    answer = ""
-    if sys.stdin.isatty():
-        try:
-            answer = input(delete_question(last_checkpoint(output_dir))).strip().lower() or "y"
-        except EOFError:
-            answer = ""
-    if not answer.startswith("y"):
-        print(f"Kept the training logs and intermediate checkpoints in {output_dir}.")
-        return
-    for path in leftovers:
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    kept = last_checkpoint(output_dir)
-    print(f"Deleted the training logs and intermediate checkpoints in {output_dir}"
-          + (f"; {kept.name} is kept to continue from." if kept else "."))
-
-
-def ask_which_step(plan: RunPlan) -> None:
-    """The form's way to install an earlier snapshot, asked before the clean-up deletes them.
-
-    Enter keeps the final embedding; without a terminal nothing is asked.
-    """
-    final = final_step(plan.output_dir)
-    others = [step for step in steps_to_install(plan.output_dir) if step != final]
-    if not others or final is None or not sys.stdin.isatty():
-        return
-    try:
-        answer = input(
-            f"Install the embedding of an earlier step instead (the report shows each step's previews)? "
-            f"Type {', '.join(map(str, others))}, or press Enter to keep step {final}: "
-        ).strip()
-    except EOFError:
-        return
-    if not answer:
-        return
-    if not answer.isdigit() or int(answer) not in others:
-        print(f"No embedding of step {answer} was saved; the embedding of step {final} stays installed.")
-        return
-    settings = dataclasses.replace(plan.settings, output_dir=plan.output_dir)
-    print(install_step(settings, int(answer)).message(plan.settings.token, int(answer)))
-
-
 def run_form(typed: Mapping[str, Any]) -> int:
     """Open the form pre-filled from ``typed`` (the flags given with --gui), then train."""
     layout = RootLayout(resolve_root(typed.get("root")))
@@ -440,9 +358,35 @@ def run_form(typed: Mapping[str, Any]) -> int:
         outcome = run_plan(plan)
         if outcome.installed is not None:
             print(installed_message(outcome.installed, outcome.result.token))
-    ask_which_step(plan)
-    ask_to_delete_leftovers(plan.output_dir, plan.settings.logging_dir, plan.settings.trigger)
+    outputs = family_for(plan.model).output_layout(plan.output_dir, plan.settings.token)
+    ask_which_step(plan, outputs)
+    ask_to_delete_leftovers(outputs, plan.settings.logging_dir)
     return 0
+
+
+def ask_which_step(plan: RunPlan, outputs: OutputLayout) -> None:
+    """The form's way to install an earlier snapshot, asked before the clean-up deletes them.
+
+    Enter keeps the final embedding; without a terminal nothing is asked.
+    """
+    final = final_step(outputs)
+    others = [step for step in steps_to_install(outputs) if step != final]
+    if not others or final is None or not sys.stdin.isatty():
+        return
+    try:
+        answer = input(
+            f"Install the embedding of an earlier step instead (the report shows each step's previews)? "
+            f"Type {', '.join(map(str, others))}, or press Enter to keep step {final}: "
+        ).strip()
+    except EOFError:
+        return
+    if not answer:
+        return
+    if not answer.isdigit() or int(answer) not in others:
+        print(f"No embedding of step {answer} was saved; the embedding of step {final} stays installed.")
+        return
+    settings = dataclasses.replace(plan.settings, output_dir=plan.output_dir)
+    print(install_step(settings, int(answer)).message(plan.settings.token, int(answer)))
 
 
 def remember(layout: RootLayout, settings: TrainingSettings) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -23,13 +22,20 @@ from typing import Any, Protocol
 
 import torch
 
-from .embeddings import disk_full_message
 from ..errors import UserError
+from ..files import disk_full_message
 from ..settings import TrainingSettings
+from .layout import (
+    CHECKPOINT_PATTERN,
+    CHECKPOINT_STATE,
+    OPTIMIZER_STATE,
+    SCALER_STATE,
+    SCHEDULER_STATE,
+    SET_ASIDE,
+    checkpoint_name,
+    checkpoint_staging_name,
+)
 
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-STATE_FILE = "trainer_state.json"
-SET_ASIDE = "previous-run-checkpoints"
 
 
 # What a difference is called in a message, in the order messages list them.
@@ -188,7 +194,7 @@ def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     found = []
     for child in output_dir.iterdir():
         match = CHECKPOINT_PATTERN.match(child.name)
-        if match and (child / STATE_FILE).is_file():
+        if match and (child / CHECKPOINT_STATE).is_file():
             found.append((int(match.group(1)), child))
     return sorted(found)
 
@@ -207,18 +213,18 @@ def write_checkpoint(
     grad_scaler: torch.amp.GradScaler | None,
     keep: int | None,
 ) -> Path:
-    final = output_dir / f"checkpoint-{step}"
-    staging = output_dir / f".checkpoint-{step}.partial"
+    final = output_dir / checkpoint_name(step)
+    staging = output_dir / checkpoint_staging_name(step)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
         family.save_files(staging, shape.token, vectors, step, shape.model)
-        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-        torch.save(lr_scheduler.state_dict(), staging / "scheduler.pt")
+        torch.save(optimizer.state_dict(), staging / OPTIMIZER_STATE)
+        torch.save(lr_scheduler.state_dict(), staging / SCHEDULER_STATE)
         if grad_scaler is not None:
-            torch.save(grad_scaler.state_dict(), staging / "scaler.pt")
+            torch.save(grad_scaler.state_dict(), staging / SCALER_STATE)
         state = {"step": step, "seed": seed, "total_steps": total_steps, "shape": asdict(shape)}
-        (staging / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+        (staging / CHECKPOINT_STATE).write_text(json.dumps(state, indent=2), encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -279,9 +285,9 @@ def find_checkpoint(output_dir: Path, request: str) -> Path | None:
     path = Path(request).expanduser()
     if not path.is_absolute() and not path.exists():
         path = output_dir / path
-    if not (path / STATE_FILE).is_file():
+    if not (path / CHECKPOINT_STATE).is_file():
         raise UserError(
-            f"{path} is not a checkpoint folder (it has no {STATE_FILE}); pass a checkpoint-N "
+            f"{path} is not a checkpoint folder (it has no {CHECKPOINT_STATE}); pass a checkpoint-N "
             "folder from the output folder, or --resume_from_checkpoint latest."
         )
     return path
@@ -300,7 +306,7 @@ def checkpoint_to_resume(output_dir: Path, request: str | None) -> Checkpoint | 
 
 def read_checkpoint(path: Path) -> Checkpoint:
     try:
-        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        state = json.loads((path / CHECKPOINT_STATE).read_text(encoding="utf-8"))
         total = state.get("total_steps")
         return Checkpoint(
             path,
@@ -329,9 +335,9 @@ def restore_checkpoint(
     with torch.no_grad():
         for target, saved in zip(vectors, family.read_saved(checkpoint.path, shape.token), strict=True):
             target.copy_(saved.to(target.device, target.dtype))
-    optimizer.load_state_dict(load_state(checkpoint.path / "optimizer.pt"))
-    lr_scheduler.load_state_dict(load_state(checkpoint.path / "scheduler.pt"))
-    scaler_file = checkpoint.path / "scaler.pt"
+    optimizer.load_state_dict(load_state(checkpoint.path / OPTIMIZER_STATE))
+    lr_scheduler.load_state_dict(load_state(checkpoint.path / SCHEDULER_STATE))
+    scaler_file = checkpoint.path / SCALER_STATE
     if grad_scaler is not None and scaler_file.exists():
         grad_scaler.load_state_dict(load_state(scaler_file))
 

@@ -15,29 +15,31 @@ import csv
 import html
 import io
 import json
-import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from .embeddings import atomic_write
+from ..files import atomic_write
+from ..paths import RootLayout
+from ..settings import bare_trigger
+from .layout import (
+    LOSS_LOG,
+    LOSS_PLOT,
+    REPORT,
+    SAMPLE_NAME,
+    SAMPLES_DIR,
+    SETTINGS_RECORD,
+    OutputLayout,
+    sample_name,
+)
 
-# Written by the trainer.
-LOSS_LOG = "loss_log.csv"
-SETTINGS_FILE = "training_settings.json"
-# Written here, and the previews' folder.
-LOSS_PLOT = "loss.png"
-REPORT = "report.html"
-SAMPLES_DIR = "samples"
-
-SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
 REPORT_JPEG_QUALITY = 90
 
 
 def sample_path(output_dir: Path, step: int) -> Path:
-    return output_dir / SAMPLES_DIR / f"step-{step:06d}.png"
+    return output_dir / SAMPLES_DIR / sample_name(step)
 
 
 def sample_files(output_dir: Path) -> dict[int, Path]:
@@ -170,43 +172,43 @@ def jpeg_uri(path: Path) -> str:
 
 def install_command(settings: dict, output_dir: Path, step: int) -> str:
     """The command that installs this step's snapshot for InvokeAI, runnable as it stands."""
-    trigger = str(settings.get("placeholder_token", "")).strip("<>") or "<trigger>"
+    trigger = bare_trigger(str(settings.get("placeholder_token", ""))) or "<trigger>"
     words = ["invokeai-ti", "--install-step", str(step)]
     root = settings.get("root")
     if root:
         words += ["--root", str(root)]
     words += ["--placeholder_token", trigger]
-    if root is None or output_dir != Path(root) / "text-inversion-output" / trigger:
+    if root is None or output_dir != RootLayout(Path(root)).output_dir(trigger):
         words += ["--output_dir", str(output_dir)]
     return " ".join(shlex.quote(word) for word in words)
 
 
-def tool_files(output_dir: Path, trigger: str, step: int, final: bool) -> list[tuple[str, str]]:
-    """Which file of this step each tool takes (REFERENCE: who loads what), those on disk only.
+def tool_files(output_dir: Path, trigger: str, step: int, final: bool) -> list[tuple[str, list[str]]]:
+    """Which files of this step each tool takes (REFERENCE: who loads what), those on disk only.
 
     ``learned_embeds-steps-N.safetensors`` looks like the file to take but InvokeAI misreads its
     width, so InvokeAI gets the ``.bin`` (installed by a command) and the others their own file.
+    Two encoders are asked for: SDXL's second diffusers file is named only when it exists.
     """
-    suffix = "" if final else f"-steps-{step}"
-    diffusers = [f"learned_embeds{suffix}.safetensors", f"learned_embeds_2{suffix}.safetensors"]
+    names = OutputLayout(output_dir, trigger, encoders=2).embeddings(None if final else step)
     found = [
-        ("InvokeAI", f"learned_embeds{suffix}.bin"),
-        ("diffusers", " + ".join(name for name in diffusers if (output_dir / name).is_file())),
-        ("AUTOMATIC1111, ComfyUI, kohya", f"{trigger}{suffix}.safetensors"),
+        ("InvokeAI", [names.invokeai]),
+        ("diffusers", [path for path in names.diffusers if path.is_file()]),
+        ("AUTOMATIC1111, ComfyUI, kohya", [names.single_file]),
     ]
-    return [(tool, name) for tool, name in found if name and (output_dir / name.split(" + ")[0]).is_file()]
+    return [(tool, [path.name for path in paths]) for tool, paths in found if paths and paths[0].is_file()]
 
 
 def embedding_caption(preview: Preview, output_dir: Path, settings: dict) -> str:
-    trigger = str(settings.get("placeholder_token", "")).strip("<>")
+    trigger = bare_trigger(str(settings.get("placeholder_token", "")))
     files = tool_files(output_dir, trigger, preview.step, preview.final)
     if not files:
         if preview.step == 0:
             return "before training: the starting vectors"
         return "no embedding file was saved at this step (see --save_steps)"
     items = []
-    for tool, name in files:
-        names = " + ".join(f"<code>{html.escape(part)}</code>" for part in name.split(" + "))
+    for tool, found in files:
+        names = " + ".join(f"<code>{html.escape(name)}</code>" for name in found)
         if tool == "InvokeAI" and preview.final:
             text = f"{names}, installed at the end of training"
         elif tool == "InvokeAI":
@@ -308,7 +310,7 @@ def previews_html(previews: list[Preview], output_dir: Path, settings: dict) -> 
 def write_report(output_dir: Path) -> Path:
     """``report.html``: the run's trigger, model, loss plot, previews by step and settings."""
     try:
-        settings = json.loads((output_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+        settings = json.loads((output_dir / SETTINGS_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         settings = {}
     losses = read_loss_log(output_dir / LOSS_LOG)

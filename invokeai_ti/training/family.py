@@ -18,15 +18,16 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from ..outputs.embeddings import EMBEDDING_NAME, Embedding, install_embedding, save_embedding_files
 from ..models import BASE_SDXL, ModelInfo
+from ..outputs.embeddings import Embedding, install_embedding, save_embedding_files
+from ..outputs.layout import OutputLayout
 from ..outputs.sdxl_files import (
-    SECOND_ENCODER_SUFFIX,
     SDXLVectors,
     read_initial_vectors,
     save_sdxl_embeddings,
     sdxl_trigger_problem,
 )
+from ..settings import bare_trigger
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,6 @@ class ModelFamily:
 
     name: str
     encoders: tuple[EncoderSlot, ...]
-    # The diffusers file of each encoder's vectors, ``{token: tensor[n, width]}``, which a
-    # checkpoint is restored from.
-    vector_files: tuple[str, ...]
     uses_time_ids = False
 
     def conditioning(
@@ -62,6 +60,10 @@ class ModelFamily:
         """A trigger this family's files cannot be saved under."""
         return None
 
+    def output_layout(self, folder: Path, token: str) -> OutputLayout:
+        """The names of what a run of this family writes into ``folder``."""
+        return OutputLayout(folder, bare_trigger(token), len(self.encoders))
+
     def save_files(
         self, folder: Path, token: str, vectors: Sequence[torch.Tensor], step: int, model: str,
         *, snapshot: bool = False,
@@ -71,7 +73,9 @@ class ModelFamily:
 
     def read_saved(self, folder: Path, token: str) -> tuple[torch.Tensor, ...]:
         """The vectors ``save_files`` wrote into ``folder`` (final names), one per encoder."""
-        return tuple(load_file(str(folder / name))[token] for name in self.vector_files)
+        # The diffusers files, ``{token: tensor[n, width]}``, one per encoder.
+        files = self.output_layout(folder, token).embeddings().diffusers
+        return tuple(load_file(str(path))[token] for path in files)
 
     def install(self, output_dir: Path, embedding_dir: Path, token: str, step: int | None = None) -> Path:
         """Put the trained embedding (or the snapshot of ``step``) where InvokeAI finds it;
@@ -93,7 +97,6 @@ class StableDiffusionFamily(ModelFamily):
 
     name = "SD-1/SD-2"
     encoders = (EncoderSlot("text_encoder", "tokenizer"),)
-    vector_files = (f"{EMBEDDING_NAME}.safetensors",)
 
     def conditioning(
         self, text_encoders: Sequence, ids: Sequence[torch.Tensor], time_ids: torch.Tensor | None
@@ -121,7 +124,6 @@ class StableDiffusionXLFamily(ModelFamily):
         EncoderSlot("text_encoder", "tokenizer"),
         EncoderSlot("text_encoder_2", "tokenizer_2", "CLIPTextModelWithProjection"),
     )
-    vector_files = (f"{EMBEDDING_NAME}.safetensors", f"{EMBEDDING_NAME}{SECOND_ENCODER_SUFFIX}.safetensors")
     uses_time_ids = True
 
     def conditioning(

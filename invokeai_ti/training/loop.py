@@ -113,7 +113,7 @@ class TrainingLoop:
             total=total_steps, initial=start_step, disable=not (main and self.show_progress),
             unit="step", dynamic_ncols=True, desc=f"Training {s.token}",
         )
-        log = LossLog(self.output_dir / "loss_log.csv", start_step) if main else None
+        log = LossLog(self.family.output_layout(self.output_dir, s.token).loss_log, start_step) if main else None
         stop = StopRequest()
         step = start_step
         started = time.monotonic()

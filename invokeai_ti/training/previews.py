@@ -30,7 +30,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from ..dataset import caption, templates_for
-from ..outputs.embeddings import EMBEDDING_NAME, atomic_write
+from ..files import atomic_write
 from ..outputs.report import sample_files, sample_path, write_loss_plot, write_report
 from ..settings import TrainingSettings
 
@@ -244,14 +244,15 @@ class Previews:
 
     def embedding_file(self, step: int, *, final: bool) -> str:
         """The saved embedding holding exactly the vectors this preview was made with."""
+        layout = self.family.output_layout(self.output_dir, self.settings.token)
         if final:
-            name = EMBEDDING_NAME
+            names = layout.embeddings()
         elif step and step % self.settings.save_steps == 0:
-            name = f"{EMBEDDING_NAME}-steps-{step}"
+            names = layout.embeddings(step)
         else:
             return ""
-        file = f"{name}.safetensors"
-        return file if (self.output_dir / file).exists() else ""
+        file = names.diffusers[0]
+        return file.name if file.exists() else ""
 
     def render(self, step: int, tokenizers, text_encoders, unet, *, final: bool = False) -> Path:
         """Write ``samples/step-N.png``: a grid of the preview images, step and prompt in its text."""

@@ -33,7 +33,7 @@ from ..outputs.checkpoints import (
 )
 from ..dataset import caption, require_images, templates_for
 from ..device import probe_xformers, training_device
-from ..outputs.embeddings import atomic_write
+from ..files import atomic_write
 from ..errors import UserError
 from ..models import ModelInfo
 from ..outputs.lock import OutputLock
@@ -51,7 +51,6 @@ from .state import TrainingState
 from .step import Notify, TrainingStep
 from .tokens import ExtendedEmbedding, add_tokens, new_tokens
 
-SETTINGS_FILE = "training_settings.json"
 SPARE_BYTES = 16 * 2**20
 PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -134,6 +133,7 @@ class Trainer:
         self.family = family_for(model)
         self.data_dir = data_dir
         self.output_dir = output_dir
+        self.layout = self.family.output_layout(output_dir, settings.token)
         self.notify = notify
         self.show_progress = show_progress
         self.loaded: LoadedParts | None = None
@@ -222,7 +222,7 @@ class Trainer:
         }
         self.output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(
-            self.output_dir / SETTINGS_FILE,
+            self.layout.settings_record,
             lambda tmp: tmp.write_text(json.dumps(record, indent=2), encoding="utf-8"),
         )
 
@@ -415,7 +415,7 @@ class Trainer:
                 self.family.encoders, loaded.tokenizers, loaded.token_ids, loaded.vectors
             )
         ]
-        export_pipeline(self.model.path, trained, self.output_dir / "pipeline")
+        export_pipeline(self.model.path, trained, self.layout.pipeline)
 
     def _enable_xformers(self, unet, device: torch.device) -> None:
         works, reason = probe_xformers(device)
