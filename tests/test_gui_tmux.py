@@ -128,7 +128,7 @@ def terminals():
 
 def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, terminals):
     t = terminals(demo_root, "--max_train_steps", "4", "--train_batch_size", "1",
-                  "--gradient_accumulation_steps", "1", "--checkpointing_steps", "2", "--save_steps", "2")
+                  "--gradient_accumulation_steps", "1", "--checkpointing_steps", "2", "--save_steps", "2", "--validation_steps", "4")
     t.wait_for("Textual Inversion Settings", "Trigger Term:", "Use xformers acceleration")
     t.keys("Tab")
     t.type(DEMO_TRIGGER)
