@@ -146,7 +146,7 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     if (problem := folder_write_problem(output_dir)) is not None:
         problems.append(problem)
     if trigger_problem(settings.placeholder_token) is None:
-        if (problem := family_for(model).trigger_problem(settings.placeholder_token)) is not None:
+        if (problem := family_for(model).files.trigger_problem(settings.placeholder_token)) is not None:
             problems.append(problem)
         if settings.initializer_token.strip():
             problems.extend(tokenizer_problems(model, resolved))
@@ -162,7 +162,7 @@ def initial_embedding_problem(path: Path | None, model: ModelInfo) -> str | None
     if path is None or not model.token_dims:
         return None
     try:
-        family_for(model).read_initial(path, model.token_dims, model.name)
+        family_for(model).files.read_initial(path, model.token_dims, model.name)
     except UserError as error:
         return str(error)
     return None
@@ -193,7 +193,7 @@ def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = Tru
     result = trainer.run()
     installed = None
     if result.main_process:
-        installed = family_for(plan.model).install(
+        installed = family_for(plan.model).files.install(
             result.output_dir, plan.layout.embedding_dir(plan.settings.trigger), plan.settings.token
         )
     return RunOutcome(result, installed)

@@ -14,22 +14,18 @@ import torch
 
 from invokeai_ti.form import cleanup
 from invokeai_ti.form.cleanup import ask_to_delete_leftovers
-from invokeai_ti.models import BASE_SDXL, ModelInfo
+from invokeai_ti.outputs.family_files import FamilyFiles, StableDiffusionFiles, StableDiffusionXLFiles
 from invokeai_ti.outputs.layout import CHECKPOINT_STATE, INSTALLED_BACKUP, OutputLayout
-from invokeai_ti.training.family import ModelFamily, family_for
 
+SD, SDXL = StableDiffusionFiles(), StableDiffusionXLFiles()
 FAMILIES = {
-    "SD-1, one vector": ("SD-1", (32,), 1),
-    "SD-1, three vectors": ("SD-1", (32,), 3),
-    "SDXL": (BASE_SDXL, (32, 48), 1),
+    "SD-1, one vector": (SD, (32,), 1),
+    "SD-1, three vectors": (SD, (32,), 3),
+    "SDXL": (SDXL, (32, 48), 1),
 }
 
 
-def family_of(base: str) -> ModelFamily:
-    return family_for(ModelInfo("tiny", "models/tiny", Path("/nowhere"), "models.yaml", base, 32, 512, "epsilon", False))
-
-
-def finished_run(tmp_path: Path, family: ModelFamily, widths: tuple[int, ...], vectors: int) -> OutputLayout:
+def finished_run(tmp_path: Path, family: FamilyFiles, widths: tuple[int, ...], vectors: int) -> OutputLayout:
     """An output folder as a run of ``family`` leaves it: two snapshots, two checkpoints, logs, the end."""
     out = tmp_path / "text-inversion-output" / "cat"
     learned = [torch.randn(vectors, width) for width in widths]
@@ -55,8 +51,8 @@ def final_files(layout: OutputLayout) -> set[str]:
 
 @pytest.mark.parametrize("case", list(FAMILIES))
 def test_leftovers_are_the_snapshots_checkpoints_and_logs_of_each_family(tmp_path, case):
-    base, widths, vectors = FAMILIES[case]
-    layout = finished_run(tmp_path, family_of(base), widths, vectors)
+    family, widths, vectors = FAMILIES[case]
+    layout = finished_run(tmp_path, family, widths, vectors)
     snapshots = {path.name for step in (250, 500) for path in layout.embeddings(step).all()}
     assert len(snapshots) == 2 * len(final_files(layout)), "every snapshot file is on disk"
     found = {path.name for path in layout.leftovers(Path("logs"))}
@@ -67,14 +63,14 @@ def test_leftovers_are_the_snapshots_checkpoints_and_logs_of_each_family(tmp_pat
 
 
 def test_sdxl_leftovers_include_the_second_encoders_snapshots(tmp_path):
-    layout = finished_run(tmp_path, family_of(BASE_SDXL), (32, 48), 1)
+    layout = finished_run(tmp_path, SDXL, (32, 48), 1)
     assert {"learned_embeds_2-steps-250.safetensors", "learned_embeds_2-steps-500.safetensors"} <= {
         path.name for path in layout.leftovers(Path("logs"))
     }
 
 
 def test_logs_outside_the_output_folder_are_never_leftovers(tmp_path):
-    layout = finished_run(tmp_path, family_of("SD-1"), (32,), 1)
+    layout = finished_run(tmp_path, SD, (32,), 1)
     found = layout.leftovers(tmp_path / "elsewhere")
     assert "logs" not in {path.name for path in found}
     assert all(path.parent == layout.folder for path in found)
@@ -92,7 +88,7 @@ class FakeStdin:
     (True, "", True), (True, "y", True), (True, "n", False), (True, EOFError, False), (False, "y", False),
 ])
 def test_delete_question_needs_a_yes_from_a_person(tmp_path, monkeypatch, capsys, tty, answer, deleted):
-    layout = finished_run(tmp_path, family_of(BASE_SDXL), (32, 48), 1)
+    layout = finished_run(tmp_path, SDXL, (32, 48), 1)
 
     def fake_input(prompt: str) -> str:
         assert prompt == ("Delete training logs and intermediate checkpoints (checkpoint-1000, the last, "

@@ -365,15 +365,24 @@ def test_resume_takes_as_many_gpus_as_the_checkpoints_run_used(tmp_path):
     assert state.gpus == [0, 1]
 
 
-def test_small_helpers():
+def test_sliders_step_by_one_on_short_ranges_and_cross_long_ones_in_about_forty_presses():
     assert slider_step(10, 10000) == 250 and slider_step(1, 50) == 1 and slider_step(0, 100) == 1
+
+
+def test_learning_rates_are_shown_readably_and_a_typed_word_is_refused_with_an_example():
     assert format_rate(5e-4) == "5.0e-04" and format_rate(1.23e-4) == "0.000123"
     assert parse_rate(" 5e-3 ") == (5e-3, None)
     assert parse_rate("fast")[1] == "the learning rate 'fast' is not a number; type one such as 5e-4"
+
+
+def test_a_terminal_too_small_for_the_form_is_named_with_its_size_and_the_size_needed():
     assert too_small_message(70, 20) == (
         "Not enough window space for the interface: it needs at least 80x24 (this terminal is "
         "70x20). Please make your window larger and try again."
     )
+
+
+def test_problems_are_listed_one_sentence_each_under_one_heading():
     assert problems_message(["the trigger is bad", "Second."]) == (
         f"{PROBLEMS_HEADING}\n* The trigger is bad.\n* Second."
     )

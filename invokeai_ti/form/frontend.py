@@ -358,7 +358,7 @@ def run_form(typed: Mapping[str, Any]) -> int:
         outcome = run_plan(plan)
         if outcome.installed is not None:
             print(installed_message(outcome.installed, outcome.result.token))
-    outputs = family_for(plan.model).output_layout(plan.output_dir, plan.settings.token)
+    outputs = family_for(plan.model).files.output_layout(plan.output_dir, plan.settings.token)
     ask_which_step(plan, outputs)
     ask_to_delete_leftovers(outputs, plan.settings.logging_dir)
     return 0

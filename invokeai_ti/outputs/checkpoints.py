@@ -170,11 +170,21 @@ class RunShape:
 
 
 class EmbeddingLayout(Protocol):
-    """How a model family writes its embedding files and reads their vectors back."""
+    """How a model family writes its embedding files and reads their vectors back
+    (``outputs.family_files``)."""
 
     def save_files(self, folder: Path, token: str, vectors: Sequence[torch.Tensor], step: int, model: str) -> None: ...
 
     def read_saved(self, folder: Path, token: str) -> tuple[torch.Tensor, ...]: ...
+
+
+class Stateful(Protocol):
+    """The run's progress (``training.state.TrainingState``): the vectors under ``"vectors"``, one
+    tensor per text encoder, and the optimizer, schedule and loss scale as their state dicts."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -206,11 +216,8 @@ def write_checkpoint(
     seed: int,
     shape: RunShape,
     total_steps: int,
-    family: EmbeddingLayout,
-    vectors: Sequence[torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    lr_scheduler: Any,
-    grad_scaler: torch.amp.GradScaler | None,
+    files: EmbeddingLayout,
+    state: Stateful,
     keep: int | None,
 ) -> Path:
     final = output_dir / checkpoint_name(step)
@@ -218,13 +225,14 @@ def write_checkpoint(
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
-        family.save_files(staging, shape.token, vectors, step, shape.model)
-        torch.save(optimizer.state_dict(), staging / OPTIMIZER_STATE)
-        torch.save(lr_scheduler.state_dict(), staging / SCHEDULER_STATE)
-        if grad_scaler is not None:
-            torch.save(grad_scaler.state_dict(), staging / SCALER_STATE)
-        state = {"step": step, "seed": seed, "total_steps": total_steps, "shape": asdict(shape)}
-        (staging / CHECKPOINT_STATE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+        saved = state.state_dict()
+        files.save_files(staging, shape.token, saved["vectors"], step, shape.model)
+        torch.save(saved["optimizer"], staging / OPTIMIZER_STATE)
+        torch.save(saved["lr_scheduler"], staging / SCHEDULER_STATE)
+        if saved["grad_scaler"] is not None:
+            torch.save(saved["grad_scaler"], staging / SCALER_STATE)
+        record = {"step": step, "seed": seed, "total_steps": total_steps, "shape": asdict(shape)}
+        (staging / CHECKPOINT_STATE).write_text(json.dumps(record, indent=2), encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -322,24 +330,14 @@ def read_checkpoint(path: Path) -> Checkpoint:
         ) from error
 
 
-def restore_checkpoint(
-    checkpoint: Checkpoint,
-    *,
-    shape: RunShape,
-    family: EmbeddingLayout,
-    vectors: Sequence[torch.nn.Parameter],
-    optimizer: torch.optim.Optimizer,
-    lr_scheduler: Any,
-    grad_scaler: torch.amp.GradScaler | None,
-) -> None:
-    with torch.no_grad():
-        for target, saved in zip(vectors, family.read_saved(checkpoint.path, shape.token), strict=True):
-            target.copy_(saved.to(target.device, target.dtype))
-    optimizer.load_state_dict(load_state(checkpoint.path / OPTIMIZER_STATE))
-    lr_scheduler.load_state_dict(load_state(checkpoint.path / SCHEDULER_STATE))
+def restore_checkpoint(checkpoint: Checkpoint, *, shape: RunShape, files: EmbeddingLayout, state: Stateful) -> None:
     scaler_file = checkpoint.path / SCALER_STATE
-    if grad_scaler is not None and scaler_file.exists():
-        grad_scaler.load_state_dict(load_state(scaler_file))
+    state.load_state_dict({
+        "vectors": files.read_saved(checkpoint.path, shape.token),
+        "optimizer": load_state(checkpoint.path / OPTIMIZER_STATE),
+        "lr_scheduler": load_state(checkpoint.path / SCHEDULER_STATE),
+        "grad_scaler": load_state(scaler_file) if scaler_file.exists() else None,
+    })
 
 
 def load_state(path: Path) -> dict[str, Any]:

@@ -107,9 +107,9 @@ class OutputLayout:
     trigger: str
     encoders: int = 1
 
-    def embeddings(self, step: int | None = None, folder: Path | None = None) -> EmbeddingNames:
-        """The final files, or with ``step`` the snapshot; ``folder`` for a checkpoint's copy."""
-        where = self.folder if folder is None else folder
+    def embeddings(self, step: int | None = None) -> EmbeddingNames:
+        """The final files, or with ``step`` the ``-steps-N`` snapshot written along the way."""
+        where = self.folder
         steps = steps_suffix(step)
         seconds = ("", SECOND_ENCODER_SUFFIX)[: self.encoders]
         return EmbeddingNames(

@@ -337,3 +337,9 @@ def write_report(output_dir: Path) -> Path:
     path = output_dir / REPORT
     atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return path
+
+
+def refresh_report(output_dir: Path) -> Path:
+    """Redraw the loss plot and the page from what is on disk now; returns the page."""
+    write_loss_plot(output_dir)
+    return write_report(output_dir)
