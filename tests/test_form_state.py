@@ -197,7 +197,7 @@ def test_a_trigger_that_cannot_be_used_is_named_as_it_is_typed_and_moves_no_fold
     state = build(tmp_path)
     for text in ("f", "fo", "fox", "fox ", "fox t", "fox toy"):
         state.trigger_edited(text)
-    assert state.prompt_hint() == "(not usable: contains space; use only letters, digits, '.', '-' and '_')"
+    assert state.prompt_hint() == "(contains space; use only letters, digits, '.', '-' and '_')"
     assert state.values["train_data_dir"] == str(tmp_path / "text-inversion-training-data" / "fox")
     assert state.values["validation_prompt"] == "a photo of a <fox>"
     state.trigger_edited("fox-toy")

@@ -478,7 +478,7 @@ class FormState:
         if not trigger:
             return "(type a word such as psychedelic: prompts then use <psychedelic>)"
         if (problem := trigger_problem(trigger)) is not None:
-            return f"(not usable: {problem.removeprefix(f'the trigger term {trigger!r} ')})"
+            return f"({problem.removeprefix(f'the trigger term {trigger!r} ')})"
         return f"(Trigger by using <{trigger}> in your prompts)"
 
     def xformers_note(self, spec: str | None = None) -> str:
