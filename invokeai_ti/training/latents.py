@@ -9,7 +9,7 @@ latents, since they belong to the pixels just as the latents do; this module kno
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -53,8 +53,13 @@ def cache_latents(
     device: torch.device,
     dtype: torch.dtype,
     time_ids: torch.Tensor | None = None,
+    encoded: Callable[[], None] = lambda: None,
 ) -> LatentCache:
-    """Encode every image and its mirror; decoding runs in ``workers`` threads beside the VAE."""
+    """Encode every image and its mirror; decoding runs in ``workers`` threads beside the VAE.
+
+    ``encoded`` is called after each image, for a progress bar: on a CPU a large model's VAE takes
+    seconds per image.
+    """
     means, stds = [], []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         decoded = pool.map(lambda image: load_image(image.path, resolution, center_crop, image.fit), images)
@@ -64,6 +69,7 @@ def cache_latents(
             scale = vae.config.scaling_factor
             means.append(dist.mean.float() * scale)
             stds.append(dist.std.float() * scale)
+            encoded()
     kept_ids = None if time_ids is None else time_ids.to(device)
     masks = None
     if any(image.mask is not None for image in images):
