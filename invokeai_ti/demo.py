@@ -15,11 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from .paths import RootLayout
-from .report import REPORT
+from .paths import DEMO_ROOT, RootLayout
 from .settings import TrainingSettings
 
-DEMO_ROOT = Path("~/invokeai-ti-demo")
 DEMO_MODEL = "tiny-random-sd1-demo"
 DEMO_TRIGGER = "orange-toy"
 DEMO_MODEL_FOLDER = Path("models") / "sd-1" / "main" / DEMO_MODEL
@@ -112,17 +110,19 @@ def command_name() -> str:
 
 
 def run_demo(root: Path | None) -> int:
-    from .workflow import plan_run, run_plan
+    from .workflow import header_line, installed_message, plan_run, run_plan
 
     root = (root or DEMO_ROOT).expanduser().resolve()
-    print(f"Preparing the demo root {root} (a tiny model with random weights and sample photos)...")
+    if (root / DEMO_MODEL_FOLDER / "model_index.json").exists():
+        print(f"Using the demo root {root}, made earlier (a tiny model with random weights and sample photos).")
+    else:
+        print(f"Preparing the demo root {root} (a tiny model with random weights and sample photos)...")
     layout = make_demo_root(root)
     plan = plan_run(demo_settings(root))
+    print(header_line(plan))
     outcome = run_plan(plan)
-    print(f"Trained {outcome.result.token} for {outcome.result.steps} steps on {plan.data_dir}.")
-    print(f"Training files are in {plan.output_dir}.")
-    print(f"Previews and the loss, to open in a browser: {plan.output_dir / REPORT}")
-    print(f"The embedding is installed at {outcome.installed}.")
+    print(f"Trained {outcome.result.token} for {outcome.result.steps} steps; the training files are in {plan.output_dir}.")
+    print(installed_message(outcome.installed, outcome.result.token))
     print("The demo model has random weights, so the embedding shows the flow, not a real result.")
     print(f"Open the form on this root with:  {command_name()} --gui --root {layout.root}")
     return 0

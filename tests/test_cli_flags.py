@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,6 +39,22 @@ def test_help_lists_every_invokeai_flag(capsys):
     assert not missing
 
 
+def test_help_starts_without_importing_torch():
+    """``--help`` reads only the settings dataclass, so it answers at once, even before torch loads."""
+    script = (
+        "import sys\n"
+        "from invokeai_ti.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('TORCH=' + str('torch' in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "--placeholder_token" in done.stdout, done.stderr
+    assert done.stdout.strip().endswith("TORCH=False")
+
+
 def test_reference_flags_are_all_accepted():
     if not REFERENCE.exists():
         pytest.skip("shared/REFERENCE.md is not beside this checkout")
@@ -44,6 +62,20 @@ def test_reference_flags_are_all_accepted():
     options = {o.split("_or_")[0] for o in re.findall(r"`(--[a-z_0-9]+)", section)}
     shown = {a for action in build_parser()._actions for a in action.option_strings}
     assert options - shown == set()
+
+
+def test_help_shows_no_empty_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "(default: )" not in capsys.readouterr().out
+
+
+def test_a_mistyped_flag_is_answered_with_the_one_meant(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--max_steps", "30", "--placeholder_token", "cat"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2
+    assert "unrecognized arguments: --max_steps 30 (--max_steps: did you mean --max_train_steps?)" in err
 
 
 def test_no_flags_means_the_dataclass_defaults():

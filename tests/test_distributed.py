@@ -83,7 +83,7 @@ def test_two_processes_at_batch_b_match_one_process_at_batch_2b(root, tmp_path):
     two = launch_two(root, *flags(root, tmp_path / "two", 1, "--max_train_steps=4", "--validation_steps=2",
                                   "--num_validation_images=1"))
     assert two.returncode == 0, two.stderr[-3000:]
-    assert two.stdout.count("Installed at") == 1, "only the main process installs and reports"
+    assert two.stdout.count("The embedding is installed at") == 1, "only the main process installs and reports"
     assert two.stdout.count("Preview of step 2:") == 1, "only the main process renders previews"
     assert sorted(p.name for p in (tmp_path / "two" / "samples").iterdir()) == [
         "step-000000.png", "step-000002.png", "step-000004.png"]
@@ -122,7 +122,7 @@ GATE_SCRIPT = """
 import datetime, sys, time
 import torch
 import torch.distributed as dist
-from invokeai_ti.previews import MainProcessWait
+from invokeai_ti.training.waiting import MainProcessWait
 
 rank, port, gate = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "gate"
 dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
@@ -130,9 +130,9 @@ dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank
 wait = MainProcessWait(2)
 if rank == 0:
     time.sleep(6)  # a preview that takes longer than the collectives' timeout
-    wait.done(0)
+    wait.done()
 elif gate:
-    wait.wait(0)
+    wait.wait()
 total = torch.ones(1)
 dist.all_reduce(total)
 print("sum", total.item(), flush=True)

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from test_training import typical_command
 
 from invokeai_ti.cli import main
-from invokeai_ti.embeddings import Embedding, install_embedding, load_embedding, save_embedding_files
+from invokeai_ti.outputs.embeddings import Embedding, install_embedding, load_embedding, save_embedding_files
 
 INSTALLED = "embeddings/psychedelic/learned_embeds.bin"
 OUT = "text-inversion-output/psychedelic/"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from invokeai_ti.checkpoints import RunShape
+from invokeai_ti.outputs.checkpoints import RunShape
 from invokeai_ti.device import DeviceCaps
 from invokeai_ti.errors import UserError
-from invokeai_ti.form_state import (
+from invokeai_ti.form.state import (
     FORM_FIELDS,
     PROBLEMS_HEADING,
     FormState,
@@ -23,8 +23,6 @@ from invokeai_ti.form_state import (
     too_small_message,
     widget_kind,
 )
-from invokeai_ti import frontend
-from invokeai_ti.frontend import ask_to_delete_leftovers, training_leftovers
 from invokeai_ti.models import ModelInfo, discover_models
 from invokeai_ti.paths import RootLayout
 from invokeai_ti.settings import TrainingSettings
@@ -195,6 +193,51 @@ def test_typing_the_trigger_fills_the_folders_and_the_hint(tmp_path):
     assert state.values["output_dir"].endswith("text-inversion-output/toy")
 
 
+def test_a_trigger_that_cannot_be_used_is_named_as_it_is_typed_and_moves_no_folder(tmp_path):
+    state = build(tmp_path)
+    for text in ("f", "fo", "fox", "fox ", "fox t", "fox toy"):
+        state.trigger_edited(text)
+    assert state.prompt_hint() == "(contains space; use only letters, digits, '.', '-' and '_')"
+    assert state.values["train_data_dir"] == str(tmp_path / "text-inversion-training-data" / "fox")
+    assert state.values["validation_prompt"] == "a photo of a <fox>"
+    state.trigger_edited("fox-toy")
+    assert state.values["train_data_dir"] == str(tmp_path / "text-inversion-training-data" / "fox-toy")
+    assert state.values["output_dir"] == str(tmp_path / "text-inversion-output" / "fox-toy")
+    assert state.values["validation_prompt"] == "a photo of a <fox-toy>"
+    assert state.prompt_hint() == "(Trigger by using <fox-toy> in your prompts)"
+
+
+def test_a_short_run_gets_a_preview_halfway_and_the_interval_stays_default(tmp_path):
+    state = build(tmp_path)
+    state.max_steps_edited(30)
+    assert state.values["validation_steps"] == 15
+    assert state.to_settings()[0].validation_steps is None, "the default is not saved as a choice"
+    assert dataclasses.replace(TrainingSettings(), max_train_steps=30).preview_every == 15, "the CLI agrees"
+    state.max_steps_edited(3000)
+    assert state.values["validation_steps"] == 500
+    state.values["validation_steps"] = 100
+    state.max_steps_edited(40)
+    assert state.values["validation_steps"] == 100, "an interval the user chose stays"
+    assert state.to_settings()[0].validation_steps == 100
+
+
+@pytest.mark.parametrize("problem, field", [
+    ("the trigger term 'a b' contains space; use only letters", "placeholder_token"),
+    ("the data folder /r/text-inversion-training-data/model is empty; put images in it", "train_data_dir"),
+    ("the learning rate scheduler 'x' is unknown", "lr_scheduler"),
+    ("the learning rate 'fast' is not a number", "learning_rate"),
+    ("Resume from last saved checkpoint is ticked, but ... batch size 2 (checkpoint) vs 3 (now)",
+     "resume_from_checkpoint"),
+    ("fp16 mixed precision needs a CUDA GPU", "mixed_precision"),
+    ("no model is chosen; select one under Model Name", "model"),
+    ("something else entirely", None),
+])
+def test_the_field_a_problem_names_is_found_for_the_cursor(problem, field):
+    from invokeai_ti.form.state import field_of_problem
+
+    assert field_of_problem(problem) == field
+
+
 def test_the_default_preview_prompt_follows_the_trigger_and_property_and_means_default(tmp_path):
     state = build(tmp_path)
     assert state.values["validation_prompt"] == "a photo of a <trigger>"
@@ -322,15 +365,24 @@ def test_resume_takes_as_many_gpus_as_the_checkpoints_run_used(tmp_path):
     assert state.gpus == [0, 1]
 
 
-def test_small_helpers():
+def test_sliders_step_by_one_on_short_ranges_and_cross_long_ones_in_about_forty_presses():
     assert slider_step(10, 10000) == 250 and slider_step(1, 50) == 1 and slider_step(0, 100) == 1
+
+
+def test_learning_rates_are_shown_readably_and_a_typed_word_is_refused_with_an_example():
     assert format_rate(5e-4) == "5.0e-04" and format_rate(1.23e-4) == "0.000123"
     assert parse_rate(" 5e-3 ") == (5e-3, None)
     assert parse_rate("fast")[1] == "the learning rate 'fast' is not a number; type one such as 5e-4"
+
+
+def test_a_terminal_too_small_for_the_form_is_named_with_its_size_and_the_size_needed():
     assert too_small_message(70, 20) == (
         "Not enough window space for the interface: it needs at least 80x24 (this terminal is "
         "70x20). Please make your window larger and try again."
     )
+
+
+def test_problems_are_listed_one_sentence_each_under_one_heading():
     assert problems_message(["the trigger is bad", "Second."]) == (
         f"{PROBLEMS_HEADING}\n* The trigger is bad.\n* Second."
     )
@@ -372,6 +424,14 @@ def test_bad_triggers_are_named(root, trigger, expected):
     state.trigger_edited(trigger)
     plan, problems = state.validate()
     assert plan is None and any(expected in p for p in problems)
+
+
+def test_an_empty_trigger_is_what_is_missing_not_images_in_the_data_parent(root):
+    state = real_state(root)
+    assert state.values["train_data_dir"] == str(root / "text-inversion-training-data")
+    _, problems = state.validate()
+    assert any("the trigger term is empty" in p for p in problems)
+    assert not any("data folder" in p for p in problems), problems
 
 
 def test_a_trigger_already_in_the_vocabulary(root):
@@ -474,57 +534,6 @@ def test_resume_with_no_steps_left_or_an_unreadable_checkpoint_is_a_problem(root
     assert state.values["resume_from_checkpoint"] is True
     _, problems = state.validate()
     assert f"the checkpoint {output / 'checkpoint-40'} cannot be read; delete it" in "\n".join(problems)
-
-
-def finished_run(tmp_path: Path) -> Path:
-    out = tmp_path / "text-inversion-output" / "cat"
-    make_checkpoint(out, 500)
-    (out / "logs").mkdir()
-    for name in ("learned_embeds-steps-500.bin", "cat-steps-500.safetensors", "learned_embeds.bin",
-                 "cat.safetensors", "learned_embeds.bin.previous", "loss_log.csv", "training_settings.json"):
-        (out / name).write_text("x", encoding="utf-8")
-    installed = tmp_path / "embeddings" / "cat" / "learned_embeds.bin"
-    installed.parent.mkdir(parents=True)
-    installed.write_text("x", encoding="utf-8")
-    return out
-
-
-def test_delete_question_removes_only_logs_and_intermediate_files(tmp_path):
-    out = finished_run(tmp_path)
-    found = {p.name for p in training_leftovers(out, Path("logs"), "cat")}
-    assert found == {"checkpoint-500", "logs", "learned_embeds-steps-500.bin", "cat-steps-500.safetensors",
-                     "loss_log.csv"}
-    kept = ("logs", "learned_embeds.bin", "cat.safetensors", "learned_embeds.bin.previous", "training_settings.json")
-    assert training_leftovers(out, tmp_path / "elsewhere", "cat") == sorted(p for p in out.iterdir() if p.name not in kept)
-
-
-class FakeStdin:
-    def __init__(self, tty: bool) -> None:
-        self.tty = tty
-
-    def isatty(self) -> bool:
-        return self.tty
-
-
-@pytest.mark.parametrize("tty, answer, deleted", [
-    (True, "", True), (True, "y", True), (True, "n", False), (True, EOFError, False), (False, "y", False),
-])
-def test_delete_question_needs_a_yes_from_a_person(tmp_path, monkeypatch, capsys, tty, answer, deleted):
-    out = finished_run(tmp_path)
-
-    def fake_input(prompt: str) -> str:
-        assert prompt == "Delete training logs and intermediate checkpoints? [y] "
-        if answer is EOFError:
-            raise EOFError
-        return answer
-
-    monkeypatch.setattr(frontend.sys, "stdin", FakeStdin(tty))
-    monkeypatch.setattr("builtins.input", fake_input)
-    ask_to_delete_leftovers(out, Path("logs"), "cat")
-    assert (out / "checkpoint-500").exists() is not deleted
-    assert (out / "learned_embeds.bin").exists() and (out / "cat.safetensors").exists()
-    assert (tmp_path / "embeddings" / "cat" / "learned_embeds.bin").exists()
-    assert ("Deleted" if deleted else "Kept") in capsys.readouterr().out
 
 
 def test_choosing_sdxl_sets_the_batch_size_from_the_gpus_memory_unless_the_user_chose_one(tmp_path):

@@ -10,9 +10,9 @@ import torch
 
 from invokeai_ti.cli import build_parser, settings_from_args
 from invokeai_ti.device import DeviceCaps
-from invokeai_ti.form_state import FormState
+from invokeai_ti.form.state import FormState
 from invokeai_ti.models import discover_models
-from invokeai_ti.multi_gpu import launch_command, train_on_gpus
+from invokeai_ti.form.multi_gpu import launch_command, train_on_gpus
 from invokeai_ti.paths import RootLayout
 from invokeai_ti.settings import TrainingSettings, settings_to_argv
 from invokeai_ti.workflow import plan_run
@@ -80,7 +80,7 @@ def test_a_two_process_run_started_for_the_form_installs_one_embedding(make_root
     """On a CPU machine accelerate runs the two processes over gloo: the same code path."""
     root = make_root()
     assert train_on_gpus(plan_for(root), [0, 1]) == 0
-    assert capfd.readouterr().out.count("Installed at") == 1
+    assert capfd.readouterr().out.count("The embedding is installed at") == 1
     installed = root / "embeddings" / "psychedelic" / "learned_embeds.bin"
     vectors = torch.load(installed, weights_only=True)["<psychedelic>"]
     assert vectors.shape == (32,) and torch.isfinite(vectors).all()

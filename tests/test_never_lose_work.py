@@ -14,10 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from invokeai_ti import checkpoints
+from invokeai_ti.outputs import checkpoints
 from invokeai_ti.cli import main
 from invokeai_ti.errors import UserError
-from invokeai_ti.output_lock import OWNER_NAME, OutputLock
+from invokeai_ti.outputs.layout import CHECKPOINT_STATE, OWNER_NAME
+from invokeai_ti.outputs.lock import OutputLock
 
 REPO = Path(__file__).resolve().parents[1]
 # Bit-identical resumes are promised on a CPU always and on CUDA with --deterministic.
@@ -207,7 +208,7 @@ def test_checkpoints_from_before_sdxl_with_one_token_width_still_resume(make_roo
 
     root = make_root()
     assert main(command(root, "--max_train_steps=2", "--checkpointing_steps=1")) == 0
-    state_file = output_of(root) / "checkpoint-1" / checkpoints.STATE_FILE
+    state_file = output_of(root) / "checkpoint-1" / CHECKPOINT_STATE
     state = json.loads(state_file.read_text())
     assert state["shape"].pop("token_dims") == [32]
     state_file.write_text(json.dumps(state | {"shape": state["shape"] | {"token_dim": 1024}}))
@@ -299,3 +300,20 @@ def test_full_pipeline_export_knows_the_trigger(make_root):
     pipe = StableDiffusionPipeline.from_pretrained(str(output_of(root) / "pipeline"))
     token_id = pipe.tokenizer.convert_tokens_to_ids("<psychedelic>")
     assert torch.allclose(pipe.text_encoder.get_input_embeddings().weight[token_id], final_vectors(root)[0])
+
+
+def test_full_pipeline_export_names_text_encoder_weights_as_released_checkpoints_do(make_root):
+    """InvokeAI 6.14 pins transformers 5.5, which finds no weight in a file whose keys lack the
+    ``text_model.`` prefix (as newer transformers save them) and leaves the encoder random."""
+    from safetensors.torch import load_file
+    from transformers import CLIPTextModel
+
+    root = make_root()
+    assert main(command(root, "--max_train_steps=1", "--no-only_save_embeds")) == 0
+    folder = output_of(root) / "pipeline" / "text_encoder"
+    saved = load_file(str(folder / "model.safetensors"))
+    assert saved and all(name.startswith("text_model.") for name in saved)
+    encoder, info = CLIPTextModel.from_pretrained(str(folder), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], "this transformers reads them too"
+    assert len(saved) == len(encoder.state_dict())
+    assert [p.name for p in folder.iterdir() if "safetensors" in p.name] == ["model.safetensors"]

@@ -7,7 +7,9 @@ browser; not what they look like.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import re
 import shutil
@@ -17,11 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from invokeai_ti.cli import main
 from invokeai_ti.demo import draw_sample_photos
-from invokeai_ti.previews import Previews, default_prompt, preview_prompt
-from invokeai_ti.report import read_loss_log, smoothed
+from invokeai_ti.training.previews import Previews, default_prompt, preview_prompt
+from invokeai_ti.outputs.report import read_loss_log, smoothed
 from invokeai_ti.settings import TrainingSettings
 from invokeai_ti.training import ExtendedEmbedding, Trainer
 from invokeai_ti.training.family import StableDiffusionFamily
@@ -95,8 +98,18 @@ def test_a_preview_before_training_every_n_steps_and_at_the_end_with_step_and_pr
     assert json.loads((output / "training_settings.json").read_text())["validation_seed"] == 7
 
 
-def test_previews_follow_the_learned_vectors_and_use_the_same_noise_each_time(trained):
+def test_previews_follow_the_learned_vectors_and_use_the_same_noise_each_time(trained, tiny_model, tmp_path):
+    """Each preview is exactly what the vectors of the file it names draw from the run's seeded
+    noise: redrawn here from that file alone, it comes out pixel for pixel the same."""
     output, _ = trained
+    tokenizer, encoder, unet, vectors = tiny_parts(tiny_model, "<psychedelic>")
+    previews = make_previews(tiny_model, tmp_path, num_validation_images=2, validation_seed=7)
+    for step in (2, 4, 5):
+        preview = output / "samples" / f"step-{step:06d}.png"
+        saved = load_file(str(output / text_of(preview)["embedding"]))["<psychedelic>"]
+        with torch.no_grad():
+            vectors.copy_(saved)
+        assert pixels(previews.render(step, [tokenizer], [encoder], unet)) == pixels(preview), step
     assert pixels(output / "samples" / "step-000000.png") != pixels(output / "samples" / "step-000005.png")
 
 
@@ -107,11 +120,46 @@ def test_the_terminal_says_where_each_preview_and_the_report_went(trained):
     assert f"Report with the loss and the previews: {output / 'report.html'}" in printed
 
 
+def test_every_long_pause_is_announced_before_it_starts(trained):
+    """Loading, caching and each preview say what is happening before the terminal goes quiet."""
+    _, printed = trained
+    lines = printed.splitlines()
+
+    def first(prefix: str) -> int:
+        return next(index for index, line in enumerate(lines) if line.startswith(prefix))
+
+    order = [
+        first("Training <psychedelic> on stable-diffusion-1.5 with the images in "),
+        first("Loading the text encoder and VAE of stable-diffusion-1.5 from "),
+        first("Caching the latents of 3 images"),
+        first("Loading the UNet of stable-diffusion-1.5..."),
+        first("Drawing the preview of step 0: 2 pictures of 25 denoising steps each..."),
+        first("Preview of step 0: "),
+        first("Drawing the preview of step 2: "),
+        first("Drawing the preview of step 5 (the final one): 2 pictures"),
+        first("Preview of step 5: "),
+    ]
+    assert order == sorted(order)
+
+
 def test_loss_plot_is_drawn_from_the_loss_log(trained):
     output, _ = trained
     with Image.open(output / "loss.png") as plot:
         assert plot.format == "PNG" and plot.size[0] > 400
     assert [row.step for row in read_loss_log(output / "loss_log.csv")] == [1, 2, 3, 4, 5]
+
+
+def test_the_loss_plots_legend_sits_outside_the_curves():
+    from invokeai_ti.outputs.report import LossRow, loss_figure
+
+    rows = [LossRow(step, 0.5 + (step % 7) / 10, 5e-3) for step in range(1, 200)]
+    figure = loss_figure(rows)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    legend = figure.legends[0].get_window_extent(renderer)
+    for axes in figure.axes:
+        box = axes.get_window_extent(renderer)
+        assert not legend.overlaps(box), "the legend covers the plot"
 
 
 def test_smoothing_keeps_the_first_steps_at_their_level_and_evens_out_noise():
@@ -136,6 +184,53 @@ def test_report_names_the_trigger_model_snapshots_and_embeds_every_image(trained
     assert "http://" not in page and "https://" not in page
 
 
+def caption_of(page: str, step: int) -> str:
+    return re.search(rf'<figure id="step-{step}">\n<figcaption>(.*?)</figcaption>', page).group(1)
+
+
+def test_each_step_names_the_file_each_tool_takes_and_installing_one_works_like_the_final(trained):
+    """InvokeAI misreads ``learned_embeds-steps-N.safetensors``: it is given a command that
+    installs the step's ``.bin`` as the final one is installed, keeping the replaced file."""
+    import html
+    import shlex
+
+    output, _ = trained
+    page = (output / "report.html").read_text()
+    caption = html.unescape(caption_of(page, 2))
+    assert "diffusers: <code>learned_embeds-steps-2.safetensors</code>" in caption
+    assert "AUTOMATIC1111, ComfyUI, kohya: <code>psychedelic-steps-2.safetensors</code>" in caption
+    command = re.search(r"InvokeAI: <code>(invokeai-ti --install-step 2 [^<]*)</code> installs "
+                        r"<code>learned_embeds-steps-2.bin</code>", caption).group(1)
+    final = html.unescape(caption_of(page, 5))
+    assert "InvokeAI: <code>learned_embeds.bin</code>, installed at the end of training" in final
+    assert "AUTOMATIC1111, ComfyUI, kohya: <code>psychedelic.safetensors</code>" in final
+    assert "learned_embeds-steps-2.safetensors</code>" not in final
+
+    root = Path(shlex.split(command)[shlex.split(command).index("--root") + 1])
+    installed = root / "embeddings" / "psychedelic" / "learned_embeds.bin"
+    before = installed.read_bytes()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(shlex.split(command)[1:]) == 0
+    assert installed.read_bytes() == (output / "learned_embeds-steps-2.bin").read_bytes()
+    assert (output / "learned_embeds.bin.previous").read_bytes() == before
+    assert list(installed.parent.iterdir()) == [installed], "InvokeAI loads every file there"
+    assert printed.getvalue().startswith(f"The embedding of step 2 is installed at {installed}; type <psychedelic>")
+    words = shlex.split(command)[1:]
+    words[1] = "5"
+    assert main(words) == 0, "the final step is installed from the final file"
+    assert installed.read_bytes() == (output / "learned_embeds.bin").read_bytes()
+
+
+def test_install_step_names_the_steps_there_are(trained, capsys):
+    output, _ = trained
+    root = output.parent
+    assert main(["--install-step", "3", f"--root={root}", "--placeholder_token=psychedelic",
+                 f"--output_dir={output}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{output} has no embedding of step 3; the steps saved there are 2, 4, 5 (the final one)" in err
+
+
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -152,6 +247,7 @@ def test_report_opens_from_disk_in_chromium_with_every_image_shown(trained, tmp_
     ).stdout
     assert 'data-images-shown="5 of 5"' in dom, dom[-2000:]
     assert dom.count('data-loaded="yes"') == 5 and 'data-loaded="no"' not in dom
+    assert "<li>InvokeAI: <code>invokeai-ti --install-step 4 " in caption_of(dom, 4)
 
 
 def test_report_marks_an_image_that_cannot_be_shown(tmp_path):
@@ -159,7 +255,7 @@ def test_report_marks_an_image_that_cannot_be_shown(tmp_path):
     if chromium() is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     page = tmp_path / "broken.html"
-    from invokeai_ti.report import PAGE
+    from invokeai_ti.outputs.report import PAGE
 
     page.write_text(PAGE.format(title="t", trigger="t", summary="", plot="data:image/png;base64,AAAA",
                                 previews="", settings=""))
@@ -223,7 +319,7 @@ def test_previews_never_change_the_trained_embedding(make_root, tmp_path):
     assert len(list((tmp_path / "on" / "samples").glob("*.png"))) == 4
     assert torch.equal(without, with_previews)
     assert losses_without == losses_with
-    assert trainer.loaded.text_encoders[0].training, "the text encoder is back in train mode"
+    assert trainer.text.encoders[0].training, "the text encoder is back in train mode"
 
 
 def test_none_turns_previews_off_but_keeps_the_loss_plot_and_report(make_root, capsys):
@@ -257,7 +353,7 @@ def tiny_parts(model: Path, token: str):
 def make_previews(model: Path, output: Path, **changes) -> Previews:
     from diffusers import AutoencoderKL, DDPMScheduler
 
-    settings = TrainingSettings(placeholder_token="psychedelic", num_validation_images=1, **changes)
+    settings = TrainingSettings(**({"placeholder_token": "psychedelic", "num_validation_images": 1} | changes))
     return Previews(
         settings, output, seed=5, placeholder="<psychedelic>", family=StableDiffusionFamily(),
         resolution=64, latent_shape=(4, 8, 8),

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from invokeai_ti.errors import UserError
 from invokeai_ti.quiet import quiet_imports, quiet_library_progress
-from invokeai_ti.sdxl_files import (
+from invokeai_ti.outputs.sdxl_files import (
     SDXLVectors,
     read_initial_vectors,
     save_sdxl_embeddings,
@@ -243,7 +243,7 @@ def test_a_trigger_named_like_the_diffusers_pair_is_refused(trigger):
 
 def test_install_puts_the_sdxl_file_alone_in_the_folder_and_keeps_the_earlier_one_outside(tmp_path):
     """The same install as SD's: InvokeAI reads the folder, so nothing else may stay in it."""
-    from invokeai_ti.embeddings import install_embedding
+    from invokeai_ti.outputs.embeddings import install_embedding
 
     output = tmp_path / "output"
     vectors = random_vectors((768, 1280))

@@ -10,9 +10,9 @@ eval mode and each one's previous mode restored afterwards, draws its noise from
 generator inside a fork of the global generators (training draws from its own seeded generators,
 but a library could use the global ones), and only reads the vectors.
 
-Only the main process renders. The others wait for it on the process group's key-value store,
-not inside a collective: a collective has a timeout (ten minutes for NCCL) that a slow preview on
-a slow device must not run into.
+Only the main process renders; the others wait for it outside the run's collectives
+(``waiting.MainProcessWait``). Refreshing the report around the pictures is the report's job
+(``outputs.report.refresh_report``), called by the trainer when a preview was drawn.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import gc
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,14 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from .dataset import caption, templates_for
-from .embeddings import EMBEDDING_NAME, atomic_write
-from .report import sample_files, sample_path, write_loss_plot, write_report
-from .settings import TrainingSettings
+from ..dataset import caption, templates_for
+from ..files import atomic_write
+from ..outputs.report import sample_files, sample_path
+from ..settings import TrainingSettings
+from .waiting import MainProcessWait
 
 DENOISING_STEPS = 25
 GUIDANCE_SCALE = 7.5
-# Long enough for any preview on any device; the launcher ends the others if the main one dies.
-MAIN_PROCESS_WAIT = timedelta(hours=12)
 
 
 def default_prompt(learnable_property: str, token: str) -> str:
@@ -97,31 +95,17 @@ def own_randomness(device: torch.device) -> Iterator[None]:
         yield
 
 
-class MainProcessWait:
-    """The other processes wait here while the main one renders, outside any collective."""
+@contextmanager
+def quiet_bar() -> Iterator[Any]:
+    """A progress bar that shows nothing, for previews drawn without a terminal."""
+    from tqdm.auto import tqdm
 
-    def __init__(self, processes: int) -> None:
-        self.store = None
-        if processes > 1:
-            from torch.distributed.distributed_c10d import _get_default_store
-
-            self.store = _get_default_store()
-
-    @staticmethod
-    def key(step: int) -> str:
-        return f"invokeai-ti/preview-done/{step}"
-
-    def done(self, step: int) -> None:
-        if self.store is not None:
-            self.store.set(self.key(step), "1")
-
-    def wait(self, step: int) -> None:
-        if self.store is not None:
-            self.store.wait([self.key(step)], MAIN_PROCESS_WAIT)
+    with tqdm(disable=True) as bar:
+        yield bar
 
 
 class Previews:
-    """The previews of one run: when they are due, rendering them, and the report around them.
+    """The previews of one run: when they are due, and rendering them.
 
     ``load_vae`` loads the model's VAE in the training precision (the trainer's own loader, with
     its error messages); only its decoder is kept, and only for the length of one preview.
@@ -144,11 +128,12 @@ class Previews:
         processes: int,
         start_step: int,
         notify: Callable[[str], None],
+        progress_bar: Callable[[int, str], Any] | None = None,
     ) -> None:
         self.settings = settings
         self.output_dir = output_dir
         self.prompt = preview_prompt(settings)
-        self.every = settings.validation_steps or settings.save_steps
+        self.every = settings.preview_every
         self.seed = preview_seed(settings, seed)
         self.placeholder = placeholder
         self.family = family
@@ -160,6 +145,7 @@ class Previews:
         self.main = main
         self.start_step = start_step
         self.notify = notify
+        self.progress_bar = progress_bar or (lambda total, label: quiet_bar())
         self.gate = MainProcessWait(processes)
         self.stopped = False
         if main:
@@ -179,38 +165,39 @@ class Previews:
         """Decided from the settings alone, so every process agrees without talking."""
         return self.prompt is not None and step % self.every == 0
 
-    def at_step(self, step: int, tokenizers, text_encoders, unet) -> None:
+    def at_step(self, step: int, tokenizers, text_encoders, unet) -> bool:
         """Before training step ``step + 1``: the main process renders, the others wait for it.
 
-        The start step of a resumed run already has its preview unless the run was stopped
-        between the checkpoint and the preview.
+        Returns whether a new preview is on disk (only ever on the main process). The start
+        step of a resumed run already has its preview unless the run was stopped between the
+        checkpoint and the preview.
         """
         if not self.due(step):
-            return
+            return False
         if not self.main:
-            self.gate.wait(step)
-            return
+            self.gate.wait()
+            return False
         try:
             if step != self.start_step or step == 0 or not sample_path(self.output_dir, step).exists():
-                if self._preview(step, tokenizers, text_encoders, unet, final=False):
-                    write_loss_plot(self.output_dir)
-                    write_report(self.output_dir)
+                return self._preview(step, tokenizers, text_encoders, unet, final=False)
+            return False
         finally:
-            self.gate.done(step)
+            self.gate.done()
 
-    def finish(self, step: int, tokenizers, text_encoders, unet) -> Path:
-        """After the final embedding is saved: its preview, the loss plot and the report."""
+    def finish(self, step: int, tokenizers, text_encoders, unet) -> None:
+        """After the final embedding is saved: its preview."""
         if self.prompt is not None:
             self._preview(step, tokenizers, text_encoders, unet, final=True)
-        write_loss_plot(self.output_dir)
-        report = write_report(self.output_dir)
-        self.notify(f"Report with the loss and the previews: {report} (open it in a browser).")
-        return report
 
     def _preview(self, step: int, tokenizers, text_encoders, unet, *, final: bool) -> bool:
         """Render and say where it went; a preview that runs out of memory ends the previews only."""
         if self.stopped:
             return False
+        count = self.settings.num_validation_images
+        self.notify(
+            f"Drawing the preview of step {step}{' (the final one)' if final else ''}: {count} "
+            f"picture{'s' if count != 1 else ''} of {DENOISING_STEPS} denoising steps each..."
+        )
         try:
             path = self.render(step, tokenizers, text_encoders, unet, final=final)
         except (torch.OutOfMemoryError, MemoryError):
@@ -228,22 +215,25 @@ class Previews:
 
     def embedding_file(self, step: int, *, final: bool) -> str:
         """The saved embedding holding exactly the vectors this preview was made with."""
+        layout = self.family.files.output_layout(self.output_dir, self.settings.token)
         if final:
-            name = EMBEDDING_NAME
+            names = layout.embeddings()
         elif step and step % self.settings.save_steps == 0:
-            name = f"{EMBEDDING_NAME}-steps-{step}"
+            names = layout.embeddings(step)
         else:
             return ""
-        file = f"{name}.safetensors"
-        return file if (self.output_dir / file).exists() else ""
+        file = names.diffusers[0]
+        return file.name if file.exists() else ""
 
     def render(self, step: int, tokenizers, text_encoders, unet, *, final: bool = False) -> Path:
         """Write ``samples/step-N.png``: a grid of the preview images, step and prompt in its text."""
-        with torch.no_grad(), own_randomness(self.device):
+        count = self.settings.num_validation_images
+        with torch.no_grad(), own_randomness(self.device), \
+                self.progress_bar(count * (DENOISING_STEPS + 1), f"Preview of step {step}") as bar:
             with evaluating(unet, *text_encoders):
                 conditioning = self._encode(tokenizers, text_encoders, unet.dtype)
-                latents = [self._denoise(unet, conditioning, noise) for noise in self._noise()]
-            images = self._decode(latents)
+                latents = [self._denoise(unet, conditioning, noise, bar) for noise in self._noise()]
+            images = self._decode(latents, bar)
         info = PngInfo()
         for key, value in {
             "step": str(step),
@@ -272,7 +262,7 @@ class Previews:
         The model family builds it, as for training: SDXL's pooled output and time ids included
         (the preview's size, uncropped).
         """
-        from .training.step import in_dtype
+        from .step import in_dtype
 
         prompt = self.prompt.replace(self.settings.token, self.placeholder)
         ids = [
@@ -285,11 +275,10 @@ class Previews:
             ).input_ids.to(self.device)
             for tokenizer in tokenizers
         ]
-        size = float(self.resolution)
-        time_ids = torch.tensor([[size, size, 0.0, 0.0, size, size]] * 2, device=self.device)
+        time_ids = self.family.size_time_ids(self.resolution, len(ids[0]), self.device)
         return in_dtype(self.family.conditioning(text_encoders, ids, time_ids), dtype)
 
-    def _denoise(self, unet, conditioning: dict[str, Any], noise: torch.Tensor) -> torch.Tensor:
+    def _denoise(self, unet, conditioning: dict[str, Any], noise: torch.Tensor, bar: Any) -> torch.Tensor:
         """One image at a time, so the pass needs no more memory than two training samples."""
         from diffusers import DPMSolverMultistepScheduler
 
@@ -302,16 +291,21 @@ class Previews:
             unconditional, conditional = predicted.chunk(2)
             guided = unconditional + GUIDANCE_SCALE * (conditional - unconditional)
             latents = scheduler.step(guided, timestep, latents).prev_sample
+            bar.update(1)
         return latents
 
-    def _decode(self, latents: list[torch.Tensor]) -> list[Image.Image]:
+    def _decode(self, latents: list[torch.Tensor], bar: Any) -> list[Image.Image]:
         vae = self.load_vae()
         vae.encoder = None
         vae.quant_conv = None
         vae.to(self.device).eval()
         try:
             scale = vae.config.scaling_factor
-            return [to_image(vae.decode((latent / scale).to(vae.dtype)).sample[0]) for latent in latents]
+            images = []
+            for latent in latents:
+                images.append(to_image(vae.decode((latent / scale).to(vae.dtype)).sample[0]))
+                bar.update(1)
+            return images
         finally:
             del vae
             gc.collect()

@@ -16,10 +16,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .errors import UserError
-
-LOCK_NAME = ".training.lock"
-OWNER_NAME = ".training.owner"
+from ..errors import UserError
+from .layout import LOCK_NAME, OWNER_NAME
 
 
 class OutputLock:

@@ -14,8 +14,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from .settings import settings_to_argv
-from .workflow import RunPlan
+from ..settings import settings_to_argv
+from ..workflow import RunPlan
 
 
 def free_port() -> int:

@@ -20,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from .embeddings import atomic_write
-from .paths import RootLayout
-from .settings import TrainingSettings, bare_trigger
+from ..files import atomic_write
+from ..paths import RootLayout
+from ..settings import TrainingSettings, bare_trigger
 
 NOT_REMEMBERED = ("root", "placeholder_token", "resume_from_checkpoint")
 REPLACED = "; pressing OK saves new ones"

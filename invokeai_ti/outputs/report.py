@@ -15,28 +15,31 @@ import csv
 import html
 import io
 import json
-import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from .embeddings import atomic_write
+from ..files import atomic_write
+from ..paths import RootLayout
+from ..settings import bare_trigger
+from .layout import (
+    LOSS_LOG,
+    LOSS_PLOT,
+    REPORT,
+    SAMPLE_NAME,
+    SAMPLES_DIR,
+    SETTINGS_RECORD,
+    OutputLayout,
+    sample_name,
+)
 
-# Written by the trainer.
-LOSS_LOG = "loss_log.csv"
-SETTINGS_FILE = "training_settings.json"
-# Written here, and the previews' folder.
-LOSS_PLOT = "loss.png"
-REPORT = "report.html"
-SAMPLES_DIR = "samples"
-
-SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
 REPORT_JPEG_QUALITY = 90
 
 
 def sample_path(output_dir: Path, step: int) -> Path:
-    return output_dir / SAMPLES_DIR / f"step-{step:06d}.png"
+    return output_dir / SAMPLES_DIR / sample_name(step)
 
 
 def sample_files(output_dir: Path) -> dict[int, Path]:
@@ -86,11 +89,18 @@ def smoothed(values: list[float]) -> list[float]:
 
 def write_loss_plot(output_dir: Path) -> Path:
     """Loss per step, its smoothed curve and the learning rate, as ``loss.png``."""
+    figure = loss_figure(read_loss_log(output_dir / LOSS_LOG))
+    path = output_dir / LOSS_PLOT
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+    return path
+
+
+def loss_figure(rows: list[LossRow]):
+    """The plot, its legend below the axes: inside them it covered the curve it explains."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    rows = read_loss_log(output_dir / LOSS_LOG)
     figure = Figure(figsize=(9, 4.5), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -109,12 +119,11 @@ def write_loss_plot(output_dir: Path) -> Path:
         rate_axes.set_ylim(0, max(rates) * 1.1 or 1)
         rate_axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         lines = axes.get_lines() + rate_axes.get_lines()
-        axes.legend(lines, [line.get_label() for line in lines], loc="upper right")
+        figure.legend(lines, [line.get_label() for line in lines], loc="outside lower center",
+                      ncols=len(lines), frameon=False)
     else:
         axes.text(0.5, 0.5, "no training step yet", ha="center", va="center", transform=axes.transAxes)
-    path = output_dir / LOSS_PLOT
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
-    return path
+    return figure
 
 
 @dataclass(frozen=True)
@@ -161,12 +170,53 @@ def jpeg_uri(path: Path) -> str:
     return data_uri(buffer.getvalue(), "image/jpeg")
 
 
-def embedding_caption(preview: Preview) -> str:
-    if preview.embedding:
-        return f"<code>{html.escape(preview.embedding)}</code>"
-    if preview.step == 0:
-        return "before training: the starting vectors"
-    return "no embedding file was saved at this step (see --save_steps)"
+def install_command(settings: dict, output_dir: Path, step: int) -> str:
+    """The command that installs this step's snapshot for InvokeAI, runnable as it stands."""
+    trigger = bare_trigger(str(settings.get("placeholder_token", ""))) or "<trigger>"
+    words = ["invokeai-ti", "--install-step", str(step)]
+    root = settings.get("root")
+    if root:
+        words += ["--root", str(root)]
+    words += ["--placeholder_token", trigger]
+    if root is None or output_dir != RootLayout(Path(root)).output_dir(trigger):
+        words += ["--output_dir", str(output_dir)]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def tool_files(output_dir: Path, trigger: str, step: int, final: bool) -> list[tuple[str, list[str]]]:
+    """Which files of this step each tool takes (REFERENCE: who loads what), those on disk only.
+
+    ``learned_embeds-steps-N.safetensors`` looks like the file to take but InvokeAI misreads its
+    width, so InvokeAI gets the ``.bin`` (installed by a command) and the others their own file.
+    Two encoders are asked for: SDXL's second diffusers file is named only when it exists.
+    """
+    names = OutputLayout(output_dir, trigger, encoders=2).embeddings(None if final else step)
+    found = [
+        ("InvokeAI", [names.invokeai]),
+        ("diffusers", [path for path in names.diffusers if path.is_file()]),
+        ("AUTOMATIC1111, ComfyUI, kohya", [names.single_file]),
+    ]
+    return [(tool, [path.name for path in paths]) for tool, paths in found if paths and paths[0].is_file()]
+
+
+def embedding_caption(preview: Preview, output_dir: Path, settings: dict) -> str:
+    trigger = bare_trigger(str(settings.get("placeholder_token", "")))
+    files = tool_files(output_dir, trigger, preview.step, preview.final)
+    if not files:
+        if preview.step == 0:
+            return "before training: the starting vectors"
+        return "no embedding file was saved at this step (see --save_steps)"
+    items = []
+    for tool, found in files:
+        names = " + ".join(f"<code>{html.escape(name)}</code>" for name in found)
+        if tool == "InvokeAI" and preview.final:
+            text = f"{names}, installed at the end of training"
+        elif tool == "InvokeAI":
+            text = f"<code>{html.escape(install_command(settings, output_dir, preview.step))}</code> installs {names}"
+        else:
+            text = names
+        items.append(f"<li>{tool}: {text}</li>")
+    return '<ul class="files">' + "".join(items) + "</ul>"
 
 
 PAGE = """<!DOCTYPE html>
@@ -186,6 +236,7 @@ h1 code, td code {{ background: #eee; padding: 0 .2em; }}
 .previews {{ display: flex; flex-wrap: wrap; gap: 1.5rem; }}
 figure {{ margin: 0; width: 22rem; max-width: 100%; }}
 figcaption {{ margin-bottom: .4rem; min-height: 2.6em; }}
+.files {{ margin: .2rem 0 0; padding-left: 1.1rem; font-size: .85rem; overflow-wrap: anywhere; }}
 .preview {{ width: 100%; image-rendering: pixelated; border: 1px solid #ccc; }}
 .failed {{ color: #a00; }}
 table {{ border-collapse: collapse; }}
@@ -233,15 +284,15 @@ def rows(pairs: list[tuple[str, str]]) -> str:
     return "\n".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in pairs)
 
 
-def previews_html(previews: list[Preview]) -> str:
+def previews_html(previews: list[Preview], output_dir: Path, settings: dict) -> str:
     if not previews:
         return "<p>No previews: they were turned off with <code>--validation_prompt none</code>.</p>"
     first = previews[0]
     intro = (
         f"<p>Prompt <q>{html.escape(first.prompt)}</q>, the same starting noise (seed "
         f"{html.escape(first.seed)}) at every step, so each preview differs from the one before "
-        "only by what was learned. Pick the step you like best and use its embedding file. "
-        "Newest last.</p>"
+        "only by what was learned. Pick the step you like best and give each tool the file named "
+        "under it (each tool reads another layout). Newest last.</p>"
     )
     figures = []
     for preview in previews:
@@ -249,7 +300,7 @@ def previews_html(previews: list[Preview]) -> str:
         relative = preview.path.relative_to(preview.path.parent.parent).as_posix()
         figures.append(
             f'<figure id="step-{preview.step}">\n<figcaption><strong>{label}</strong>: '
-            f"{embedding_caption(preview)}</figcaption>\n"
+            f"{embedding_caption(preview, output_dir, settings)}</figcaption>\n"
             f'<a href="{html.escape(relative)}"><img class="preview" alt="preview of step {preview.step}" '
             f'src="{jpeg_uri(preview.path)}"></a>\n</figure>'
         )
@@ -259,7 +310,7 @@ def previews_html(previews: list[Preview]) -> str:
 def write_report(output_dir: Path) -> Path:
     """``report.html``: the run's trigger, model, loss plot, previews by step and settings."""
     try:
-        settings = json.loads((output_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+        settings = json.loads((output_dir / SETTINGS_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         settings = {}
     losses = read_loss_log(output_dir / LOSS_LOG)
@@ -279,10 +330,16 @@ def write_report(output_dir: Path) -> Path:
         trigger=html.escape(trigger),
         summary=rows(summary),
         plot=data_uri(plot.read_bytes(), "image/png") if plot.exists() else "",
-        previews=previews_html(read_previews(output_dir)),
+        previews=previews_html(read_previews(output_dir), output_dir, settings),
         settings=rows([(html.escape(key), f"<code>{html.escape(json.dumps(value))}</code>")
                        for key, value in settings.items()]),
     )
     path = output_dir / REPORT
     atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return path
+
+
+def refresh_report(output_dir: Path) -> Path:
+    """Redraw the loss plot and the page from what is on disk now; returns the page."""
+    write_loss_plot(output_dir)
+    return write_report(output_dir)

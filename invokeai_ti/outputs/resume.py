@@ -3,7 +3,7 @@
 The trainer and the form ask the same questions (``RunShape.differences``, ``nothing_left``), so
 the form never closes on a resume the trainer would refuse, and both name a difference in the
 same words ("batch size 2 (checkpoint) vs 3 (now)"); only the way out is worded for each: flags
-here, fields in ``form_state``.
+here, fields in ``form.state``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import shlex
 from typing import Any
 
 from .checkpoints import Checkpoint, RunShape
-from .errors import UserError
+from ..errors import UserError
 
 # Schedules whose shape depends on the total number of steps: continuing with a larger total
 # rebuilds them, so the learning rate changes at the resume step.
