@@ -32,6 +32,7 @@ from ..errors import UserError
 from ..files import atomic_write
 from ..models import ModelInfo
 from ..outputs.checkpoints import (
+    Checkpoint,
     RunShape,
     checkpoint_to_resume,
     checkpoints_on_disk,
@@ -268,22 +269,24 @@ class Trainer:
         loader = PartLoader(self.model, s.revision, s.tokenizer_name)
         self._check_bucket_sides(data, loader)
         text = self._load_text_side(loader, topology.main)
-        cache, image = self._load_image_side(loader, data, device, topology.main)
-        self._make_vectors_trainable(text, image.weight_dtype, device)
-        self._save_memory(image.unet, text.encoders, device)
-        self.text, self.cache = text, cache
-
         samples_per_step = s.train_batch_size * topology.processes * s.gradient_accumulation_steps
         total_steps = self._total_steps(len(data.images), samples_per_step)
-        state = TrainingState.create(
-            text.vectors, s, samples_per_step=samples_per_step, total_steps=total_steps, device=device
-        )
         shape = RunShape.of_run(
             s, model=self.model.name, resolution=self.resolution(), num_vectors=len(text.tokens),
             token_dims=text.widths, num_processes=topology.processes,
         )
         record = data.record()
-        start_step, seed = self._resume(shape, seed, state, total_steps, topology.main, record)
+        # Before the latents and the UNet: a refused resume costs seconds, not minutes of caching.
+        checkpoint = self._checkpoint_to_resume(shape, total_steps, topology.main, record)
+
+        cache, image = self._load_image_side(loader, data, device, topology.main)
+        self._make_vectors_trainable(text, image.weight_dtype, device)
+        self._save_memory(image.unet, text.encoders, device)
+        self.text, self.cache = text, cache
+        state = TrainingState.create(
+            text.vectors, s, samples_per_step=samples_per_step, total_steps=total_steps, device=device
+        )
+        start_step, seed = self._resume(checkpoint, shape, seed, state, total_steps, topology.main)
         # Only now: a refused resume must not overwrite the record of the run it belongs to, and
         # a resumed run records the checkpoint's seed, which is the one it trains with.
         if topology.main:
@@ -519,24 +522,32 @@ class Trainer:
         with quiet_imports():
             unet.enable_xformers_memory_efficient_attention()
 
-    def _resume(
-        self, shape: RunShape, seed: int, state: TrainingState, total_steps: int, main: bool,
-        data: dict[str, Any],
-    ) -> tuple[int, int]:
-        """The step to start from and the seed to use: the checkpoint's when resuming."""
+    def _checkpoint_to_resume(
+        self, shape: RunShape, total_steps: int, main: bool, data: dict[str, Any]
+    ) -> Checkpoint | None:
+        """The checkpoint this run continues, already checked against the run; None for a new run."""
         request = self.settings.resume_from_checkpoint
         if not request:
             if main and (note := set_aside_checkpoints(self.output_dir)) is not None:
                 self.notify(note)
-            return 0, seed
+            return None
         checkpoint = checkpoint_to_resume(self.output_dir, request)
         if checkpoint is None:
             if main:
                 self.notify("No checkpoint to resume from yet; starting a new run.")
-            return 0, seed
+            return None
         check_resumable(
             checkpoint, shape, total_steps, by_epochs=bool(self.settings.num_train_epochs), data=data
         )
+        return checkpoint
+
+    def _resume(
+        self, checkpoint: Checkpoint | None, shape: RunShape, seed: int, state: TrainingState,
+        total_steps: int, main: bool,
+    ) -> tuple[int, int]:
+        """The step to start from and the seed to use: the checkpoint's when resuming."""
+        if checkpoint is None:
+            return 0, seed
         restore_checkpoint(
             checkpoint,
             shape=shape,
