@@ -39,6 +39,10 @@ GUIDANCE_SCALE = 7.5
 # Long enough for any preview on any device; the launcher ends the others if the main one dies.
 MAIN_PROCESS_WAIT = timedelta(hours=12)
 
+Verdict = Callable[[list[Image.Image]], dict[str, str]]
+"""What a judge says of one preview's pictures, as text chunks stored in the preview's PNG
+(``verdict``, ``judged_share``); only the world model has a judge, so only its previews carry one."""
+
 
 def default_prompt(learnable_property: str, token: str) -> str:
     """The first caption template of the run: 'a photo of a <t>', 'a painting in the style of <t>'."""
@@ -144,6 +148,7 @@ class Previews:
         processes: int,
         start_step: int,
         notify: Callable[[str], None],
+        verdict: Verdict | None = None,
     ) -> None:
         self.settings = settings
         self.output_dir = output_dir
@@ -160,6 +165,8 @@ class Previews:
         self.main = main
         self.start_step = start_step
         self.notify = notify
+        self.verdict = verdict
+        self.said = ""
         self.gate = MainProcessWait(processes)
         self.stopped = False
         if main:
@@ -208,7 +215,8 @@ class Previews:
         return report
 
     def _preview(self, step: int, tokenizers, text_encoders, unet, *, final: bool) -> bool:
-        """Render and say where it went; a preview that runs out of memory ends the previews only."""
+        """Render and say where it went (and what the judge saw, on the world model); a preview
+        that runs out of memory ends the previews only."""
         if self.stopped:
             return False
         try:
@@ -223,7 +231,7 @@ class Previews:
                 "Training goes on without them; --validation_prompt none turns them off."
             )
             return False
-        self.notify(f"Preview of step {step}: {path}")
+        self.notify(f"Preview of step {step}: {path}" + (f" ({self.said})" if self.said else ""))
         return True
 
     def embedding_file(self, step: int, *, final: bool) -> str:
@@ -238,12 +246,15 @@ class Previews:
         return file if (self.output_dir / file).exists() else ""
 
     def render(self, step: int, tokenizers, text_encoders, unet, *, final: bool = False) -> Path:
-        """Write ``samples/step-N.png``: a grid of the preview images, step and prompt in its text."""
+        """Write ``samples/step-N.png``: a grid of the preview images, step and prompt in its text,
+        and the verdict of the run's judge (a world model's) beside them for the report to show."""
         with torch.no_grad(), own_randomness(self.device):
             with evaluating(unet, *text_encoders):
                 conditioning = self._encode(tokenizers, text_encoders, unet.dtype)
                 latents = [self._denoise(unet, conditioning, noise) for noise in self._noise()]
             images = self._decode(latents)
+        judged = self.verdict(images) if self.verdict is not None else {}
+        self.said = judged.get("verdict", "")
         info = PngInfo()
         for key, value in {
             "step": str(step),
@@ -253,6 +264,7 @@ class Previews:
             "embedding": self.embedding_file(step, final=final),
             "final": "yes" if final else "no",
             "software": "invokeai-ti",
+            **judged,
         }.items():
             info.add_text(key, value)
         sheet = grid(images)

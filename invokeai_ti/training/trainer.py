@@ -38,7 +38,7 @@ from ..errors import UserError
 from ..models import ModelInfo
 from ..outputs.lock import OutputLock
 from ..outputs.pipeline_export import TrainedEncoder, export_pipeline
-from .previews import Previews, preview_seed
+from .previews import Previews, Verdict, preview_seed
 from ..quiet import quiet_imports
 from ..outputs.resume import check_resumable, continue_schedule, schedule_note
 from ..settings import TrainingSettings
@@ -128,6 +128,7 @@ class Trainer:
         *,
         notify: Notify = print,
         show_progress: bool = True,
+        preview_verdict: Verdict | None = None,
     ) -> None:
         self.settings = settings
         self.model = model
@@ -136,6 +137,7 @@ class Trainer:
         self.output_dir = output_dir
         self.notify = notify
         self.show_progress = show_progress
+        self.preview_verdict = preview_verdict
         self.loaded: LoadedParts | None = None
         self.step: TrainingStep | None = None
 
@@ -357,7 +359,7 @@ class Trainer:
             resolution=self.resolution(), latent_shape=tuple(cache.mean.shape[2:]),
             scheduler_config=noise_scheduler.config, load_vae=lambda: loader.part("vae", vae_dtype),
             device=device, main=topology.main, processes=topology.processes, start_step=start_step,
-            notify=self._above_progress,
+            notify=self._above_progress, verdict=self.preview_verdict,
         )
         loop = TrainingLoop(
             settings=s, family=self.family, output_dir=self.output_dir, state=state, step=step, shape=shape,
