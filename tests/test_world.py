@@ -1,0 +1,116 @@
+"""The world, its shipped model and its judge: what every learning check stands on."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from invokeai_ti.dataset import OBJECT_TEMPLATES, STYLE_TEMPLATES
+from invokeai_ti.models import pipeline_problem
+from invokeai_ti.world import JUDGE_WEIGHTS, WORLD_MODEL, is_world_model
+from invokeai_ti.world.judge import judge, judge_many, share_showing
+from invokeai_ti.world.scene import COLOURS, PAIRS, SHAPES, SIZE, all_captions, caption, draw, samples
+from invokeai_ti.world.vocabulary import INITIALIZERS, PROMPT_WORDS
+
+HELD_OUT_SEED = 424_242
+
+
+def test_the_generator_repeats_itself_for_a_seed_and_varies_every_drawing():
+    first = [sample.image.tobytes() for sample in samples(seed=7, count=12)]
+    again = [sample.image.tobytes() for sample in samples(seed=7, count=12)]
+    other = [sample.image.tobytes() for sample in samples(seed=8, count=12)]
+    assert first == again
+    assert first != other
+    rng = random.Random(1)
+    stars = {draw("red", "star", rng).tobytes() for _ in range(5)}
+    assert len(stars) == 5
+
+
+def test_every_run_of_48_samples_shows_each_pair_once_with_its_caption():
+    batch = list(samples(seed=3, count=len(PAIRS)))
+    assert sorted((s.colour, s.shape) for s in batch) == sorted(PAIRS)
+    for sample in batch:
+        assert f"{sample.colour} {sample.shape}" in sample.caption
+        assert sample.image.size == (SIZE, SIZE)
+    assert caption("red", "star") == "a photo of a red star"
+
+
+def test_the_world_has_the_colours_and_shapes_the_issue_asks_for():
+    assert {"red", "orange", "yellow", "green", "blue", "purple", "white", "black"} <= set(COLOURS)
+    assert {"circle", "square", "triangle", "star", "ring", "cross"} <= set(SHAPES)
+
+
+def test_every_caption_template_initializer_and_prompt_word_is_one_whole_token():
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(str(WORLD_MODEL / "tokenizer"))
+    texts = all_captions() + [t.format("") for t in OBJECT_TEMPLATES + STYLE_TEMPLATES]
+    texts += list(INITIALIZERS) + list(PROMPT_WORDS)
+    for text in texts:
+        for piece in tokenizer.tokenize(text):
+            assert piece.endswith("</w>"), f"{text!r} splits a word: {tokenizer.tokenize(text)}"
+    assert len(tokenizer.tokenize("zorb")) > 1, "an unknown word falls back to pieces"
+
+
+def test_the_judge_reads_fresh_world_pictures_at_least_98_percent_right_at_any_size():
+    batch = list(samples(seed=HELD_OUT_SEED, count=480))
+    truth = [(s.colour, s.shape) for s in batch]
+    native = judge_many([s.image for s in batch])
+    larger = judge_many([s.image.resize((4 * SIZE, 4 * SIZE), Image.Resampling.BICUBIC) for s in batch])
+    assert sum(v == t for v, t in zip(native, truth)) / len(truth) >= 0.98
+    assert sum(v == t for v, t in zip(larger, truth)) / len(truth) >= 0.98
+    stars = [draw("red", "star", random.Random(i)) for i in range(10)]
+    assert share_showing(stars, "red", "star") >= 0.9
+    assert share_showing(stars, "blue", "star") == 0.0
+    assert share_showing([], "red", "star") == 0.0
+
+
+def test_the_judge_command_prints_each_verdict(tmp_path):
+    path = tmp_path / "green-ring.png"
+    draw("green", "ring", random.Random(5)).save(path)
+    result = subprocess.run([sys.executable, "-m", "invokeai_ti.world.judge", str(path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{path}: green ring"
+
+
+def test_the_shipped_folder_is_a_small_complete_sd1_pipeline_marked_as_the_world():
+    assert is_world_model(WORLD_MODEL)
+    assert pipeline_problem(WORLD_MODEL) is None
+    assert (WORLD_MODEL / JUDGE_WEIGHTS).is_file()
+    size = sum(path.stat().st_size for path in WORLD_MODEL.rglob("*") if path.is_file())
+    assert size <= 10_000_000
+
+
+def test_a_random_tiny_model_is_not_taken_for_the_world(tiny_model):
+    assert not is_world_model(tiny_model)
+
+
+@pytest.mark.parametrize("colour, shape", [("red", "circle"), ("blue", "square"), ("yellow", "star")])
+def test_the_shipped_model_draws_what_its_caption_says(colour, shape):
+    from invokeai_ti.world.evaluate import draw_captions, load_pipeline
+
+    pipeline = load_pipeline(WORLD_MODEL)
+    pictures = draw_captions(pipeline, [caption(colour, shape)] * 6, seed=0)
+    assert share_showing(pictures, colour, shape) >= 4 / 6, judge_many(pictures)
+
+
+def test_pretraining_runs_end_to_end_into_a_loadable_world_folder_and_repeats_exactly(tmp_path):
+    from invokeai_ti.world.evaluate import draw_captions, load_pipeline
+    from invokeai_ti.world.pretrain import main
+
+    tiny = ["--images", "96", "--batch", "8", "--judge-steps", "2", "--vae-steps", "2", "--unet-steps", "2"]
+    assert main(["--out", str(tmp_path / "a"), "--seed", "5", *tiny]) == 0
+    assert main(["--out", str(tmp_path / "b"), "--seed", "5", *tiny]) == 0
+    folder = tmp_path / "a"
+    assert is_world_model(folder)
+    assert pipeline_problem(folder) is None
+    weights = "unet/diffusion_pytorch_model.safetensors"
+    assert (folder / weights).read_bytes() == (tmp_path / "b" / weights).read_bytes()
+    picture = draw_captions(load_pipeline(folder), ["a photo of a red star"], seed=0)[0]
+    assert picture.size == (SIZE, SIZE)
+    assert judge(picture, folder / JUDGE_WEIGHTS)[0] in COLOURS
