@@ -44,7 +44,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve()
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "invokeai-ti-bench"
@@ -196,84 +198,39 @@ def write_sd15_shaped_tokenizer(folder: Path, vocab_size: int = 49408, pad_token
         raise RuntimeError("'*' is not a single token of the synthetic vocabulary")
 
 
-def build_sd15_random(folder: Path, seed: int = 0) -> Path:
-    """Save a diffusers SD pipeline with SD-1.5's architecture and random weights (safetensors)."""
+def save_random_pipeline(
+    folder: Path, seed: int, parts: dict[str, Callable[[], Any]], *, tokenizers: dict[str, str], scheduler,
+    index: dict[str, object],
+) -> Path:
+    """Build each part from ``seed`` and save it (one in memory at a time), then the tokenizers
+    (name: pad token), the scheduler and ``model_index.json``; the folder appears only complete."""
     import torch
 
-    from invokeai_ti.quiet import quiet_imports, quiet_library_progress
-    from invokeai_ti.tiny_model import sd_scheduler, write_pipeline_index
-
-    with quiet_imports():
-        from diffusers import AutoencoderKL, UNet2DConditionModel
-        from transformers import CLIPTextConfig, CLIPTextModel
+    from invokeai_ti.quiet import quiet_library_progress
+    from invokeai_ti.tiny_model import write_pipeline_index
 
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     torch.manual_seed(seed)
-    write_sd15_shaped_tokenizer(partial / "tokenizer")
+    for name, pad_token in tokenizers.items():
+        write_sd15_shaped_tokenizer(partial / name, pad_token=pad_token)
     counts = {}
-
-    def save(name: str, part) -> None:
+    for name, build in parts.items():
+        part = build()
         counts[name] = sum(p.numel() for p in part.parameters())
         with quiet_library_progress():
             part.save_pretrained(str(partial / name), safe_serialization=True)
-
-    save(
-        "text_encoder",
-        CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=49408,
-                hidden_size=768,
-                intermediate_size=3072,
-                num_hidden_layers=12,
-                num_attention_heads=12,
-                max_position_embeddings=77,
-                hidden_act="quick_gelu",
-                projection_dim=768,
-                bos_token_id=49406,
-                eos_token_id=49407,
-                pad_token_id=49407,
-            )
-        ),
-    )
-    save(
-        "vae",
-        AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            latent_channels=4,
-            norm_num_groups=32,
-            sample_size=512,
-        ),
-    )
-    save(
-        "unet",
-        UNet2DConditionModel(
-            sample_size=64,
-            in_channels=4,
-            out_channels=4,
-            layers_per_block=2,
-            block_out_channels=(320, 640, 1280, 1280),
-            down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-            cross_attention_dim=768,
-            attention_head_dim=8,
-            norm_num_groups=32,
-        ),
-    )
-    sd_scheduler().save_pretrained(str(partial / "scheduler"))
-    write_pipeline_index(partial)
+        del part
+    scheduler.save_pretrained(str(partial / "scheduler"))
+    write_pipeline_index(partial, index)
     (partial / "parameter_counts.json").write_text(json.dumps(counts, indent=2), encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
     return folder
 
 
-def sdxl_text_config(width: int, layers: int, heads: int, activation: str, **extra):
+def clip_text_config(width: int, layers: int, heads: int, activation: str, *, pad_token_id: int = 1, **extra):
+    """A CLIP text encoder's configuration with the SD tokenizers' 49408-token vocabulary."""
     from invokeai_ti.quiet import quiet_imports
 
     with quiet_imports():
@@ -289,11 +246,25 @@ def sdxl_text_config(width: int, layers: int, heads: int, activation: str, **ext
         hidden_act=activation,
         bos_token_id=49406,
         eos_token_id=49407,
-        pad_token_id=1,
+        pad_token_id=pad_token_id,
         **extra,
     )
 
 
+# SD's VAE (the same architecture in SD-1, SD-2 and SDXL; SDXL scales its latents differently).
+SD_VAE = {"block_out_channels": (128, 256, 512, 512), "layers_per_block": 2, "norm_num_groups": 32}
+SD15_UNET = dict(
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    cross_attention_dim=768,
+    attention_head_dim=8,
+    norm_num_groups=32,
+)
 SDXL_UNET = dict(
     sample_size=128,
     in_channels=4,
@@ -313,54 +284,50 @@ SDXL_UNET = dict(
 )
 
 
-def build_sdxl_random(folder: Path, seed: int = 0) -> Path:
-    """Save a diffusers SDXL base pipeline with SDXL 1.0's architecture and random weights."""
-    import torch
-
-    from invokeai_ti.quiet import quiet_imports, quiet_library_progress
-    from invokeai_ti.tiny_model import SDXL_PIPELINE_INDEX, SDXL_VAE_SCALING_FACTOR, sdxl_scheduler, write_pipeline_index
+def build_sd15_random(folder: Path, seed: int = 0) -> Path:
+    """Save a diffusers SD pipeline with SD-1.5's architecture and random weights (safetensors)."""
+    from invokeai_ti.quiet import quiet_imports
+    from invokeai_ti.tiny_model import PIPELINE_INDEX, sd_scheduler, sd_vae
 
     with quiet_imports():
-        from diffusers import AutoencoderKL, UNet2DConditionModel
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+    text_config = clip_text_config(768, 12, 12, "quick_gelu", pad_token_id=49407, projection_dim=768)
+    parts = {
+        "text_encoder": lambda: CLIPTextModel(text_config),
+        "vae": lambda: sd_vae(sample_size=512, **SD_VAE),
+        "unet": lambda: UNet2DConditionModel(**SD15_UNET),
+    }
+    return save_random_pipeline(
+        folder, seed, parts, tokenizers={"tokenizer": "<|endoftext|>"}, scheduler=sd_scheduler(),
+        index=PIPELINE_INDEX,
+    )
+
+
+def build_sdxl_random(folder: Path, seed: int = 0) -> Path:
+    """Save a diffusers SDXL base pipeline with SDXL 1.0's architecture and random weights."""
+    from invokeai_ti.quiet import quiet_imports
+    from invokeai_ti.tiny_model import SDXL_PIPELINE_INDEX, SDXL_VAE_SCALING_FACTOR, sd_vae, sdxl_scheduler
+
+    with quiet_imports():
+        from diffusers import UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    torch.manual_seed(seed)
-    write_sd15_shaped_tokenizer(partial / "tokenizer")
-    write_sd15_shaped_tokenizer(partial / "tokenizer_2", pad_token="!")
-    counts = {}
-
-    def save(name: str, part) -> None:
-        counts[name] = sum(p.numel() for p in part.parameters())
-        with quiet_library_progress():
-            part.save_pretrained(str(partial / name), safe_serialization=True)
-
-    save("text_encoder", CLIPTextModel(sdxl_text_config(768, 12, 12, "quick_gelu", projection_dim=768)))
-    save("text_encoder_2", CLIPTextModelWithProjection(sdxl_text_config(1280, 32, 20, "gelu", projection_dim=1280)))
-    save(
-        "vae",
-        AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(128, 256, 512, 512),
-            layers_per_block=2,
-            latent_channels=4,
-            norm_num_groups=32,
-            sample_size=1024,
-            scaling_factor=SDXL_VAE_SCALING_FACTOR,
-            force_upcast=True,
+    parts = {
+        "text_encoder": lambda: CLIPTextModel(clip_text_config(768, 12, 12, "quick_gelu", projection_dim=768)),
+        "text_encoder_2": lambda: CLIPTextModelWithProjection(
+            clip_text_config(1280, 32, 20, "gelu", projection_dim=1280)
         ),
+        "vae": lambda: sd_vae(
+            sample_size=1024, scaling_factor=SDXL_VAE_SCALING_FACTOR, force_upcast=True, **SD_VAE
+        ),
+        "unet": lambda: UNet2DConditionModel(**SDXL_UNET),
+    }
+    return save_random_pipeline(
+        folder, seed, parts, tokenizers={"tokenizer": "<|endoftext|>", "tokenizer_2": "!"},
+        scheduler=sdxl_scheduler(), index=SDXL_PIPELINE_INDEX,
     )
-    save("unet", UNet2DConditionModel(**SDXL_UNET))
-    sdxl_scheduler().save_pretrained(str(partial / "scheduler"))
-    write_pipeline_index(partial, SDXL_PIPELINE_INDEX)
-    (partial / "parameter_counts.json").write_text(json.dumps(counts, indent=2), encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
-    return folder
 
 
 def prepare_model(args: argparse.Namespace) -> Path:

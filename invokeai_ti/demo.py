@@ -18,7 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from .outputs.report import REPORT, read_previews
+from .outputs.layout import REPORT
+from .outputs.report import read_previews
 from .paths import RootLayout
 from .settings import TrainingSettings
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .models import BASE_SDXL
 from .quiet import quiet_imports
 
 BATCH_8_MEMORY = 12 * 10**9
@@ -21,7 +22,6 @@ BATCH_8_MEMORY = 12 * 10**9
 # than the example, so these are upper bounds: the batch that fits in 85 % of the card by them.
 SDXL_FIXED_BYTES = 7 * 2**30
 SDXL_BYTES_PER_IMAGE = 5 * 2**30
-SDXL = "SDXL"
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class DeviceCaps:
         SDXL's UNet is three times SD-1's and trains at 1024 px, so its default comes from the
         GPU's memory (1 on a CPU or a 12-16 GB card, 2 on 24 GB, up to 8 on 80 GB).
         """
-        if base != SDXL:
+        if base != BASE_SDXL:
             return self.default_batch_size
         if self.kind != "cuda":
             return 1
@@ -86,7 +86,7 @@ class DeviceCaps:
 
     def batch_reason(self, base: str | None = None) -> str:
         """Why the batch size defaults the way it does here, for the form."""
-        if base == SDXL:
+        if base == BASE_SDXL:
             batch = self.batch_size_for(base)
             where = f"this GPU's {self.memory_bytes / 2**30:.0f} GiB" if self.kind == "cuda" else f"the {self.name}"
             return f"batch size defaults to {batch} for SDXL on {where}"

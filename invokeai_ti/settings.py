@@ -1,5 +1,8 @@
 """Every training setting, once: its default, its help text, its flags and its validation.
 
+It imports nothing of this package, so every layer can read settings and ``invokeai-ti --help``
+starts without torch.
+
 The CLI flags, the form's fields and the saved preferences are all generated from
 ``TrainingSettings``. InvokeAI kept two copies and they drifted (learning rate 1e-4 on the
 command line, 5e-4 in the form; warm-up 500 against 0; and so on); here there is no second copy
@@ -17,10 +20,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from .device import DeviceCaps
-from .outputs.embeddings import clashes_with_own_files
+from typing import Any, Protocol
 
 LR_SCHEDULERS = (
     "linear",
@@ -62,9 +62,26 @@ def trigger_problem(placeholder: str) -> str | None:
         return (
             f"the trigger term '{trigger}' contains {shown}; use only letters, digits, '.', '-' and '_'"
         )
-    if clashes_with_own_files(trigger):
-        return f"the trigger term '{trigger}' is the name of the trainer's own files; choose another word"
     return None
+
+
+class DeviceDefaults(Protocol):
+    """What the machine-dependent defaults are read from; ``device.DeviceCaps`` is one.
+
+    A protocol rather than an import, so that this module (and ``invokeai-ti --help``) loads
+    without torch.
+    """
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def xformers(self) -> bool: ...
+
+    @property
+    def default_precision(self) -> str: ...
+
+    def batch_size_for(self, base: str | None) -> int: ...
 
 
 @dataclass
@@ -349,7 +366,7 @@ class TrainingSettings:
             f"in, or {{}} in its place, or use 'none' to turn previews off"
         )
 
-    def resolve_device_defaults(self, caps: DeviceCaps, base: str | None = None) -> TrainingSettings:
+    def resolve_device_defaults(self, caps: DeviceDefaults, base: str | None = None) -> TrainingSettings:
         """Fill the machine-dependent defaults from a probe of the device that will train.
 
         ``base`` is the model's base (SD-1, SD-2, SDXL): SDXL's batch size follows the GPU's memory.

@@ -72,20 +72,29 @@ PIPELINE_INDEX = {
 }
 
 
+# The noise schedule every SD-1, SD-2 and SDXL model ships with; the families differ only in the
+# sampler class around it.
+SD_NOISE_SCHEDULE = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "steps_offset": 1,
+}
+
+
 def sd_scheduler(prediction_type: str = "epsilon"):
-    """The noise schedule every SD-1/SD-2 model ships with."""
+    """SD-1 and SD-2's scheduler: DDPM, without sample clipping."""
     with quiet_imports():
         from diffusers import DDPMScheduler
 
-    return DDPMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        prediction_type=prediction_type,
-        clip_sample=False,
-        steps_offset=1,
-    )
+    return DDPMScheduler(**SD_NOISE_SCHEDULE, prediction_type=prediction_type, clip_sample=False)
+
+
+# What every tiny UNet shares: two small blocks, one layer each; the families differ in where
+# cross-attention sits and what else conditions the UNet.
+TINY_UNET = {"in_channels": 4, "out_channels": 4, "layers_per_block": 1, "block_out_channels": (32, 64),
+             "norm_num_groups": 8}
 
 
 def write_pipeline_index(folder: Path, index: dict[str, object] = PIPELINE_INDEX) -> None:
@@ -117,16 +126,12 @@ def build_tiny_pipeline(
     vocab_size = _write_tokenizer(folder / "tokenizer")
     text_encoder = CLIPTextModel(_text_config(vocab_size, token_dim))
     unet = UNet2DConditionModel(
+        **TINY_UNET,
         sample_size=sample_size,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(32, 64),
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=token_dim,
         attention_head_dim=4,
-        norm_num_groups=8,
     )
     _save_parts(folder, text_encoder=text_encoder, unet=unet, vae=_tiny_vae(sample_size))
     sd_scheduler(prediction_type).save_pretrained(str(folder / "scheduler"))
@@ -153,19 +158,11 @@ SDXL_VAE_SCALING_FACTOR = 0.13025
 
 
 def sdxl_scheduler():
-    """The sampling schedule SDXL base ships with (Euler; the same betas as SD)."""
+    """SDXL base's scheduler: Euler, with "leading" timestep spacing."""
     with quiet_imports():
         from diffusers import EulerDiscreteScheduler
 
-    return EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        prediction_type="epsilon",
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
+    return EulerDiscreteScheduler(**SD_NOISE_SCHEDULE, prediction_type="epsilon", timestep_spacing="leading")
 
 
 def build_tiny_sdxl_pipeline(
@@ -200,11 +197,8 @@ def build_tiny_sdxl_pipeline(
         _text_config(vocab_size, width_g, projection_dim=projection_dim)
     )
     unet = UNet2DConditionModel(
+        **TINY_UNET,
         sample_size=sample_size,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(32, 64),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=width_l + width_g,
@@ -213,7 +207,6 @@ def build_tiny_sdxl_pipeline(
         addition_embed_type="text_time",
         addition_time_embed_dim=time_embed_dim,
         projection_class_embeddings_input_dim=projection_dim + SDXL_TIME_IDS * time_embed_dim,
-        norm_num_groups=8,
     )
     vae = _tiny_vae(sample_size, scaling_factor=SDXL_VAE_SCALING_FACTOR, force_upcast=True)
     _save_parts(folder, text_encoder=text_encoder, text_encoder_2=text_encoder_2, unet=unet, vae=vae)
@@ -249,7 +242,9 @@ def _text_config(vocab_size: int, width: int, **extra: int):
     )
 
 
-def _tiny_vae(sample_size: int, **extra: object):
+def sd_vae(*, block_out_channels: tuple[int, ...], layers_per_block: int, norm_num_groups: int,
+           sample_size: int, **extra: object):
+    """SD's VAE shape (four blocks, 8x down to four latent channels) at the given widths."""
     with quiet_imports():
         from diffusers import AutoencoderKL
 
@@ -258,13 +253,18 @@ def _tiny_vae(sample_size: int, **extra: object):
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(16, 16, 32, 32),
+        block_out_channels=block_out_channels,
         latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=8,
-        sample_size=sample_size * 8,
+        layers_per_block=layers_per_block,
+        norm_num_groups=norm_num_groups,
+        sample_size=sample_size,
         **extra,
     )
+
+
+def _tiny_vae(sample_size: int, **extra: object):
+    return sd_vae(block_out_channels=(16, 16, 32, 32), layers_per_block=1, norm_num_groups=8,
+                  sample_size=sample_size * 8, **extra)
 
 
 def _save_parts(folder: Path, **parts) -> None:

@@ -16,6 +16,7 @@ from .dataset import data_folder_problem
 from .device import DeviceCaps, detect
 from .errors import UserError
 from .models import ModelInfo, find_model
+from .outputs.layout import own_files_problem
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports, quiet_library_progress
 from .settings import TrainingSettings, trigger_problem
@@ -107,6 +108,9 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     sentence fragment; the form lists them all in one popup, the CLI prints them and exits.
     """
     problems = settings.problems()
+    if trigger_problem(settings.placeholder_token) is None:
+        if (problem := own_files_problem(settings.trigger)) is not None:
+            problems.insert(0, problem)
     caps = caps or detect()
     layout = RootLayout(resolve_root(settings.root))
     try:
@@ -138,7 +142,7 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     if (problem := folder_write_problem(output_dir)) is not None:
         problems.append(problem)
     if trigger_problem(settings.placeholder_token) is None:
-        if (problem := family_for(model).trigger_problem(settings.placeholder_token)) is not None:
+        if (problem := family_for(model).files.trigger_problem(settings.placeholder_token)) is not None:
             problems.append(problem)
         if settings.initializer_token.strip():
             problems.extend(tokenizer_problems(model, resolved))
@@ -154,7 +158,7 @@ def initial_embedding_problem(path: Path | None, model: ModelInfo) -> str | None
     if path is None or not model.token_dims:
         return None
     try:
-        family_for(model).read_initial(path, model.token_dims, model.name)
+        family_for(model).files.read_initial(path, model.token_dims, model.name)
     except UserError as error:
         return str(error)
     return None
@@ -198,7 +202,7 @@ def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = Tru
     result = trainer.run()
     installed = None
     if result.main_process:
-        installed = family_for(plan.model).install(
+        installed = family_for(plan.model).files.install(
             result.output_dir, plan.layout.embedding_dir(plan.settings.trigger), plan.settings.token
         )
     return RunOutcome(result, installed)

@@ -92,6 +92,9 @@ CASES = {
     "empty trigger": (literal("--placeholder_token="), "No trigger term was given"),
     "trigger with a space": (literal("--placeholder_token=my cat"), "space"),
     "trigger with other characters": (literal("--placeholder_token=cat$"), "'$'"),
+    "trigger named like the trainer's own files": (
+        literal("--placeholder_token=Learned_Embeds-steps-500"), "name of the trainer's own files"
+    ),
     "empty initializer": (literal("--initializer_token="), "initializer is empty"),
     "several-token initializer": (literal("--initializer_token=psychedelic"), "not a single token"),
     "model folder missing": (bad_model_missing, "does not exist"),

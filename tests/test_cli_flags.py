@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,22 @@ def test_help_lists_every_invokeai_flag(capsys):
     shown = set(re.findall(r"--[a-z_0-9-]+", capsys.readouterr().out))
     missing = [flag for flag in INVOKEAI_FLAGS if flag not in shown]
     assert not missing
+
+
+def test_help_starts_without_importing_torch():
+    """``--help`` reads only the settings dataclass, so it answers at once, even before torch loads."""
+    script = (
+        "import sys\n"
+        "from invokeai_ti.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('TORCH=' + str('torch' in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "--placeholder_token" in done.stdout, done.stderr
+    assert done.stdout.strip().endswith("TORCH=False")
 
 
 def test_reference_flags_are_all_accepted():

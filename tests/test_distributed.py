@@ -122,7 +122,7 @@ GATE_SCRIPT = """
 import datetime, sys, time
 import torch
 import torch.distributed as dist
-from invokeai_ti.training.previews import MainProcessWait
+from invokeai_ti.training.waiting import MainProcessWait
 
 rank, port, gate = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "gate"
 dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
@@ -130,9 +130,9 @@ dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank
 wait = MainProcessWait(2)
 if rank == 0:
     time.sleep(6)  # a preview that takes longer than the collectives' timeout
-    wait.done(0)
+    wait.done()
 elif gate:
-    wait.wait(0)
+    wait.wait()
 total = torch.ones(1)
 dist.all_reduce(total)
 print("sum", total.item(), flush=True)

@@ -23,8 +23,6 @@ from invokeai_ti.form.state import (
     too_small_message,
     widget_kind,
 )
-from invokeai_ti.form import frontend
-from invokeai_ti.form.frontend import ask_to_delete_leftovers, training_leftovers
 from invokeai_ti.models import ModelInfo, discover_models
 from invokeai_ti.paths import RootLayout
 from invokeai_ti.settings import TrainingSettings
@@ -322,15 +320,24 @@ def test_resume_takes_as_many_gpus_as_the_checkpoints_run_used(tmp_path):
     assert state.gpus == [0, 1]
 
 
-def test_small_helpers():
+def test_sliders_step_by_one_on_short_ranges_and_cross_long_ones_in_about_forty_presses():
     assert slider_step(10, 10000) == 250 and slider_step(1, 50) == 1 and slider_step(0, 100) == 1
+
+
+def test_learning_rates_are_shown_readably_and_a_typed_word_is_refused_with_an_example():
     assert format_rate(5e-4) == "5.0e-04" and format_rate(1.23e-4) == "0.000123"
     assert parse_rate(" 5e-3 ") == (5e-3, None)
     assert parse_rate("fast")[1] == "the learning rate 'fast' is not a number; type one such as 5e-4"
+
+
+def test_a_terminal_too_small_for_the_form_is_named_with_its_size_and_the_size_needed():
     assert too_small_message(70, 20) == (
         "Not enough window space for the interface: it needs at least 80x24 (this terminal is "
         "70x20). Please make your window larger and try again."
     )
+
+
+def test_problems_are_listed_one_sentence_each_under_one_heading():
     assert problems_message(["the trigger is bad", "Second."]) == (
         f"{PROBLEMS_HEADING}\n* The trigger is bad.\n* Second."
     )
@@ -474,57 +481,6 @@ def test_resume_with_no_steps_left_or_an_unreadable_checkpoint_is_a_problem(root
     assert state.values["resume_from_checkpoint"] is True
     _, problems = state.validate()
     assert f"the checkpoint {output / 'checkpoint-40'} cannot be read; delete it" in "\n".join(problems)
-
-
-def finished_run(tmp_path: Path) -> Path:
-    out = tmp_path / "text-inversion-output" / "cat"
-    make_checkpoint(out, 500)
-    (out / "logs").mkdir()
-    for name in ("learned_embeds-steps-500.bin", "cat-steps-500.safetensors", "learned_embeds.bin",
-                 "cat.safetensors", "learned_embeds.bin.previous", "loss_log.csv", "training_settings.json"):
-        (out / name).write_text("x", encoding="utf-8")
-    installed = tmp_path / "embeddings" / "cat" / "learned_embeds.bin"
-    installed.parent.mkdir(parents=True)
-    installed.write_text("x", encoding="utf-8")
-    return out
-
-
-def test_delete_question_removes_only_logs_and_intermediate_files(tmp_path):
-    out = finished_run(tmp_path)
-    found = {p.name for p in training_leftovers(out, Path("logs"), "cat")}
-    assert found == {"checkpoint-500", "logs", "learned_embeds-steps-500.bin", "cat-steps-500.safetensors",
-                     "loss_log.csv"}
-    kept = ("logs", "learned_embeds.bin", "cat.safetensors", "learned_embeds.bin.previous", "training_settings.json")
-    assert training_leftovers(out, tmp_path / "elsewhere", "cat") == sorted(p for p in out.iterdir() if p.name not in kept)
-
-
-class FakeStdin:
-    def __init__(self, tty: bool) -> None:
-        self.tty = tty
-
-    def isatty(self) -> bool:
-        return self.tty
-
-
-@pytest.mark.parametrize("tty, answer, deleted", [
-    (True, "", True), (True, "y", True), (True, "n", False), (True, EOFError, False), (False, "y", False),
-])
-def test_delete_question_needs_a_yes_from_a_person(tmp_path, monkeypatch, capsys, tty, answer, deleted):
-    out = finished_run(tmp_path)
-
-    def fake_input(prompt: str) -> str:
-        assert prompt == "Delete training logs and intermediate checkpoints? [y] "
-        if answer is EOFError:
-            raise EOFError
-        return answer
-
-    monkeypatch.setattr(frontend.sys, "stdin", FakeStdin(tty))
-    monkeypatch.setattr("builtins.input", fake_input)
-    ask_to_delete_leftovers(out, Path("logs"), "cat")
-    assert (out / "checkpoint-500").exists() is not deleted
-    assert (out / "learned_embeds.bin").exists() and (out / "cat.safetensors").exists()
-    assert (tmp_path / "embeddings" / "cat" / "learned_embeds.bin").exists()
-    assert ("Deleted" if deleted else "Kept") in capsys.readouterr().out
 
 
 def test_choosing_sdxl_sets_the_batch_size_from_the_gpus_memory_unless_the_user_chose_one(tmp_path):

@@ -76,6 +76,21 @@ class Terminal:
             self.keys("C-n")
         pytest.fail(f"^N never reached OK; the screen shows:\n{self.screen()}")
 
+    def type_trigger(self, trigger: str, *shown: str) -> str:
+        """From the form's first field, type ``trigger`` and wait for what it fills in."""
+        self.keys("Tab")
+        self.type(trigger)
+        return self.wait_for(*shown)
+
+    def train_keeping_leftovers(self) -> str:
+        """OK, wait for the training to end, answer no to deleting its leftovers; the last screen."""
+        self.focus_ok()
+        self.keys("Enter")
+        self.wait_for("Delete training logs and intermediate checkpoints? [y]", timeout=TRAIN_TIMEOUT)
+        self.type("n")
+        self.keys("Enter")
+        return self.wait_for("EXIT=", timeout=30)
+
     def close(self) -> None:
         subprocess.run([*self.tmux, "kill-server"], check=False, capture_output=True)
 
@@ -130,20 +145,14 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
     t = terminals(demo_root, "--max_train_steps", "4", "--train_batch_size", "1",
                   "--gradient_accumulation_steps", "1", "--checkpointing_steps", "2")
     t.wait_for("Textual Inversion Settings", "Trigger Term:", "Use xformers acceleration")
-    t.keys("Tab")
-    t.type(DEMO_TRIGGER)
     data = demo_root / "text-inversion-training-data" / DEMO_TRIGGER
     output = demo_root / "text-inversion-output" / DEMO_TRIGGER
-    screen = t.wait_for(str(data), str(output), f"(Trigger by using <{DEMO_TRIGGER}> in your prompts)",
-                        f"Preview prompt (none = off):    a photo of a <{DEMO_TRIGGER}>")
+    screen = t.type_trigger(DEMO_TRIGGER, str(data), str(output),
+                            f"(Trigger by using <{DEMO_TRIGGER}> in your prompts)",
+                            f"Preview prompt (none = off):    a photo of a <{DEMO_TRIGGER}>")
     assert "[ ]  Resume from last saved checkpoint" in screen
     assert "4 / 10000" in screen and "1 / 50" in screen
-    t.focus_ok()
-    t.keys("Enter")
-    t.wait_for("Delete training logs and intermediate checkpoints? [y]", timeout=TRAIN_TIMEOUT)
-    t.type("n")
-    t.keys("Enter")
-    screen = t.wait_for("EXIT=", timeout=30)
+    screen = t.train_keeping_leftovers()
     assert "EXIT=0" in screen
     assert f"Use it by typing <{DEMO_TRIGGER}> in a prompt" in screen
     assert "Kept the training logs" in screen
@@ -161,9 +170,7 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
     t = terminals(demo_root)
     screen = t.wait_for("Trigger Term:", "Use xformers acceleration")
     assert "4 / 10000" in screen and "1 / 50" in screen and "1 / 10" in screen
-    t.keys("Tab")
-    t.type(DEMO_TRIGGER)
-    t.wait_for("[X]  Resume from last saved checkpoint")
+    t.type_trigger(DEMO_TRIGGER, "[X]  Resume from last saved checkpoint")
     t.focus_ok()
     t.keys("C-p", "Enter")
     screen = t.wait_for("EXIT=", timeout=30)
@@ -176,17 +183,10 @@ def test_resuming_the_demo_with_other_saved_preferences_trains_on_from_the_form(
     t = terminals(trained_demo_root)
     screen = t.wait_for("Trigger Term:", "Use xformers acceleration")
     assert "3 / 50" in screen and "4 / 10" in screen
-    t.keys("Tab")
-    t.type(DEMO_TRIGGER)
-    screen = t.wait_for("[X]  Resume from last saved checkpoint  (from step 4 of 6)",
-                        "checkpoint-4's run set (untick to undo): batch 2, accumulation 1,")
+    screen = t.type_trigger(DEMO_TRIGGER, "[X]  Resume from last saved checkpoint  (from step 4 of 6)",
+                            "checkpoint-4's run set (untick to undo): batch 2, accumulation 1,")
     assert "2 / 50" in screen and "1 / 10" in screen
-    t.focus_ok()
-    t.keys("Enter")
-    t.wait_for("Delete training logs and intermediate checkpoints? [y]", timeout=TRAIN_TIMEOUT)
-    t.type("n")
-    t.keys("Enter")
-    screen = t.wait_for("EXIT=", timeout=30)
+    screen = t.train_keeping_leftovers()
     assert "EXIT=0" in screen and "Resuming from checkpoint-4 (step 4 of 6)." in screen
     assert "different run" not in screen
     output = trained_demo_root / "text-inversion-output" / DEMO_TRIGGER
@@ -202,9 +202,7 @@ def test_changing_the_batch_size_while_resuming_names_the_difference_and_keeps_t
 ):
     t = terminals(trained_demo_root)
     t.wait_for("Trigger Term:", "Use xformers acceleration")
-    t.keys("Tab")
-    t.type(DEMO_TRIGGER)
-    t.wait_for("(from step 4 of 6)")
+    t.type_trigger(DEMO_TRIGGER, "(from step 4 of 6)")
     # Initializer, resume, learnable property, both folders, resolution, center crop, mixed
     # precision and max steps lie between the trigger and the batch size.
     t.keys(*["C-n"] * 10)

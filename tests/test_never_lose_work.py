@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 from invokeai_ti.outputs import checkpoints
 from invokeai_ti.cli import main
 from invokeai_ti.errors import UserError
-from invokeai_ti.outputs.lock import OWNER_NAME, OutputLock
+from invokeai_ti.outputs.layout import CHECKPOINT_STATE, OWNER_NAME
+from invokeai_ti.outputs.lock import OutputLock
 
 REPO = Path(__file__).resolve().parents[1]
 # Bit-identical resumes are promised on a CPU always and on CUDA with --deterministic.
@@ -207,7 +208,7 @@ def test_checkpoints_from_before_sdxl_with_one_token_width_still_resume(make_roo
 
     root = make_root()
     assert main(command(root, "--max_train_steps=2", "--checkpointing_steps=1")) == 0
-    state_file = output_of(root) / "checkpoint-1" / checkpoints.STATE_FILE
+    state_file = output_of(root) / "checkpoint-1" / CHECKPOINT_STATE
     state = json.loads(state_file.read_text())
     assert state["shape"].pop("token_dims") == [32]
     state_file.write_text(json.dumps(state | {"shape": state["shape"] | {"token_dim": 1024}}))

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from invokeai_ti.cli import main
 from invokeai_ti.demo import draw_sample_photos
@@ -95,8 +96,18 @@ def test_a_preview_before_training_every_n_steps_and_at_the_end_with_step_and_pr
     assert json.loads((output / "training_settings.json").read_text())["validation_seed"] == 7
 
 
-def test_previews_follow_the_learned_vectors_and_use_the_same_noise_each_time(trained):
+def test_previews_follow_the_learned_vectors_and_use_the_same_noise_each_time(trained, tiny_model, tmp_path):
+    """Each preview is exactly what the vectors of the file it names draw from the run's seeded
+    noise: redrawn here from that file alone, it comes out pixel for pixel the same."""
     output, _ = trained
+    tokenizer, encoder, unet, vectors = tiny_parts(tiny_model, "<psychedelic>")
+    previews = make_previews(tiny_model, tmp_path, num_validation_images=2, validation_seed=7)
+    for step in (2, 4, 5):
+        preview = output / "samples" / f"step-{step:06d}.png"
+        saved = load_file(str(output / text_of(preview)["embedding"]))["<psychedelic>"]
+        with torch.no_grad():
+            vectors.copy_(saved)
+        assert pixels(previews.render(step, [tokenizer], [encoder], unet)) == pixels(preview), step
     assert pixels(output / "samples" / "step-000000.png") != pixels(output / "samples" / "step-000005.png")
 
 
@@ -239,7 +250,7 @@ def test_previews_never_change_the_trained_embedding(make_root, tmp_path):
     assert len(list((tmp_path / "on" / "samples").glob("*.png"))) == 4
     assert torch.equal(without, with_previews)
     assert losses_without == losses_with
-    assert trainer.loaded.text_encoders[0].training, "the text encoder is back in train mode"
+    assert trainer.text.encoders[0].training, "the text encoder is back in train mode"
 
 
 def test_none_turns_previews_off_but_keeps_the_loss_plot_and_report(make_root, capsys):
@@ -273,7 +284,7 @@ def tiny_parts(model: Path, token: str):
 def make_previews(model: Path, output: Path, **changes) -> Previews:
     from diffusers import AutoencoderKL, DDPMScheduler
 
-    settings = TrainingSettings(placeholder_token="psychedelic", num_validation_images=1, **changes)
+    settings = TrainingSettings(**({"placeholder_token": "psychedelic", "num_validation_images": 1} | changes))
     return Previews(
         settings, output, seed=5, placeholder="<psychedelic>", family=StableDiffusionFamily(),
         resolution=64, latent_shape=(4, 8, 8),

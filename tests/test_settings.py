@@ -78,8 +78,6 @@ def test_trigger_with_or_without_brackets_trains_the_bracketed_token(given):
         ({"placeholder_token": ""}, "trigger term is empty"),
         ({"placeholder_token": "my cat"}, "space"),
         ({"placeholder_token": "cat!"}, "'!'"),
-        ({"placeholder_token": "learned_embeds"}, "name of the trainer's own files"),
-        ({"placeholder_token": "<Learned_Embeds-steps-500>"}, "name of the trainer's own files"),
         ({"initializer_token": " "}, "initializer is empty"),
         ({"resolution": 500}, "multiple of 8"),
         ({"max_train_steps": 0}, "training steps must be at least 1"),

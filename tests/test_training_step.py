@@ -61,6 +61,28 @@ def gradient_of_step(unit: TrainingStep, step: int = 3) -> tuple[float, torch.Te
     return float(loss), grad
 
 
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_the_loss_compares_the_unet_with_the_target_its_scheduler_predicts(parts, prediction_type):
+    """The noise for an epsilon model, ``get_velocity`` for a v-prediction one (SD-2 768-v)."""
+    from diffusers import DDPMScheduler
+
+    text_encoder, unet, scheduler, captions, cache, vectors = parts
+    scheduler = DDPMScheduler.from_config(scheduler.config, prediction_type=prediction_type)
+    unit = step_unit((text_encoder, unet, scheduler, captions, cache, vectors), fold=1)
+    numbers = [0, 1, 2]
+    with torch.no_grad():
+        ours = unit.loss(numbers)
+        batch = unit.plan.batch(numbers, cache)
+        noisy = scheduler.add_noise(batch.latents, batch.noise, batch.timesteps)
+        context = text_encoder(captions[batch.templates])[0]
+        prediction = unet(noisy, batch.timesteps, encoder_hidden_states=context).sample
+    velocity = scheduler.get_velocity(batch.latents, batch.noise, batch.timesteps)
+    expected = velocity if prediction_type == "v_prediction" else batch.noise
+    other = batch.noise if prediction_type == "v_prediction" else velocity
+    assert float(ours) == pytest.approx(float(torch.nn.functional.mse_loss(prediction, expected)), rel=1e-6)
+    assert float(ours) != pytest.approx(float(torch.nn.functional.mse_loss(prediction, other)), rel=1e-3)
+
+
 @pytest.mark.parametrize("fold", [2, 4])
 def test_folding_micro_batches_gives_the_gradient_of_running_them_one_at_a_time(parts, fold):
     """One forward of 4 micro-batches is the same sum of means over the accumulation steps."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import curses
 import os
-import shutil
 import sys
 import textwrap
 from collections.abc import Mapping
@@ -19,9 +18,7 @@ from typing import Any
 
 import npyscreen
 
-from ..outputs.checkpoints import SET_ASIDE
 from ..device import detect
-from ..outputs.embeddings import snapshot_files
 from ..errors import UserError
 from .state import (
     FORM_FIELDS,
@@ -38,6 +35,8 @@ from .state import (
     widget_kind,
 )
 from ..models import scan_models
+from ..training.family import family_for
+from .cleanup import ask_to_delete_leftovers
 from .multi_gpu import train_on_gpus
 from ..paths import RootLayout, resolve_root
 from .preferences import load_preferences, save_preferences
@@ -269,46 +268,6 @@ def edit_settings(state: FormState) -> RunPlan | None:
     return app.plan
 
 
-def training_leftovers(output_dir: Path, logging_dir: Path, trigger: str) -> list[Path]:
-    """What "delete training logs and intermediate checkpoints" removes from the output folder.
-
-    Only the step snapshots, checkpoints (an earlier run's set aside too) and logs: the final
-    embedding and the recorded settings stay, and nothing outside the output folder (the
-    installed embedding above all) is touched.
-    """
-    logs = logging_dir if logging_dir.is_absolute() else output_dir / logging_dir
-    found = [*output_dir.glob("checkpoint-*"), *snapshot_files(output_dir, trigger),
-             output_dir / SET_ASIDE, output_dir / "loss_log.csv"]
-    if logs.resolve().is_relative_to(output_dir.resolve()) and logs.resolve() != output_dir.resolve():
-        found.append(logs)
-    return sorted(path for path in found if path.exists())
-
-
-def ask_to_delete_leftovers(output_dir: Path, logging_dir: Path, trigger: str) -> None:
-    """InvokeAI's question, default yes when a person presses Enter.
-
-    Without a terminal (a script, a pipe, end of input) nobody said yes, so nothing is deleted.
-    """
-    leftovers = training_leftovers(output_dir, logging_dir, trigger)
-    if not leftovers:
-        return
-    answer = ""
-    if sys.stdin.isatty():
-        try:
-            answer = input("Delete training logs and intermediate checkpoints? [y] ").strip().lower() or "y"
-        except EOFError:
-            answer = ""
-    if not answer.startswith("y"):
-        print(f"Kept the training logs and intermediate checkpoints in {output_dir}.")
-        return
-    for path in leftovers:
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-    print(f"Deleted the training logs and intermediate checkpoints in {output_dir}.")
-
-
 def run_form(typed: Mapping[str, Any]) -> int:
     """Open the form pre-filled from ``typed`` (the flags given with --gui), then train."""
     layout = RootLayout(resolve_root(typed.get("root")))
@@ -340,7 +299,8 @@ def run_form(typed: Mapping[str, Any]) -> int:
             token = outcome.result.token
             print(f"The embedding is installed in {outcome.installed.parent}.")
             print(f'Use it by typing {token} in a prompt, for example "a photo of {token}".')
-    ask_to_delete_leftovers(plan.output_dir, plan.settings.logging_dir, plan.settings.trigger)
+    outputs = family_for(plan.model).files.output_layout(plan.output_dir, plan.settings.token)
+    ask_to_delete_leftovers(outputs, plan.settings.logging_dir)
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ..outputs.embeddings import atomic_write
+from ..files import atomic_write
 from ..paths import RootLayout
 from ..settings import TrainingSettings, bare_trigger
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from ..outputs.checkpoints import (
-    SET_ASIDE,
     SHAPE_LABELS,
     Checkpoint,
     RunShape,
@@ -31,6 +30,7 @@ from ..outputs.checkpoints import (
     shown,
 )
 from ..device import DeviceCaps
+from ..outputs.layout import SET_ASIDE
 from ..errors import UserError
 from ..models import SOURCE_GIVEN, ModelInfo, default_model, find_model
 from ..paths import RootLayout

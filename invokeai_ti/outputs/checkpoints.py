@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -23,13 +22,20 @@ from typing import Any, Protocol
 
 import torch
 
-from .embeddings import disk_full_message
 from ..errors import UserError
+from ..files import disk_full_message
 from ..settings import TrainingSettings
+from .layout import (
+    CHECKPOINT_PATTERN,
+    CHECKPOINT_STATE,
+    OPTIMIZER_STATE,
+    SCALER_STATE,
+    SCHEDULER_STATE,
+    SET_ASIDE,
+    checkpoint_name,
+    checkpoint_staging_name,
+)
 
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-STATE_FILE = "trainer_state.json"
-SET_ASIDE = "previous-run-checkpoints"
 
 
 # What a difference is called in a message, in the order messages list them.
@@ -164,11 +170,21 @@ class RunShape:
 
 
 class EmbeddingLayout(Protocol):
-    """How a model family writes its embedding files and reads their vectors back."""
+    """How a model family writes its embedding files and reads their vectors back
+    (``outputs.family_files``)."""
 
     def save_files(self, folder: Path, token: str, vectors: Sequence[torch.Tensor], step: int, model: str) -> None: ...
 
     def read_saved(self, folder: Path, token: str) -> tuple[torch.Tensor, ...]: ...
+
+
+class Stateful(Protocol):
+    """The run's progress (``training.state.TrainingState``): the vectors under ``"vectors"``, one
+    tensor per text encoder, and the optimizer, schedule and loss scale as their state dicts."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -188,7 +204,7 @@ def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
     found = []
     for child in output_dir.iterdir():
         match = CHECKPOINT_PATTERN.match(child.name)
-        if match and (child / STATE_FILE).is_file():
+        if match and (child / CHECKPOINT_STATE).is_file():
             found.append((int(match.group(1)), child))
     return sorted(found)
 
@@ -200,25 +216,23 @@ def write_checkpoint(
     seed: int,
     shape: RunShape,
     total_steps: int,
-    family: EmbeddingLayout,
-    vectors: Sequence[torch.Tensor],
-    optimizer: torch.optim.Optimizer,
-    lr_scheduler: Any,
-    grad_scaler: torch.amp.GradScaler | None,
+    files: EmbeddingLayout,
+    state: Stateful,
     keep: int | None,
 ) -> Path:
-    final = output_dir / f"checkpoint-{step}"
-    staging = output_dir / f".checkpoint-{step}.partial"
+    final = output_dir / checkpoint_name(step)
+    staging = output_dir / checkpoint_staging_name(step)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
-        family.save_files(staging, shape.token, vectors, step, shape.model)
-        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-        torch.save(lr_scheduler.state_dict(), staging / "scheduler.pt")
-        if grad_scaler is not None:
-            torch.save(grad_scaler.state_dict(), staging / "scaler.pt")
-        state = {"step": step, "seed": seed, "total_steps": total_steps, "shape": asdict(shape)}
-        (staging / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+        saved = state.state_dict()
+        files.save_files(staging, shape.token, saved["vectors"], step, shape.model)
+        torch.save(saved["optimizer"], staging / OPTIMIZER_STATE)
+        torch.save(saved["lr_scheduler"], staging / SCHEDULER_STATE)
+        if saved["grad_scaler"] is not None:
+            torch.save(saved["grad_scaler"], staging / SCALER_STATE)
+        record = {"step": step, "seed": seed, "total_steps": total_steps, "shape": asdict(shape)}
+        (staging / CHECKPOINT_STATE).write_text(json.dumps(record, indent=2), encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -279,9 +293,9 @@ def find_checkpoint(output_dir: Path, request: str) -> Path | None:
     path = Path(request).expanduser()
     if not path.is_absolute() and not path.exists():
         path = output_dir / path
-    if not (path / STATE_FILE).is_file():
+    if not (path / CHECKPOINT_STATE).is_file():
         raise UserError(
-            f"{path} is not a checkpoint folder (it has no {STATE_FILE}); pass a checkpoint-N "
+            f"{path} is not a checkpoint folder (it has no {CHECKPOINT_STATE}); pass a checkpoint-N "
             "folder from the output folder, or --resume_from_checkpoint latest."
         )
     return path
@@ -300,7 +314,7 @@ def checkpoint_to_resume(output_dir: Path, request: str | None) -> Checkpoint | 
 
 def read_checkpoint(path: Path) -> Checkpoint:
     try:
-        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        state = json.loads((path / CHECKPOINT_STATE).read_text(encoding="utf-8"))
         total = state.get("total_steps")
         return Checkpoint(
             path,
@@ -316,24 +330,14 @@ def read_checkpoint(path: Path) -> Checkpoint:
         ) from error
 
 
-def restore_checkpoint(
-    checkpoint: Checkpoint,
-    *,
-    shape: RunShape,
-    family: EmbeddingLayout,
-    vectors: Sequence[torch.nn.Parameter],
-    optimizer: torch.optim.Optimizer,
-    lr_scheduler: Any,
-    grad_scaler: torch.amp.GradScaler | None,
-) -> None:
-    with torch.no_grad():
-        for target, saved in zip(vectors, family.read_saved(checkpoint.path, shape.token), strict=True):
-            target.copy_(saved.to(target.device, target.dtype))
-    optimizer.load_state_dict(load_state(checkpoint.path / "optimizer.pt"))
-    lr_scheduler.load_state_dict(load_state(checkpoint.path / "scheduler.pt"))
-    scaler_file = checkpoint.path / "scaler.pt"
-    if grad_scaler is not None and scaler_file.exists():
-        grad_scaler.load_state_dict(load_state(scaler_file))
+def restore_checkpoint(checkpoint: Checkpoint, *, shape: RunShape, files: EmbeddingLayout, state: Stateful) -> None:
+    scaler_file = checkpoint.path / SCALER_STATE
+    state.load_state_dict({
+        "vectors": files.read_saved(checkpoint.path, shape.token),
+        "optimizer": load_state(checkpoint.path / OPTIMIZER_STATE),
+        "lr_scheduler": load_state(checkpoint.path / SCHEDULER_STATE),
+        "grad_scaler": load_state(scaler_file) if scaler_file.exists() else None,
+    })
 
 
 def load_state(path: Path) -> dict[str, Any]:

@@ -12,19 +12,13 @@ what"), and no single layout suits them all, so every save writes three files:
 * ``<trigger>.safetensors``: ``{"emb_params": tensor[n, dim]}``, for AUTOMATIC1111, ComfyUI, kohya
   and InvokeAI's single-file import, which all take the trigger from the file name.
 
-Every write goes to a temporary file beside the target and is renamed into place, so a crash, a
-full disk or Ctrl-C can never leave a half-written embedding where a tool (or the user) would load
-it.
+Every write goes through ``files.atomic_write``, so a crash, a full disk or Ctrl-C can never leave
+a half-written embedding where a tool (or the user) would load it.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import re
 import shutil
-import stat
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,57 +26,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
+from ..files import atomic_write
+from .layout import INSTALLED_BACKUP, INSTALLED_NAME, LEGACY_INSTALLED_NAMES, OutputLayout
 
-EMBEDDING_NAME = "learned_embeds"
-INSTALLED_NAME = f"{EMBEDDING_NAME}.bin"
-BACKUP_SUFFIX = ".previous"
 # The token id AUTOMATIC1111 records for its "*" placeholder; InvokeAI 2.3 requires the key.
 A1111_PLACEHOLDER_ID = 265
-# What earlier versions of this trainer installed beside learned_embeds.bin. InvokeAI 2.3 loads
-# every file in the embeddings folder, so each of these registered the trigger a second time or
-# printed a notice at every start.
-LEGACY_INSTALLED_NAMES = (
-    f"{EMBEDDING_NAME}.safetensors",
-    f"{EMBEDDING_NAME}.safetensors{BACKUP_SUFFIX}",
-    f"{INSTALLED_NAME}{BACKUP_SUFFIX}",
-)
-OWN_FILE_NAMES = re.compile(rf"{EMBEDDING_NAME}(-steps-\d+)?", re.IGNORECASE)
-
-
-def disk_full_message(path: Path) -> str:
-    return (
-        f"The disk holding {path.parent} is full; free some space (or choose another output "
-        "folder) and run again: files written earlier are intact."
-    )
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp_path)`` and rename the result onto ``path``.
-
-    ``os.replace`` is atomic on one filesystem, so readers see the old file or the new one, never
-    a torn one. The temporary file is created here first so that it gets the permissions the
-    user's umask gives any new file, and that mode is put back after ``write``: some writers
-    (safetensors) replace the file with a private one, which InvokeAI running as another user,
-    or a shared model folder, could not read.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
-        write(tmp)
-        os.chmod(tmp, mode)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        if error.errno == errno.ENOSPC:
-            raise UserError(disk_full_message(path)) from error
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -137,12 +85,8 @@ class EmbeddingFiles:
 
 def embedding_files(folder: Path, trigger: str, step: int | None = None) -> EmbeddingFiles:
     """The final files, or with ``step`` the ``-steps-N`` snapshot written along the way."""
-    suffix = "" if step is None else f"-steps-{step}"
-    return EmbeddingFiles(
-        invokeai=folder / f"{EMBEDDING_NAME}{suffix}.bin",
-        diffusers=folder / f"{EMBEDDING_NAME}{suffix}.safetensors",
-        single_file=folder / f"{trigger}{suffix}.safetensors",
-    )
+    names = OutputLayout(folder, trigger).embeddings(step)
+    return EmbeddingFiles(invokeai=names.invokeai, diffusers=names.diffusers[0], single_file=names.single_file)
 
 
 def save_embedding_files(folder: Path, embedding: Embedding, *, snapshot: bool = False) -> EmbeddingFiles:
@@ -152,24 +96,6 @@ def save_embedding_files(folder: Path, embedding: Embedding, *, snapshot: bool =
     atomic_write(files.diffusers, lambda tmp: save_file({embedding.token: embedding.vectors}, str(tmp)))
     atomic_write(files.single_file, lambda tmp: save_file({"emb_params": embedding.vectors}, str(tmp)))
     return files
-
-
-def snapshot_files(folder: Path, trigger: str) -> list[Path]:
-    """The ``-steps-N`` snapshots in ``folder``, the final files never among them."""
-    pattern = re.compile(
-        rf"{EMBEDDING_NAME}-steps-\d+\.(bin|safetensors)|{re.escape(trigger)}-steps-\d+\.safetensors"
-    )
-    if not folder.is_dir():
-        return []
-    return sorted(path for path in folder.iterdir() if pattern.fullmatch(path.name))
-
-
-def clashes_with_own_files(trigger: str) -> bool:
-    """A trigger named like the trainer's own files would overwrite them as ``<trigger>.safetensors``.
-
-    Case is ignored because macOS and Windows file systems ignore it.
-    """
-    return OWN_FILE_NAMES.fullmatch(trigger) is not None
 
 
 def load_embedding(path: Path) -> tuple[str | None, torch.Tensor]:
@@ -239,7 +165,7 @@ def install_embedding(output_dir: Path, embedding_dir: Path) -> Path:
     trained = output_dir / INSTALLED_NAME
     installed = embedding_dir / INSTALLED_NAME
     if installed.is_file():
-        backup = output_dir / f"{INSTALLED_NAME}{BACKUP_SUFFIX}"
+        backup = output_dir / INSTALLED_BACKUP
         atomic_write(backup, lambda tmp: shutil.copyfile(installed, tmp))
     atomic_write(installed, lambda tmp: shutil.copyfile(trained, tmp))
     for name in LEGACY_INSTALLED_NAMES:

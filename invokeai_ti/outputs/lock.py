@@ -17,9 +17,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from ..errors import UserError
-
-LOCK_NAME = ".training.lock"
-OWNER_NAME = ".training.owner"
+from .layout import LOCK_NAME, OWNER_NAME
 
 
 class OutputLock:

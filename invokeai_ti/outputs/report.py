@@ -15,7 +15,6 @@ import csv
 import html
 import io
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,24 +22,16 @@ from PIL import Image
 
 from ..dataset import load_image, scan_images
 from ..errors import UserError
-from .embeddings import atomic_write
+from ..files import atomic_write
+from .layout import LOSS_LOG, LOSS_PLOT, REPORT, SAMPLE_NAME, SAMPLES_DIR, SETTINGS_RECORD, sample_name
 
-# Written by the trainer.
-LOSS_LOG = "loss_log.csv"
-SETTINGS_FILE = "training_settings.json"
-# Written here, and the previews' folder.
-LOSS_PLOT = "loss.png"
-REPORT = "report.html"
-SAMPLES_DIR = "samples"
-
-SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
 REPORT_JPEG_QUALITY = 90
 PHOTO_THUMBNAIL = 96
 PHOTOS_SHOWN = 12
 
 
 def sample_path(output_dir: Path, step: int) -> Path:
-    return output_dir / SAMPLES_DIR / f"step-{step:06d}.png"
+    return output_dir / SAMPLES_DIR / sample_name(step)
 
 
 def sample_files(output_dir: Path) -> dict[int, Path]:
@@ -316,7 +307,7 @@ def write_report(output_dir: Path) -> Path:
     """``report.html``: the run's trigger, model, loss plot, training photos, previews by step (with
     the judge's verdict where the previews carry one) and settings."""
     try:
-        settings = json.loads((output_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
+        settings = json.loads((output_dir / SETTINGS_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         settings = {}
     losses = read_loss_log(output_dir / LOSS_LOG)
@@ -344,3 +335,9 @@ def write_report(output_dir: Path) -> Path:
     path = output_dir / REPORT
     atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return path
+
+
+def refresh_report(output_dir: Path) -> Path:
+    """Redraw the loss plot and the page from what is on disk now; returns the page."""
+    write_loss_plot(output_dir)
+    return write_report(output_dir)

@@ -25,16 +25,19 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .embeddings import EMBEDDING_NAME, atomic_write, check_dimension, load_embedding
 from ..errors import UserError
+from ..files import atomic_write
 from ..models import BASE_BY_TOKEN_WIDTH
 from ..settings import bare_trigger
+from .embeddings import check_dimension, load_embedding
+from .layout import EMBEDDING_NAME, SECOND_ENCODER_SUFFIX, OutputLayout
 
 CLIP_L, CLIP_G = "clip_l", "clip_g"
-SECOND_ENCODER_SUFFIX = "_2"
 # ``learned_embeds.safetensors``, ``learned_embeds_2-steps-500.safetensors``, ...: the diffusers
 # SDXL example's names, in which ``_2`` marks the second encoder's half of the pair.
-DIFFUSERS_PAIR_NAME = re.compile(r"^(?P<stem>.+?)(?P<second>_2)?(?P<steps>-steps-\d+)?\.safetensors$")
+DIFFUSERS_PAIR_NAME = re.compile(
+    rf"^(?P<stem>.+?)(?P<second>{SECOND_ENCODER_SUFFIX})?(?P<steps>-steps-\d+)?\.safetensors$"
+)
 PAIR_HINT = (
     "a file with clip_l and clip_g, or learned_embeds.safetensors with learned_embeds_2.safetensors "
     "beside it"
@@ -76,12 +79,10 @@ class SDXLFiles:
 
 def sdxl_files(folder: Path, token: str, step: int | None = None) -> SDXLFiles:
     """The set's paths; ``step`` gives the ``-steps-N`` snapshot names the diffusers example uses."""
-    steps = f"-steps-{step}" if step is not None else ""
+    names = OutputLayout(folder, bare_trigger(token), encoders=2).embeddings(step)
+    first, second = names.diffusers
     return SDXLFiles(
-        invokeai=folder / f"{EMBEDDING_NAME}{steps}.bin",
-        single_file=folder / f"{bare_trigger(token)}{steps}.safetensors",
-        diffusers_first=folder / f"{EMBEDDING_NAME}{steps}.safetensors",
-        diffusers_second=folder / f"{EMBEDDING_NAME}{SECOND_ENCODER_SUFFIX}{steps}.safetensors",
+        invokeai=names.invokeai, single_file=names.single_file, diffusers_first=first, diffusers_second=second
     )
 
 

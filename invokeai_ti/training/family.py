@@ -1,8 +1,9 @@
 """Model families: what differs between SD-1/SD-2 (one text encoder) and SDXL (two).
 
 A family knows its text encoders (where each lives in the pipeline folder and which class loads
-it), how their outputs condition the UNet, what its VAE needs, and the files its embeddings are
-saved and installed as. The rest of the trainer asks the family instead of branching on the
+it), how their outputs condition the UNet (SDXL's time ids included) and what its VAE needs. The
+files its embeddings are saved and installed as are ``files``, from ``outputs.family_files``: the
+maths here, the files there. The rest of the trainer asks the family instead of branching on the
 model's base, so SDXL is a class here, not ``if`` statements through the loop.
 
 Vectors are always handed around as one tensor per text encoder, in the family's encoder order.
@@ -16,17 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
-from ..outputs.embeddings import EMBEDDING_NAME, Embedding, install_embedding, save_embedding_files
+from ..dataset import image_geometry
 from ..models import BASE_SDXL, ModelInfo
-from ..outputs.sdxl_files import (
-    SECOND_ENCODER_SUFFIX,
-    SDXLVectors,
-    read_initial_vectors,
-    save_sdxl_embeddings,
-    sdxl_trigger_problem,
-)
+from ..outputs.family_files import FamilyFiles, StableDiffusionFiles, StableDiffusionXLFiles
 
 
 @dataclass(frozen=True)
@@ -43,10 +37,7 @@ class ModelFamily:
 
     name: str
     encoders: tuple[EncoderSlot, ...]
-    # The diffusers file of each encoder's vectors, ``{token: tensor[n, width]}``, which a
-    # checkpoint is restored from.
-    vector_files: tuple[str, ...]
-    uses_time_ids = False
+    files: FamilyFiles
 
     def conditioning(
         self, text_encoders: Sequence, ids: Sequence[torch.Tensor], time_ids: torch.Tensor | None
@@ -58,32 +49,14 @@ class ModelFamily:
         """The precision the latent cache is encoded in."""
         return weight_dtype
 
-    def trigger_problem(self, token: str) -> str | None:
-        """A trigger this family's files cannot be saved under."""
+    def image_time_ids(self, images: list[Path], resolution: int, center_crop: bool) -> torch.Tensor | None:
+        """What the UNet is told of each training image's geometry, ``[image, mirrored, n]``; None
+        for a family that is told nothing."""
         return None
 
-    def save_files(
-        self, folder: Path, token: str, vectors: Sequence[torch.Tensor], step: int, model: str,
-        *, snapshot: bool = False,
-    ) -> None:
-        """Every layout of the embedding into ``folder``; ``snapshot`` names them after ``step``."""
-        raise NotImplementedError
-
-    def read_saved(self, folder: Path, token: str) -> tuple[torch.Tensor, ...]:
-        """The vectors ``save_files`` wrote into ``folder`` (final names), one per encoder."""
-        return tuple(load_file(str(folder / name))[token] for name in self.vector_files)
-
-    def install(self, output_dir: Path, embedding_dir: Path, token: str) -> Path:
-        """Put the trained embedding where InvokeAI finds it; returns the installed file.
-
-        Every family's output folder holds the InvokeAI file as ``learned_embeds.bin`` (SD's 1-D
-        or A1111 layout, SDXL's ``clip_l``/``clip_g``); it is installed as its folder's only file.
-        """
-        return install_embedding(output_dir, embedding_dir)
-
-    def read_initial(self, path: Path, widths: Sequence[int], model: str) -> tuple[torch.Tensor, ...]:
-        """``--initial_embedding``'s vectors, one per encoder; a file for other widths is refused."""
-        return read_initial_vectors(path, widths, model)
+    def size_time_ids(self, resolution: int, count: int, device: torch.device) -> torch.Tensor | None:
+        """The same for ``count`` generated, uncropped pictures of ``resolution`` (the previews)."""
+        return None
 
 
 class StableDiffusionFamily(ModelFamily):
@@ -91,18 +64,12 @@ class StableDiffusionFamily(ModelFamily):
 
     name = "SD-1/SD-2"
     encoders = (EncoderSlot("text_encoder", "tokenizer"),)
-    vector_files = (f"{EMBEDDING_NAME}.safetensors",)
+    files = StableDiffusionFiles()
 
     def conditioning(
         self, text_encoders: Sequence, ids: Sequence[torch.Tensor], time_ids: torch.Tensor | None
     ) -> dict[str, Any]:
         return {"encoder_hidden_states": text_encoders[0](ids[0])[0]}
-
-    def save_files(
-        self, folder: Path, token: str, vectors: Sequence[torch.Tensor], step: int, model: str,
-        *, snapshot: bool = False,
-    ) -> None:
-        save_embedding_files(folder, Embedding(token, vectors[0], step, model), snapshot=snapshot)
 
 
 class StableDiffusionXLFamily(ModelFamily):
@@ -119,8 +86,7 @@ class StableDiffusionXLFamily(ModelFamily):
         EncoderSlot("text_encoder", "tokenizer"),
         EncoderSlot("text_encoder_2", "tokenizer_2", "CLIPTextModelWithProjection"),
     )
-    vector_files = (f"{EMBEDDING_NAME}.safetensors", f"{EMBEDDING_NAME}{SECOND_ENCODER_SUFFIX}.safetensors")
-    uses_time_ids = True
+    files = StableDiffusionXLFiles()
 
     def conditioning(
         self, text_encoders: Sequence, ids: Sequence[torch.Tensor], time_ids: torch.Tensor | None
@@ -144,14 +110,20 @@ class StableDiffusionXLFamily(ModelFamily):
             return torch.float32
         return weight_dtype
 
-    def trigger_problem(self, token: str) -> str | None:
-        return sdxl_trigger_problem(token)
+    def image_time_ids(self, images: list[Path], resolution: int, center_crop: bool) -> torch.Tensor:
+        """Original height and width, crop top and left, target height and width, as SDXL was trained."""
+        rows = []
+        for path in images:
+            shape = image_geometry(path, resolution, center_crop)
+            rows.append([
+                [shape.height, shape.width, shape.crop_top, left, resolution, resolution]
+                for left in (shape.crop_left, shape.mirrored_crop_left)
+            ])
+        return torch.tensor(rows, dtype=torch.float32)
 
-    def save_files(
-        self, folder: Path, token: str, vectors: Sequence[torch.Tensor], step: int, model: str,
-        *, snapshot: bool = False,
-    ) -> None:
-        save_sdxl_embeddings(folder, token, SDXLVectors(*vectors), step=step if snapshot else None)
+    def size_time_ids(self, resolution: int, count: int, device: torch.device) -> torch.Tensor:
+        size = float(resolution)
+        return torch.tensor([[size, size, 0.0, 0.0, size, size]] * count, device=device)
 
 
 def family_for(model: ModelInfo) -> ModelFamily:

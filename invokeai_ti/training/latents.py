@@ -2,8 +2,9 @@
 
 The latent *distribution* (mean and standard deviation) is kept and a fresh latent is sampled from
 it every step, which is exactly what encoding the same pixels again would give. The encoder is
-then freed, so it is not in memory while the UNet trains. For SDXL the cache also holds each
-image's time ids (its size and the crop taken), which belong to the pixels just as the latents do.
+then freed, so it is not in memory while the UNet trains. A model family that conditions on each
+image's geometry (SDXL's time ids: its size and the crop taken) hands them in to be kept beside the
+latents, since they belong to the pixels just as the latents do; this module knows no family.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from pathlib import Path
 
 import torch
 
-from ..dataset import flipped, image_geometry, image_to_tensor, load_image
+from ..dataset import flipped, image_to_tensor, load_image
 
 
 @dataclass
 class LatentCache:
-    """Latent distributions of every image, indexed [image, mirrored]; for SDXL also its
-    ``time_ids[image, mirrored]``: original height and width, crop top and left, target height
-    and width."""
+    """Latent distributions of every image, indexed [image, mirrored], and the family's per-image
+    ``time_ids[image, mirrored]`` where it has them (SDXL)."""
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -43,7 +43,7 @@ def cache_latents(
     workers: int,
     device: torch.device,
     dtype: torch.dtype,
-    with_time_ids: bool = False,
+    time_ids: torch.Tensor | None = None,
 ) -> LatentCache:
     """Encode every image and its mirror; decoding runs in ``workers`` threads beside the VAE."""
     means, stds = [], []
@@ -55,17 +55,6 @@ def cache_latents(
             means.append(dist.mean.float())
             stds.append(dist.std.float())
     scale = vae.config.scaling_factor
-    time_ids = time_ids_of(images, resolution, center_crop).to(device) if with_time_ids else None
-    return LatentCache(torch.stack(means) * scale, torch.stack(stds) * scale, time_ids)
+    kept_ids = None if time_ids is None else time_ids.to(device)
+    return LatentCache(torch.stack(means) * scale, torch.stack(stds) * scale, kept_ids)
 
-
-def time_ids_of(images: list[Path], resolution: int, center_crop: bool) -> torch.Tensor:
-    """``[image, mirrored, 6]``: SDXL's (original height, width, crop top, left, target height, width)."""
-    rows = []
-    for path in images:
-        shape = image_geometry(path, resolution, center_crop)
-        rows.append([
-            [shape.height, shape.width, shape.crop_top, left, resolution, resolution]
-            for left in (shape.crop_left, shape.mirrored_crop_left)
-        ])
-    return torch.tensor(rows, dtype=torch.float32)

@@ -67,7 +67,7 @@ class TrainingLoop:
         self.last_loss: float | None = None
 
     def save_embedding(self, step: int, *, snapshot: bool = False) -> None:
-        self.family.save_files(
+        self.family.files.save_files(
             self.output_dir, self.settings.token, self.state.vectors, step, self.shape.model, snapshot=snapshot
         )
 
@@ -78,11 +78,8 @@ class TrainingLoop:
             seed=self.seed,
             shape=self.shape,
             total_steps=self.total_steps,
-            family=self.family,
-            vectors=self.state.vectors,
-            optimizer=self.state.optimizer,
-            lr_scheduler=self.state.lr_scheduler,
-            grad_scaler=self.state.grad_scaler,
+            files=self.family.files,
+            state=self.state,
             keep=self.settings.checkpoints_total_limit,
         )
 
@@ -113,7 +110,7 @@ class TrainingLoop:
             total=total_steps, initial=start_step, disable=not (main and self.show_progress),
             unit="step", dynamic_ncols=True, desc=f"Training {s.token}",
         )
-        log = LossLog(self.output_dir / "loss_log.csv", start_step) if main else None
+        log = LossLog(self.family.files.output_layout(self.output_dir, s.token).loss_log, start_step) if main else None
         stop = StopRequest()
         step = start_step
         started = time.monotonic()

@@ -10,9 +10,9 @@ eval mode and each one's previous mode restored afterwards, draws its noise from
 generator inside a fork of the global generators (training draws from its own seeded generators,
 but a library could use the global ones), and only reads the vectors.
 
-Only the main process renders. The others wait for it on the process group's key-value store,
-not inside a collective: a collective has a timeout (ten minutes for NCCL) that a slow preview on
-a slow device must not run into.
+Only the main process renders; the others wait for it outside the run's collectives
+(``waiting.MainProcessWait``). Refreshing the report around the pictures is the report's job
+(``outputs.report.refresh_report``), called by the trainer when a preview was drawn.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import gc
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +29,13 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from ..dataset import caption, templates_for
-from ..outputs.embeddings import EMBEDDING_NAME, atomic_write
-from ..outputs.report import sample_files, sample_path, write_loss_plot, write_report
+from ..files import atomic_write
+from ..outputs.report import sample_files, sample_path
 from ..settings import TrainingSettings
+from .waiting import MainProcessWait
 
 DENOISING_STEPS = 25
 GUIDANCE_SCALE = 7.5
-# Long enough for any preview on any device; the launcher ends the others if the main one dies.
-MAIN_PROCESS_WAIT = timedelta(hours=12)
 
 Verdict = Callable[[list[Image.Image]], dict[str, str]]
 """What a judge says of one preview's pictures, as text chunks stored in the preview's PNG
@@ -101,31 +99,8 @@ def own_randomness(device: torch.device) -> Iterator[None]:
         yield
 
 
-class MainProcessWait:
-    """The other processes wait here while the main one renders, outside any collective."""
-
-    def __init__(self, processes: int) -> None:
-        self.store = None
-        if processes > 1:
-            from torch.distributed.distributed_c10d import _get_default_store
-
-            self.store = _get_default_store()
-
-    @staticmethod
-    def key(step: int) -> str:
-        return f"invokeai-ti/preview-done/{step}"
-
-    def done(self, step: int) -> None:
-        if self.store is not None:
-            self.store.set(self.key(step), "1")
-
-    def wait(self, step: int) -> None:
-        if self.store is not None:
-            self.store.wait([self.key(step)], MAIN_PROCESS_WAIT)
-
-
 class Previews:
-    """The previews of one run: when they are due, rendering them, and the report around them.
+    """The previews of one run: when they are due, and rendering them.
 
     ``load_vae`` loads the model's VAE in the training precision (the trainer's own loader, with
     its error messages); only its decoder is kept, and only for the length of one preview.
@@ -186,33 +161,29 @@ class Previews:
         """Decided from the settings alone, so every process agrees without talking."""
         return self.prompt is not None and step % self.every == 0
 
-    def at_step(self, step: int, tokenizers, text_encoders, unet) -> None:
+    def at_step(self, step: int, tokenizers, text_encoders, unet) -> bool:
         """Before training step ``step + 1``: the main process renders, the others wait for it.
 
-        The start step of a resumed run already has its preview unless the run was stopped
-        between the checkpoint and the preview.
+        Returns whether a new preview is on disk (only ever on the main process). The start
+        step of a resumed run already has its preview unless the run was stopped between the
+        checkpoint and the preview.
         """
         if not self.due(step):
-            return
+            return False
         if not self.main:
-            self.gate.wait(step)
-            return
+            self.gate.wait()
+            return False
         try:
             if step != self.start_step or step == 0 or not sample_path(self.output_dir, step).exists():
-                if self._preview(step, tokenizers, text_encoders, unet, final=False):
-                    write_loss_plot(self.output_dir)
-                    write_report(self.output_dir)
+                return self._preview(step, tokenizers, text_encoders, unet, final=False)
+            return False
         finally:
-            self.gate.done(step)
+            self.gate.done()
 
-    def finish(self, step: int, tokenizers, text_encoders, unet) -> Path:
-        """After the final embedding is saved: its preview, the loss plot and the report."""
+    def finish(self, step: int, tokenizers, text_encoders, unet) -> None:
+        """After the final embedding is saved: its preview."""
         if self.prompt is not None:
             self._preview(step, tokenizers, text_encoders, unet, final=True)
-        write_loss_plot(self.output_dir)
-        report = write_report(self.output_dir)
-        self.notify(f"Report with the loss and the previews: {report} (open it in a browser).")
-        return report
 
     def _preview(self, step: int, tokenizers, text_encoders, unet, *, final: bool) -> bool:
         """Render and say where it went (and what the judge saw, on the world model); a preview
@@ -236,14 +207,15 @@ class Previews:
 
     def embedding_file(self, step: int, *, final: bool) -> str:
         """The saved embedding holding exactly the vectors this preview was made with."""
+        layout = self.family.files.output_layout(self.output_dir, self.settings.token)
         if final:
-            name = EMBEDDING_NAME
+            names = layout.embeddings()
         elif step and step % self.settings.save_steps == 0:
-            name = f"{EMBEDDING_NAME}-steps-{step}"
+            names = layout.embeddings(step)
         else:
             return ""
-        file = f"{name}.safetensors"
-        return file if (self.output_dir / file).exists() else ""
+        file = names.diffusers[0]
+        return file.name if file.exists() else ""
 
     def render(self, step: int, tokenizers, text_encoders, unet, *, final: bool = False) -> Path:
         """Write ``samples/step-N.png``: a grid of the preview images, step and prompt in its text,
@@ -297,8 +269,7 @@ class Previews:
             ).input_ids.to(self.device)
             for tokenizer in tokenizers
         ]
-        size = float(self.resolution)
-        time_ids = torch.tensor([[size, size, 0.0, 0.0, size, size]] * 2, device=self.device)
+        time_ids = self.family.size_time_ids(self.resolution, len(ids[0]), self.device)
         return in_dtype(self.family.conditioning(text_encoders, ids, time_ids), dtype)
 
     def _denoise(self, unet, conditioning: dict[str, Any], noise: torch.Tensor) -> torch.Tensor:

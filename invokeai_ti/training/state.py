@@ -1,7 +1,7 @@
 """What an optimizer step changes, carried together: the vectors and the optimisation around them.
 
-Checkpoints save it, a resume restores it and the loop advances it; one object instead of the
-same four keyword arguments in three places.
+Checkpoints save it and a resume restores it through ``state_dict`` / ``load_state_dict``, the
+protocol every torch object here already speaks; the loop advances it.
 """
 
 from __future__ import annotations
@@ -65,6 +65,25 @@ class TrainingState:
         rate = self.lr_scheduler.get_last_lr()[0]
         self.lr_scheduler.step()
         return rate
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint keeps of the run's progress, by part."""
+        return {
+            "vectors": tuple(vectors.detach() for vectors in self.vectors),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "grad_scaler": None if self.grad_scaler is None else self.grad_scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state``; a loss scale saved by an fp16 run is ignored by one without."""
+        with torch.no_grad():
+            for target, saved in zip(self.vectors, state["vectors"], strict=True):
+                target.copy_(saved.to(target.device, target.dtype))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        if self.grad_scaler is not None and state.get("grad_scaler") is not None:
+            self.grad_scaler.load_state_dict(state["grad_scaler"])
 
     def finite(self) -> bool:
         return all(bool(torch.isfinite(vectors).all()) for vectors in self.vectors)

@@ -18,12 +18,18 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from ..dataset import caption, require_images, templates_for
+from ..device import probe_xformers, training_device
+from ..errors import UserError
+from ..files import atomic_write
+from ..models import ModelInfo
 from ..outputs.checkpoints import (
     RunShape,
     checkpoint_to_resume,
@@ -31,27 +37,22 @@ from ..outputs.checkpoints import (
     restore_checkpoint,
     set_aside_checkpoints,
 )
-from ..dataset import caption, require_images, templates_for
-from ..device import probe_xformers, training_device
-from ..outputs.embeddings import atomic_write
-from ..errors import UserError
-from ..models import ModelInfo
 from ..outputs.lock import OutputLock
 from ..outputs.pipeline_export import TrainedEncoder, export_pipeline
-from .previews import Previews, Verdict, preview_seed
-from ..quiet import quiet_imports
+from ..outputs.report import refresh_report
 from ..outputs.resume import check_resumable, continue_schedule, schedule_note
+from ..quiet import quiet_imports
 from ..settings import TrainingSettings
 from .family import family_for
 from .latents import LatentCache, cache_latents
 from .loading import PartLoader
 from .loop import Topology, TrainingLoop
 from .plan import SamplePlan
+from .previews import Previews, Verdict, preview_seed
 from .state import TrainingState
 from .step import Notify, TrainingStep
 from .tokens import ExtendedEmbedding, add_tokens, new_tokens
 
-SETTINGS_FILE = "training_settings.json"
 SPARE_BYTES = 16 * 2**20
 PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -74,18 +75,30 @@ class TrainingResult:
     main_process: bool
 
 
-@dataclass
-class LoadedParts:
-    """The run's live text side, kept for whoever looks after training (tests, previews).
+@dataclass(frozen=True)
+class TextSide:
+    """The text encoders with the trigger's tokens added, and the captions to train on.
 
     One entry per text encoder in each list, in the model family's order.
     """
 
     tokenizers: list
-    text_encoders: list[torch.nn.Module]
-    vectors: tuple[torch.nn.Parameter, ...]
+    encoders: list[torch.nn.Module]
+    tokens: list[str]
+    widths: tuple[int, ...]
     token_ids: list[list[int]]
-    cache: LatentCache
+    vectors: tuple[torch.nn.Parameter, ...]
+    captions: list[str]
+
+
+@dataclass(frozen=True)
+class ImageSide:
+    """The frozen UNet and its noise scheduler, and how previews load the VAE again."""
+
+    unet: torch.nn.Module
+    noise_scheduler: Any
+    weight_dtype: torch.dtype
+    load_vae: Callable[[], torch.nn.Module]
 
 
 @contextlib.contextmanager
@@ -117,7 +130,8 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
 
 
 class Trainer:
-    """One training run; ``loaded`` and ``step`` hold its live parts once the model is loaded."""
+    """One training run; ``text``, ``cache`` and ``step`` hold its live parts once the model is
+    loaded, for whoever looks after training (tests, previews)."""
 
     def __init__(
         self,
@@ -135,10 +149,12 @@ class Trainer:
         self.family = family_for(model)
         self.data_dir = data_dir
         self.output_dir = output_dir
+        self.layout = self.family.files.output_layout(output_dir, settings.token)
         self.notify = notify
         self.show_progress = show_progress
         self.preview_verdict = preview_verdict
-        self.loaded: LoadedParts | None = None
+        self.text: TextSide | None = None
+        self.cache: LatentCache | None = None
         self.step: TrainingStep | None = None
 
     def resolution(self) -> int:
@@ -224,7 +240,7 @@ class Trainer:
         }
         self.output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(
-            self.output_dir / SETTINGS_FILE,
+            self.layout.settings_record,
             lambda tmp: tmp.write_text(json.dumps(record, indent=2), encoding="utf-8"),
         )
 
@@ -232,42 +248,98 @@ class Trainer:
         s = self.settings
         if s.initial_embedding is None:
             return None
-        initial = self.family.read_initial(s.initial_embedding, widths, self.model.name)
+        initial = self.family.files.read_initial(s.initial_embedding, widths, self.model.name)
         if initial[0].shape[0] != s.num_vectors and main:
             self.notify(f"{s.initial_embedding.name} has {initial[0].shape[0]} vectors; training that many.")
         return initial
 
     def _run_locked(self, seed: int, device: torch.device, topology: Topology, tracker) -> TrainingResult:
+        """The run, phase by phase; each phase returns what the next ones need."""
         s = self.settings
-        scan = require_images(self.data_dir)
+        images = self._scan_images(topology.main)
+        loader = PartLoader(self.model, s.revision, s.tokenizer_name)
+        text = self._load_text_side(loader, topology.main)
+        cache, image = self._load_image_side(loader, images, device)
+        self._make_vectors_trainable(text, image.weight_dtype, device)
+        self._save_memory(image.unet, text.encoders, device)
+        self.text, self.cache = text, cache
+
+        samples_per_step = s.train_batch_size * topology.processes * s.gradient_accumulation_steps
+        total_steps = self._total_steps(len(images), samples_per_step)
+        state = TrainingState.create(
+            text.vectors, s, samples_per_step=samples_per_step, total_steps=total_steps, device=device
+        )
+        shape = RunShape.of_run(
+            s, model=self.model.name, resolution=self.resolution(), num_vectors=len(text.tokens),
+            token_dims=text.widths, num_processes=topology.processes,
+        )
+        start_step, seed = self._resume(shape, seed, state, total_steps, topology.main)
+        # Only now: a refused resume must not overwrite the record of the run it belongs to, and
+        # a resumed run records the checkpoint's seed, which is the one it trains with.
         if topology.main:
+            self._record_settings(seed, topology.processes)
+
+        plan = SamplePlan(seed, len(images), len(text.captions), image.noise_scheduler.config.num_train_timesteps)
+        self.step = self._build_step(text, image, plan, cache, state, topology, device)
+        self._start_trackers(tracker)
+        previews = self._build_previews(text, image, cache, seed, start_step, topology, device)
+        loop = TrainingLoop(
+            settings=s, family=self.family, output_dir=self.output_dir, state=state, step=self.step,
+            shape=shape, seed=seed, total_steps=total_steps, topology=topology, tracker=tracker,
+            notify=self.notify, show_progress=self.show_progress,
+            before_step=lambda at: self._preview(previews, at, text, image.unet),
+        )
+        reached = loop.run(start_step)
+        if topology.main:
+            self._finish(reached, text, image.unet, previews)
+        return TrainingResult(
+            token=s.token, vectors=tuple(parameter.detach().float().cpu() for parameter in text.vectors),
+            output_dir=self.output_dir, steps=reached, seed=seed, final_loss=loop.last_loss,
+            main_process=topology.main,
+        )
+
+    def _scan_images(self, main: bool) -> list[Path]:
+        scan = require_images(self.data_dir)
+        if main:
             for path, reason in scan.skipped:
                 self.notify(f"Skipping {path.name}: {reason}.")
+        return scan.images
 
-        # One big part at a time: the VAE is loaded, used and freed before the UNet arrives, so
-        # peak memory is the UNet's training footprint, not the sum of every part.
-        weight_dtype = PRECISION_DTYPES.get(s.mixed_precision, torch.float32)
-        loader = PartLoader(self.model, s.revision, s.tokenizer_name)
+    def _load_text_side(self, loader: PartLoader, main: bool) -> TextSide:
+        """Tokenizers and text encoders with the trigger's new tokens added, and the captions."""
+        s = self.settings
         slots = self.family.encoders
         tokenizers = [loader.tokenizer(slot.tokenizer) for slot in slots]
-        text_encoders = [loader.text_encoder(slot.encoder, slot.kind) for slot in slots]
-        widths = [encoder.get_input_embeddings().embedding_dim for encoder in text_encoders]
-        initial = self._initial_vectors(widths, topology.main)
-        num_vectors = initial[0].shape[0] if initial is not None else s.num_vectors
-        tokens = new_tokens(s.token, num_vectors)
+        encoders = [loader.text_encoder(slot.encoder, slot.kind) for slot in slots]
+        widths = tuple(encoder.get_input_embeddings().embedding_dim for encoder in encoders)
+        initial = self._initial_vectors(list(widths), main)
+        tokens = new_tokens(s.token, initial[0].shape[0] if initial is not None else s.num_vectors)
         added = [
             add_tokens(tokenizer, encoder, tokens, s.initializer_token, None if initial is None else initial[i])
-            for i, (tokenizer, encoder) in enumerate(zip(tokenizers, text_encoders))
+            for i, (tokenizer, encoder) in enumerate(zip(tokenizers, encoders))
         ]
-        token_ids = [ids for ids, _ in added]
-        vectors = tuple(parameter for _, parameter in added)
+        captions = [caption(template, " ".join(tokens)) for template in templates_for(s.learnable_property)]
+        return TextSide(
+            tokenizers, encoders, tokens, widths, [ids for ids, _ in added],
+            tuple(parameter for _, parameter in added), captions,
+        )
+
+    def _load_image_side(self, loader: PartLoader, images: list[Path],
+                         device: torch.device) -> tuple[LatentCache, ImageSide]:
+        """Every image's latents, then the UNet and its noise scheduler.
+
+        One big part at a time: the VAE is loaded, used and freed before the UNet arrives, so
+        peak memory is the UNet's training footprint, not the sum of every part.
+        """
+        s = self.settings
+        weight_dtype = PRECISION_DTYPES.get(s.mixed_precision, torch.float32)
         vae_dtype = self.family.vae_dtype(weight_dtype, loader.config("vae"))
         vae = loader.part("vae", vae_dtype)
         vae.decoder = None
         cache = cache_latents(
-            scan.images, vae.to(device), resolution=self.resolution(), center_crop=s.center_crop,
+            images, vae.to(device), resolution=self.resolution(), center_crop=s.center_crop,
             workers=s.dataloader_num_workers, device=device, dtype=vae_dtype,
-            with_time_ids=self.family.uses_time_ids,
+            time_ids=self.family.image_time_ids(images, self.resolution(), s.center_crop),
         )
         del vae
         gc.collect()
@@ -275,14 +347,20 @@ class Trainer:
             torch.cuda.empty_cache()
         unet = loader.part("unet", weight_dtype).to(device)
         noise_scheduler = loader.part("scheduler", None)
+        return cache, ImageSide(unet, noise_scheduler, weight_dtype, lambda: loader.part("vae", vae_dtype))
 
-        for text_encoder, parameter in zip(text_encoders, vectors):
+    def _make_vectors_trainable(self, text: TextSide, weight_dtype: torch.dtype, device: torch.device) -> None:
+        for text_encoder, parameter in zip(text.encoders, text.vectors):
             text_encoder.requires_grad_(False)
             text_encoder.to(device, dtype=weight_dtype)
             # Wrapped only after freezing and casting, which would otherwise reach the new
             # vectors: they must stay trainable and in float32 whatever the models' precision.
             parameter.data = parameter.data.to(device)
             text_encoder.set_input_embeddings(ExtendedEmbedding(text_encoder.get_input_embeddings(), parameter))
+
+    def _save_memory(self, unet, text_encoders: list, device: torch.device) -> None:
+        """xFormers attention and gradient checkpointing, where the settings ask for them."""
+        s = self.settings
         if s.enable_xformers_memory_efficient_attention:
             self._enable_xformers(unet, device)
         if s.gradient_checkpointing:
@@ -293,95 +371,69 @@ class Trainer:
                 enable = getattr(text_encoder, "activation_checkpointing_enable", None)
                 (enable or text_encoder.gradient_checkpointing_enable)()
                 text_encoder.train()
-        self.loaded = LoadedParts(tokenizers, text_encoders, vectors, token_ids, cache)
 
-        samples_per_step = s.train_batch_size * topology.processes * s.gradient_accumulation_steps
+    def _total_steps(self, images: int, samples_per_step: int) -> int:
+        s = self.settings
         if s.num_train_epochs:
-            total_steps = s.num_train_epochs * math.ceil(len(scan.images) * s.repeats / samples_per_step)
-        else:
-            total_steps = s.max_train_steps
-        state = TrainingState.create(
-            vectors, s, samples_per_step=samples_per_step, total_steps=total_steps, device=device
-        )
-        shape = RunShape.of_run(
-            s,
-            model=self.model.name,
-            resolution=self.resolution(),
-            num_vectors=num_vectors,
-            token_dims=tuple(widths),
-            num_processes=topology.processes,
-        )
-        start_step, seed = self._resume(shape, seed, state, total_steps, topology.main)
-        # Only now: a refused resume must not overwrite the record of the run it belongs to, and
-        # a resumed run records the checkpoint's seed, which is the one it trains with.
-        if topology.main:
-            self._record_settings(seed, topology.processes)
+            return s.num_train_epochs * math.ceil(images * s.repeats / samples_per_step)
+        return s.max_train_steps
 
-        templates = templates_for(s.learnable_property)
-        captions = [caption(template, " ".join(tokens)) for template in templates]
+    def _build_step(self, text: TextSide, image: ImageSide, plan: SamplePlan, cache: LatentCache,
+                    state: TrainingState, topology: Topology, device: torch.device) -> TrainingStep:
+        """The step's passes, its fold measured and the UNet compiled when asked."""
+        s = self.settings
         caption_ids = [
             tokenizer(
-                captions, padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
+                text.captions, padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
                 return_tensors="pt",
             ).input_ids.to(device)
-            for tokenizer in tokenizers
+            for tokenizer in text.tokenizers
         ]
         step = TrainingStep(
-            family=self.family,
-            text_encoders=text_encoders,
-            unet=unet,
-            noise_scheduler=noise_scheduler,
-            plan=SamplePlan(seed, len(scan.images), len(templates), noise_scheduler.config.num_train_timesteps),
-            cache=cache,
-            caption_ids=caption_ids,
-            vectors=vectors,
-            batch=s.train_batch_size,
-            accumulation=s.gradient_accumulation_steps,
-            processes=topology.processes,
-            rank=topology.rank,
-            weight_dtype=weight_dtype,
-            grad_scaler=state.grad_scaler,
-            device=device,
+            family=self.family, text_encoders=text.encoders, unet=image.unet, noise_scheduler=image.noise_scheduler,
+            plan=plan, cache=cache, caption_ids=caption_ids, vectors=text.vectors,
+            batch=s.train_batch_size, accumulation=s.gradient_accumulation_steps,
+            processes=topology.processes, rank=topology.rank, weight_dtype=image.weight_dtype,
+            grad_scaler=state.grad_scaler, device=device,
             notify=self.notify if topology.main else (lambda _message: None),
         )
-        self.step = step
         # Measured eagerly, before compiling: a compiled UNet would capture the one-micro-batch
         # shape of the measurement as well as the folded shape training uses.
         step.measure_fold()
         if s.compile:
             step.compile()
-        if tracker is not None:
-            scalars = {k: v for k, v in s.to_dict().items() if isinstance(v, (int, float, str, bool))}
-            tracker.init_trackers("textual_inversion", config=scalars)
-        # Beside the loop, not in it: the main process renders, the others wait outside collectives.
-        previews = Previews(
-            s, self.output_dir, seed=seed, placeholder=" ".join(tokens), family=self.family,
+        return step
+
+    def _build_previews(self, text: TextSide, image: ImageSide, cache: LatentCache, seed: int,
+                        start_step: int, topology: Topology, device: torch.device) -> Previews:
+        """Beside the loop, not in it: the main process renders, the others wait outside collectives."""
+        return Previews(
+            self.settings, self.output_dir, seed=seed, placeholder=" ".join(text.tokens), family=self.family,
             resolution=self.resolution(), latent_shape=tuple(cache.mean.shape[2:]),
-            scheduler_config=noise_scheduler.config, load_vae=lambda: loader.part("vae", vae_dtype),
+            scheduler_config=image.noise_scheduler.config, load_vae=image.load_vae,
             device=device, main=topology.main, processes=topology.processes, start_step=start_step,
             notify=self._above_progress, verdict=self.preview_verdict,
         )
-        loop = TrainingLoop(
-            settings=s, family=self.family, output_dir=self.output_dir, state=state, step=step, shape=shape,
-            seed=seed, total_steps=total_steps,
-            topology=topology, tracker=tracker, notify=self.notify, show_progress=self.show_progress,
-            before_step=lambda at: previews.at_step(at, tokenizers, text_encoders, unet),
-        )
-        reached = loop.run(start_step)
-        if topology.main:
-            self.family.save_files(self.output_dir, s.token, vectors, reached, self.model.name)
-            previews.finish(reached, tokenizers, text_encoders, unet)
-            if not s.only_save_embeds and self.model.path is not None:
-                self._export_pipeline()
-        return TrainingResult(
-            token=s.token,
-            vectors=tuple(parameter.detach().float().cpu() for parameter in vectors),
-            output_dir=self.output_dir,
-            steps=reached,
-            seed=seed,
-            final_loss=loop.last_loss,
-            main_process=topology.main,
-        )
+
+    def _preview(self, previews: Previews, step: int, text: TextSide, unet) -> None:
+        """A preview when one is due, and the report around it once it is on disk."""
+        if previews.at_step(step, text.tokenizers, text.encoders, unet):
+            refresh_report(self.output_dir)
+
+    def _start_trackers(self, tracker) -> None:
+        if tracker is not None:
+            scalars = {k: v for k, v in self.settings.to_dict().items() if isinstance(v, (int, float, str, bool))}
+            tracker.init_trackers("textual_inversion", config=scalars)
+
+    def _finish(self, reached: int, text: TextSide, unet, previews: Previews) -> None:
+        """The final embedding, the last preview and the exported pipeline (main process only)."""
+        s = self.settings
+        self.family.files.save_files(self.output_dir, s.token, text.vectors, reached, self.model.name)
+        previews.finish(reached, text.tokenizers, text.encoders, unet)
+        report = refresh_report(self.output_dir)
+        self._above_progress(f"Report with the loss and the previews: {report} (open it in a browser).")
+        if not s.only_save_embeds and self.model.path is not None:
+            self._export_pipeline(text)
 
     def _above_progress(self, message: str) -> None:
         """A line printed above the progress bar, which would otherwise draw over it."""
@@ -392,15 +444,14 @@ class Trainer:
 
         tqdm.write(message)
 
-    def _export_pipeline(self) -> None:
-        loaded = self.loaded
+    def _export_pipeline(self, text: TextSide) -> None:
         trained = [
             TrainedEncoder(slot.encoder, slot.tokenizer, slot.kind, tokenizer, ids, parameter.detach().cpu())
             for slot, tokenizer, ids, parameter in zip(
-                self.family.encoders, loaded.tokenizers, loaded.token_ids, loaded.vectors
+                self.family.encoders, text.tokenizers, text.token_ids, text.vectors
             )
         ]
-        export_pipeline(self.model.path, trained, self.output_dir / "pipeline")
+        export_pipeline(self.model.path, trained, self.layout.pipeline)
 
     def _enable_xformers(self, unet, device: torch.device) -> None:
         works, reason = probe_xformers(device)
@@ -428,11 +479,8 @@ class Trainer:
         restore_checkpoint(
             checkpoint,
             shape=shape,
-            family=self.family,
-            vectors=state.vectors,
-            optimizer=state.optimizer,
-            lr_scheduler=state.lr_scheduler,
-            grad_scaler=state.grad_scaler,
+            files=self.family.files,
+            state=state,
         )
         before, after = continue_schedule(state.lr_scheduler, checkpoint.step)
         if main:

@@ -1,0 +1,153 @@
+"""The output folder's one owner: the name of every file and folder a run writes there.
+
+Writers (embeddings, checkpoints, the loss log, the report, previews, the lock, the exported
+pipeline) and readers (resume, the report, the form's clean-up) take their names from here, so a
+name is spelt once and "what is a leftover" cannot miss a file that a writer added. A model
+family changes only how many embedding files a save writes: SDXL adds a second diffusers file for
+its second text encoder. The number of vectors changes no name.
+
+It imports nothing but the standard library, so the form and the CLI can read it cheaply.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+EMBEDDING_NAME = "learned_embeds"
+SECOND_ENCODER_SUFFIX = "_2"
+INSTALLED_NAME = f"{EMBEDDING_NAME}.bin"
+BACKUP_SUFFIX = ".previous"
+# The embedding an install replaced, kept in the output folder rather than in InvokeAI's.
+INSTALLED_BACKUP = f"{INSTALLED_NAME}{BACKUP_SUFFIX}"
+# What earlier versions of this trainer installed beside learned_embeds.bin. InvokeAI 2.3 loads
+# every file in the embeddings folder, so each of these registered the trigger a second time or
+# printed a notice at every start.
+LEGACY_INSTALLED_NAMES = (
+    f"{EMBEDDING_NAME}.safetensors",
+    f"{EMBEDDING_NAME}.safetensors{BACKUP_SUFFIX}",
+    INSTALLED_BACKUP,
+)
+OWN_FILE_NAMES = re.compile(rf"{EMBEDDING_NAME}(-steps-\d+)?", re.IGNORECASE)
+
+SETTINGS_RECORD = "training_settings.json"
+LOSS_LOG = "loss_log.csv"
+LOSS_PLOT = "loss.png"
+REPORT = "report.html"
+SAMPLES_DIR = "samples"
+SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
+PIPELINE_DIR = "pipeline"
+LOCK_NAME = ".training.lock"
+OWNER_NAME = ".training.owner"
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+SET_ASIDE = "previous-run-checkpoints"
+# Inside a checkpoint folder, beside the family's embedding files.
+CHECKPOINT_STATE = "trainer_state.json"
+OPTIMIZER_STATE = "optimizer.pt"
+SCHEDULER_STATE = "scheduler.pt"
+SCALER_STATE = "scaler.pt"
+
+
+def steps_suffix(step: int | None) -> str:
+    """``-steps-N`` for a snapshot written along the way, nothing for the final files."""
+    return "" if step is None else f"-steps-{step}"
+
+
+def sample_name(step: int) -> str:
+    return f"step-{step:06d}.png"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"checkpoint-{step}"
+
+
+def checkpoint_staging_name(step: int) -> str:
+    """Where a checkpoint is written before it is renamed into place; never listed as one."""
+    return f".{checkpoint_name(step)}.partial"
+
+
+def own_files_problem(trigger: str) -> str | None:
+    """A trigger named like the trainer's own files would overwrite them as ``<trigger>.safetensors``.
+
+    Case is ignored because macOS and Windows file systems ignore it.
+    """
+    if OWN_FILE_NAMES.fullmatch(trigger) is None:
+        return None
+    return f"the trigger term '{trigger}' is the name of the trainer's own files; choose another word"
+
+
+@dataclass(frozen=True)
+class EmbeddingNames:
+    """The files one save of one model family writes, by which tool reads them.
+
+    ``diffusers`` holds one file per text encoder, in the family's encoder order.
+    """
+
+    invokeai: Path
+    diffusers: tuple[Path, ...]
+    single_file: Path
+
+    def all(self) -> tuple[Path, ...]:
+        return (self.invokeai, *self.diffusers, self.single_file)
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """One run's output folder: ``folder`` for the trigger ``trigger`` of a model with ``encoders``
+    text encoders (1 for SD-1 and SD-2, 2 for SDXL)."""
+
+    folder: Path
+    trigger: str
+    encoders: int = 1
+
+    def embeddings(self, step: int | None = None) -> EmbeddingNames:
+        """The final files, or with ``step`` the ``-steps-N`` snapshot written along the way."""
+        where = self.folder
+        steps = steps_suffix(step)
+        seconds = ("", SECOND_ENCODER_SUFFIX)[: self.encoders]
+        return EmbeddingNames(
+            invokeai=where / f"{EMBEDDING_NAME}{steps}.bin",
+            diffusers=tuple(where / f"{EMBEDDING_NAME}{second}{steps}.safetensors" for second in seconds),
+            single_file=where / f"{self.trigger}{steps}.safetensors",
+        )
+
+    def snapshots(self) -> list[Path]:
+        """The ``-steps-N`` snapshots in the folder, the final files never among them."""
+        marker = steps_suffix(0)
+        parts = [path.name.rsplit(marker, 1) for path in self.embeddings(step=0).all()]
+        pattern = re.compile("|".join(rf"{re.escape(head)}-steps-\d+{re.escape(tail)}" for head, tail in parts))
+        if not self.folder.is_dir():
+            return []
+        return sorted(path for path in self.folder.iterdir() if pattern.fullmatch(path.name))
+
+    @property
+    def settings_record(self) -> Path:
+        return self.folder / SETTINGS_RECORD
+
+    @property
+    def loss_log(self) -> Path:
+        return self.folder / LOSS_LOG
+
+    @property
+    def pipeline(self) -> Path:
+        return self.folder / PIPELINE_DIR
+
+    @property
+    def set_aside(self) -> Path:
+        return self.folder / SET_ASIDE
+
+    def leftovers(self, logging_dir: Path) -> list[Path]:
+        """What "delete training logs and intermediate checkpoints" removes.
+
+        Only the step snapshots, checkpoints (an earlier run's set aside too) and logs: the final
+        embedding, its backup and the recorded settings stay, and nothing outside the folder (the
+        installed embedding above all) is touched.
+        """
+        logs = logging_dir if logging_dir.is_absolute() else self.folder / logging_dir
+        found = [*self.folder.glob("checkpoint-*"), *self.snapshots(), self.set_aside, self.loss_log]
+        inside = logs.resolve().is_relative_to(self.folder.resolve())
+        if inside and logs.resolve() != self.folder.resolve():
+            found.append(logs)
+        return sorted(path for path in found if path.exists())

@@ -1,0 +1,105 @@
+"""After a run, "delete training logs and intermediate checkpoints" removes exactly the leftovers
+of every model family and keeps the final embedding, its backup and the recorded settings.
+
+The files are written by the trainer's own writers, so a writer that adds or renames a file
+cannot leave the clean-up behind unnoticed (as SDXL's ``learned_embeds_2-steps-N`` once was).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from invokeai_ti.form import cleanup
+from invokeai_ti.form.cleanup import ask_to_delete_leftovers
+from invokeai_ti.outputs.family_files import FamilyFiles, StableDiffusionFiles, StableDiffusionXLFiles
+from invokeai_ti.outputs.layout import INSTALLED_BACKUP, OutputLayout
+
+SD, SDXL = StableDiffusionFiles(), StableDiffusionXLFiles()
+FAMILIES = {
+    "SD-1, one vector": (SD, (32,), 1),
+    "SD-1, three vectors": (SD, (32,), 3),
+    "SDXL": (SDXL, (32, 48), 1),
+}
+
+
+def finished_run(tmp_path: Path, family: FamilyFiles, widths: tuple[int, ...], vectors: int) -> OutputLayout:
+    """An output folder as a run of ``family`` leaves it: two snapshots, a checkpoint, logs, the end."""
+    out = tmp_path / "text-inversion-output" / "cat"
+    learned = [torch.randn(vectors, width) for width in widths]
+    for step in (250, 500):
+        family.save_files(out, "<cat>", learned, step, "tiny", snapshot=True)
+    family.save_files(out / "checkpoint-500", "<cat>", learned, 500, "tiny")
+    family.save_files(out, "<cat>", learned, 500, "tiny")
+    (out / "logs").mkdir()
+    for name in (INSTALLED_BACKUP, "loss_log.csv", "training_settings.json"):
+        (out / name).write_text("x", encoding="utf-8")
+    installed = tmp_path / "embeddings" / "cat" / "learned_embeds.bin"
+    installed.parent.mkdir(parents=True)
+    installed.write_text("x", encoding="utf-8")
+    return family.output_layout(out, "<cat>")
+
+
+def final_files(layout: OutputLayout) -> set[str]:
+    return {path.name for path in layout.embeddings().all()}
+
+
+@pytest.mark.parametrize("case", list(FAMILIES))
+def test_leftovers_are_the_snapshots_checkpoints_and_logs_of_each_family(tmp_path, case):
+    family, widths, vectors = FAMILIES[case]
+    layout = finished_run(tmp_path, family, widths, vectors)
+    snapshots = {path.name for step in (250, 500) for path in layout.embeddings(step).all()}
+    assert len(snapshots) == 2 * len(final_files(layout)), "every snapshot file is on disk"
+    found = {path.name for path in layout.leftovers(Path("logs"))}
+    assert found == snapshots | {"checkpoint-500", "logs", "loss_log.csv"}
+    kept = {path.name for path in layout.folder.iterdir()} - found
+    assert kept == final_files(layout) | {INSTALLED_BACKUP, "training_settings.json"}
+
+
+def test_sdxl_leftovers_include_the_second_encoders_snapshots(tmp_path):
+    layout = finished_run(tmp_path, SDXL, (32, 48), 1)
+    assert {"learned_embeds_2-steps-250.safetensors", "learned_embeds_2-steps-500.safetensors"} <= {
+        path.name for path in layout.leftovers(Path("logs"))
+    }
+
+
+def test_logs_outside_the_output_folder_are_never_leftovers(tmp_path):
+    layout = finished_run(tmp_path, SD, (32,), 1)
+    found = layout.leftovers(tmp_path / "elsewhere")
+    assert "logs" not in {path.name for path in found}
+    assert all(path.parent == layout.folder for path in found)
+
+
+class FakeStdin:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("tty, answer, deleted", [
+    (True, "", True), (True, "y", True), (True, "n", False), (True, EOFError, False), (False, "y", False),
+])
+def test_delete_question_needs_a_yes_from_a_person(tmp_path, monkeypatch, capsys, tty, answer, deleted):
+    layout = finished_run(tmp_path, SDXL, (32, 48), 1)
+
+    def fake_input(prompt: str) -> str:
+        assert prompt == "Delete training logs and intermediate checkpoints? [y] "
+        if answer is EOFError:
+            raise EOFError
+        return answer
+
+    monkeypatch.setattr(cleanup.sys, "stdin", FakeStdin(tty))
+    monkeypatch.setattr("builtins.input", fake_input)
+    ask_to_delete_leftovers(layout, Path("logs"))
+    left = {path.name for path in layout.folder.iterdir()}
+    if deleted:
+        assert left == final_files(layout) | {INSTALLED_BACKUP, "training_settings.json"}
+    else:
+        assert "checkpoint-500" in left and "learned_embeds_2-steps-500.safetensors" in left
+    assert (tmp_path / "embeddings" / "cat" / "learned_embeds.bin").exists()
+    assert ("Deleted" if deleted else "Kept") in capsys.readouterr().out
+
