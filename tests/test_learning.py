@@ -79,7 +79,7 @@ def test_a_short_run_teaches_the_concept_that_the_initializer_alone_does_not_dra
 
 def test_a_run_stopped_halfway_and_resumed_learns_the_same(world_root, learned):
     train(world_root, "resumed", max_train_steps=STEPS // 2, checkpointing_steps=STEPS // 2)
-    resumed = train(world_root, "resumed", resume_from_checkpoint="latest")
+    resumed = train(world_root, "resumed", checkpointing_steps=STEPS // 2, resume_from_checkpoint="latest")
     assert torch.allclose(saved_vectors(resumed), saved_vectors(learned), atol=1e-5)
     assert judged(saved_vectors(resumed)) >= LEARNED
 
