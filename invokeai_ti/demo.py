@@ -55,8 +55,7 @@ def make_demo_root(root: Path) -> RootLayout:
         layout.models_yaml.parent.mkdir(parents=True, exist_ok=True)
         entry = {
             DEMO_MODEL: {
-                "description": "A tiny model that knows a world of coloured shapes, for trying invokeai-ti "
-                "(32 px pictures; try 'a photo of a green star').",
+                "description": "Knows a small world of coloured shapes (32 px); try 'a photo of a green star'.",
                 "format": "diffusers",
                 "path": str(DEMO_MODEL_FOLDER),
                 "default": True,
