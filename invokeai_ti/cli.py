@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +34,19 @@ class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line with the fix, not a usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"invokeai-ti: {message}; see invokeai-ti --help.\n")
+        self.exit(2, f"invokeai-ti: {message}{self.suggestion(message)}; see invokeai-ti --help.\n")
+
+    def suggestion(self, message: str) -> str:
+        """"did you mean --max_train_steps" for a mistyped flag (argparse only says it is unknown)."""
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        known = [option for action in self._actions for option in action.option_strings]
+        hints = []
+        for word in message.removeprefix("unrecognized arguments:").split():
+            flag = word.split("=")[0]
+            if flag.startswith("--") and (close := difflib.get_close_matches(flag, known, n=1)):
+                hints.append(f"{flag}: did you mean {close[0]}?")
+        return f" ({'; '.join(hints)})" if hints else ""
 
 
 def value_parser(kind: type, flag: str):
@@ -50,7 +63,7 @@ def value_parser(kind: type, flag: str):
 
 
 def default_text(f: dataclasses.Field) -> str:
-    if f.default is None or isinstance(f.default, bool):
+    if f.default in (None, "") or isinstance(f.default, bool):
         return ""
     return f" (default: {f.default})"
 
@@ -79,6 +92,15 @@ def build_parser() -> Parser:
         action="store_true",
         help="write invoke.sh and invoke.bat (InvokeAI's launcher menu, for this Python "
         "environment) into the root",
+    )
+    commands.add_argument(
+        "--install-step",
+        "--install_step",
+        type=value_parser(int, "--install-step"),
+        metavar="N",
+        help="install the embedding saved at step N of a run (see its report.html) into "
+        "<root>/embeddings/<trigger>/, as the final one is installed; give the run's "
+        "--placeholder_token (and --output_dir if it was not the default)",
     )
     commands.add_argument("--version", action="version", version=f"invokeai-ti {__version__}")
     for group_name, fields in fields_by_group().items():
@@ -132,7 +154,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
 
 
 def train_headless(settings: TrainingSettings) -> int:
-    from .workflow import plan_run, run_plan
+    from .workflow import header_line, installed_message, plan_run, run_plan
 
     if not settings.placeholder_token.strip():
         raise UserError(
@@ -140,17 +162,16 @@ def train_headless(settings: TrainingSettings) -> int:
             "with --gui)."
         )
     plan = plan_run(settings)
+    print(header_line(plan))
     outcome = run_plan(plan)
     if outcome.installed is not None:
         print(f"Embedding saved in {plan.output_dir}.")
-        print(
-            f"Installed at {outcome.installed}; type {outcome.result.token} in your prompts to use it."
-        )
+        print(installed_message(outcome.installed, outcome.result.token))
     return 0
 
 
 def list_models(settings: TrainingSettings) -> int:
-    from .models import format_model_table, scan_models
+    from .models import format_model_table, no_model_message, scan_models
     from .paths import RootLayout, resolve_root
 
     layout = RootLayout(resolve_root(settings.root))
@@ -158,10 +179,7 @@ def list_models(settings: TrainingSettings) -> int:
     for note in scan.notes:
         print(f"Note: {note}", file=sys.stderr)
     if not scan.models:
-        print(
-            f"No diffusers model found under {layout.root}; add one to configs/models.yaml, or "
-            "run `invokeai-ti --demo` to make a demo root."
-        )
+        print(no_model_message(layout))
         return 1
     print(format_model_table(scan.models))
     return 0
@@ -180,6 +198,12 @@ def run(argv: Sequence[str] | None) -> int:
         return run_write_launcher(settings.root)
     if args.list_models:
         return list_models(settings)
+    if args.install_step is not None:
+        from .workflow import install_step
+
+        done = install_step(settings, args.install_step)
+        print(done.message(settings.token, args.install_step))
+        return 0
     if args.gui:
         from .form.frontend import run_form
 

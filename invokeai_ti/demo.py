@@ -18,12 +18,10 @@ from pathlib import Path
 
 import yaml
 
-from .outputs.layout import REPORT
 from .outputs.report import read_previews
-from .paths import RootLayout
+from .paths import DEMO_ROOT, RootLayout
 from .settings import TrainingSettings
 
-DEMO_ROOT = Path("~/invokeai-ti-demo")
 DEMO_MODEL = "world-of-shapes-sd1"
 DEMO_TRIGGER = "blicket"
 DEMO_INITIALIZER = "toy"
@@ -97,19 +95,21 @@ def command_name() -> str:
 
 
 def run_demo(root: Path | None) -> int:
-    from .workflow import plan_run, run_plan
+    from .workflow import header_line, installed_message, plan_run, run_plan
 
     root = (root or DEMO_ROOT).expanduser().resolve()
     colour, shape = DEMO_CONCEPT
-    print(f"Preparing the demo root {root} (the world-of-shapes model and {DEMO_PHOTOS} photos of a "
-          f"{colour} {shape})...")
+    what = f"the world-of-shapes model and {DEMO_PHOTOS} photos of a {colour} {shape}"
+    if (root / DEMO_MODEL_FOLDER / "model_index.json").exists():
+        print(f"Using the demo root {root}, made earlier ({what}).")
+    else:
+        print(f"Preparing the demo root {root} ({what})...")
     layout = make_demo_root(root)
     plan = plan_run(demo_settings(root))
+    print(header_line(plan))
     outcome = run_plan(plan)
-    print(f"Trained {outcome.result.token} for {outcome.result.steps} steps on {plan.data_dir}.")
-    print(f"Training files are in {plan.output_dir}.")
-    print(f"Previews and the loss, to open in a browser: {plan.output_dir / REPORT}")
-    print(f"The embedding is installed at {outcome.installed}.")
+    print(f"Trained {outcome.result.token} for {outcome.result.steps} steps; the training files are in {plan.output_dir}.")
+    print(installed_message(outcome.installed, outcome.result.token))
     judged = [preview for preview in read_previews(plan.output_dir) if preview.verdict]
     if judged:
         print(f"Before training, {judged[0].verdict}; after {judged[-1].step} steps, {judged[-1].verdict}.")

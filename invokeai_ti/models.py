@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
-from .paths import RootLayout
+from .paths import DEMO_ROOT, RootLayout
 
 SOURCE_YAML = "models.yaml"
 SOURCE_FOLDER = "models folder"
@@ -192,6 +192,26 @@ def default_model(models: list[ModelInfo], last_used: str | None = None) -> Mode
     )
 
 
+def no_model_message(layout: RootLayout) -> str:
+    """Where a model can come from, pointing at the demo root when one exists elsewhere.
+
+    After `invokeai-ti --demo` the usual next command has no --root, and looks in ~/invokeai.
+    """
+    text = f"No diffusers model was found under {layout.root}"
+    demo = DEMO_ROOT.expanduser()
+    if demo.resolve() != layout.root.resolve() and (demo / "configs").is_dir() and scan_models(RootLayout(demo)).models:
+        return (
+            f"{text}; the demo root {demo} has one: add --root {demo} (or set INVOKEAI_ROOT={demo}). "
+            "For a real model, add one with InvokeAI's model manager, pass a diffusers folder or a "
+            "Hugging Face repo id in your cache to --model (see the README, 'Getting a model')."
+        )
+    return (
+        f"{text}; add one with InvokeAI's model manager or to configs/models.yaml, pass a diffusers "
+        "folder or a Hugging Face repo id in your cache to --model (see the README, 'Getting a "
+        "model'), or run `invokeai-ti --demo` to make a demo root with a tiny model."
+    )
+
+
 def find_model(spec: str | None, layout: RootLayout) -> ModelInfo:
     """Resolve ``--model`` to a complete local pipeline, or say exactly what to do instead.
 
@@ -203,10 +223,7 @@ def find_model(spec: str | None, layout: RootLayout) -> ModelInfo:
     if not spec:
         model = default_model(scan.models)
         if model is None:
-            raise UserError(
-                f"No diffusers model was found under {layout.root}; add one to configs/models.yaml "
-                "or run `invokeai-ti --demo` to make a demo root." + _notes_suffix(scan)
-            )
+            raise UserError(no_model_message(layout) + _notes_suffix(scan))
         return _usable(model)
     if (model := scan.lookup(spec)) is not None:
         return _usable(model)

@@ -27,6 +27,10 @@ def resolve_root(explicit: str | os.PathLike[str] | None = None) -> Path:
     return DEFAULT_ROOT.expanduser().resolve()
 
 
+# Where `invokeai-ti --demo` makes its root when no --root is given.
+DEMO_ROOT = Path("~/invokeai-ti-demo")
+
+
 @dataclass(frozen=True)
 class RootLayout:
     """The folders of an InvokeAI root; each is created only when something is written there."""

@@ -196,7 +196,7 @@ class TrainingSettings:
     validation_steps: int | None = setting(
         None,
         "make a preview every N optimizer steps, and one before the first (default: --save_steps, "
-        "so each preview has its learned_embeds-steps-N file)",
+        "so each preview has its learned_embeds-steps-N file, or half of a shorter run)",
         group="previews",
         label="Preview every N steps",
         slider=(10, 2000),
@@ -288,6 +288,16 @@ class TrainingSettings:
     @property
     def token(self) -> str:
         return f"<{self.trigger}>"
+
+    @property
+    def preview_every(self) -> int:
+        """``--validation_steps``, else ``--save_steps`` but at most half the run: a 30-step trial
+        of a setup still gets one preview between the first and the last."""
+        if self.validation_steps:
+            return self.validation_steps
+        if self.num_train_epochs:
+            return self.save_steps
+        return max(1, min(self.save_steps, self.max_train_steps // 2))
 
     def problems(self) -> list[str]:
         """Every value problem, phrased for a person; empty when the settings can run."""

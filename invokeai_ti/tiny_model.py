@@ -38,7 +38,7 @@ def write_tiny_tokenizer(
         vocab.setdefault(char + "</w>", len(vocab))
     merges: list[str] = []
     for word in KNOWN_WORDS + extra_words:
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        pieces = _bpe_pieces(word, {merge: rank for rank, merge in enumerate(merges)})
         while len(pieces) > 1:
             merge = f"{pieces[0]} {pieces[1]}"
             joined = pieces[0] + pieces[1]
@@ -56,6 +56,23 @@ def write_tiny_tokenizer(
             pad_token=pad_token,
         )
     tokenizer.save_pretrained(str(folder))
+
+
+def _bpe_pieces(word: str, ranks: dict[str, int]) -> list[str]:
+    """How CLIP's BPE splits ``word`` with the merges so far: the lowest-ranked pair first.
+
+    A word is made whole by chaining merges from these pieces, not from its letters: merges added
+    for earlier words ("c l" from "clean") apply first and would otherwise leave "circle" split.
+    """
+    pieces = list(word[:-1]) + [word[-1] + "</w>"]
+    while len(pieces) > 1:
+        pairs = [(ranks.get(f"{a} {b}"), index) for index, (a, b) in enumerate(zip(pieces, pieces[1:]))]
+        known = [(rank, index) for rank, index in pairs if rank is not None]
+        if not known:
+            break
+        _, index = min(known)
+        pieces[index:index + 2] = [pieces[index] + pieces[index + 1]]
+    return pieces
 
 
 PIPELINE_INDEX = {

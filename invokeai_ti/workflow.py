@@ -16,7 +16,9 @@ from .dataset import data_folder_problem
 from .device import DeviceCaps, detect
 from .errors import UserError
 from .models import ModelInfo, find_model
-from .outputs.layout import own_files_problem
+from .outputs.embeddings import install_embedding
+from .outputs.layout import INSTALLED_BACKUP, INSTALLED_NAME, OutputLayout, own_files_problem
+from .outputs.report import read_loss_log
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports, quiet_library_progress
 from .settings import TrainingSettings, trigger_problem
@@ -137,8 +139,11 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
         problems.append(problem)
     if (problem := caps.precision_problem(resolved.mixed_precision)) is not None:
         problems.append(problem)
-    if (problem := data_folder_problem(data_dir)) is not None:
-        problems.append(problem)
+    # Without a trigger the default data folder is the parent of every trigger's folder: the
+    # trigger is what is missing (said above), not images in that parent.
+    if settings.trigger or data_dir not in (layout.training_data, layout.data_dir(trigger)):
+        if (problem := data_folder_problem(data_dir)) is not None:
+            problems.append(problem)
     if (problem := folder_write_problem(output_dir)) is not None:
         problems.append(problem)
     if trigger_problem(settings.placeholder_token) is None:
@@ -206,3 +211,78 @@ def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = Tru
             result.output_dir, plan.layout.embedding_dir(plan.settings.trigger), plan.settings.token
         )
     return RunOutcome(result, installed)
+
+
+def header_line(plan: RunPlan) -> str:
+    """What is about to happen, printed by every front end before anything loads."""
+    return (
+        f"Training {plan.settings.token} on {plan.model.name} with the images in {plan.data_dir} "
+        "(Ctrl-C stops and keeps a checkpoint to resume from)."
+    )
+
+
+def installed_message(installed: Path, token: str, step: int | None = None) -> str:
+    """The one sentence every front end prints after installing, so "installed" reads one way."""
+    what = "The embedding" if step is None else f"The embedding of step {step}"
+    return f"{what} is installed at {installed}; type {token} in your prompts to use it."
+
+
+def final_step(outputs: OutputLayout) -> int | None:
+    """The step the final ``learned_embeds.bin`` holds: the loss log's last, when both exist."""
+    if not outputs.embeddings().invokeai.is_file():
+        return None
+    rows = read_loss_log(outputs.loss_log)
+    return rows[-1].step if rows else None
+
+
+def steps_to_install(outputs: OutputLayout) -> list[int]:
+    """Every step whose embedding can be installed: the snapshots and the final one."""
+    final = final_step(outputs)
+    return sorted(set(outputs.snapshot_steps()) | ({final} if final is not None else set()))
+
+
+def describe_steps(outputs: OutputLayout) -> str:
+    final = final_step(outputs)
+    return ", ".join(f"{step} (the final one)" if step == final else str(step) for step in steps_to_install(outputs))
+
+
+@dataclass(frozen=True)
+class StepInstalled:
+    installed: Path
+    output_dir: Path
+    replaced: bool
+
+    def message(self, token: str, step: int) -> str:
+        text = installed_message(self.installed, token, step)
+        if self.replaced:
+            text += f" The embedding it replaced is kept as {self.output_dir / INSTALLED_BACKUP}."
+        return text
+
+
+def install_step(settings: TrainingSettings, step: int) -> StepInstalled:
+    """Install the snapshot of ``step`` exactly as the final embedding is installed: the file it
+    replaces is kept as ``<output>/learned_embeds.bin.previous``, as after training."""
+    if not settings.trigger:
+        raise UserError(
+            "--install-step needs the trigger of the run; add --placeholder_token with it, "
+            "for example --placeholder_token psychedelic."
+        )
+    layout = RootLayout(resolve_root(settings.root))
+    output_dir = (settings.output_dir or layout.output_dir(settings.trigger)).expanduser()
+    outputs = OutputLayout(output_dir, settings.trigger)
+    available = steps_to_install(outputs)
+    if not available:
+        raise UserError(
+            f"{output_dir} holds no trained embedding of {settings.token}; train it first, or pass "
+            "the --output_dir of the run."
+        )
+    if step not in available:
+        raise UserError(
+            f"{output_dir} has no embedding of step {step}; the steps saved there are "
+            f"{describe_steps(outputs)}: pass one of them to --install-step."
+        )
+    source = None if step == final_step(outputs) else step
+    embedding_dir = layout.embedding_dir(settings.trigger)
+    replaced = (embedding_dir / INSTALLED_NAME).is_file()
+    installed = install_embedding(output_dir, embedding_dir, source)
+    return StepInstalled(installed, output_dir, replaced)

@@ -15,7 +15,7 @@ import torch
 from invokeai_ti.form import cleanup
 from invokeai_ti.form.cleanup import ask_to_delete_leftovers
 from invokeai_ti.outputs.family_files import FamilyFiles, StableDiffusionFiles, StableDiffusionXLFiles
-from invokeai_ti.outputs.layout import INSTALLED_BACKUP, OutputLayout
+from invokeai_ti.outputs.layout import CHECKPOINT_STATE, INSTALLED_BACKUP, OutputLayout
 
 SD, SDXL = StableDiffusionFiles(), StableDiffusionXLFiles()
 FAMILIES = {
@@ -26,13 +26,16 @@ FAMILIES = {
 
 
 def finished_run(tmp_path: Path, family: FamilyFiles, widths: tuple[int, ...], vectors: int) -> OutputLayout:
-    """An output folder as a run of ``family`` leaves it: two snapshots, a checkpoint, logs, the end."""
+    """An output folder as a run of ``family`` leaves it: two snapshots, two checkpoints, logs, the end."""
     out = tmp_path / "text-inversion-output" / "cat"
     learned = [torch.randn(vectors, width) for width in widths]
     for step in (250, 500):
         family.save_files(out, "<cat>", learned, step, "tiny", snapshot=True)
     family.save_files(out / "checkpoint-500", "<cat>", learned, 500, "tiny")
-    family.save_files(out, "<cat>", learned, 500, "tiny")
+    family.save_files(out / "checkpoint-1000", "<cat>", learned, 1000, "tiny")
+    for step in (500, 1000):
+        (out / f"checkpoint-{step}" / CHECKPOINT_STATE).write_text("{}", encoding="utf-8")
+    family.save_files(out, "<cat>", learned, 1000, "tiny")
     (out / "logs").mkdir()
     for name in (INSTALLED_BACKUP, "loss_log.csv", "training_settings.json"):
         (out / name).write_text("x", encoding="utf-8")
@@ -55,7 +58,8 @@ def test_leftovers_are_the_snapshots_checkpoints_and_logs_of_each_family(tmp_pat
     found = {path.name for path in layout.leftovers(Path("logs"))}
     assert found == snapshots | {"checkpoint-500", "logs", "loss_log.csv"}
     kept = {path.name for path in layout.folder.iterdir()} - found
-    assert kept == final_files(layout) | {INSTALLED_BACKUP, "training_settings.json"}
+    assert kept == final_files(layout) | {INSTALLED_BACKUP, "training_settings.json", "checkpoint-1000"}, (
+        "the last checkpoint stays: without it the run could not be continued")
 
 
 def test_sdxl_leftovers_include_the_second_encoders_snapshots(tmp_path):
@@ -87,7 +91,8 @@ def test_delete_question_needs_a_yes_from_a_person(tmp_path, monkeypatch, capsys
     layout = finished_run(tmp_path, SDXL, (32, 48), 1)
 
     def fake_input(prompt: str) -> str:
-        assert prompt == "Delete training logs and intermediate checkpoints? [y] "
+        assert prompt == ("Delete training logs and intermediate checkpoints (checkpoint-1000, the last, "
+                          "is kept to continue from)? [y] ")
         if answer is EOFError:
             raise EOFError
         return answer
@@ -97,7 +102,7 @@ def test_delete_question_needs_a_yes_from_a_person(tmp_path, monkeypatch, capsys
     ask_to_delete_leftovers(layout, Path("logs"))
     left = {path.name for path in layout.folder.iterdir()}
     if deleted:
-        assert left == final_files(layout) | {INSTALLED_BACKUP, "training_settings.json"}
+        assert left == final_files(layout) | {INSTALLED_BACKUP, "training_settings.json", "checkpoint-1000"}
     else:
         assert "checkpoint-500" in left and "learned_embeds_2-steps-500.safetensors" in left
     assert (tmp_path / "embeddings" / "cat" / "learned_embeds.bin").exists()

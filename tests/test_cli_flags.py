@@ -64,6 +64,20 @@ def test_reference_flags_are_all_accepted():
     assert options - shown == set()
 
 
+def test_help_shows_no_empty_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "(default: )" not in capsys.readouterr().out
+
+
+def test_a_mistyped_flag_is_answered_with_the_one_meant(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--max_steps", "30", "--placeholder_token", "cat"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2
+    assert "unrecognized arguments: --max_steps 30 (--max_steps: did you mean --max_train_steps?)" in err
+
+
 def test_no_flags_means_the_dataclass_defaults():
     assert parse() == TrainingSettings()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import torch
 import yaml
@@ -25,7 +26,10 @@ def test_demo_teaches_the_world_model_a_concept_and_the_report_shows_it_arrive(t
     assert torch.load(installed, weights_only=True)[f"<{DEMO_TRIGGER}>"].shape == (width,)
     assert f"invokeai-ti --gui --root {root}" in out
     output = root / "text-inversion-output" / DEMO_TRIGGER
-    assert f"Previews and the loss, to open in a browser: {output / 'report.html'}" in out
+    assert out.count(str(output / "report.html")) == 1, "the report's path is said once"
+    assert out.startswith(f"Preparing the demo root {root} ")
+    assert f"Training <{DEMO_TRIGGER}> on {DEMO_MODEL} with the images in " in out
+    assert f"The embedding is installed at {root / 'embeddings' / DEMO_TRIGGER / 'learned_embeds.bin'}; type " in out
     every = settings.validation_steps or settings.save_steps
     assert sorted(p.name for p in (output / "samples").iterdir()) == [
         f"step-{step:06d}.png" for step in range(0, settings.max_train_steps + 1, every)]
@@ -52,4 +56,34 @@ def test_demo_teaches_the_world_model_a_concept_and_the_report_shows_it_arrive(t
 
 def test_list_models_on_an_empty_root_says_how_to_get_one(tmp_path, capsys):
     assert main(["--list-models", "--root", str(tmp_path)]) == 1
-    assert "invokeai-ti --demo" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "invokeai-ti --demo" in out and "InvokeAI's model manager" in out and "Getting a model" in out
+
+
+def test_list_models_without_a_root_after_the_demo_points_at_the_demo_root(capsys):
+    """The usual next command after `invokeai-ti --demo` has no --root and looks in ~/invokeai."""
+    from invokeai_ti.demo import make_demo_root
+    from invokeai_ti.paths import DEMO_ROOT
+
+    demo = DEMO_ROOT.expanduser()
+    make_demo_root(demo)
+    assert main(["--list-models"]) == 1
+    out = capsys.readouterr().out
+    assert f"No diffusers model was found under {Path.home() / 'invokeai'}" in out
+    assert f"the demo root {demo} has one: add --root {demo}" in out
+    assert main(["--list-models", "--root", str(demo)]) == 0
+
+
+def test_the_demo_on_a_root_made_earlier_says_it_uses_it(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    from invokeai_ti import demo
+
+    root = tmp_path / "demo"
+    demo.make_demo_root(root)
+    short = demo.demo_settings
+    monkeypatch.setattr(demo, "demo_settings", lambda at: dataclasses.replace(
+        short(at), max_train_steps=2, validation_prompt="none"))
+    assert main(["--demo", "--root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"Using the demo root {root}, made earlier") and "Preparing" not in out

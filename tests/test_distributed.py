@@ -83,7 +83,7 @@ def test_two_processes_at_batch_b_match_one_process_at_batch_2b(root, tmp_path):
     two = launch_two(root, *flags(root, tmp_path / "two", 1, "--max_train_steps=4", "--validation_steps=2",
                                   "--num_validation_images=1"))
     assert two.returncode == 0, two.stderr[-3000:]
-    assert two.stdout.count("Installed at") == 1, "only the main process installs and reports"
+    assert two.stdout.count("The embedding is installed at") == 1, "only the main process installs and reports"
     assert two.stdout.count("Preview of step 2:") == 1, "only the main process renders previews"
     assert sorted(p.name for p in (tmp_path / "two" / "samples").iterdir()) == [
         "step-000000.png", "step-000002.png", "step-000004.png"]

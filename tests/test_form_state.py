@@ -193,6 +193,51 @@ def test_typing_the_trigger_fills_the_folders_and_the_hint(tmp_path):
     assert state.values["output_dir"].endswith("text-inversion-output/toy")
 
 
+def test_a_trigger_that_cannot_be_used_is_named_as_it_is_typed_and_moves_no_folder(tmp_path):
+    state = build(tmp_path)
+    for text in ("f", "fo", "fox", "fox ", "fox t", "fox toy"):
+        state.trigger_edited(text)
+    assert state.prompt_hint() == "(contains space; use only letters, digits, '.', '-' and '_')"
+    assert state.values["train_data_dir"] == str(tmp_path / "text-inversion-training-data" / "fox")
+    assert state.values["validation_prompt"] == "a photo of a <fox>"
+    state.trigger_edited("fox-toy")
+    assert state.values["train_data_dir"] == str(tmp_path / "text-inversion-training-data" / "fox-toy")
+    assert state.values["output_dir"] == str(tmp_path / "text-inversion-output" / "fox-toy")
+    assert state.values["validation_prompt"] == "a photo of a <fox-toy>"
+    assert state.prompt_hint() == "(Trigger by using <fox-toy> in your prompts)"
+
+
+def test_a_short_run_gets_a_preview_halfway_and_the_interval_stays_default(tmp_path):
+    state = build(tmp_path)
+    state.max_steps_edited(30)
+    assert state.values["validation_steps"] == 15
+    assert state.to_settings()[0].validation_steps is None, "the default is not saved as a choice"
+    assert dataclasses.replace(TrainingSettings(), max_train_steps=30).preview_every == 15, "the CLI agrees"
+    state.max_steps_edited(3000)
+    assert state.values["validation_steps"] == 500
+    state.values["validation_steps"] = 100
+    state.max_steps_edited(40)
+    assert state.values["validation_steps"] == 100, "an interval the user chose stays"
+    assert state.to_settings()[0].validation_steps == 100
+
+
+@pytest.mark.parametrize("problem, field", [
+    ("the trigger term 'a b' contains space; use only letters", "placeholder_token"),
+    ("the data folder /r/text-inversion-training-data/model is empty; put images in it", "train_data_dir"),
+    ("the learning rate scheduler 'x' is unknown", "lr_scheduler"),
+    ("the learning rate 'fast' is not a number", "learning_rate"),
+    ("Resume from last saved checkpoint is ticked, but ... batch size 2 (checkpoint) vs 3 (now)",
+     "resume_from_checkpoint"),
+    ("fp16 mixed precision needs a CUDA GPU", "mixed_precision"),
+    ("no model is chosen; select one under Model Name", "model"),
+    ("something else entirely", None),
+])
+def test_the_field_a_problem_names_is_found_for_the_cursor(problem, field):
+    from invokeai_ti.form.state import field_of_problem
+
+    assert field_of_problem(problem) == field
+
+
 def test_the_default_preview_prompt_follows_the_trigger_and_property_and_means_default(tmp_path):
     state = build(tmp_path)
     assert state.values["validation_prompt"] == "a photo of a <trigger>"
@@ -379,6 +424,14 @@ def test_bad_triggers_are_named(root, trigger, expected):
     state.trigger_edited(trigger)
     plan, problems = state.validate()
     assert plan is None and any(expected in p for p in problems)
+
+
+def test_an_empty_trigger_is_what_is_missing_not_images_in_the_data_parent(root):
+    state = real_state(root)
+    assert state.values["train_data_dir"] == str(root / "text-inversion-training-data")
+    _, problems = state.validate()
+    assert any("the trigger term is empty" in p for p in problems)
+    assert not any("data folder" in p for p in problems), problems
 
 
 def test_a_trigger_already_in_the_vocabulary(root):

@@ -86,7 +86,8 @@ class Terminal:
         """OK, wait for the training to end, answer no to deleting its leftovers; the last screen."""
         self.focus_ok()
         self.keys("Enter")
-        self.wait_for("Delete training logs and intermediate checkpoints? [y]", timeout=TRAIN_TIMEOUT)
+        self.wait_for("Delete training logs and intermediate checkpoints (", "is kept to continue from)? [y]",
+                      timeout=TRAIN_TIMEOUT)
         self.type("n")
         self.keys("Enter")
         return self.wait_for("EXIT=", timeout=30)
@@ -143,7 +144,7 @@ def terminals():
 
 def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, terminals):
     t = terminals(demo_root, "--max_train_steps", "4", "--train_batch_size", "1",
-                  "--gradient_accumulation_steps", "1", "--checkpointing_steps", "2")
+                  "--gradient_accumulation_steps", "1", "--checkpointing_steps", "2", "--save_steps", "2", "--validation_steps", "4")
     t.wait_for("Textual Inversion Settings", "Trigger Term:", "Use xformers acceleration")
     data = demo_root / "text-inversion-training-data" / DEMO_TRIGGER
     output = demo_root / "text-inversion-output" / DEMO_TRIGGER
@@ -152,15 +153,28 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
                             f"Preview prompt (none = off):    a photo of a <{DEMO_TRIGGER}>")
     assert "[ ]  Resume from last saved checkpoint" in screen
     assert "4 / 10000" in screen and "1 / 50" in screen
-    screen = t.train_keeping_leftovers()
-    assert "EXIT=0" in screen
-    assert f"Use it by typing <{DEMO_TRIGGER}> in a prompt" in screen
-    assert "Kept the training logs" in screen
+    t.focus_ok()
+    t.keys("Enter")
     installed = demo_root / "embeddings" / DEMO_TRIGGER / "learned_embeds.bin"
+    t.wait_for("Type 2, or press Enter to keep step 4:", timeout=TRAIN_TIMEOUT)
+    assert f"The embedding is installed at {installed}; type <{DEMO_TRIGGER}> in your prompts" in t.screen()
+    final = installed.read_bytes()
+    t.type("2")
+    t.keys("Enter")
+    t.wait_for("Delete training logs and intermediate checkpoints (checkpoint-4, the last, is kept to continue "
+               "from)? [y]", timeout=30)
+    assert f"The embedding of step 2 is installed at {installed}" in t.screen()
+    assert installed.read_bytes() == (output / "learned_embeds-steps-2.bin").read_bytes()
+    assert (output / "learned_embeds.bin.previous").read_bytes() == final
+    t.keys("Enter")
+    screen = t.wait_for("EXIT=", timeout=30)
+    assert "EXIT=0" in screen
+    assert "Deleted the training logs and intermediate checkpoints" in screen
     assert list(installed.parent.iterdir()) == [installed]
     data = torch.load(installed, weights_only=True)
     assert list(data) == [f"<{DEMO_TRIGGER}>"] and data[f"<{DEMO_TRIGGER}>"].dim() == 1, "InvokeAI reads one 1-D vector"
-    assert (output / "checkpoint-2").is_dir()
+    assert not (output / "checkpoint-2").exists() and not (output / "learned_embeds-steps-2.bin").exists()
+    assert (output / "checkpoint-4").is_dir(), "the last checkpoint stays, to continue from"
     assert (output / "samples" / "step-000004.png").is_file() and (output / "report.html").is_file()
     saved = yaml.safe_load((demo_root / "text-inversion-output" / "preferences.conf").read_text())
     assert saved["max_train_steps"] == 4 and "placeholder_token" not in saved
@@ -223,26 +237,51 @@ def test_changing_the_batch_size_while_resuming_names_the_difference_and_keeps_t
     assert "EXIT=130" in screen and "Traceback" not in screen
 
 
-def test_a_bad_trigger_gets_a_popup_and_ctrl_c_restores_the_terminal(demo_root, terminals):
+def test_a_bad_trigger_is_named_while_typing_and_the_popup_returns_to_it(demo_root, terminals):
     t = terminals(demo_root, columns=80, lines=24)
-    pages = re.search(r"Page 1 of (\d+)", t.wait_for("Trigger Term:", "Page 1 of ")).group(1)
+    screen = t.wait_for("Trigger Term:", "Page 1 of ")
+    pages = re.search(r"Page 1 of (\d+)", screen).group(1)
+    text = " ".join(line.strip("│ ") for line in screen.splitlines())
+    assert "Random weights for trying invokeai-ti; it makes noise, not pictures." in text, (
+        "at 80x24 the chosen model's description is shown in full under the list")
     t.keys("Tab")
     t.type("bad trigger!")
+    screen = t.wait_for("(contains space, '!'; use only letters, digits, '.', '-' and '_')")  # whole, at 80 columns
+    assert "<bad trigger!>" not in screen and "bad trigger!/" not in screen, "no folder follows it"
     t.focus_ok()
+    t.wait_for(f"Page {pages} of {pages}")
     t.keys("Enter")
     screen = t.wait_for("The following problems were detected and must be corrected:")
     assert "* The trigger term 'bad trigger!' contains space, '!'" in screen
     t.keys("Enter")
-    t.keys("C-p")
-    t.wait_for(f"Page {pages} of {pages}")
-    for _ in range(30):
-        t.keys("C-p")
-    screen = t.wait_for(f"Page 1 of {pages}", "bad trigger!")
+    # The cursor is back in the trigger, on the first page: typing goes on where it stopped.
+    t.keys("BSpace", pause=0.3)
+    t.type("X")
+    screen = t.wait_for(f"Page 1 of {pages}", "bad triggerX", "(contains space;")
     assert "The following problems" not in screen
     t.keys("C-c")
     screen = t.wait_for("EXIT=", timeout=30)
     assert "Cancelled with Ctrl-C; nothing was trained." in screen and "EXIT=130" in screen
     assert "TTY=echo" in screen and "Traceback" not in screen
+
+
+def test_max_training_steps_takes_a_typed_number_and_the_previews_follow_a_short_run(demo_root, terminals):
+    t = terminals(demo_root)
+    t.wait_for("Trigger Term:", "3000 / 10000", "500 / 2000")
+    t.keys("Tab")
+    t.type(DEMO_TRIGGER)
+    # Initializer, resume, learnable property, both folders, resolution, center crop and mixed
+    # precision lie between the trigger and the max steps.
+    t.keys(*["C-n"] * 9)
+    t.type("30")
+    screen = t.wait_for("30 / 10000", "15 / 2000")
+    t.keys("BSpace", pause=0.3)
+    t.type("0000")
+    screen = t.wait_for("30000 / 30000")
+    assert "500 / 2000" in screen, "back to the default interval for a long run"
+    t.keys("C-c")
+    screen = t.wait_for("EXIT=", timeout=30)
+    assert "EXIT=130" in screen and "Traceback" not in screen
 
 
 def test_a_small_terminal_is_told_the_size_it_needs(demo_root, terminals):

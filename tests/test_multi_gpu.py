@@ -80,7 +80,7 @@ def test_a_two_process_run_started_for_the_form_installs_one_embedding(make_root
     """On a CPU machine accelerate runs the two processes over gloo: the same code path."""
     root = make_root()
     assert train_on_gpus(plan_for(root), [0, 1]) == 0
-    assert capfd.readouterr().out.count("Installed at") == 1
+    assert capfd.readouterr().out.count("The embedding is installed at") == 1
     installed = root / "embeddings" / "psychedelic" / "learned_embeds.bin"
     vectors = torch.load(installed, weights_only=True)["<psychedelic>"]
     assert vectors.shape == (32,) and torch.isfinite(vectors).all()

@@ -300,3 +300,20 @@ def test_full_pipeline_export_knows_the_trigger(make_root):
     pipe = StableDiffusionPipeline.from_pretrained(str(output_of(root) / "pipeline"))
     token_id = pipe.tokenizer.convert_tokens_to_ids("<psychedelic>")
     assert torch.allclose(pipe.text_encoder.get_input_embeddings().weight[token_id], final_vectors(root)[0])
+
+
+def test_full_pipeline_export_names_text_encoder_weights_as_released_checkpoints_do(make_root):
+    """InvokeAI 6.14 pins transformers 5.5, which finds no weight in a file whose keys lack the
+    ``text_model.`` prefix (as newer transformers save them) and leaves the encoder random."""
+    from safetensors.torch import load_file
+    from transformers import CLIPTextModel
+
+    root = make_root()
+    assert main(command(root, "--max_train_steps=1", "--no-only_save_embeds")) == 0
+    folder = output_of(root) / "pipeline" / "text_encoder"
+    saved = load_file(str(folder / "model.safetensors"))
+    assert saved and all(name.startswith("text_model.") for name in saved)
+    encoder, info = CLIPTextModel.from_pretrained(str(folder), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], "this transformers reads them too"
+    assert len(saved) == len(encoder.state_dict())
+    assert [p.name for p in folder.iterdir() if "safetensors" in p.name] == ["model.safetensors"]

@@ -7,7 +7,9 @@ browser; not what they look like.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import re
 import shutil
@@ -118,11 +120,46 @@ def test_the_terminal_says_where_each_preview_and_the_report_went(trained):
     assert f"Report with the loss and the previews: {output / 'report.html'}" in printed
 
 
+def test_every_long_pause_is_announced_before_it_starts(trained):
+    """Loading, caching and each preview say what is happening before the terminal goes quiet."""
+    _, printed = trained
+    lines = printed.splitlines()
+
+    def first(prefix: str) -> int:
+        return next(index for index, line in enumerate(lines) if line.startswith(prefix))
+
+    order = [
+        first("Training <psychedelic> on stable-diffusion-1.5 with the images in "),
+        first("Loading the text encoder and VAE of stable-diffusion-1.5 from "),
+        first("Caching the latents of 3 images"),
+        first("Loading the UNet of stable-diffusion-1.5..."),
+        first("Drawing the preview of step 0: 2 pictures of 25 denoising steps each..."),
+        first("Preview of step 0: "),
+        first("Drawing the preview of step 2: "),
+        first("Drawing the preview of step 5 (the final one): 2 pictures"),
+        first("Preview of step 5: "),
+    ]
+    assert order == sorted(order)
+
+
 def test_loss_plot_is_drawn_from_the_loss_log(trained):
     output, _ = trained
     with Image.open(output / "loss.png") as plot:
         assert plot.format == "PNG" and plot.size[0] > 400
     assert [row.step for row in read_loss_log(output / "loss_log.csv")] == [1, 2, 3, 4, 5]
+
+
+def test_the_loss_plots_legend_sits_outside_the_curves():
+    from invokeai_ti.outputs.report import LossRow, loss_figure
+
+    rows = [LossRow(step, 0.5 + (step % 7) / 10, 5e-3) for step in range(1, 200)]
+    figure = loss_figure(rows)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    legend = figure.legends[0].get_window_extent(renderer)
+    for axes in figure.axes:
+        box = axes.get_window_extent(renderer)
+        assert not legend.overlaps(box), "the legend covers the plot"
 
 
 def test_smoothing_keeps_the_first_steps_at_their_level_and_evens_out_noise():
@@ -163,6 +200,53 @@ def test_on_a_model_without_a_judge_neither_previews_nor_report_speak_of_one(tra
     assert "judge" not in printed.lower()
 
 
+def caption_of(page: str, step: int) -> str:
+    return re.search(rf'<figure id="step-{step}">\n<figcaption>(.*?)</figcaption>', page).group(1)
+
+
+def test_each_step_names_the_file_each_tool_takes_and_installing_one_works_like_the_final(trained):
+    """InvokeAI misreads ``learned_embeds-steps-N.safetensors``: it is given a command that
+    installs the step's ``.bin`` as the final one is installed, keeping the replaced file."""
+    import html
+    import shlex
+
+    output, _ = trained
+    page = (output / "report.html").read_text()
+    caption = html.unescape(caption_of(page, 2))
+    assert "diffusers: <code>learned_embeds-steps-2.safetensors</code>" in caption
+    assert "AUTOMATIC1111, ComfyUI, kohya: <code>psychedelic-steps-2.safetensors</code>" in caption
+    command = re.search(r"InvokeAI: <code>(invokeai-ti --install-step 2 [^<]*)</code> installs "
+                        r"<code>learned_embeds-steps-2.bin</code>", caption).group(1)
+    final = html.unescape(caption_of(page, 5))
+    assert "InvokeAI: <code>learned_embeds.bin</code>, installed at the end of training" in final
+    assert "AUTOMATIC1111, ComfyUI, kohya: <code>psychedelic.safetensors</code>" in final
+    assert "learned_embeds-steps-2.safetensors</code>" not in final
+
+    root = Path(shlex.split(command)[shlex.split(command).index("--root") + 1])
+    installed = root / "embeddings" / "psychedelic" / "learned_embeds.bin"
+    before = installed.read_bytes()
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(shlex.split(command)[1:]) == 0
+    assert installed.read_bytes() == (output / "learned_embeds-steps-2.bin").read_bytes()
+    assert (output / "learned_embeds.bin.previous").read_bytes() == before
+    assert list(installed.parent.iterdir()) == [installed], "InvokeAI loads every file there"
+    assert printed.getvalue().startswith(f"The embedding of step 2 is installed at {installed}; type <psychedelic>")
+    words = shlex.split(command)[1:]
+    words[1] = "5"
+    assert main(words) == 0, "the final step is installed from the final file"
+    assert installed.read_bytes() == (output / "learned_embeds.bin").read_bytes()
+
+
+def test_install_step_names_the_steps_there_are(trained, capsys):
+    output, _ = trained
+    root = output.parent
+    assert main(["--install-step", "3", f"--root={root}", "--placeholder_token=psychedelic",
+                 f"--output_dir={output}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{output} has no embedding of step 3; the steps saved there are 2, 4, 5 (the final one)" in err
+
+
 def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -179,6 +263,7 @@ def test_report_opens_from_disk_in_chromium_with_every_image_shown(trained, tmp_
     ).stdout
     assert 'data-images-shown="8 of 8"' in dom, dom[-2000:]
     assert dom.count('data-loaded="yes"') == 8 and 'data-loaded="no"' not in dom
+    assert "<li>InvokeAI: <code>invokeai-ti --install-step 4 " in caption_of(dom, 4)
 
 
 def test_report_marks_an_image_that_cannot_be_shown(tmp_path):

@@ -14,7 +14,7 @@ from invokeai_ti.models import pipeline_problem
 from invokeai_ti.world import JUDGE_WEIGHTS, WORLD_MODEL, is_world_model
 from invokeai_ti.world.judge import judge, judge_many, share_showing
 from invokeai_ti.world.scene import COLOURS, PAIRS, SHAPES, SIZE, all_captions, caption, draw, samples
-from invokeai_ti.world.vocabulary import INITIALIZERS, PROMPT_WORDS
+from invokeai_ti.world.vocabulary import INITIALIZERS, PROMPT_WORDS, write_world_tokenizer
 
 HELD_OUT_SEED = 424_242
 
@@ -44,10 +44,11 @@ def test_the_world_has_the_colours_and_shapes_the_issue_asks_for():
     assert {"circle", "square", "triangle", "star", "ring", "cross"} <= set(SHAPES)
 
 
-def test_every_caption_template_initializer_and_prompt_word_is_one_whole_token():
+def test_every_caption_template_initializer_and_prompt_word_is_one_whole_token(tmp_path):
     from transformers import CLIPTokenizer
 
-    tokenizer = CLIPTokenizer.from_pretrained(str(WORLD_MODEL / "tokenizer"))
+    write_world_tokenizer(tmp_path)
+    tokenizer = CLIPTokenizer.from_pretrained(str(tmp_path))
     texts = all_captions() + [t.format("") for t in OBJECT_TEMPLATES + STYLE_TEMPLATES]
     texts += list(INITIALIZERS) + list(PROMPT_WORDS)
     for text in texts:
@@ -78,8 +79,11 @@ def test_the_judge_command_prints_each_verdict(tmp_path):
     assert result.stdout.strip() == f"{path}: green ring"
 
 
-def test_the_shipped_folder_is_a_small_complete_sd1_pipeline_marked_as_the_world():
+def test_the_shipped_folder_is_a_small_complete_sd1_pipeline_marked_as_the_world(tmp_path):
     assert is_world_model(WORLD_MODEL)
+    write_world_tokenizer(tmp_path)
+    assert (WORLD_MODEL / "tokenizer" / "vocab.json").read_text() == (tmp_path / "vocab.json").read_text()
+    assert (WORLD_MODEL / "tokenizer" / "merges.txt").read_text() == (tmp_path / "merges.txt").read_text()
     assert pipeline_problem(WORLD_MODEL) is None
     assert (WORLD_MODEL / JUDGE_WEIGHTS).is_file()
     size = sum(path.stat().st_size for path in WORLD_MODEL.rglob("*") if path.is_file())

@@ -22,10 +22,11 @@ def ask_to_delete_leftovers(layout: OutputLayout, logging_dir: Path) -> None:
     leftovers = layout.leftovers(logging_dir)
     if not leftovers:
         return
+    last = layout.last_checkpoint()
     answer = ""
     if sys.stdin.isatty():
         try:
-            answer = input("Delete training logs and intermediate checkpoints? [y] ").strip().lower() or "y"
+            answer = input(delete_question(last)).strip().lower() or "y"
         except EOFError:
             answer = ""
     if not answer.startswith("y"):
@@ -36,4 +37,12 @@ def ask_to_delete_leftovers(layout: OutputLayout, logging_dir: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-    print(f"Deleted the training logs and intermediate checkpoints in {output_dir}.")
+    print(f"Deleted the training logs and intermediate checkpoints in {output_dir}"
+          + (f"; {last.name} is kept to continue from." if last else "."))
+
+
+def delete_question(last: Path | None) -> str:
+    """InvokeAI 2.3's question, saying what stays so nobody deletes the run's way forward."""
+    if last is None:
+        return "Delete training logs and intermediate checkpoints? [y] "
+    return f"Delete training logs and intermediate checkpoints ({last.name}, the last, is kept to continue from)? [y] "

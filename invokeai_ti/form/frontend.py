@@ -9,6 +9,7 @@ command line, after curses has given the terminal back so progress prints normal
 from __future__ import annotations
 
 import curses
+import dataclasses
 import os
 import sys
 import textwrap
@@ -27,6 +28,7 @@ from .state import (
     MODEL_LIST_ROWS,
     TITLE,
     FormState,
+    field_of_problem,
     label,
     problems_message,
     slider_range,
@@ -35,13 +37,22 @@ from .state import (
     widget_kind,
 )
 from ..models import scan_models
+from ..outputs.layout import OutputLayout
 from ..training.family import family_for
 from .cleanup import ask_to_delete_leftovers
 from .multi_gpu import train_on_gpus
 from ..paths import RootLayout, resolve_root
 from .preferences import load_preferences, save_preferences
 from ..settings import TrainingSettings
-from ..workflow import RunPlan, run_plan
+from ..workflow import (
+    RunPlan,
+    final_step,
+    header_line,
+    install_step,
+    installed_message,
+    run_plan,
+    steps_to_install,
+)
 
 # Where every field's entry area starts, so the values line up in one column.
 ENTRY_COLUMN = 32
@@ -49,6 +60,8 @@ ENTRY_COLUMN = 32
 NOTE_INDENT = 5
 # Lines under the resume box for what ticking it filled in; which step it starts from is beside it.
 RESUME_NOTE_LINES = 2
+# Lines under the model list for the chosen model's description, which a narrow list cuts off.
+MODEL_NOTE_LINES = 2
 # "[X]  " before a checkbox's label, and a column npyscreen keeps free after it.
 CHECKBOX_MARK = 6
 EXIT_CANCELLED = 1
@@ -56,11 +69,41 @@ EXIT_INTERRUPTED = 130
 
 
 class IntSlider(npyscreen.Slider):
-    """npyscreen shows slider values as floats ("3000.0 / 10000"); steps are whole numbers."""
+    """A slider of whole numbers that also takes a typed one.
+
+    npyscreen shows slider values as floats ("3000.0 / 10000") and only steps them with the
+    arrows; a 30-step trial run must not need a dozen presses. Digits typed on arrival replace
+    the value, further digits extend it and Backspace takes the last one back; a number beyond
+    the end of the scale widens it.
+    """
+
+    typing = False
 
     def translate_value(self) -> str:
         text = f"{int(self.value)} / {self.out_of}"
         return text.rjust(len(str(self.out_of)) * 2 + 3)
+
+    def set_up_handlers(self) -> None:
+        super().set_up_handlers()
+        self.handlers.update({ord(digit): self.h_digit for digit in "0123456789"})
+        self.handlers.update({key: self.h_backspace for key in (curses.KEY_BACKSPACE, 127, 8)})
+
+    def edit(self) -> None:
+        self.typing = False
+        super().edit()
+
+    def h_digit(self, key: int) -> None:
+        text = (str(int(self.value)) if self.typing else "") + chr(key)
+        self.typing = True
+        self.set_typed(int(text))
+
+    def h_backspace(self, _key: int) -> None:
+        self.typing = True
+        self.set_typed(int(str(int(self.value))[:-1] or 0))
+
+    def set_typed(self, number: int) -> None:
+        self.out_of = max(self.out_of, number)
+        self.value = number
 
 
 class TitleIntSlider(npyscreen.TitleSlider):
@@ -84,7 +127,9 @@ class SettingsForm(npyscreen.FormMultiPageAction):
         self.nextrely += 1
         for name in FORM_FIELDS:
             self.fields[name] = self.add_field(name)
-            if name == "placeholder_token":
+            if name == "model":
+                self.model_notes = [self.add_note("") for _ in range(MODEL_NOTE_LINES)]
+            elif name == "placeholder_token":
                 self.hint = self.add_note(self.state.prompt_hint())
             elif name == "resume_from_checkpoint":
                 box = self.fields[name]
@@ -167,6 +212,12 @@ class SettingsForm(npyscreen.FormMultiPageAction):
                     widget.entry_widget.out_of = max(widget.entry_widget.out_of, value)
                 widget.value = value
         self.hint.value = self.state.prompt_hint()
+        model_lines = textwrap.wrap(self.state.model_description(), self.note_width)
+        if len(model_lines) > MODEL_NOTE_LINES:
+            model_lines[MODEL_NOTE_LINES - 1:] = [textwrap.shorten(
+                " ".join(model_lines[MODEL_NOTE_LINES - 1:]), self.note_width, placeholder=" ...")]
+        for index, note in enumerate(self.model_notes):
+            note.value = model_lines[index] if index < len(model_lines) else ""
         device_lines = textwrap.wrap(self.state.xformers_note(), self.note_width)
         for index, note in enumerate(self.device_notes):
             note.value = device_lines[index] if index < len(device_lines) else ""
@@ -196,6 +247,7 @@ class SettingsForm(npyscreen.FormMultiPageAction):
             "resume_from_checkpoint": self.state.resume_toggled,
             "model": self.state.model_chosen,
             "learnable_property": self.state.learnable_property_chosen,
+            "max_train_steps": self.state.max_steps_edited,
         }
         for name in changed:
             if name not in reactions:
@@ -217,9 +269,21 @@ class SettingsForm(npyscreen.FormMultiPageAction):
                 problems_message(problems), title="Please correct", wide=True, editw=1
             )
             self.editing = True
+            self.focus_field(next(filter(None, map(field_of_problem, problems)), None))
             self.DISPLAY()
             return
         self.plan = plan
+
+    def focus_field(self, name: str | None) -> None:
+        """Put the cursor on the field to fix, on whichever page it is, not back on OK."""
+        if name is None or name not in self.fields:
+            return
+        widget = self.fields[name]
+        for page, widgets in enumerate(self._pages__):
+            if widget in widgets:
+                self.switch_page(page, display=False)
+                self.editw = widgets.index(widget)
+                return
 
 
 class SettingsApp(npyscreen.NPSApp):
@@ -285,10 +349,7 @@ def run_form(typed: Mapping[str, Any]) -> int:
         print("Cancelled; nothing was trained.", file=sys.stderr)
         return EXIT_CANCELLED
     remember(layout, state.settings_to_remember(plan.settings))
-    print(
-        f"Training {plan.settings.token} on {plan.model.name} with the images in {plan.data_dir} "
-        "(Ctrl-C stops and keeps a checkpoint to resume from)."
-    )
+    print(header_line(plan))
     if state.trains_in_child_process():
         code = train_on_gpus(plan, state.gpus)
         if code != 0:
@@ -296,12 +357,36 @@ def run_form(typed: Mapping[str, Any]) -> int:
     else:
         outcome = run_plan(plan)
         if outcome.installed is not None:
-            token = outcome.result.token
-            print(f"The embedding is installed in {outcome.installed.parent}.")
-            print(f'Use it by typing {token} in a prompt, for example "a photo of {token}".')
+            print(installed_message(outcome.installed, outcome.result.token))
     outputs = family_for(plan.model).files.output_layout(plan.output_dir, plan.settings.token)
+    ask_which_step(plan, outputs)
     ask_to_delete_leftovers(outputs, plan.settings.logging_dir)
     return 0
+
+
+def ask_which_step(plan: RunPlan, outputs: OutputLayout) -> None:
+    """The form's way to install an earlier snapshot, asked before the clean-up deletes them.
+
+    Enter keeps the final embedding; without a terminal nothing is asked.
+    """
+    final = final_step(outputs)
+    others = [step for step in steps_to_install(outputs) if step != final]
+    if not others or final is None or not sys.stdin.isatty():
+        return
+    try:
+        answer = input(
+            f"Install the embedding of an earlier step instead (the report shows each step's previews)? "
+            f"Type {', '.join(map(str, others))}, or press Enter to keep step {final}: "
+        ).strip()
+    except EOFError:
+        return
+    if not answer:
+        return
+    if not answer.isdigit() or int(answer) not in others:
+        print(f"No embedding of step {answer} was saved; the embedding of step {final} stays installed.")
+        return
+    settings = dataclasses.replace(plan.settings, output_dir=plan.output_dir)
+    print(install_step(settings, int(answer)).message(plan.settings.token, int(answer)))
 
 
 def remember(layout: RootLayout, settings: TrainingSettings) -> None:

@@ -32,11 +32,18 @@ from ..outputs.checkpoints import (
 from ..device import DeviceCaps
 from ..outputs.layout import SET_ASIDE
 from ..errors import UserError
-from ..models import SOURCE_GIVEN, ModelInfo, default_model, find_model
+from ..models import SOURCE_GIVEN, ModelInfo, default_model, find_model, no_model_message
 from ..paths import RootLayout
 from ..training.previews import default_prompt
 from ..outputs.resume import nothing_left
-from ..settings import FORM_RESOLUTIONS, TrainingSettings, bare_trigger, field_named, field_types
+from ..settings import (
+    FORM_RESOLUTIONS,
+    TrainingSettings,
+    bare_trigger,
+    field_named,
+    field_types,
+    trigger_problem,
+)
 from ..workflow import RunPlan, check_run, join_problems
 
 TITLE = "Textual Inversion Settings"
@@ -91,6 +98,40 @@ NOTE_LABELS = {
     "lr_num_cycles": "cycles",
     "lr_power": "power",
 }
+
+
+# Words by which a problem names the field to fix, for putting the cursor there after the popup.
+# The earliest in the sentence wins, and the longest of those starting at one place.
+PROBLEM_WORDS = {
+    "trigger": "placeholder_token",
+    "initializer": "initializer_token",
+    "resume from last saved checkpoint": "resume_from_checkpoint",
+    "checkpoint": "resume_from_checkpoint",
+    "learnable property": "learnable_property",
+    "data folder": "train_data_dir",
+    "output folder": "output_dir",
+    "resolution": "resolution",
+    "mixed precision": "mixed_precision",
+    "fp16": "mixed_precision",
+    "bf16": "mixed_precision",
+    "training steps": "max_train_steps",
+    "batch size": "train_batch_size",
+    "gradient accumulation": "gradient_accumulation_steps",
+    "warm-up": "lr_warmup_steps",
+    "learning rate scheduler": "lr_scheduler",
+    "learning rate": "learning_rate",
+    "xformers": "enable_xformers_memory_efficient_attention",
+    "preview prompt": "validation_prompt",
+    "preview steps": "validation_steps",
+    "model": "model",
+}
+
+
+def field_of_problem(problem: str) -> str | None:
+    """The form field a problem sentence is about, or None when it names none."""
+    text = problem.lower()
+    found = [(text.find(word), -len(word), name) for word, name in PROBLEM_WORDS.items() if word in text]
+    return min(found)[2] if found else None
 
 
 def label(name: str) -> str:
@@ -152,14 +193,6 @@ def model_label(model: ModelInfo) -> str:
     return f"{text} - {model.description}" if model.description else text
 
 
-def no_model_message(layout: RootLayout) -> str:
-    return (
-        f"There is no diffusers model to train under {layout.root}; add one to "
-        f"{layout.models_yaml} (InvokeAI's model manager does this) or put a diffusers folder in "
-        f"{layout.models}, or run `invokeai-ti --demo` to make a demo root with a tiny model."
-    )
-
-
 def too_small_message(columns: int, lines: int) -> str:
     return (
         f"Not enough window space for the interface: it needs at least {MIN_COLUMNS}x{MIN_LINES} "
@@ -218,6 +251,8 @@ class FormState:
         # What ticking resume replaced (to put back on unticking) and what it put there.
         self.replaced: dict[str, Any] = {}
         self.filled: dict[str, Any] = {}
+        # The last usable trigger: the folders follow it, not a half-typed or mistyped one.
+        self.folder_trigger = bare_trigger(values["placeholder_token"])
 
     @classmethod
     def build(
@@ -264,7 +299,7 @@ class FormState:
             ),
             validation_prompt=settings.validation_prompt
             or form_default_prompt(settings.placeholder_token, settings.learnable_property),
-            validation_steps=settings.validation_steps or settings.save_steps,
+            validation_steps=settings.preview_every,
             **{
                 name: str(getattr(settings, name) or derive(layout, settings.trigger))
                 for name, derive in FOLDER_FIELDS.items()
@@ -280,26 +315,41 @@ class FormState:
     def trigger_edited(self, text: str) -> None:
         """Folders still at the old trigger's defaults move to the new trigger's.
 
-        A folder the user typed (or passed as a flag) stays put: only defaults follow.
+        A folder the user typed (or passed as a flag) stays put: only defaults follow. A trigger
+        that cannot be used (a space, a '!') moves nothing: the hint beside it says what is wrong.
         """
-        old = bare_trigger(self.values["placeholder_token"])
+        old = self.folder_trigger
         new = bare_trigger(text)
-        self.follow_default_prompt(text, self.values["learnable_property"])
         self.values["placeholder_token"] = text
+        if new and trigger_problem(new) is not None:
+            return
+        self.follow_default_prompt(text, self.values["learnable_property"], old)
+        self.folder_trigger = new
         for name, derive in FOLDER_FIELDS.items():
             current = self.values[name].strip()
             if not current or Path(current).expanduser() == derive(self.layout, old):
                 self.values[name] = str(derive(self.layout, new))
         self.refresh_resume()
 
+    def max_steps_edited(self, steps: int) -> None:
+        """A preview interval still at its default follows the run's length (half a short run)."""
+        before = self.default_preview_every()
+        self.values["max_train_steps"] = steps
+        if int(self.values["validation_steps"]) == before:
+            self.values["validation_steps"] = self.default_preview_every()
+
+    def default_preview_every(self) -> int:
+        steps = max(1, int(self.values["max_train_steps"]))
+        return dataclasses.replace(self.base, validation_steps=None, max_train_steps=steps).preview_every
+
     def learnable_property_chosen(self, choice: str | None) -> None:
-        self.follow_default_prompt(self.values["placeholder_token"], choice)
+        self.follow_default_prompt(self.folder_trigger, choice, self.folder_trigger)
         self.values["learnable_property"] = choice
 
-    def follow_default_prompt(self, trigger: str, learnable_property: str | None) -> None:
+    def follow_default_prompt(self, trigger: str, learnable_property: str | None, old_trigger: str) -> None:
         """A preview prompt still at the default follows the trigger and the property; a typed one stays."""
         current = self.values["validation_prompt"].strip()
-        old = form_default_prompt(self.values["placeholder_token"], self.values["learnable_property"])
+        old = form_default_prompt(old_trigger, self.values["learnable_property"])
         if not current or current == old:
             self.values["validation_prompt"] = form_default_prompt(trigger, learnable_property)
 
@@ -417,10 +467,18 @@ class FormState:
                     for r in self.choices(name)]
         return [str(choice) for choice in self.choices(name)]
 
+    def model_description(self) -> str:
+        """The chosen model in full, under the list, where an 80-column list line cuts it off."""
+        model = self.model()
+        return model.description if model is not None else ""
+
     def prompt_hint(self) -> str:
+        """Beside the trigger, checked at every key press: how to use it, or what is wrong with it."""
         trigger = bare_trigger(self.values["placeholder_token"])
         if not trigger:
             return "(type a word such as psychedelic: prompts then use <psychedelic>)"
+        if (problem := trigger_problem(trigger)) is not None:
+            return f"({problem.removeprefix(f'the trigger term {trigger!r} ')})"
         return f"(Trigger by using <{trigger}> in your prompts)"
 
     def xformers_note(self, spec: str | None = None) -> str:
@@ -517,7 +575,9 @@ class FormState:
             for name in FORM_FIELDS
             if name not in FOLDER_FIELDS and name not in ("resume_from_checkpoint", "learning_rate")
         }
+        preview_every = int(v["validation_steps"])
         changes.update(
+            validation_steps=None if preview_every == self.default_preview_every() else preview_every,
             placeholder_token=v["placeholder_token"].strip(),
             validation_prompt=self.typed_prompt(),
             initializer_token=v["initializer_token"].strip(),
@@ -529,7 +589,7 @@ class FormState:
             },
         )
         for name in FORM_FIELDS:
-            if widget_kind(name) == "slider":
+            if widget_kind(name) == "slider" and changes[name] is not None:
                 changes[name] = int(changes[name])
         return dataclasses.replace(self.base, **changes), problems
 
@@ -591,7 +651,7 @@ class FormState:
     def typed_prompt(self) -> str | None:
         """None while the field shows the default, so the settings and preferences say "default"."""
         text = self.values["validation_prompt"].strip()
-        default = form_default_prompt(self.values["placeholder_token"], self.values["learnable_property"])
+        default = form_default_prompt(self.folder_trigger, self.values["learnable_property"])
         return None if text in ("", default) else text
 
     def validate(self) -> tuple[RunPlan | None, list[str]]:

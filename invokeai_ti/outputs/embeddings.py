@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
 from ..files import atomic_write
-from .layout import INSTALLED_BACKUP, INSTALLED_NAME, LEGACY_INSTALLED_NAMES, OutputLayout
+from .layout import INSTALLED_BACKUP, INSTALLED_NAME, LEGACY_INSTALLED_NAMES, OutputLayout, invokeai_name
 
 # The token id AUTOMATIC1111 records for its "*" placeholder; InvokeAI 2.3 requires the key.
 A1111_PLACEHOLDER_ID = 265
@@ -154,15 +154,17 @@ def check_dimension(name: str, vectors: torch.Tensor, token_dim: int) -> None:
         )
 
 
-def install_embedding(output_dir: Path, embedding_dir: Path) -> Path:
+def install_embedding(output_dir: Path, embedding_dir: Path, step: int | None = None) -> Path:
     """Copy the trained ``learned_embeds.bin`` where InvokeAI finds it, as that folder's only file.
 
+    With ``step``, the snapshot ``learned_embeds-steps-N.bin`` is installed the same way: a user
+    who liked an earlier preview better gets exactly what the final embedding would have got.
     InvokeAI 2.3 walks ``<root>/embeddings/`` and loads every file in it whatever its name (an
     unknown suffix is read as safetensors), so no backup may stay there: the embedding this one
     replaces is kept in the output folder as ``learned_embeds.bin.previous``, written before the
     installed file is touched. Files earlier versions installed beside it are removed.
     """
-    trained = output_dir / INSTALLED_NAME
+    trained = output_dir / invokeai_name(step)
     installed = embedding_dir / INSTALLED_NAME
     if installed.is_file():
         backup = output_dir / INSTALLED_BACKUP
@@ -172,3 +174,4 @@ def install_embedding(output_dir: Path, embedding_dir: Path) -> Path:
         (embedding_dir / name).unlink(missing_ok=True)
     shutil.rmtree(embedding_dir / ".incoming", ignore_errors=True)
     return installed
+

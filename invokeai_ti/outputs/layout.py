@@ -55,6 +55,11 @@ def steps_suffix(step: int | None) -> str:
     return "" if step is None else f"-steps-{step}"
 
 
+def invokeai_name(step: int | None = None) -> str:
+    """The file InvokeAI reads (and the one installed), final or of a step; every family's."""
+    return f"{EMBEDDING_NAME}{steps_suffix(step)}.bin"
+
+
 def sample_name(step: int) -> str:
     return f"step-{step:06d}.png"
 
@@ -108,7 +113,7 @@ class OutputLayout:
         steps = steps_suffix(step)
         seconds = ("", SECOND_ENCODER_SUFFIX)[: self.encoders]
         return EmbeddingNames(
-            invokeai=where / f"{EMBEDDING_NAME}{steps}.bin",
+            invokeai=where / invokeai_name(step),
             diffusers=tuple(where / f"{EMBEDDING_NAME}{second}{steps}.safetensors" for second in seconds),
             single_file=where / f"{self.trigger}{steps}.safetensors",
         )
@@ -138,15 +143,35 @@ class OutputLayout:
     def set_aside(self) -> Path:
         return self.folder / SET_ASIDE
 
+    def snapshot_steps(self) -> list[int]:
+        """The steps whose InvokeAI snapshot (``learned_embeds-steps-N.bin``) is in the folder."""
+        head, tail = self.embeddings(step=0).invokeai.name.rsplit(steps_suffix(0), 1)
+        pattern = re.compile(rf"{re.escape(head)}-steps-(\d+){re.escape(tail)}")
+        if not self.folder.is_dir():
+            return []
+        return sorted(int(m.group(1)) for path in self.folder.iterdir() if (m := pattern.fullmatch(path.name)))
+
+    def last_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint folder: the one a run can be continued from."""
+        found = []
+        for path in self.folder.glob("checkpoint-*"):
+            match = CHECKPOINT_PATTERN.match(path.name)
+            if match and (path / CHECKPOINT_STATE).is_file():
+                found.append((int(match.group(1)), path))
+        return max(found)[1] if found else None
+
     def leftovers(self, logging_dir: Path) -> list[Path]:
         """What "delete training logs and intermediate checkpoints" removes.
 
-        Only the step snapshots, checkpoints (an earlier run's set aside too) and logs: the final
+        Only the step snapshots, checkpoints but the last (an earlier run's set aside too) and
+        logs: the last checkpoint, the only way to continue the run with more steps, the final
         embedding, its backup and the recorded settings stay, and nothing outside the folder (the
         installed embedding above all) is touched.
         """
         logs = logging_dir if logging_dir.is_absolute() else self.folder / logging_dir
-        found = [*self.folder.glob("checkpoint-*"), *self.snapshots(), self.set_aside, self.loss_log]
+        last = self.last_checkpoint()
+        checkpoints = [path for path in self.folder.glob("checkpoint-*") if path != last]
+        found = [*checkpoints, *self.snapshots(), self.set_aside, self.loss_log]
         inside = logs.resolve().is_relative_to(self.folder.resolve())
         if inside and logs.resolve() != self.folder.resolve():
             found.append(logs)

@@ -15,6 +15,7 @@ import csv
 import html
 import io
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,18 @@ from PIL import Image
 from ..dataset import load_image, scan_images
 from ..errors import UserError
 from ..files import atomic_write
-from .layout import LOSS_LOG, LOSS_PLOT, REPORT, SAMPLE_NAME, SAMPLES_DIR, SETTINGS_RECORD, sample_name
+from ..paths import RootLayout
+from ..settings import bare_trigger
+from .layout import (
+    LOSS_LOG,
+    LOSS_PLOT,
+    REPORT,
+    SAMPLE_NAME,
+    SAMPLES_DIR,
+    SETTINGS_RECORD,
+    OutputLayout,
+    sample_name,
+)
 
 REPORT_JPEG_QUALITY = 90
 PHOTO_THUMBNAIL = 96
@@ -81,11 +93,18 @@ def smoothed(values: list[float]) -> list[float]:
 
 def write_loss_plot(output_dir: Path) -> Path:
     """Loss per step, its smoothed curve and the learning rate, as ``loss.png``."""
+    figure = loss_figure(read_loss_log(output_dir / LOSS_LOG))
+    path = output_dir / LOSS_PLOT
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+    return path
+
+
+def loss_figure(rows: list[LossRow]):
+    """The plot, its legend below the axes: inside them it covered the curve it explains."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    rows = read_loss_log(output_dir / LOSS_LOG)
     figure = Figure(figsize=(9, 4.5), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -104,12 +123,11 @@ def write_loss_plot(output_dir: Path) -> Path:
         rate_axes.set_ylim(0, max(rates) * 1.1 or 1)
         rate_axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         lines = axes.get_lines() + rate_axes.get_lines()
-        axes.legend(lines, [line.get_label() for line in lines], loc="upper right")
+        figure.legend(lines, [line.get_label() for line in lines], loc="outside lower center",
+                      ncols=len(lines), frameon=False)
     else:
         axes.text(0.5, 0.5, "no training step yet", ha="center", va="center", transform=axes.transAxes)
-    path = output_dir / LOSS_PLOT
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
-    return path
+    return figure
 
 
 @dataclass(frozen=True)
@@ -171,12 +189,53 @@ def image_uri(image: Image.Image) -> str:
     return data_uri(buffer.getvalue(), "image/jpeg")
 
 
-def embedding_caption(preview: Preview) -> str:
-    if preview.embedding:
-        return f"<code>{html.escape(preview.embedding)}</code>"
-    if preview.step == 0:
-        return "before training: the starting vectors"
-    return "no embedding file was saved at this step (see --save_steps)"
+def install_command(settings: dict, output_dir: Path, step: int) -> str:
+    """The command that installs this step's snapshot for InvokeAI, runnable as it stands."""
+    trigger = bare_trigger(str(settings.get("placeholder_token", ""))) or "<trigger>"
+    words = ["invokeai-ti", "--install-step", str(step)]
+    root = settings.get("root")
+    if root:
+        words += ["--root", str(root)]
+    words += ["--placeholder_token", trigger]
+    if root is None or output_dir != RootLayout(Path(root)).output_dir(trigger):
+        words += ["--output_dir", str(output_dir)]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def tool_files(output_dir: Path, trigger: str, step: int, final: bool) -> list[tuple[str, list[str]]]:
+    """Which files of this step each tool takes (REFERENCE: who loads what), those on disk only.
+
+    ``learned_embeds-steps-N.safetensors`` looks like the file to take but InvokeAI misreads its
+    width, so InvokeAI gets the ``.bin`` (installed by a command) and the others their own file.
+    Two encoders are asked for: SDXL's second diffusers file is named only when it exists.
+    """
+    names = OutputLayout(output_dir, trigger, encoders=2).embeddings(None if final else step)
+    found = [
+        ("InvokeAI", [names.invokeai]),
+        ("diffusers", [path for path in names.diffusers if path.is_file()]),
+        ("AUTOMATIC1111, ComfyUI, kohya", [names.single_file]),
+    ]
+    return [(tool, [path.name for path in paths]) for tool, paths in found if paths and paths[0].is_file()]
+
+
+def embedding_caption(preview: Preview, output_dir: Path, settings: dict) -> str:
+    trigger = bare_trigger(str(settings.get("placeholder_token", "")))
+    files = tool_files(output_dir, trigger, preview.step, preview.final)
+    if not files:
+        if preview.step == 0:
+            return "before training: the starting vectors"
+        return "no embedding file was saved at this step (see --save_steps)"
+    items = []
+    for tool, found in files:
+        names = " + ".join(f"<code>{html.escape(name)}</code>" for name in found)
+        if tool == "InvokeAI" and preview.final:
+            text = f"{names}, installed at the end of training"
+        elif tool == "InvokeAI":
+            text = f"<code>{html.escape(install_command(settings, output_dir, preview.step))}</code> installs {names}"
+        else:
+            text = names
+        items.append(f"<li>{tool}: {text}</li>")
+    return '<ul class="files">' + "".join(items) + "</ul>"
 
 
 PAGE = """<!DOCTYPE html>
@@ -196,6 +255,7 @@ h1 code, td code {{ background: #eee; padding: 0 .2em; }}
 .previews {{ display: flex; flex-wrap: wrap; gap: 1.5rem; }}
 figure {{ margin: 0; width: 22rem; max-width: 100%; }}
 figcaption {{ margin-bottom: .4rem; min-height: 2.6em; }}
+.files {{ margin: .2rem 0 0; padding-left: 1.1rem; font-size: .85rem; overflow-wrap: anywhere; }}
 .preview {{ width: 100%; image-rendering: pixelated; border: 1px solid #ccc; }}
 .photos {{ display: flex; flex-wrap: wrap; gap: .5rem; }}
 .photo {{ width: 6rem; height: 6rem; border: 1px solid #ccc; }}
@@ -279,15 +339,15 @@ def verdicts_html(previews: list[Preview]) -> str:
             f"concept of the training photos: {steps}.</p>")
 
 
-def previews_html(previews: list[Preview]) -> str:
+def previews_html(previews: list[Preview], output_dir: Path, settings: dict) -> str:
     if not previews:
         return "<p>No previews: they were turned off with <code>--validation_prompt none</code>.</p>"
     first = previews[0]
     intro = (
         f"<p>Prompt <q>{html.escape(first.prompt)}</q>, the same starting noise (seed "
         f"{html.escape(first.seed)}) at every step, so each preview differs from the one before "
-        "only by what was learned. Pick the step you like best and use its embedding file. "
-        "Newest last.</p>"
+        "only by what was learned. Pick the step you like best and give each tool the file named "
+        "under it (each tool reads another layout). Newest last.</p>"
     ) + verdicts_html(previews)
     figures = []
     for preview in previews:
@@ -296,7 +356,7 @@ def previews_html(previews: list[Preview]) -> str:
         verdict = f'<span class="verdict">{html.escape(preview.verdict)}</span>' if preview.verdict else ""
         figures.append(
             f'<figure id="step-{preview.step}">\n<figcaption><strong>{label}</strong>: '
-            f"{embedding_caption(preview)}{verdict}</figcaption>\n"
+            f"{embedding_caption(preview, output_dir, settings)}{verdict}</figcaption>\n"
             f'<a href="{html.escape(relative)}"><img class="preview" alt="preview of step {preview.step}" '
             f'src="{jpeg_uri(preview.path)}"></a>\n</figure>'
         )
@@ -328,7 +388,7 @@ def write_report(output_dir: Path) -> Path:
         summary=rows(summary),
         plot=data_uri(plot.read_bytes(), "image/png") if plot.exists() else "",
         photos=photos_html(settings.get("train_data_dir"), bool(settings.get("center_crop"))),
-        previews=previews_html(read_previews(output_dir)),
+        previews=previews_html(read_previews(output_dir), output_dir, settings),
         settings=rows([(html.escape(key), f"<code>{html.escape(json.dumps(value))}</code>")
                        for key, value in settings.items()]),
     )

@@ -99,6 +99,15 @@ def own_randomness(device: torch.device) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def quiet_bar() -> Iterator[Any]:
+    """A progress bar that shows nothing, for previews drawn without a terminal."""
+    from tqdm.auto import tqdm
+
+    with tqdm(disable=True) as bar:
+        yield bar
+
+
 class Previews:
     """The previews of one run: when they are due, and rendering them.
 
@@ -123,12 +132,13 @@ class Previews:
         processes: int,
         start_step: int,
         notify: Callable[[str], None],
+        progress_bar: Callable[[int, str], Any] | None = None,
         verdict: Verdict | None = None,
     ) -> None:
         self.settings = settings
         self.output_dir = output_dir
         self.prompt = preview_prompt(settings)
-        self.every = settings.validation_steps or settings.save_steps
+        self.every = settings.preview_every
         self.seed = preview_seed(settings, seed)
         self.placeholder = placeholder
         self.family = family
@@ -140,6 +150,7 @@ class Previews:
         self.main = main
         self.start_step = start_step
         self.notify = notify
+        self.progress_bar = progress_bar or (lambda total, label: quiet_bar())
         self.verdict = verdict
         self.said = ""
         self.gate = MainProcessWait(processes)
@@ -190,6 +201,11 @@ class Previews:
         that runs out of memory ends the previews only."""
         if self.stopped:
             return False
+        count = self.settings.num_validation_images
+        self.notify(
+            f"Drawing the preview of step {step}{' (the final one)' if final else ''}: {count} "
+            f"picture{'s' if count != 1 else ''} of {DENOISING_STEPS} denoising steps each..."
+        )
         try:
             path = self.render(step, tokenizers, text_encoders, unet, final=final)
         except (torch.OutOfMemoryError, MemoryError):
@@ -220,11 +236,13 @@ class Previews:
     def render(self, step: int, tokenizers, text_encoders, unet, *, final: bool = False) -> Path:
         """Write ``samples/step-N.png``: a grid of the preview images, step and prompt in its text,
         and the verdict of the run's judge (a world model's) beside them for the report to show."""
-        with torch.no_grad(), own_randomness(self.device):
+        count = self.settings.num_validation_images
+        with torch.no_grad(), own_randomness(self.device), \
+                self.progress_bar(count * (DENOISING_STEPS + 1), f"Preview of step {step}") as bar:
             with evaluating(unet, *text_encoders):
                 conditioning = self._encode(tokenizers, text_encoders, unet.dtype)
-                latents = [self._denoise(unet, conditioning, noise) for noise in self._noise()]
-            images = self._decode(latents)
+                latents = [self._denoise(unet, conditioning, noise, bar) for noise in self._noise()]
+            images = self._decode(latents, bar)
         judged = self.verdict(images) if self.verdict is not None else {}
         self.said = judged.get("verdict", "")
         info = PngInfo()
@@ -272,7 +290,7 @@ class Previews:
         time_ids = self.family.size_time_ids(self.resolution, len(ids[0]), self.device)
         return in_dtype(self.family.conditioning(text_encoders, ids, time_ids), dtype)
 
-    def _denoise(self, unet, conditioning: dict[str, Any], noise: torch.Tensor) -> torch.Tensor:
+    def _denoise(self, unet, conditioning: dict[str, Any], noise: torch.Tensor, bar: Any) -> torch.Tensor:
         """One image at a time, so the pass needs no more memory than two training samples."""
         from diffusers import DPMSolverMultistepScheduler
 
@@ -285,16 +303,21 @@ class Previews:
             unconditional, conditional = predicted.chunk(2)
             guided = unconditional + GUIDANCE_SCALE * (conditional - unconditional)
             latents = scheduler.step(guided, timestep, latents).prev_sample
+            bar.update(1)
         return latents
 
-    def _decode(self, latents: list[torch.Tensor]) -> list[Image.Image]:
+    def _decode(self, latents: list[torch.Tensor], bar: Any) -> list[Image.Image]:
         vae = self.load_vae()
         vae.encoder = None
         vae.quant_conv = None
         vae.to(self.device).eval()
         try:
             scale = vae.config.scaling_factor
-            return [to_image(vae.decode((latent / scale).to(vae.dtype)).sample[0]) for latent in latents]
+            images = []
+            for latent in latents:
+                images.append(to_image(vae.decode((latent / scale).to(vae.dtype)).sample[0]))
+                bar.update(1)
+            return images
         finally:
             del vae
             gc.collect()

@@ -259,7 +259,7 @@ class Trainer:
         images = self._scan_images(topology.main)
         loader = PartLoader(self.model, s.revision, s.tokenizer_name)
         text = self._load_text_side(loader, topology.main)
-        cache, image = self._load_image_side(loader, images, device)
+        cache, image = self._load_image_side(loader, images, device, topology.main)
         self._make_vectors_trainable(text, image.weight_dtype, device)
         self._save_memory(image.unet, text.encoders, device)
         self.text, self.cache = text, cache
@@ -306,8 +306,14 @@ class Trainer:
         return scan.images
 
     def _load_text_side(self, loader: PartLoader, main: bool) -> TextSide:
-        """Tokenizers and text encoders with the trigger's new tokens added, and the captions."""
+        """Tokenizers and text encoders with the trigger's new tokens added, and the captions.
+
+        Loading and caching take from seconds to minutes before the first step; each is announced
+        so a terminal never sits silent.
+        """
         s = self.settings
+        if main:
+            self.notify(f"Loading the text encoder and VAE of {self.model.name} from {loader.location}...")
         slots = self.family.encoders
         tokenizers = [loader.tokenizer(slot.tokenizer) for slot in slots]
         encoders = [loader.text_encoder(slot.encoder, slot.kind) for slot in slots]
@@ -325,7 +331,7 @@ class Trainer:
         )
 
     def _load_image_side(self, loader: PartLoader, images: list[Path],
-                         device: torch.device) -> tuple[LatentCache, ImageSide]:
+                         device: torch.device, main: bool) -> tuple[LatentCache, ImageSide]:
         """Every image's latents, then the UNet and its noise scheduler.
 
         One big part at a time: the VAE is loaded, used and freed before the UNet arrives, so
@@ -336,15 +342,23 @@ class Trainer:
         vae_dtype = self.family.vae_dtype(weight_dtype, loader.config("vae"))
         vae = loader.part("vae", vae_dtype)
         vae.decoder = None
-        cache = cache_latents(
-            images, vae.to(device), resolution=self.resolution(), center_crop=s.center_crop,
-            workers=s.dataloader_num_workers, device=device, dtype=vae_dtype,
-            time_ids=self.family.image_time_ids(images, self.resolution(), s.center_crop),
-        )
+        count = len(images)
+        if main:
+            self.notify(f"Caching the latents of {count} image{'s' if count != 1 else ''} (each image and "
+                        "its mirror image go through the VAE once)...")
+        with self.progress_bar(count, "Caching latents", "image", main) as bar:
+            cache = cache_latents(
+                images, vae.to(device), resolution=self.resolution(), center_crop=s.center_crop,
+                workers=s.dataloader_num_workers, device=device, dtype=vae_dtype,
+                time_ids=self.family.image_time_ids(images, self.resolution(), s.center_crop),
+                encoded=lambda: bar.update(1),
+            )
         del vae
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
+        if main:
+            self.notify(f"Loading the UNet of {self.model.name}...")
         unet = loader.part("unet", weight_dtype).to(device)
         noise_scheduler = loader.part("scheduler", None)
         return cache, ImageSide(unet, noise_scheduler, weight_dtype, lambda: loader.part("vae", vae_dtype))
@@ -412,7 +426,9 @@ class Trainer:
             resolution=self.resolution(), latent_shape=tuple(cache.mean.shape[2:]),
             scheduler_config=image.noise_scheduler.config, load_vae=image.load_vae,
             device=device, main=topology.main, processes=topology.processes, start_step=start_step,
-            notify=self._above_progress, verdict=self.preview_verdict,
+            notify=self._above_progress,
+            progress_bar=lambda total, label: self.progress_bar(total, label, "step", topology.main),
+            verdict=self.preview_verdict,
         )
 
     def _preview(self, previews: Previews, step: int, text: TextSide, unet) -> None:
@@ -434,6 +450,13 @@ class Trainer:
         self._above_progress(f"Report with the loss and the previews: {report} (open it in a browser).")
         if not s.only_save_embeds and self.model.path is not None:
             self._export_pipeline(text)
+
+    def progress_bar(self, total: int, label: str, unit: str, main: bool):
+        """A bar of its own for a pause of more than a few seconds; it disappears when done."""
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=label, unit=unit, leave=False, dynamic_ncols=True,
+                    disable=not (main and self.show_progress))
 
     def _above_progress(self, message: str) -> None:
         """A line printed above the progress bar, which would otherwise draw over it."""

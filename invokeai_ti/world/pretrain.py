@@ -4,10 +4,11 @@
 
 Four phases on pictures rendered once from the seed: the judge, the VAE, then the UNet and the
 text encoder together on cached latents. ``--minutes`` is split between the phases and turned into
-step counts after timing each phase's first steps; the counts used are written to ``world.json``
-and passing them back (``--judge-steps``, ``--vae-steps``, ``--unet-steps``) repeats the run
-exactly: the same seed and steps give the same weights on the same machine, torch version and
-thread count (CPU kernels are deterministic; other CPUs may round differently).
+step counts after timing each phase's first steps (a phase that runs past its time stops early).
+Both counts are written to ``world.json``, and passing them back (``--unet-steps`` for the
+planned length, ``--unet-stop`` where it stopped, the same for ``judge`` and ``vae``) repeats the
+run exactly: the same seed and counts give the same weights on the same machine, torch version
+and thread count (CPU kernels are deterministic; other CPUs may round differently).
 
 The recipe, for a small model in little CPU time: pairs sampled evenly, AdamW with warmup and
 cosine decay, min-SNR loss weighting, an exponential moving average of the weights (what is
@@ -64,6 +65,9 @@ class Recipe:
     judge_steps: int | None = None
     vae_steps: int | None = None
     unet_steps: int | None = None
+    judge_stop: int | None = None
+    vae_stop: int | None = None
+    unet_stop: int | None = None
     unet_lr: float = 1e-3
     vae_lr: float = 2e-3
     judge_lr: float = 2e-3
@@ -144,19 +148,20 @@ def judge_augment(pixels: torch.Tensor, generator: torch.Generator) -> torch.Ten
 class Phase:
     """A training loop whose length comes from ``steps`` or, if None, from ``seconds``: the first
     steps are timed and the count is fixed from their pace, so the learning-rate schedule knows
-    its end."""
+    its end. ``planned`` and ``done`` (fewer if time ran out, or ``stop`` was given) say what ran."""
 
     WARMUP = 200
     TIMED = 8
 
-    def __init__(self, name: str, steps: int | None, seconds: float, deadline: float) -> None:
-        self.name, self.steps, self.seconds, self.deadline = name, steps, seconds, deadline
+    def __init__(self, name: str, steps: int | None, stop: int | None, seconds: float, deadline: float) -> None:
+        self.name, self.steps, self.stop, self.seconds, self.deadline = name, steps, stop, seconds, deadline
+        self.planned = self.done = 0
 
     def run(self, step: Callable[[int, float], float], lr: float) -> int:
         start = time.monotonic()
         total = self.steps
         done, losses = 0, []
-        while total is None or done < total:
+        while (total is None or done < total) and (self.stop is None or done < self.stop):
             if total is None and done == self.TIMED:
                 pace = (time.monotonic() - start) / self.TIMED
                 total = max(self.TIMED + 1, int(self.seconds / pace))
@@ -170,6 +175,7 @@ class Phase:
                 print(f"{self.name}: step {done}/{total} loss {np.mean(losses[-200:]):.4f} "
                       f"({time.monotonic() - start:.0f} s)", flush=True)
         print(f"{self.name}: {done} steps in {time.monotonic() - start:.0f} s", flush=True)
+        self.planned, self.done = total or done, done
         return done
 
 
@@ -186,7 +192,7 @@ def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def train_judge(pictures, colours, shapes, phase: Phase, recipe: Recipe, generator) -> tuple[JudgeNet, int]:
+def train_judge(pictures, colours, shapes, phase: Phase, recipe: Recipe, generator) -> JudgeNet:
     net = JudgeNet()
     optimizer = torch.optim.AdamW(net.parameters(), lr=recipe.judge_lr, weight_decay=1e-4)
 
@@ -200,8 +206,8 @@ def train_judge(pictures, colours, shapes, phase: Phase, recipe: Recipe, generat
         optimizer.step()
         return loss.item()
 
-    steps = phase.run(step, recipe.judge_lr)
-    return net.eval(), steps
+    phase.run(step, recipe.judge_lr)
+    return net.eval()
 
 
 @torch.no_grad()
@@ -213,7 +219,7 @@ def held_out_accuracy(net: JudgeNet, seed: int) -> float:
     return right.float().mean().item()
 
 
-def train_vae(vae, pictures, phase: Phase, recipe: Recipe, generator) -> int:
+def train_vae(vae, pictures, phase: Phase, recipe: Recipe, generator) -> None:
     """L1 and squared error keep edges crisp; a tiny KL term keeps latents Gaussian-ish, as SD's."""
     optimizer = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr, weight_decay=1e-4)
     batch = recipe.batch // 2
@@ -232,7 +238,7 @@ def train_vae(vae, pictures, phase: Phase, recipe: Recipe, generator) -> int:
         optimizer.step()
         return loss.item()
 
-    return phase.run(step, recipe.vae_lr)
+    phase.run(step, recipe.vae_lr)
 
 
 @torch.no_grad()
@@ -259,7 +265,7 @@ def training_caption(colour: str, shape: str, rng: random.Random) -> str:
 
 
 def train_unet(unet, text_encoder, tokenizer, latents, scaling: float, colours, shapes, phase: Phase,
-               recipe: Recipe, generator, rng: random.Random) -> tuple[object, object, int]:
+               recipe: Recipe, generator, rng: random.Random) -> tuple[object, object]:
     """Returns the moving averages of the UNet and the text encoder, which sample better."""
     with quiet_imports():
         from diffusers import DDPMScheduler
@@ -301,8 +307,8 @@ def train_unet(unet, text_encoder, tokenizer, latents, scaling: float, colours, 
             torch._foreach_lerp_(ema_parameters, parameters, 1 - decay)
         return loss.item()
 
-    steps = phase.run(step, recipe.unet_lr)
-    return ema_unet, ema_text, steps
+    phase.run(step, recipe.unet_lr)
+    return ema_unet, ema_text
 
 
 def pretrain(out: Path, recipe: Recipe, minutes: float) -> dict[str, object]:
@@ -327,26 +333,35 @@ def pretrain(out: Path, recipe: Recipe, minutes: float) -> dict[str, object]:
     pictures, colours, shapes = render(recipe.seed, recipe.images)
     print(f"rendered {len(pictures)} pictures ({time.monotonic() - started:.0f} s)", flush=True)
 
-    def phase(name: str, steps: int | None) -> Phase:
+    def phase(name: str) -> Phase:
         remaining = max(1.0, deadline - time.monotonic())
         share_left = sum(share for key, share in PHASE_SHARES.items()
                          if list(PHASE_SHARES).index(key) >= list(PHASE_SHARES).index(name))
         seconds = remaining * PHASE_SHARES[name] / share_left
-        return Phase(name, steps, seconds, time.monotonic() + seconds * 1.1)
+        return Phase(name, getattr(recipe, f"{name}_steps"), getattr(recipe, f"{name}_stop"), seconds,
+                     time.monotonic() + seconds * 1.1)
 
-    judge_net, recipe.judge_steps = train_judge(pictures, colours, shapes, phase("judge", recipe.judge_steps),
-                                                recipe, generator)
+    def record(done: Phase) -> None:
+        setattr(recipe, f"{done.name}_steps", done.planned)
+        setattr(recipe, f"{done.name}_stop", done.done if done.done < done.planned else None)
+
+    judge_phase = phase("judge")
+    judge_net = train_judge(pictures, colours, shapes, judge_phase, recipe, generator)
+    record(judge_phase)
     judge_accuracy = held_out_accuracy(judge_net, recipe.seed)
     print(f"judge: {judge_accuracy:.1%} right on {HELD_OUT} held-out pictures", flush=True)
-    recipe.vae_steps = train_vae(vae, pictures, phase("vae", recipe.vae_steps), recipe, generator)
+    vae_phase = phase("vae")
+    train_vae(vae, pictures, vae_phase, recipe, generator)
+    record(vae_phase)
     vae.eval()
     means, stds = encode_all(vae, pictures)
     scaling = float(1.0 / means.std().clamp(min=1e-3))
     vae.register_to_config(scaling_factor=scaling)
-    unet_phase = phase("unet", recipe.unet_steps)
+    unet_phase = phase("unet")
     unet_phase.deadline = deadline
-    unet, text_encoder, recipe.unet_steps = train_unet(
+    unet, text_encoder = train_unet(
         unet, text_encoder, tokenizer, (means, stds), scaling, colours, shapes, unet_phase, recipe, generator, rng)
+    record(unet_phase)
 
     from safetensors.torch import save_file
 
@@ -389,13 +404,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=Recipe.batch)
     for name in ("judge", "vae", "unet"):
         parser.add_argument(f"--{name}-steps", type=int, default=None,
-                            help=f"exact {name} steps (repeats a run); by default planned from --minutes")
+                            help=f"planned {name} steps (repeats a run); by default planned from --minutes")
+        parser.add_argument(f"--{name}-stop", type=int, default=None,
+                            help=f"stop the {name} phase after this many of its planned steps (repeats a "
+                                 "run that ran out of time)")
     parser.add_argument("--threads", type=int, default=Recipe.threads)
     args = parser.parse_args(argv)
     if args.minutes <= 0:
         parser.error("--minutes must be above 0; pass how long the pretraining may take, e.g. --minutes 50")
-    recipe = Recipe(seed=args.seed, images=args.images, batch=args.batch, judge_steps=args.judge_steps,
-                    vae_steps=args.vae_steps, unet_steps=args.unet_steps, threads=args.threads)
+    recipe = Recipe(seed=args.seed, images=args.images, batch=args.batch, threads=args.threads,
+                    **{f"{name}_{kind}": getattr(args, f"{name}_{kind}") for name in ("judge", "vae", "unet")
+                       for kind in ("steps", "stop")})
     pretrain(args.out, recipe, args.minutes)
     return 0
 
