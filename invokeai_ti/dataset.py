@@ -19,9 +19,13 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from .buckets import Fit
 from .errors import UserError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
+CAPTION_SUFFIX = ".txt"
+MASK_SUFFIX = ".mask.png"
+METADATA_FILE = "metadata.jsonl"
 
 MAX_DECODED_PIXELS = 1 << 28
 """Our stand-in for Pillow's decompression-bomb limit: 268 megapixels, about 1 GB as RGBA.
@@ -121,6 +125,8 @@ def scan_images(folder: Path) -> ImageScan:
     images: list[Path] = []
     skipped: list[tuple[Path, str]] = []
     for path in files:
+        if is_companion(path, files):
+            continue
         if (reason := _unusable_reason(path)) is None:
             images.append(path)
         else:
@@ -134,11 +140,20 @@ def data_folder_problem(folder: Path | None) -> str | None:
         return problem
     assert folder is not None
     skipped: list[tuple[Path, str]] = []
-    for path in _visible_files(folder):
+    files = _visible_files(folder)
+    for path in files:
+        if is_companion(path, files):
+            continue
         if (reason := _unusable_reason(path)) is None:
             return None
         skipped.append((path, reason))
     return _no_usable_image(ImageScan(folder, [], skipped))
+
+
+def named_images(folder: Path) -> list[Path]:
+    """The files that look like pictures by name, undecoded: enough to match captions to them."""
+    files = _visible_files(folder)
+    return [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and not is_companion(p, files)]
 
 
 def require_images(folder: Path) -> ImageScan:
@@ -151,16 +166,42 @@ def require_images(folder: Path) -> ImageScan:
     return scan
 
 
-def load_image(path: Path, resolution: int, center_crop: bool) -> Image.Image:
-    """Without ``center_crop`` the picture is squashed to a square, as the diffusers example does.
+def is_companion(path: Path, files: list[Path]) -> bool:
+    """Captions and masks beside their photos are part of the data, not skipped files; a
+    ``notes.txt`` with no ``notes`` picture is still reported."""
+    name = path.name.lower()
+    if name == METADATA_FILE:
+        return True
+    for suffix in (MASK_SUFFIX, CAPTION_SUFFIX):
+        if name.endswith(suffix):
+            stem = path.name[: -len(suffix)]
+            return any(
+                other.stem == stem and other.suffix.lower() in IMAGE_EXTENSIONS and other != path
+                for other in files
+            )
+    return False
+
+
+def load_image(path: Path, resolution: int, center_crop: bool, fit: Fit | None = None) -> Image.Image:
+    """Without ``center_crop`` the picture is squashed to a square, as the diffusers example does;
+    with a bucket's ``fit`` it keeps its shape and is cut to the bucket.
 
     A file that broke after the scan reaches the user as a sentence, not a traceback.
     """
+    side = resolution if fit is None else max(fit.bucket.width, fit.bucket.height)
     try:
-        image = _read_rgb(path, round(resolution * REDUCING_GAP))
+        image = _read_rgb(path, round(side * REDUCING_GAP))
     except _Unusable as problem:
         raise _broken_after_scan(path, problem) from None
+    return cut(image, resolution, center_crop, fit)
+
+
+def cut(image: Image.Image, resolution: int, center_crop: bool, fit: Fit | None) -> Image.Image:
+    """The resize and crop of ``load_image``, shared with the masks so they stay on their pixels."""
     width, height = image.size
+    if fit is not None:
+        size = (fit.bucket.width, fit.bucket.height)
+        return image.resize(size, Image.Resampling.BICUBIC, box=fit.box(width, height), reducing_gap=REDUCING_GAP)
     box = (0, 0, width, height)
     if center_crop:
         side = min(width, height)
@@ -185,9 +226,16 @@ class ImageGeometry:
     crop_top: int
     crop_left: int
     mirrored_crop_left: int
+    target_height: int
+    target_width: int
 
 
-def image_geometry(path: Path, resolution: int, center_crop: bool) -> ImageGeometry:
+def upright_size(path: Path) -> tuple[int, int]:
+    """Width and height as the picture is shown, from its header."""
+    return _upright_size(path)
+
+
+def image_geometry(path: Path, resolution: int, center_crop: bool, fit: Fit | None = None) -> ImageGeometry:
     """The picture's upright size in the file and the crop ``load_image`` really takes from it.
 
     The size is read from the header, not from the decode, which JPEG drafts shrink. Without
@@ -195,12 +243,17 @@ def image_geometry(path: Path, resolution: int, center_crop: bool) -> ImageGeome
     mirror image the square lies as far from the right edge as it lay from the left.
     """
     width, height = _upright_size(path)
+    if fit is not None:
+        bucket = fit.bucket
+        return ImageGeometry(
+            height, width, fit.crop_top, fit.crop_left, fit.mirrored_crop_left, bucket.height, bucket.width
+        )
     if not center_crop:
-        return ImageGeometry(height, width, 0, 0, 0)
+        return ImageGeometry(height, width, 0, 0, 0, resolution, resolution)
     short = min(width, height)
     scaled_width, scaled_height = round(width * resolution / short), round(height * resolution / short)
     left, top = (scaled_width - resolution) // 2, (scaled_height - resolution) // 2
-    return ImageGeometry(height, width, top, left, scaled_width - resolution - left)
+    return ImageGeometry(height, width, top, left, scaled_width - resolution - left, resolution, resolution)
 
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:

@@ -138,6 +138,41 @@ class TrainingSettings:
         False, "crop images to a centred square before resizing", group="images",
         label="Center crop images before resizing",
     )
+    bucket: bool = setting(
+        True,
+        "keep each image's aspect ratio: images are grouped into buckets of about the "
+        "resolution's pixel count, sides in steps of --bucket_reso_steps, and each step trains "
+        "on one bucket (--no-bucket squares every image, cropped or squashed per --center_crop)",
+        group="images", label="Keep aspect ratios (buckets)",
+    )
+    bucket_reso_steps: int = setting(
+        64,
+        "the step between bucket sides in pixels: 64 for Stable Diffusion models, whose UNet "
+        "needs sides in multiples of 64",
+        group="images",
+    )
+    masked_loss: bool = setting(
+        True,
+        "weight the loss by each image's mask: photo.mask.png beside photo.jpg, or a PNG's alpha "
+        "channel (white or opaque is learned, black or transparent is not)",
+        group="images", label="Learn only the masked part (alpha or .mask.png)",
+    )
+    shuffle_caption: bool = setting(
+        False,
+        "shuffle the comma-separated tags of each caption file every time it is used "
+        "(the first --keep_tokens tags stay in front)",
+        group="images", label="Shuffle caption tags",
+    )
+    keep_tokens: int = setting(
+        0, "comma-separated tags at the start of a caption that shuffling and dropout keep",
+        group="images", label="Tags kept in front", slider=(0, 10),
+    )
+    caption_tag_dropout_rate: float = setting(
+        0.0,
+        "the chance that each tag of a caption file (not a kept one, never the trigger) is left "
+        "out of a sample",
+        group="images", label="Tag dropout rate (0-1)",
+    )
     # Token
     placeholder_token: str = setting(
         "",
@@ -252,6 +287,18 @@ class TrainingSettings:
     adam_beta2: float = setting(0.999, "AdamW beta2", group="training")
     adam_weight_decay: float = setting(1e-2, "AdamW weight decay", group="training")
     adam_epsilon: float = setting(1e-8, "AdamW epsilon", group="training")
+    snr_gamma: float = setting(
+        0.0,
+        "min-SNR loss weighting with this gamma (5 is usual): easy, low-noise timesteps weigh "
+        "less; for epsilon and v-prediction models; 0 is off",
+        group="training", label="Min-SNR gamma (0 = off)",
+    )
+    noise_offset: float = setting(
+        0.0,
+        "add this much noise shared by each channel (0.05-0.1 is usual), so the model can learn "
+        "very dark and very bright pictures; 0 is off",
+        group="training", label="Noise offset",
+    )
     mixed_precision: str | None = setting(
         None, "mixed precision (default: fp16 on a GPU, no on a CPU)", group="training",
         choices=PRECISIONS, label="Mixed Precision",
@@ -352,6 +399,20 @@ class TrainingSettings:
             )
         if (problem := self.preview_prompt_problem()) is not None:
             found.append(problem)
+        if self.bucket_reso_steps < 8 or self.bucket_reso_steps % 8:
+            found.append(
+                f"the bucket step {self.bucket_reso_steps} is not a positive multiple of 8; use 64"
+            )
+        if self.keep_tokens < 0:
+            found.append(f"--keep_tokens cannot be negative ({self.keep_tokens})")
+        if not 0.0 <= self.caption_tag_dropout_rate < 1.0:
+            found.append(
+                f"the tag dropout rate {self.caption_tag_dropout_rate} is not between 0 and 1; use 0.1 or 0"
+            )
+        if not (math.isfinite(self.snr_gamma) and self.snr_gamma >= 0):
+            found.append(f"the min-SNR gamma must be 0 (off) or a positive number such as 5, not {self.snr_gamma}")
+        if not (math.isfinite(self.noise_offset) and 0.0 <= self.noise_offset <= 1.0):
+            found.append(f"the noise offset {self.noise_offset} is not between 0 and 1; use 0.05 or 0")
         if self.dataloader_num_workers < 0:
             found.append("--dataloader_num_workers cannot be negative")
         return found

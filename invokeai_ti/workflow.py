@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from .captions import caption_problem
 from .dataset import data_folder_problem
 from .device import DeviceCaps, detect
 from .errors import UserError
@@ -143,6 +144,8 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     # trigger is what is missing (said above), not images in that parent.
     if settings.trigger or data_dir not in (layout.training_data, layout.data_dir(trigger)):
         if (problem := data_folder_problem(data_dir)) is not None:
+            problems.append(problem)
+        elif settings.trigger and (problem := caption_problem(data_dir, settings.trigger)) is not None:
             problems.append(problem)
     if (problem := folder_write_problem(output_dir)) is not None:
         problems.append(problem)

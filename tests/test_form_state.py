@@ -73,11 +73,18 @@ def test_the_18_fields_of_invokeai_in_order_with_their_labels_then_the_previews_
         "Preview prompt (none = off)",
         "Preview every N steps",
         "Bit-identical results (slower on a GPU)",
+        "Keep aspect ratios (buckets)",
+        "Learn only the masked part (alpha or .mask.png)",
+        "Shuffle caption tags",
+        "Tags kept in front",
+        "Tag dropout rate (0-1)",
+        "Min-SNR gamma (0 = off)",
+        "Noise offset",
     ]
     kinds = {name: widget_kind(name) for name in FORM_FIELDS}
     assert [n for n, k in kinds.items() if k == "slider"] == [
         "max_train_steps", "train_batch_size", "gradient_accumulation_steps", "lr_warmup_steps",
-        "validation_steps"]
+        "validation_steps", "keep_tokens"]
     assert [n for n, k in kinds.items() if k == "folder"] == ["train_data_dir", "output_dir"]
     assert kinds["resume_from_checkpoint"] == "checkbox" and kinds["learning_rate"] == "text"
 
@@ -558,3 +565,16 @@ def test_sdxl_batch_size_default_follows_gpu_memory(gigabytes, batch):
     caps = dataclasses.replace(GPU, memory_bytes=gigabytes * 10**9, kind="cuda" if gigabytes else "cpu")
     assert caps.batch_size_for("SDXL") == batch
     assert caps.batch_size_for("SD-1") == caps.default_batch_size
+
+
+def test_the_data_and_loss_fields_are_typed_numbers_checked_on_ok_and_remembered(tmp_path):
+    """Tag dropout, min-SNR and noise offset are typed as text; a saved value pre-fills them."""
+    state = build(tmp_path, saved={"snr_gamma": 5.0, "bucket": False})
+    assert state.values["snr_gamma"] == "5" and state.values["noise_offset"] == "0"
+    assert state.values["bucket"] is False and state.values["masked_loss"] is True
+    state.values["noise_offset"] = "0.05"
+    settings, problems = state.to_settings()
+    assert problems == [] and settings.noise_offset == 0.05 and settings.snr_gamma == 5.0
+    state.values["snr_gamma"] = "five"
+    _, problems = state.to_settings()
+    assert problems == ["the Min-SNR gamma (0 = off) 'five' is not a number; type one such as 5"]

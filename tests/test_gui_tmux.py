@@ -31,9 +31,10 @@ FOCUSED_OK = re.compile(r"\x1b\[7m(\x1b\[[0-9;]*m)* OK ")
 
 
 class Terminal:
-    """One command running in a detached tmux window of a fixed size."""
+    """One command running in a detached tmux window of a fixed size; by default tall enough
+    for the whole form on one page, so a test sees every field it edits at once."""
 
-    def __init__(self, command: str, *, columns: int = 200, lines: int = 50) -> None:
+    def __init__(self, command: str, *, columns: int = 200, lines: int = 64) -> None:
         self.tmux = ["tmux", "-L", f"invokeai-ti-test-{uuid.uuid4().hex[:8]}"]
         env = {k: v for k, v in os.environ.items() if k != "TMUX"}
         # The shell reports the exit status and whether the terminal got echo back, on one line

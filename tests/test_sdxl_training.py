@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import build_root, isolate
 from invokeai_ti.cli import main
+from invokeai_ti.data_folder import TrainingImage
 from invokeai_ti.dataset import image_geometry
 from invokeai_ti.quiet import quiet_imports, quiet_library_progress
 from invokeai_ti.training.family import StableDiffusionFamily, StableDiffusionXLFamily
@@ -113,7 +114,9 @@ def test_the_unet_gets_the_conditioning_diffusers_sdxl_pipeline_gives_it(tiny_sd
     ids = [tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                      return_tensors="pt").input_ids for tokenizer in (pipe.tokenizer, pipe.tokenizer_2)]
     Image.new("RGB", (98, 64)).save(tmp_path / "wide.png")
-    time_ids = StableDiffusionXLFamily().image_time_ids([tmp_path / "wide.png"], 32, center_crop=True)
+    time_ids = StableDiffusionXLFamily().image_time_ids(
+        [TrainingImage(tmp_path / "wide.png", None, None, None)], 32, center_crop=True
+    )
     with torch.no_grad():
         ours = StableDiffusionXLFamily().conditioning([pipe.text_encoder, pipe.text_encoder_2], ids, time_ids[:, 0])
         context, _, pooled, _ = pipe.encode_prompt(prompt, device="cpu", do_classifier_free_guidance=False)
@@ -146,7 +149,9 @@ def test_time_ids_tell_the_true_size_and_the_crop_really_taken(tmp_path):
     large = image_geometry(tmp_path / "large.jpg", 64, center_crop=False)
     assert (large.height, large.width) == (512, 1024), "a JPEG decoded at a fraction keeps its own size"
 
-    table = StableDiffusionXLFamily().image_time_ids([tmp_path / "wide.png"], 32, center_crop=True)
+    table = StableDiffusionXLFamily().image_time_ids(
+        [TrainingImage(tmp_path / "wide.png", None, None, None)], 32, center_crop=True
+    )
     assert table.tolist() == [[[64, 98, 0, 8, 32, 32], [64, 98, 0, 9, 32, 32]]]
 
 

@@ -17,6 +17,7 @@ from invokeai_ti.device import DeviceCaps
 from invokeai_ti.training.family import StableDiffusionFamily
 from invokeai_ti.training.latents import LatentCache
 from invokeai_ti.training.plan import SamplePlan
+from invokeai_ti.training.prompts import Prompts
 from invokeai_ti.training.step import TrainingStep, fold_that_fits, largest_divisor_at_most
 from invokeai_ti.training.tokens import ExtendedEmbedding, add_tokens, new_tokens
 
@@ -32,8 +33,8 @@ def parts(tiny_model: Path):
     text_encoder.set_input_embeddings(ExtendedEmbedding(text_encoder.get_input_embeddings(), vectors))
     unet = UNet2DConditionModel.from_pretrained(str(tiny_model / "unet")).requires_grad_(False)
     scheduler = DDPMScheduler.from_pretrained(str(tiny_model / "scheduler"))
-    captions = tokenizer(["a photo of <t> <t>_1", "a painting of <t> <t>_1"], padding="max_length",
-                         max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+    captions = Prompts([tokenizer], ["a photo of <t> <t>_1", "a painting of <t> <t>_1"], [None] * 3,
+                       placeholder="<t> <t>_1", seed=5)
     generator = torch.Generator().manual_seed(0)
     shape = (3, 2, unet.config.in_channels, 8, 8)
     cache = LatentCache(torch.randn(shape, generator=generator), torch.rand(shape, generator=generator) * 0.1)
@@ -45,7 +46,7 @@ def step_unit(parts, *, fold: int, accumulation: int = 4, batch: int = 1) -> Tra
     unit = TrainingStep(
         family=StableDiffusionFamily(), text_encoders=[text_encoder], unet=unet, noise_scheduler=scheduler,
         plan=SamplePlan(5, num_images=3, num_templates=2, num_timesteps=1000), cache=cache,
-        caption_ids=[captions], vectors=(vectors,), batch=batch, accumulation=accumulation, processes=1,
+        prompts=captions, vectors=(vectors,), batch=batch, accumulation=accumulation, processes=1,
         rank=0, weight_dtype=torch.float32, grad_scaler=None, device=torch.device("cpu"), notify=print,
     )
     unit.fold = fold
@@ -74,7 +75,7 @@ def test_the_loss_compares_the_unet_with_the_target_its_scheduler_predicts(parts
         ours = unit.loss(numbers)
         batch = unit.plan.batch(numbers, cache)
         noisy = scheduler.add_noise(batch.latents, batch.noise, batch.timesteps)
-        context = text_encoder(captions[batch.templates])[0]
+        context = text_encoder(captions.ids(batch)[0])[0]
         prediction = unet(noisy, batch.timesteps, encoder_hidden_states=context).sample
     velocity = scheduler.get_velocity(batch.latents, batch.noise, batch.timesteps)
     expected = velocity if prediction_type == "v_prediction" else batch.noise

@@ -76,7 +76,17 @@ FORM_FIELDS = (
     "validation_prompt",
     "validation_steps",
     "deterministic",
+    # Later pages: the data folder's conventions and the loss weightings users know from kohya.
+    "bucket",
+    "masked_loss",
+    "shuffle_caption",
+    "keep_tokens",
+    "caption_tag_dropout_rate",
+    "snr_gamma",
+    "noise_offset",
 )
+# Numbers typed as text (the learning rate has its own format); checked on OK like any value.
+NUMBER_FIELDS = {"caption_tag_dropout_rate": "0.1", "snr_gamma": "5", "noise_offset": "0.05"}
 FOLDER_FIELDS = {"train_data_dir": RootLayout.data_dir, "output_dir": RootLayout.output_dir}
 
 # npyscreen's own minimum form size. Every field fits in that width, and the form pages through
@@ -179,6 +189,13 @@ def parse_rate(text: str) -> tuple[float | None, str | None]:
         return float(text.strip()), None
     except ValueError:
         return None, f"the learning rate '{text.strip()}' is not a number; type one such as 5e-4"
+
+
+def parse_number(name: str, text: Any) -> tuple[float | None, str | None]:
+    try:
+        return float(str(text).strip()), None
+    except ValueError:
+        return None, f"the {label(name)} '{str(text).strip()}' is not a number; type one such as {NUMBER_FIELDS[name]}"
 
 
 def model_spec(model: ModelInfo) -> str:
@@ -300,6 +317,7 @@ class FormState:
             validation_prompt=settings.validation_prompt
             or form_default_prompt(settings.placeholder_token, settings.learnable_property),
             validation_steps=settings.preview_every,
+            **{name: f"{getattr(settings, name):g}" for name in NUMBER_FIELDS},
             **{
                 name: str(getattr(settings, name) or derive(layout, settings.trigger))
                 for name, derive in FOLDER_FIELDS.items()
@@ -406,7 +424,11 @@ class FormState:
         if model is not None:
             values["model"] = model_spec(model)
         for name, value in shape.setting_values().items():
-            values[name] = format_rate(value) if name == "learning_rate" else value
+            if name == "learning_rate":
+                value = format_rate(value)
+            elif name in NUMBER_FIELDS:
+                value = f"{value:g}"
+            values[name] = value
         processes = shape.num_processes
         if processes and len(self.gpus) != processes and processes <= len(self.gpu_choices()):
             values["gpus"] = list(range(processes))
@@ -574,7 +596,13 @@ class FormState:
             name: v[name]
             for name in FORM_FIELDS
             if name not in FOLDER_FIELDS and name not in ("resume_from_checkpoint", "learning_rate")
+            and name not in NUMBER_FIELDS
         }
+        for name in NUMBER_FIELDS:
+            number, problem = parse_number(name, v[name])
+            if problem:
+                problems.append(problem)
+            changes[name] = getattr(self.base, name) if number is None else number
         preview_every = int(v["validation_steps"])
         changes.update(
             validation_steps=None if preview_every == self.default_preview_every() else preview_every,
@@ -604,6 +632,8 @@ class FormState:
                 continue
             if name == "learning_rate":
                 before = parse_rate(before)[0]
+            elif name in NUMBER_FIELDS:
+                before = parse_number(name, before)[0]
             if before is not None:
                 own[name] = before
         return dataclasses.replace(settings, **own)
@@ -621,7 +651,8 @@ class FormState:
         )
         if parse_rate(self.values["learning_rate"])[1]:
             shape = dataclasses.replace(shape, learning_rate=None)
-        return shape
+        unreadable = {name: None for name in NUMBER_FIELDS if parse_number(name, self.values[name])[1]}
+        return dataclasses.replace(shape, **unreadable)
 
     def resume_problems(self, settings: TrainingSettings) -> list[str]:
         """What the trainer would refuse about this resume, worded for the form's fields."""

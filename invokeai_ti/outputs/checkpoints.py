@@ -60,6 +60,14 @@ SHAPE_LABELS = {
     "adam_epsilon": "AdamW epsilon",
     "learnable_property": "learnable property",
     "center_crop": "center crop",
+    "bucket": "aspect-ratio buckets",
+    "bucket_reso_steps": "bucket step",
+    "masked_loss": "masked loss",
+    "shuffle_caption": "caption shuffle",
+    "keep_tokens": "kept tags",
+    "caption_tag_dropout_rate": "tag dropout rate",
+    "snr_gamma": "min-SNR gamma",
+    "noise_offset": "noise offset",
 }
 # Shape fields that are TrainingSettings fields of the same name (and so can be set back).
 SETTING_FIELDS = tuple(
@@ -113,6 +121,14 @@ class RunShape:
     adam_epsilon: float | None = None
     learnable_property: str | None = None
     center_crop: bool | None = None
+    bucket: bool | None = None
+    bucket_reso_steps: int | None = None
+    masked_loss: bool | None = None
+    shuffle_caption: bool | None = None
+    keep_tokens: int | None = None
+    caption_tag_dropout_rate: float | None = None
+    snr_gamma: float | None = None
+    noise_offset: float | None = None
 
     @classmethod
     def of_run(
@@ -130,6 +146,8 @@ class RunShape:
         for name, schedulers in SCHEDULE_PARAMETERS.items():
             if settings.lr_scheduler not in schedulers:
                 values[name] = None
+        if not settings.bucket:
+            values["bucket_reso_steps"] = None
         return cls(model=model, token=settings.token, token_dims=token_dims,
                    num_processes=num_processes, **values)
 
@@ -195,6 +213,8 @@ class Checkpoint:
     shape: RunShape
     # The length of the schedule the checkpoint was made under; None in older checkpoints.
     total_steps: int | None = None
+    # ``TrainingData.record()`` of the data the run trained on; None in older checkpoints.
+    data: dict[str, Any] | None = None
 
 
 def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
@@ -219,6 +239,7 @@ def write_checkpoint(
     files: EmbeddingLayout,
     state: Stateful,
     keep: int | None,
+    data: dict[str, Any] | None = None,
 ) -> Path:
     final = output_dir / checkpoint_name(step)
     staging = output_dir / checkpoint_staging_name(step)
@@ -231,7 +252,9 @@ def write_checkpoint(
         torch.save(saved["lr_scheduler"], staging / SCHEDULER_STATE)
         if saved["grad_scaler"] is not None:
             torch.save(saved["grad_scaler"], staging / SCALER_STATE)
-        record = {"step": step, "seed": seed, "total_steps": total_steps, "shape": asdict(shape)}
+        record = {
+            "step": step, "seed": seed, "total_steps": total_steps, "shape": asdict(shape), "data": data,
+        }
         (staging / CHECKPOINT_STATE).write_text(json.dumps(record, indent=2), encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
@@ -322,6 +345,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
             int(state["seed"]),
             RunShape.from_record(state["shape"]),
             None if total is None else int(total),
+            state.get("data"),
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UserError(

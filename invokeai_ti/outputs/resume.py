@@ -12,6 +12,7 @@ import shlex
 from typing import Any
 
 from .checkpoints import Checkpoint, RunShape
+from ..data_folder import data_changes
 from ..errors import UserError
 
 # Schedules whose shape depends on the total number of steps: continuing with a larger total
@@ -67,12 +68,31 @@ def nothing_left_message(checkpoint: Checkpoint, total_steps: int, *, by_epochs:
     )
 
 
-def check_resumable(checkpoint: Checkpoint, now: RunShape, total_steps: int, *, by_epochs: bool) -> None:
+def check_resumable(
+    checkpoint: Checkpoint, now: RunShape, total_steps: int, *, by_epochs: bool,
+    data: dict[str, Any] | None = None,
+) -> None:
     """Refuse, in one message, a resume that would be another run or would train nothing."""
     if (message := mismatch_message(checkpoint, now)) is not None:
         raise UserError(message)
+    if data is not None and (message := data_message(checkpoint, data)) is not None:
+        raise UserError(message)
     if nothing_left(checkpoint, total_steps):
         raise UserError(nothing_left_message(checkpoint, total_steps, by_epochs=by_epochs))
+
+
+def data_message(checkpoint: Checkpoint, now: dict[str, Any]) -> str | None:
+    """Why a resume over a changed data folder is refused: it would train another sample order."""
+    if checkpoint.data is None:
+        return None
+    changes = data_changes(checkpoint.data, now)
+    if not changes:
+        return None
+    return (
+        f"The data folder changed since {checkpoint.path.name} was saved ({'; '.join(changes)}), "
+        "so the resumed run would not continue the same one; put the folder back as it was to "
+        "continue it, or leave out --resume_from_checkpoint to start a new run with this data."
+    )
 
 
 def continue_schedule(lr_scheduler: Any, step: int) -> tuple[float, float]:

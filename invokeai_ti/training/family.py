@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..data_folder import TrainingImage
 from ..dataset import image_geometry
 from ..models import BASE_SDXL, ModelInfo
 from ..outputs.family_files import FamilyFiles, StableDiffusionFiles, StableDiffusionXLFiles
@@ -49,7 +49,9 @@ class ModelFamily:
         """The precision the latent cache is encoded in."""
         return weight_dtype
 
-    def image_time_ids(self, images: list[Path], resolution: int, center_crop: bool) -> torch.Tensor | None:
+    def image_time_ids(
+        self, images: list[TrainingImage], resolution: int, center_crop: bool
+    ) -> torch.Tensor | None:
         """What the UNet is told of each training image's geometry, ``[image, mirrored, n]``; None
         for a family that is told nothing."""
         return None
@@ -110,13 +112,14 @@ class StableDiffusionXLFamily(ModelFamily):
             return torch.float32
         return weight_dtype
 
-    def image_time_ids(self, images: list[Path], resolution: int, center_crop: bool) -> torch.Tensor:
-        """Original height and width, crop top and left, target height and width, as SDXL was trained."""
+    def image_time_ids(self, images: list[TrainingImage], resolution: int, center_crop: bool) -> torch.Tensor:
+        """Original height and width, crop top and left, target height and width (the image's
+        bucket, or the square), as SDXL was trained."""
         rows = []
-        for path in images:
-            shape = image_geometry(path, resolution, center_crop)
+        for image in images:
+            shape = image_geometry(image.path, resolution, center_crop, image.fit)
             rows.append([
-                [shape.height, shape.width, shape.crop_top, left, resolution, resolution]
+                [shape.height, shape.width, shape.crop_top, left, shape.target_height, shape.target_width]
                 for left in (shape.crop_left, shape.mirrored_crop_left)
             ])
         return torch.tensor(rows, dtype=torch.float32)

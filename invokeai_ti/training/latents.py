@@ -9,34 +9,42 @@ latents, since they belong to the pixels just as the latents do; this module kno
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from ..data_folder import TrainingImage
 from ..dataset import flipped, image_to_tensor, load_image
+from ..masks import latent_mask
 
 
 @dataclass
 class LatentCache:
-    """Latent distributions of every image, indexed [image, mirrored], and the family's per-image
-    ``time_ids[image, mirrored]`` where it has them (SDXL)."""
+    """Latent distributions of every image, indexed [image][mirrored]; each image's shape is its
+    bucket's. The family's per-image ``time_ids[image, mirrored]`` where it has them (SDXL), and
+    the latent-grid weights of masked images."""
 
-    mean: torch.Tensor
-    std: torch.Tensor
+    mean: Sequence[torch.Tensor]
+    std: Sequence[torch.Tensor]
     time_ids: torch.Tensor | None = None
+    masks: Sequence[torch.Tensor | None] | None = None
 
     def sample(self, image: int, mirrored: int, generator: torch.Generator) -> torch.Tensor:
-        mean = self.mean[image, mirrored]
+        mean = self.mean[image][mirrored]
         eps = torch.randn(mean.shape, generator=generator, dtype=torch.float32)
-        return mean + self.std[image, mirrored] * eps.to(mean.device)
+        return mean + self.std[image][mirrored] * eps.to(mean.device)
+
+    def mask(self, image: int, mirrored: int) -> torch.Tensor | None:
+        if self.masks is None or self.masks[image] is None:
+            return None
+        return self.masks[image][mirrored]
 
 
 @torch.no_grad()
 def cache_latents(
-    images: list[Path],
+    images: list[TrainingImage],
     vae,
     *,
     resolution: int,
@@ -54,14 +62,24 @@ def cache_latents(
     """
     means, stds = [], []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        decoded = pool.map(lambda path: load_image(path, resolution, center_crop), images)
-        for image in decoded:
-            pixels = torch.stack([image_to_tensor(image), image_to_tensor(flipped(image))])
+        decoded = pool.map(lambda image: load_image(image.path, resolution, center_crop, image.fit), images)
+        for picture in decoded:
+            pixels = torch.stack([image_to_tensor(picture), image_to_tensor(flipped(picture))])
             dist = vae.encode(pixels.to(device, dtype)).latent_dist
-            means.append(dist.mean.float())
-            stds.append(dist.std.float())
+            scale = vae.config.scaling_factor
+            means.append(dist.mean.float() * scale)
+            stds.append(dist.std.float() * scale)
             encoded()
-    scale = vae.config.scaling_factor
     kept_ids = None if time_ids is None else time_ids.to(device)
-    return LatentCache(torch.stack(means) * scale, torch.stack(stds) * scale, kept_ids)
+    masks = None
+    if any(image.mask is not None for image in images):
+        masks = [
+            None if image.mask is None
+            else latent_mask(
+                image.path, image.mask, resolution, center_crop, image.fit,
+                (mean.shape[-1], mean.shape[-2]),
+            ).to(device)
+            for image, mean in zip(images, means)
+        ]
+    return LatentCache(means, stds, kept_ids, masks)
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -50,6 +51,7 @@ class TrainingLoop:
         notify: Notify,
         show_progress: bool,
         before_step: Callable[[int], None] = lambda _step: None,
+        data: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.family = family
@@ -65,6 +67,7 @@ class TrainingLoop:
         self.before_step = before_step
         self.show_progress = show_progress
         self.last_loss: float | None = None
+        self.data = data
 
     def save_embedding(self, step: int, *, snapshot: bool = False) -> None:
         self.family.files.save_files(
@@ -81,6 +84,7 @@ class TrainingLoop:
             files=self.family.files,
             state=self.state,
             keep=self.settings.checkpoints_total_limit,
+            data=self.data,
         )
 
     def agree(self, step_loss: torch.Tensor, stop: bool) -> tuple[float, bool]:

@@ -2,6 +2,10 @@
 
 A resumed run therefore continues exactly where the killed one was, N processes at batch B see
 exactly the samples of one process at N x B, and nothing random has to be saved in a checkpoint.
+
+With aspect-ratio buckets every optimizer step draws all its samples from one bucket, so any
+split of the step into processes, micro-batches and folds stacks pictures of one shape; the
+step's bucket is decided from the seed and the step's number alone, like everything else.
 """
 
 from __future__ import annotations
@@ -42,20 +46,39 @@ class Batch:
     mirrored: list[int]
     # SDXL's size and crop conditioning of each sample's image; None for families without it.
     time_ids: torch.Tensor | None = None
+    # Per-pixel loss weights on the latent grid, [n, 1, h, w]; None when no sample is masked.
+    masks: torch.Tensor | None = None
+    numbers: list[int] | None = None
 
 
 class SamplePlan:
     """Decides every random choice of sample number ``n`` from the seed alone."""
 
-    def __init__(self, seed: int, num_images: int, num_templates: int, num_timesteps: int) -> None:
+    def __init__(
+        self,
+        seed: int,
+        num_images: int,
+        num_templates: int,
+        num_timesteps: int,
+        *,
+        buckets: list[int] | None = None,
+        samples_per_step: int = 1,
+        noise_offset: float = 0.0,
+    ) -> None:
         self.seed = seed
         self.num_images = num_images
         self.num_templates = num_templates
         self.num_timesteps = num_timesteps
+        self.noise_offset = noise_offset
+        self.samples_per_step = samples_per_step
         self._orders: dict[int, list[int]] = {}
+        # One bucket is the unbucketed plan exactly, so square data sets train as they always did.
+        self.buckets = buckets if buckets is not None and len(set(buckets)) > 1 else None
 
     def image_for(self, n: int) -> int:
         """Every image once per cycle, in an order drawn per cycle."""
+        if self.buckets is not None:
+            return self._bucketed_image_for(n)
         cycle, position = divmod(n, self.num_images)
         order = self._orders.get(cycle)
         if order is None:
@@ -63,6 +86,30 @@ class SamplePlan:
             order = torch.randperm(self.num_images, generator=generator).tolist()
             self._orders = {cycle: order}
         return order[position]
+
+    def _bucketed_image_for(self, n: int) -> int:
+        """A cycle is every bucket's images, each bucket's shuffled and cut into whole steps (the
+        last one topped up from its start), with the steps of all buckets shuffled together."""
+        step, position = divmod(n, self.samples_per_step)
+        steps_per_cycle = sum(-(-count // self.samples_per_step) for count in self._bucket_sizes())
+        cycle, index = divmod(step, steps_per_cycle)
+        chunks = self._orders.get(cycle)
+        if chunks is None:
+            generator = torch.Generator().manual_seed(sample_seed(self.seed, "bucketed order", cycle))
+            chunks = []
+            for bucket in sorted(set(self.buckets)):
+                members = [i for i, b in enumerate(self.buckets) if b == bucket]
+                order = [members[i] for i in torch.randperm(len(members), generator=generator).tolist()]
+                steps = -(-len(order) // self.samples_per_step)
+                padded = [order[i % len(order)] for i in range(steps * self.samples_per_step)]
+                size = self.samples_per_step
+                chunks += [padded[i * size:(i + 1) * size] for i in range(steps)]
+            chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
+            self._orders = {cycle: chunks}
+        return chunks[index][position]
+
+    def _bucket_sizes(self) -> list[int]:
+        return [self.buckets.count(bucket) for bucket in sorted(set(self.buckets))]
 
     def draw(self, n: int, cache: LatentCache) -> Sample:
         generator = torch.Generator().manual_seed(sample_seed(self.seed, "sample", n))
@@ -72,11 +119,24 @@ class SamplePlan:
         timestep = int(torch.randint(self.num_timesteps, (1,), generator=generator))
         latent = cache.sample(image, mirrored, generator)
         noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32)
+        if self.noise_offset:
+            # A shift shared by each channel's pixels: the part of the noise the usual schedule
+            # never fully removes, so without it the mean brightness cannot be learned.
+            noise = noise + self.noise_offset * torch.randn(
+                (latent.shape[0], 1, 1), generator=generator, dtype=torch.float32
+            )
         return Sample(image, mirrored, template, timestep, latent, noise.to(latent.device))
 
     def batch(self, numbers: list[int], cache: LatentCache) -> Batch:
         samples = [self.draw(n, cache) for n in numbers]
         device = samples[0].latent.device
+        masks = [cache.mask(s.image, s.mirrored) for s in samples]
+        if all(mask is None for mask in masks):
+            stacked = None
+        else:
+            stacked = torch.stack([
+                torch.ones_like(s.latent[:1]) if mask is None else mask for s, mask in zip(samples, masks)
+            ])
         return Batch(
             latents=torch.stack([s.latent for s in samples]),
             noise=torch.stack([s.noise for s in samples]),
@@ -87,4 +147,6 @@ class SamplePlan:
             time_ids=None if cache.time_ids is None else torch.stack(
                 [cache.time_ids[s.image, s.mirrored] for s in samples]
             ),
+            masks=stacked,
+            numbers=list(numbers),
         )

@@ -2,8 +2,12 @@
 
 The step's accumulated micro-batches are *folded*: as many as fit in memory go through the UNet
 in one forward pass. The gradient is the same sum of micro-batch mean losses divided by the
-accumulation steps; only the order of floating-point additions differs. Captions are tokenised
-once per template at start, so the step touches no tokenizer and no Python string.
+accumulation steps; only the order of floating-point additions differs. Fixed captions are
+tokenised once at start (``prompts``), so such a step touches no tokenizer.
+
+The loss is the plain mean squared error unless the run weights it: per pixel by the images'
+masks, per sample by min-SNR. Each weighting is applied only when asked for, so an unweighted
+run computes exactly what it always did.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import torch.nn.functional as F
 from ..errors import UserError
 from .latents import LatentCache
 from .plan import SamplePlan
+from .prompts import Prompts
 
 Notify = Callable[[str], None]
 
@@ -31,6 +36,47 @@ def fold_that_fits(*, accumulation: int, bytes_per_micro_batch: int, budget_byte
     if bytes_per_micro_batch <= 0:
         return accumulation
     return largest_divisor_at_most(accumulation, budget_bytes // bytes_per_micro_batch)
+
+
+def min_snr_weights(
+    alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float, v_prediction: bool
+) -> torch.Tensor:
+    """Min-SNR-gamma (Hang et al. 2023): each timestep's loss weighted by min(SNR, gamma) / SNR.
+
+    Nearly noise-free timesteps have a huge signal-to-noise ratio and are easy; capping their
+    weight stops them from pulling against the hard ones. A v-prediction target already carries
+    a factor SNR + 1, hence min(SNR, gamma) / (SNR + 1) there.
+    """
+    alphas = alphas_cumprod.to(timesteps.device)[timesteps].float()
+    snr = alphas / (1 - alphas)
+    capped = snr.clamp(max=gamma)
+    return capped / (snr + 1) if v_prediction else capped / snr
+
+
+def weighted_mse(
+    prediction: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    masks: torch.Tensor | None = None,
+    sample_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean squared error, per pixel weighted by ``masks`` ([n, 1, h, w]) and per sample by
+    ``sample_weights``; a masked-out pixel adds nothing to the loss or its gradient.
+
+    Each sample's masked error is divided by its mask's weight, so a sample whose concept fills a
+    tenth of the picture counts as much as one that fills all of it.
+    """
+    if masks is None and sample_weights is None:
+        return F.mse_loss(prediction, target)
+    error = (prediction - target) ** 2
+    if masks is None:
+        per_sample = error.mean(dim=(1, 2, 3))
+    else:
+        weights = masks.expand_as(error)
+        per_sample = (error * weights).sum(dim=(1, 2, 3)) / weights.sum(dim=(1, 2, 3)).clamp_min(1e-6)
+    if sample_weights is not None:
+        per_sample = per_sample * sample_weights
+    return per_sample.mean()
 
 
 def in_dtype(conditioning: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
@@ -53,7 +99,7 @@ class TrainingStep:
         noise_scheduler,
         plan: SamplePlan,
         cache: LatentCache,
-        caption_ids: list[torch.Tensor],
+        prompts: Prompts,
         vectors: tuple[torch.nn.Parameter, ...],
         batch: int,
         accumulation: int,
@@ -63,6 +109,7 @@ class TrainingStep:
         grad_scaler: torch.amp.GradScaler | None,
         device: torch.device,
         notify: Notify,
+        snr_gamma: float = 0.0,
     ) -> None:
         self.family = family
         self.text_encoders = text_encoders
@@ -71,7 +118,8 @@ class TrainingStep:
         self.noise_scheduler = noise_scheduler
         self.plan = plan
         self.cache = cache
-        self.caption_ids = caption_ids
+        self.prompts = prompts
+        self.snr_gamma = snr_gamma
         self.vectors = vectors
         self.batch = batch
         self.accumulation = accumulation
@@ -108,7 +156,7 @@ class TrainingStep:
     def loss(self, numbers: list[int]) -> torch.Tensor:
         """Mean squared error of the noise (or velocity) prediction over these samples."""
         batch = self.plan.batch(numbers, self.cache)
-        ids = [table[batch.templates] for table in self.caption_ids]
+        ids = self.prompts.ids(batch)
         noisy = self.noise_scheduler.add_noise(batch.latents, batch.noise, batch.timesteps)
         if self.v_prediction:
             target = self.noise_scheduler.get_velocity(batch.latents, batch.noise, batch.timesteps)
@@ -121,7 +169,12 @@ class TrainingStep:
             conditioning = self.family.conditioning(self.text_encoders, ids, batch.time_ids)
         conditioning = in_dtype(conditioning, self.weight_dtype)
         prediction = self.unet(noisy.to(self.weight_dtype), batch.timesteps, **conditioning).sample
-        return F.mse_loss(prediction.float(), target.float())
+        snr_weights = None
+        if self.snr_gamma:
+            snr_weights = min_snr_weights(
+                self.noise_scheduler.alphas_cumprod, batch.timesteps, self.snr_gamma, self.v_prediction
+            )
+        return weighted_mse(prediction.float(), target.float(), masks=batch.masks, sample_weights=snr_weights)
 
     def passes(self, step: int) -> torch.Tensor:
         total = torch.zeros((), device=self.device)

@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from ..dataset import caption, require_images, templates_for
+from ..data_folder import TrainingData, read_training_data
+from ..dataset import caption, templates_for
 from ..device import probe_xformers, training_device
 from ..errors import UserError
 from ..files import atomic_write
@@ -49,6 +50,7 @@ from .loading import PartLoader
 from .loop import Topology, TrainingLoop
 from .plan import SamplePlan
 from .previews import Previews, Verdict, preview_seed
+from .prompts import Prompts
 from .state import TrainingState
 from .step import Notify, TrainingStep
 from .tokens import ExtendedEmbedding, add_tokens, new_tokens
@@ -160,6 +162,14 @@ class Trainer:
     def resolution(self) -> int:
         return self.settings.resolution or self.model.native_resolution
 
+    def training_data(self) -> TrainingData:
+        """The data folder read and checked, captions, masks and buckets included."""
+        s = self.settings
+        return read_training_data(
+            self.data_dir, trigger=s.trigger, resolution=self.resolution(), bucket=s.bucket,
+            bucket_step=s.bucket_reso_steps, masked_loss=s.masked_loss,
+        )
+
     def run(self) -> TrainingResult:
         s = self.settings
         with quiet_imports():
@@ -256,16 +266,17 @@ class Trainer:
     def _run_locked(self, seed: int, device: torch.device, topology: Topology, tracker) -> TrainingResult:
         """The run, phase by phase; each phase returns what the next ones need."""
         s = self.settings
-        images = self._scan_images(topology.main)
+        data = self._read_data(topology.main)
         loader = PartLoader(self.model, s.revision, s.tokenizer_name)
+        self._check_bucket_sides(data, loader)
         text = self._load_text_side(loader, topology.main)
-        cache, image = self._load_image_side(loader, images, device, topology.main)
+        cache, image = self._load_image_side(loader, data, device, topology.main)
         self._make_vectors_trainable(text, image.weight_dtype, device)
         self._save_memory(image.unet, text.encoders, device)
         self.text, self.cache = text, cache
 
         samples_per_step = s.train_batch_size * topology.processes * s.gradient_accumulation_steps
-        total_steps = self._total_steps(len(images), samples_per_step)
+        total_steps = self._total_steps(len(data.images), samples_per_step)
         state = TrainingState.create(
             text.vectors, s, samples_per_step=samples_per_step, total_steps=total_steps, device=device
         )
@@ -273,20 +284,29 @@ class Trainer:
             s, model=self.model.name, resolution=self.resolution(), num_vectors=len(text.tokens),
             token_dims=text.widths, num_processes=topology.processes,
         )
-        start_step, seed = self._resume(shape, seed, state, total_steps, topology.main)
+        record = data.record()
+        start_step, seed = self._resume(shape, seed, state, total_steps, topology.main, record)
         # Only now: a refused resume must not overwrite the record of the run it belongs to, and
         # a resumed run records the checkpoint's seed, which is the one it trains with.
         if topology.main:
             self._record_settings(seed, topology.processes)
 
-        plan = SamplePlan(seed, len(images), len(text.captions), image.noise_scheduler.config.num_train_timesteps)
-        self.step = self._build_step(text, image, plan, cache, state, topology, device)
+        plan = SamplePlan(
+            seed, len(data.images), len(text.captions), image.noise_scheduler.config.num_train_timesteps,
+            buckets=data.bucket_numbers(), samples_per_step=samples_per_step, noise_offset=s.noise_offset,
+        )
+        prompts = Prompts(
+            text.tokenizers, text.captions, data.captions(" ".join(text.tokens)),
+            placeholder=" ".join(text.tokens), seed=seed, shuffle=s.shuffle_caption,
+            keep_tokens=s.keep_tokens, dropout=s.caption_tag_dropout_rate, device=device,
+        )
+        self.step = self._build_step(text, image, plan, prompts, cache, state, topology, device)
         self._start_trackers(tracker)
-        previews = self._build_previews(text, image, cache, seed, start_step, topology, device)
+        previews = self._build_previews(text, image, loader, cache, seed, start_step, topology, device)
         loop = TrainingLoop(
             settings=s, family=self.family, output_dir=self.output_dir, state=state, step=self.step,
             shape=shape, seed=seed, total_steps=total_steps, topology=topology, tracker=tracker,
-            notify=self.notify, show_progress=self.show_progress,
+            notify=self.notify, show_progress=self.show_progress, data=record,
             before_step=lambda at: self._preview(previews, at, text, image.unet),
         )
         reached = loop.run(start_step)
@@ -298,12 +318,29 @@ class Trainer:
             main_process=topology.main,
         )
 
-    def _scan_images(self, main: bool) -> list[Path]:
-        scan = require_images(self.data_dir)
+    def _read_data(self, main: bool) -> TrainingData:
+        data = self.training_data()
         if main:
-            for path, reason in scan.skipped:
+            for path, reason in data.scan.skipped:
                 self.notify(f"Skipping {path.name}: {reason}.")
-        return scan.images
+            if (summary := data.summary()) is not None:
+                self.notify(summary)
+        return data
+
+    def _check_bucket_sides(self, data: TrainingData, loader: PartLoader) -> None:
+        """A side the UNet cannot halve as often as it downsamples fails deep inside it; say so first."""
+        unet = loader.config("unet")
+        vae = loader.config("vae")
+        multiple = 2 ** (len(vae["block_out_channels"]) - 1) * 2 ** (len(unet["block_out_channels"]) - 1)
+        sides = sorted({side for image in data.images if image.fit is not None
+                        for side in (image.fit.bucket.width, image.fit.bucket.height)})
+        odd = [side for side in sides if side % multiple]
+        if odd:
+            raise UserError(
+                f"the bucket step {self.settings.bucket_reso_steps} gives {odd[0]}-pixel sides, but "
+                f"{self.model.name} needs sides in multiples of {multiple}; use --bucket_reso_steps "
+                f"{multiple} (or --no-bucket)"
+            )
 
     def _load_text_side(self, loader: PartLoader, main: bool) -> TextSide:
         """Tokenizers and text encoders with the trigger's new tokens added, and the captions.
@@ -330,7 +367,7 @@ class Trainer:
             tuple(parameter for _, parameter in added), captions,
         )
 
-    def _load_image_side(self, loader: PartLoader, images: list[Path],
+    def _load_image_side(self, loader: PartLoader, data: TrainingData,
                          device: torch.device, main: bool) -> tuple[LatentCache, ImageSide]:
         """Every image's latents, then the UNet and its noise scheduler.
 
@@ -342,15 +379,15 @@ class Trainer:
         vae_dtype = self.family.vae_dtype(weight_dtype, loader.config("vae"))
         vae = loader.part("vae", vae_dtype)
         vae.decoder = None
-        count = len(images)
+        count = len(data.images)
         if main:
             self.notify(f"Caching the latents of {count} image{'s' if count != 1 else ''} (each image and "
                         "its mirror image go through the VAE once)...")
         with self.progress_bar(count, "Caching latents", "image", main) as bar:
             cache = cache_latents(
-                images, vae.to(device), resolution=self.resolution(), center_crop=s.center_crop,
+                data.images, vae.to(device), resolution=self.resolution(), center_crop=s.center_crop,
                 workers=s.dataloader_num_workers, device=device, dtype=vae_dtype,
-                time_ids=self.family.image_time_ids(images, self.resolution(), s.center_crop),
+                time_ids=self.family.image_time_ids(data.images, self.resolution(), s.center_crop),
                 encoded=lambda: bar.update(1),
             )
         del vae
@@ -392,24 +429,18 @@ class Trainer:
             return s.num_train_epochs * math.ceil(images * s.repeats / samples_per_step)
         return s.max_train_steps
 
-    def _build_step(self, text: TextSide, image: ImageSide, plan: SamplePlan, cache: LatentCache,
-                    state: TrainingState, topology: Topology, device: torch.device) -> TrainingStep:
+    def _build_step(self, text: TextSide, image: ImageSide, plan: SamplePlan, prompts: Prompts,
+                    cache: LatentCache, state: TrainingState, topology: Topology,
+                    device: torch.device) -> TrainingStep:
         """The step's passes, its fold measured and the UNet compiled when asked."""
         s = self.settings
-        caption_ids = [
-            tokenizer(
-                text.captions, padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
-                return_tensors="pt",
-            ).input_ids.to(device)
-            for tokenizer in text.tokenizers
-        ]
         step = TrainingStep(
             family=self.family, text_encoders=text.encoders, unet=image.unet, noise_scheduler=image.noise_scheduler,
-            plan=plan, cache=cache, caption_ids=caption_ids, vectors=text.vectors,
+            plan=plan, cache=cache, prompts=prompts, vectors=text.vectors,
             batch=s.train_batch_size, accumulation=s.gradient_accumulation_steps,
             processes=topology.processes, rank=topology.rank, weight_dtype=image.weight_dtype,
             grad_scaler=state.grad_scaler, device=device,
-            notify=self.notify if topology.main else (lambda _message: None),
+            notify=self.notify if topology.main else (lambda _message: None), snr_gamma=s.snr_gamma,
         )
         # Measured eagerly, before compiling: a compiled UNet would capture the one-micro-batch
         # shape of the measurement as well as the folded shape training uses.
@@ -418,12 +449,17 @@ class Trainer:
             step.compile()
         return step
 
-    def _build_previews(self, text: TextSide, image: ImageSide, cache: LatentCache, seed: int,
-                        start_step: int, topology: Topology, device: torch.device) -> Previews:
-        """Beside the loop, not in it: the main process renders, the others wait outside collectives."""
+    def _build_previews(self, text: TextSide, image: ImageSide, loader: PartLoader, cache: LatentCache,
+                        seed: int, start_step: int, topology: Topology, device: torch.device) -> Previews:
+        """Beside the loop, not in it: the main process renders, the others wait outside collectives.
+
+        Previews stay square at the resolution whatever the buckets' shapes.
+        """
+        factor = 2 ** (len(loader.config("vae")["block_out_channels"]) - 1)
+        side = self.resolution() // factor
         return Previews(
             self.settings, self.output_dir, seed=seed, placeholder=" ".join(text.tokens), family=self.family,
-            resolution=self.resolution(), latent_shape=tuple(cache.mean.shape[2:]),
+            resolution=self.resolution(), latent_shape=(cache.mean[0].shape[1], side, side),
             scheduler_config=image.noise_scheduler.config, load_vae=image.load_vae,
             device=device, main=topology.main, processes=topology.processes, start_step=start_step,
             notify=self._above_progress,
@@ -486,7 +522,10 @@ class Trainer:
         with quiet_imports():
             unet.enable_xformers_memory_efficient_attention()
 
-    def _resume(self, shape: RunShape, seed: int, state: TrainingState, total_steps: int, main: bool) -> tuple[int, int]:
+    def _resume(
+        self, shape: RunShape, seed: int, state: TrainingState, total_steps: int, main: bool,
+        data: dict[str, Any],
+    ) -> tuple[int, int]:
         """The step to start from and the seed to use: the checkpoint's when resuming."""
         request = self.settings.resume_from_checkpoint
         if not request:
@@ -498,7 +537,9 @@ class Trainer:
             if main:
                 self.notify("No checkpoint to resume from yet; starting a new run.")
             return 0, seed
-        check_resumable(checkpoint, shape, total_steps, by_epochs=bool(self.settings.num_train_epochs))
+        check_resumable(
+            checkpoint, shape, total_steps, by_epochs=bool(self.settings.num_train_epochs), data=data
+        )
         restore_checkpoint(
             checkpoint,
             shape=shape,

@@ -1,0 +1,78 @@
+"""Masks: which pixels of a photo the loss learns from, so a busy background is not learned.
+
+``photo.mask.png`` beside ``photo.jpg`` (kohya's ``--masked_loss``) wins over a PNG's own alpha
+channel (kohya's ``--alpha_mask``, A1111). White or opaque is learned, black or transparent is not,
+grey in between. The mask is cut exactly as its photo is (same bucket, same crop, same mirror)
+and averaged down to the latent grid, where the loss is computed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from .buckets import Fit
+from .dataset import MASK_SUFFIX, _pillow_for_our_files, cut, upright_size
+from .errors import UserError
+
+ALPHA = "alpha"
+
+
+def mask_file(image: Path) -> Path:
+    return image.with_name(image.stem + MASK_SUFFIX)
+
+
+def mask_source(image: Path) -> Path | str | None:
+    """The mask file beside the photo, ``ALPHA`` for a photo with transparency, or None."""
+    beside = mask_file(image)
+    if beside.is_file():
+        return beside
+    with _pillow_for_our_files(), Image.open(image) as opened:
+        if opened.mode in ("RGBA", "LA", "PA") or "transparency" in opened.info:
+            return ALPHA
+    return None
+
+
+def _read_mask(image: Path, source: Path | str) -> Image.Image:
+    """The mask as 8-bit grey, upright as its photo is shown."""
+    path = image if source == ALPHA else Path(source)
+    try:
+        with _pillow_for_our_files(), Image.open(path) as opened:
+            upright = ImageOps.exif_transpose(opened)
+            if source == ALPHA:
+                return upright.convert("RGBA").getchannel("A")
+            return upright.convert("L")
+    except Exception:
+        raise UserError(f"the mask {path} cannot be read as an image; replace or delete it") from None
+
+
+def check_mask(image: Path, source: Path | str) -> None:
+    """An empty mask learns nothing and a mask of another size fits no pixel: both are refused."""
+    mask = _read_mask(image, source)
+    if source != ALPHA and mask.size != upright_size(image):
+        width, height = upright_size(image)
+        raise UserError(
+            f"the mask {source} is {mask.width}x{mask.height} but its photo {image.name} is "
+            f"{width}x{height}; make the mask the photo's size"
+        )
+    if not np.asarray(mask).any():
+        where = f"{image.name}'s alpha channel is fully transparent" if source == ALPHA else f"the mask {source} is all black"
+        raise UserError(
+            f"{where}, so nothing of {image.name} would be learned; paint white (opaque) where the "
+            "concept is, or delete the mask"
+        )
+
+
+def latent_mask(
+    image: Path, source: Path | str, resolution: int, center_crop: bool, fit: Fit | None,
+    grid: tuple[int, int],
+) -> torch.Tensor:
+    """``[2, 1, h, w]`` weights in [0, 1] for the picture and its mirror image on a latent
+    ``grid`` of (w, h): each weight is the mean of the mask over its latent cell."""
+    pixels = cut(_read_mask(image, source), resolution, center_crop, fit)
+    small = pixels.resize(grid, Image.Resampling.BOX)
+    weights = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255.0).clamp(0, 1)
+    return torch.stack([weights, weights.flip(-1)]).unsqueeze(1)
