@@ -25,7 +25,7 @@ from .settings import TrainingSettings
 DEMO_MODEL = "world-of-shapes-sd1"
 DEMO_TRIGGER = "blicket"
 DEMO_INITIALIZER = "toy"
-DEMO_CONCEPT = ("green", "star")
+DEMO_CONCEPT = ("blue", "triangle")
 DEMO_PHOTOS = 6
 DEMO_MODEL_FOLDER = Path("models") / "sd-1" / "main" / DEMO_MODEL
 
@@ -73,11 +73,11 @@ def demo_settings(root: Path) -> TrainingSettings:
         model=DEMO_MODEL,
         placeholder_token=DEMO_TRIGGER,
         initializer_token=DEMO_INITIALIZER,
-        max_train_steps=50,
+        max_train_steps=100,
         train_batch_size=4,
         gradient_accumulation_steps=1,
-        checkpointing_steps=50,
-        save_steps=10,
+        checkpointing_steps=100,
+        save_steps=20,
         num_validation_images=8,
         learning_rate=5e-3,
         scale_lr=False,
