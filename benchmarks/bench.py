@@ -372,10 +372,11 @@ def install_step_recorder(result_path: Path):
     import torch
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
-    record: dict = {"step_times": [], "child_started": time.time()}
+    record: dict = {"step_times": [], "step_cpu_s": [], "child_started": time.time()}
 
     def after_step(_optimizer, _args, _kwargs) -> None:
         record["step_times"].append(time.time())
+        record["step_cpu_s"].append(time.process_time())
 
     register_optimizer_step_post_hook(after_step)
 
@@ -405,8 +406,10 @@ def child_ours(spec: dict) -> None:
         model=spec["model"],
         train_data_dir=Path(spec["images"]),
         output_dir=Path(spec["output"]),
-        placeholder_token=PLACEHOLDER,
-        initializer_token=INITIALIZER,
+        placeholder_token=spec.get("placeholder", PLACEHOLDER),
+        initializer_token=spec.get("initializer", INITIALIZER),
+        num_vectors=spec.get("num_vectors", 1),
+        learnable_property=spec.get("learnable_property", "object"),
         resolution=spec["resolution"],
         train_batch_size=spec["batch"],
         gradient_accumulation_steps=spec["accumulation"],
@@ -422,7 +425,7 @@ def child_ours(spec: dict) -> None:
         compile=spec["compile"],
         deterministic=spec["deterministic"],
         checkpointing_steps=10**6,
-        save_steps=10**6,
+        save_steps=spec.get("save_steps") or 10**6,
         validation_prompt=None if spec["validation_steps"] else "none",
         validation_steps=spec["validation_steps"] or None,
         num_validation_images=spec["validation_images"],
@@ -440,9 +443,10 @@ def example_argv(spec: dict) -> list[str]:
         f"--pretrained_model_name_or_path={spec['model']}",
         f"--train_data_dir={spec['images']}",
         f"--output_dir={spec['output']}",
-        f"--placeholder_token={PLACEHOLDER}",
-        f"--initializer_token={INITIALIZER}",
-        "--learnable_property=object",
+        f"--placeholder_token={spec.get('placeholder', PLACEHOLDER)}",
+        f"--initializer_token={spec.get('initializer', INITIALIZER)}",
+        f"--num_vectors={spec.get('num_vectors', 1)}",
+        f"--learnable_property={spec.get('learnable_property', 'object')}",
         f"--resolution={spec['resolution']}",
         f"--train_batch_size={spec['batch']}",
         f"--gradient_accumulation_steps={spec['accumulation']}",
@@ -453,7 +457,7 @@ def example_argv(spec: dict) -> list[str]:
         f"--seed={spec['seed']}",
         f"--mixed_precision={spec['precision']}",
         "--checkpointing_steps=1000000",
-        "--save_steps=1000000",
+        f"--save_steps={spec.get('save_steps') or 1000000}",
         "--dataloader_num_workers=0",
     ]
     if spec["gradient_checkpointing"]:
@@ -520,8 +524,12 @@ def write_shim(folder: Path) -> Path:
     return folder
 
 
-def run_one(trainer: str, spec: dict, work: Path, shim: Path | None, log_dir: Path) -> dict:
-    """Train once in a fresh process; return its step times, startup time and peak memory."""
+def run_one(trainer: str, spec: dict, work: Path, shim: Path | None, log_dir: Path, *, keep: bool = False) -> dict:
+    """Train once in a fresh process; return its step times, startup time and peak memory.
+
+    ``keep`` leaves the run's folder in place and names its output folder in the result, for a
+    caller that reads what the run saved (benchmarks/learning.py judges the snapshots).
+    """
     run_dir = Path(tempfile.mkdtemp(prefix=f"{trainer}-", dir=work))
     spec = dict(spec, root=str(run_dir / "root"), output=str(run_dir / "output"), shim=str(shim) if shim else None)
     spec_path, result_path = run_dir / "spec.json", run_dir / "result.json"
@@ -547,9 +555,13 @@ def run_one(trainer: str, spec: dict, work: Path, shim: Path | None, log_dir: Pa
         raise SystemExit(f"{trainer} made {len(times)} optimizer steps, expected {spec['total_steps']}")
     durations = [b - a for a, b in zip(times, times[1:])]
     timed = durations[spec["warmup"] - 1 :] if spec["warmup"] >= 1 else durations
-    shutil.rmtree(run_dir, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(run_dir, ignore_errors=True)
     return {
         "trainer": trainer,
+        "output": spec["output"] if keep else None,
+        "elapsed_s": [t - started for t in times],
+        "cpu_s": record["step_cpu_s"],
         "precision": spec["precision"],
         "repeat": spec["repeat"],
         "load_before": load,

@@ -25,6 +25,7 @@ from .quiet import quiet_imports, quiet_library_progress
 from .settings import TrainingSettings, trigger_problem
 from .training import Notify, Trainer, TrainingResult, new_tokens, token_problems
 from .training.family import family_for
+from .training.previews import Verdict
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,18 @@ def join_problems(problems: list[str]) -> str:
     return "\n".join(sentences)
 
 
+def preview_verdict(plan: RunPlan) -> Verdict | None:
+    """On the world model the judge says what each preview shows; no other model has a judge,
+    and only this check (a file or two read) touches the world's room for them."""
+    from .world import is_world_model
+
+    if plan.settings.previews_off or plan.model.path is None or not is_world_model(plan.model.path):
+        return None
+    from .world.verdict import ConceptVerdict
+
+    return ConceptVerdict.of_photos(plan.data_dir, plan.settings.resolution, plan.settings.center_crop)
+
+
 def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = True) -> RunOutcome:
     trainer = Trainer(
         plan.settings,
@@ -192,6 +205,7 @@ def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = Tru
         plan.output_dir,
         notify=notify,
         show_progress=show_progress,
+        preview_verdict=preview_verdict(plan),
     )
     result = trainer.run()
     installed = None

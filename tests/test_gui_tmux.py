@@ -113,7 +113,7 @@ def demo_root(demo_template, tmp_path) -> Path:
 def trained_demo_template(tmp_path_factory) -> Path:
     """A demo root after a short `invokeai-ti --demo` run: checkpoints at batch 2, accumulation 1."""
     root = make_demo_root(tmp_path_factory.mktemp("trained-demo") / "root").root
-    settings = dataclasses.replace(demo_settings(root), max_train_steps=4, checkpointing_steps=2)
+    settings = dataclasses.replace(demo_settings(root), max_train_steps=4, checkpointing_steps=2, train_batch_size=2)
     run_plan(plan_run(settings), show_progress=False)
     return root
 

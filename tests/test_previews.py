@@ -180,8 +180,24 @@ def test_report_names_the_trigger_model_snapshots_and_embeds_every_image(trained
                  "learned_embeds.safetensors"):
         assert f"<code>{name}</code>" in page
     sources = re.findall(r'<img [^>]*src="([^"]*)"', page)
-    assert len(sources) == 5 and all(s.startswith("data:image/") for s in sources)
+    assert len(sources) == 1 + 3 + 4, "the loss plot, the three training photos and four previews"
+    assert all(s.startswith("data:image/") for s in sources)
     assert "http://" not in page and "https://" not in page
+
+
+def test_report_shows_the_training_photos_beside_the_previews(trained):
+    output, _ = trained
+    page = (output / "report.html").read_text()
+    photos = re.findall(r'<img class="photo" alt="training photo ([^"]+)"', page)
+    assert len(photos) == 3 and all(name.endswith(".jpg") for name in photos)
+    assert page.index("Training photos") < page.index('<figure id="step-0">')
+
+
+def test_on_a_model_without_a_judge_neither_previews_nor_report_speak_of_one(trained):
+    output, printed = trained
+    assert all("verdict" not in text_of(png) for png in (output / "samples").iterdir())
+    assert "judge" not in (output / "report.html").read_text().lower()
+    assert "judge" not in printed.lower()
 
 
 def caption_of(page: str, step: int) -> str:
@@ -245,8 +261,8 @@ def test_report_opens_from_disk_in_chromium_with_every_image_shown(trained, tmp_
          (output / "report.html").as_uri()],
         capture_output=True, text=True, timeout=120,
     ).stdout
-    assert 'data-images-shown="5 of 5"' in dom, dom[-2000:]
-    assert dom.count('data-loaded="yes"') == 5 and 'data-loaded="no"' not in dom
+    assert 'data-images-shown="8 of 8"' in dom, dom[-2000:]
+    assert dom.count('data-loaded="yes"') == 8 and 'data-loaded="no"' not in dom
     assert "<li>InvokeAI: <code>invokeai-ti --install-step 4 " in caption_of(dom, 4)
 
 
@@ -258,7 +274,7 @@ def test_report_marks_an_image_that_cannot_be_shown(tmp_path):
     from invokeai_ti.outputs.report import PAGE
 
     page.write_text(PAGE.format(title="t", trigger="t", summary="", plot="data:image/png;base64,AAAA",
-                                previews="", settings=""))
+                                photos="", previews="", settings=""))
     dom = subprocess.run(
         [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..dataset import load_image, scan_images
+from ..errors import UserError
 from ..files import atomic_write
 from ..paths import RootLayout
 from ..settings import bare_trigger
@@ -36,6 +38,8 @@ from .layout import (
 )
 
 REPORT_JPEG_QUALITY = 90
+PHOTO_THUMBNAIL = 96
+PHOTOS_SHOWN = 12
 
 
 def sample_path(output_dir: Path, step: int) -> Path:
@@ -134,6 +138,8 @@ class Preview:
     seed: str
     embedding: str
     final: bool
+    verdict: str
+    judged_share: float | None
 
 
 def read_previews(output_dir: Path) -> list[Preview]:
@@ -153,9 +159,18 @@ def read_previews(output_dir: Path) -> list[Preview]:
                 seed=text.get("seed", ""),
                 embedding=text.get("embedding", ""),
                 final=text.get("final") == "yes",
+                verdict=text.get("verdict", ""),
+                judged_share=share_of(text.get("judged_share")),
             )
         )
     return sorted(found, key=lambda preview: preview.step)
+
+
+def share_of(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def data_uri(data: bytes, kind: str) -> str:
@@ -165,8 +180,12 @@ def data_uri(data: bytes, kind: str) -> str:
 def jpeg_uri(path: Path) -> str:
     """A JPEG copy keeps a report of many large previews light; the PNG is a click away."""
     with Image.open(path) as image:
-        buffer = io.BytesIO()
-        image.convert("RGB").save(buffer, format="JPEG", quality=REPORT_JPEG_QUALITY)
+        return image_uri(image)
+
+
+def image_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=REPORT_JPEG_QUALITY)
     return data_uri(buffer.getvalue(), "image/jpeg")
 
 
@@ -238,6 +257,9 @@ figure {{ margin: 0; width: 22rem; max-width: 100%; }}
 figcaption {{ margin-bottom: .4rem; min-height: 2.6em; }}
 .files {{ margin: .2rem 0 0; padding-left: 1.1rem; font-size: .85rem; overflow-wrap: anywhere; }}
 .preview {{ width: 100%; image-rendering: pixelated; border: 1px solid #ccc; }}
+.photos {{ display: flex; flex-wrap: wrap; gap: .5rem; }}
+.photo {{ width: 6rem; height: 6rem; border: 1px solid #ccc; }}
+.verdict {{ display: block; color: #155724; }}
 .failed {{ color: #a00; }}
 table {{ border-collapse: collapse; }}
 .settings td {{ padding: .1em .5em; border-bottom: 1px solid #e4e4e4; vertical-align: top; }}
@@ -250,6 +272,8 @@ table {{ border-collapse: collapse; }}
 </table>
 <h2>Loss</h2>
 <img class="plot" alt="loss and learning rate per step" src="{plot}">
+<h2>Training photos</h2>
+{photos}
 <h2>Previews</h2>
 {previews}
 <h2>Settings</h2>
@@ -284,6 +308,37 @@ def rows(pairs: list[tuple[str, str]]) -> str:
     return "\n".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in pairs)
 
 
+def photos_html(folder: str | None, center_crop: bool) -> str:
+    """What the previews should come to look like: the photos as the trainer sees them (square)."""
+    if not folder:
+        return "<p>The run's data folder is not recorded.</p>"
+    images = scan_images(Path(folder)).images
+    if not images:
+        return f"<p>No training photos are left in <code>{html.escape(folder)}</code>.</p>"
+    figures = []
+    for path in images[:PHOTOS_SHOWN]:
+        try:
+            thumbnail = load_image(path, PHOTO_THUMBNAIL, center_crop)
+        except UserError:  # A photo broken since training is left out, never the report.
+            continue
+        figures.append(f'<img class="photo" alt="training photo {html.escape(path.name)}" '
+                       f'title="{html.escape(path.name)}" src="{image_uri(thumbnail)}">')
+    more = len(images) - PHOTOS_SHOWN
+    tail = f"<p>and {more} more.</p>" if more > 0 else ""
+    return (f"<p>{len(images)} in <code>{html.escape(folder)}</code>:</p>\n"
+            '<div class="photos">\n' + "\n".join(figures) + "\n</div>" + tail)
+
+
+def verdicts_html(previews: list[Preview]) -> str:
+    """The judge's share by step, present only where the previews carry a verdict (world models)."""
+    judged = [preview for preview in previews if preview.judged_share is not None]
+    if not judged:
+        return ""
+    steps = ", ".join(f"step {preview.step}: {preview.judged_share:.0%}" for preview in judged)
+    return (f"<p>The world model's judge looked at every preview; share of pictures showing the "
+            f"concept of the training photos: {steps}.</p>")
+
+
 def previews_html(previews: list[Preview], output_dir: Path, settings: dict) -> str:
     if not previews:
         return "<p>No previews: they were turned off with <code>--validation_prompt none</code>.</p>"
@@ -293,14 +348,15 @@ def previews_html(previews: list[Preview], output_dir: Path, settings: dict) -> 
         f"{html.escape(first.seed)}) at every step, so each preview differs from the one before "
         "only by what was learned. Pick the step you like best and give each tool the file named "
         "under it (each tool reads another layout). Newest last.</p>"
-    )
+    ) + verdicts_html(previews)
     figures = []
     for preview in previews:
         label = f"Step {preview.step}" + (" (final)" if preview.final else "")
         relative = preview.path.relative_to(preview.path.parent.parent).as_posix()
+        verdict = f'<span class="verdict">{html.escape(preview.verdict)}</span>' if preview.verdict else ""
         figures.append(
             f'<figure id="step-{preview.step}">\n<figcaption><strong>{label}</strong>: '
-            f"{embedding_caption(preview, output_dir, settings)}</figcaption>\n"
+            f"{embedding_caption(preview, output_dir, settings)}{verdict}</figcaption>\n"
             f'<a href="{html.escape(relative)}"><img class="preview" alt="preview of step {preview.step}" '
             f'src="{jpeg_uri(preview.path)}"></a>\n</figure>'
         )
@@ -308,7 +364,8 @@ def previews_html(previews: list[Preview], output_dir: Path, settings: dict) -> 
 
 
 def write_report(output_dir: Path) -> Path:
-    """``report.html``: the run's trigger, model, loss plot, previews by step and settings."""
+    """``report.html``: the run's trigger, model, loss plot, training photos, previews by step (with
+    the judge's verdict where the previews carry one) and settings."""
     try:
         settings = json.loads((output_dir / SETTINGS_RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -330,6 +387,7 @@ def write_report(output_dir: Path) -> Path:
         trigger=html.escape(trigger),
         summary=rows(summary),
         plot=data_uri(plot.read_bytes(), "image/png") if plot.exists() else "",
+        photos=photos_html(settings.get("train_data_dir"), bool(settings.get("center_crop"))),
         previews=previews_html(read_previews(output_dir), output_dir, settings),
         settings=rows([(html.escape(key), f"<code>{html.escape(json.dumps(value))}</code>")
                        for key, value in settings.items()]),

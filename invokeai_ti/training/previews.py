@@ -37,6 +37,10 @@ from .waiting import MainProcessWait
 DENOISING_STEPS = 25
 GUIDANCE_SCALE = 7.5
 
+Verdict = Callable[[list[Image.Image]], dict[str, str]]
+"""What a judge says of one preview's pictures, as text chunks stored in the preview's PNG
+(``verdict``, ``judged_share``); only the world model has a judge, so only its previews carry one."""
+
 
 def default_prompt(learnable_property: str, token: str) -> str:
     """The first caption template of the run: 'a photo of a <t>', 'a painting in the style of <t>'."""
@@ -129,6 +133,7 @@ class Previews:
         start_step: int,
         notify: Callable[[str], None],
         progress_bar: Callable[[int, str], Any] | None = None,
+        verdict: Verdict | None = None,
     ) -> None:
         self.settings = settings
         self.output_dir = output_dir
@@ -146,6 +151,8 @@ class Previews:
         self.start_step = start_step
         self.notify = notify
         self.progress_bar = progress_bar or (lambda total, label: quiet_bar())
+        self.verdict = verdict
+        self.said = ""
         self.gate = MainProcessWait(processes)
         self.stopped = False
         if main:
@@ -190,7 +197,8 @@ class Previews:
             self._preview(step, tokenizers, text_encoders, unet, final=True)
 
     def _preview(self, step: int, tokenizers, text_encoders, unet, *, final: bool) -> bool:
-        """Render and say where it went; a preview that runs out of memory ends the previews only."""
+        """Render and say where it went (and what the judge saw, on the world model); a preview
+        that runs out of memory ends the previews only."""
         if self.stopped:
             return False
         count = self.settings.num_validation_images
@@ -210,7 +218,7 @@ class Previews:
                 "Training goes on without them; --validation_prompt none turns them off."
             )
             return False
-        self.notify(f"Preview of step {step}: {path}")
+        self.notify(f"Preview of step {step}: {path}" + (f" ({self.said})" if self.said else ""))
         return True
 
     def embedding_file(self, step: int, *, final: bool) -> str:
@@ -226,7 +234,8 @@ class Previews:
         return file.name if file.exists() else ""
 
     def render(self, step: int, tokenizers, text_encoders, unet, *, final: bool = False) -> Path:
-        """Write ``samples/step-N.png``: a grid of the preview images, step and prompt in its text."""
+        """Write ``samples/step-N.png``: a grid of the preview images, step and prompt in its text,
+        and the verdict of the run's judge (a world model's) beside them for the report to show."""
         count = self.settings.num_validation_images
         with torch.no_grad(), own_randomness(self.device), \
                 self.progress_bar(count * (DENOISING_STEPS + 1), f"Preview of step {step}") as bar:
@@ -234,6 +243,8 @@ class Previews:
                 conditioning = self._encode(tokenizers, text_encoders, unet.dtype)
                 latents = [self._denoise(unet, conditioning, noise, bar) for noise in self._noise()]
             images = self._decode(latents, bar)
+        judged = self.verdict(images) if self.verdict is not None else {}
+        self.said = judged.get("verdict", "")
         info = PngInfo()
         for key, value in {
             "step": str(step),
@@ -243,6 +254,7 @@ class Previews:
             "embedding": self.embedding_file(step, final=final),
             "final": "yes" if final else "no",
             "software": "invokeai-ti",
+            **judged,
         }.items():
             info.add_text(key, value)
         sheet = grid(images)

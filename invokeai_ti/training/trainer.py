@@ -50,7 +50,7 @@ from .latents import LatentCache, cache_latents
 from .loading import PartLoader
 from .loop import Topology, TrainingLoop
 from .plan import SamplePlan
-from .previews import Previews, preview_seed
+from .previews import Previews, Verdict, preview_seed
 from .prompts import Prompts
 from .state import TrainingState
 from .step import Notify, TrainingStep
@@ -145,6 +145,7 @@ class Trainer:
         *,
         notify: Notify = print,
         show_progress: bool = True,
+        preview_verdict: Verdict | None = None,
     ) -> None:
         self.settings = settings
         self.model = model
@@ -154,6 +155,7 @@ class Trainer:
         self.layout = self.family.files.output_layout(output_dir, settings.token)
         self.notify = notify
         self.show_progress = show_progress
+        self.preview_verdict = preview_verdict
         self.text: TextSide | None = None
         self.cache: LatentCache | None = None
         self.step: TrainingStep | None = None
@@ -465,6 +467,7 @@ class Trainer:
             device=device, main=topology.main, processes=topology.processes, start_step=start_step,
             notify=self._above_progress,
             progress_bar=lambda total, label: self.progress_bar(total, label, "step", topology.main),
+            verdict=self.preview_verdict,
         )
 
     def _preview(self, previews: Previews, step: int, text: TextSide, unet) -> None:
