@@ -28,6 +28,8 @@ DEMO_INITIALIZER = "toy"
 DEMO_CONCEPT = ("blue", "triangle")
 DEMO_PHOTOS = 6
 DEMO_MODEL_FOLDER = Path("models") / "sd-1" / "main" / DEMO_MODEL
+# What the form shows under the model list; one line at 80 columns.
+DEMO_MODEL_DESCRIPTION = "Knows a small world of coloured shapes (32 px); try 'a photo of a green star'."
 
 
 def draw_sample_photos(folder: Path, count: int = DEMO_PHOTOS, size: int = 128, seed: int = 7) -> list[Path]:
@@ -53,7 +55,7 @@ def make_demo_root(root: Path) -> RootLayout:
         layout.models_yaml.parent.mkdir(parents=True, exist_ok=True)
         entry = {
             DEMO_MODEL: {
-                "description": "Knows a small world of coloured shapes (32 px); try 'a photo of a green star'.",
+                "description": DEMO_MODEL_DESCRIPTION,
                 "format": "diffusers",
                 "path": str(DEMO_MODEL_FOLDER),
                 "default": True,

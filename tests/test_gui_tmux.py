@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from invokeai_ti.demo import DEMO_TRIGGER, demo_settings, make_demo_root
+from invokeai_ti.demo import DEMO_MODEL_DESCRIPTION, DEMO_TRIGGER, demo_settings, make_demo_root
 from invokeai_ti.workflow import plan_run, run_plan
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
@@ -243,7 +243,7 @@ def test_a_bad_trigger_is_named_while_typing_and_the_popup_returns_to_it(demo_ro
     screen = t.wait_for("Trigger Term:", "Page 1 of ")
     pages = re.search(r"Page 1 of (\d+)", screen).group(1)
     text = " ".join(line.strip("│ ") for line in screen.splitlines())
-    assert "Random weights for trying invokeai-ti; it makes noise, not pictures." in text, (
+    assert DEMO_MODEL_DESCRIPTION in text, (
         "at 80x24 the chosen model's description is shown in full under the list")
     t.keys("Tab")
     t.type("bad trigger!")
