@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from invokeai_ti.cli import main as invokeai_ti  # noqa: E402
+from invokeai_ti.world.photos import write_photos  # noqa: E402
 
 VARIANTS = {
     "baseline": [],
@@ -116,6 +117,11 @@ def main() -> None:
     parser.add_argument("--extra", default="", help="more invokeai-ti flags for every run")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--background", choices=("busy", "clean"), default="busy",
+        help="busy: clutter of other colours with a mask per photo (drawn here); clean: the demo's "
+             "photos (invokeai_ti.world.photos), which have no masks, for the loss-weighting variants",
+    )
     args = parser.parse_args()
     module, function = args.judge.split(":")
     judge = getattr(importlib.import_module(module), function)
@@ -127,7 +133,10 @@ def main() -> None:
         for variant in args.variants.split(","):
             for seed in range(args.seeds):
                 photos = work / f"photos-{variant}-{seed}".replace(" ", "_")
-                draw_photos(photos, colour, shape, args.photos, args.resolution * 2, seed, masks=variant == "masked")
+                if args.background == "clean":
+                    write_photos(photos, colour, shape, args.photos, seed=seed)
+                else:
+                    draw_photos(photos, colour, shape, args.photos, args.resolution * 2, seed, masks=variant == "masked")
                 output = work / f"out-{variant}-{seed}".replace(" ", "_")
                 flags = [
                     f"--root={work / 'root'}", f"--model={args.model}", "--placeholder_token=concept",
