@@ -14,7 +14,6 @@ import os
 import sys
 import textwrap
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import npyscreen
