@@ -126,7 +126,7 @@ def write_sd15_shaped_tokenizer(folder: Path, vocab_size: int = 49408, pad_token
     ``<|endoftext|>`` last (ids 49406 and 49407, as in CLIP). ``*`` is a single token.
     SDXL's second tokenizer has the same vocabulary and pads with ``!`` (``pad_token``).
     """
-    from invokeai_ti.tiny_model import KNOWN_WORDS
+    from tools.pipelines import KNOWN_WORDS
 
     folder.mkdir(parents=True, exist_ok=True)
     # CLIP's bytes_to_unicode: printable bytes map to themselves, the rest to code points 256+.
@@ -207,7 +207,7 @@ def save_random_pipeline(
     import torch
 
     from invokeai_ti.quiet import quiet_library_progress
-    from invokeai_ti.tiny_model import write_pipeline_index
+    from tools.pipelines import write_pipeline_index
 
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -287,7 +287,7 @@ SDXL_UNET = dict(
 def build_sd15_random(folder: Path, seed: int = 0) -> Path:
     """Save a diffusers SD pipeline with SD-1.5's architecture and random weights (safetensors)."""
     from invokeai_ti.quiet import quiet_imports
-    from invokeai_ti.tiny_model import PIPELINE_INDEX, sd_scheduler, sd_vae
+    from tools.pipelines import PIPELINE_INDEX, sd_scheduler, sd_vae
 
     with quiet_imports():
         from diffusers import UNet2DConditionModel
@@ -308,7 +308,7 @@ def build_sd15_random(folder: Path, seed: int = 0) -> Path:
 def build_sdxl_random(folder: Path, seed: int = 0) -> Path:
     """Save a diffusers SDXL base pipeline with SDXL 1.0's architecture and random weights."""
     from invokeai_ti.quiet import quiet_imports
-    from invokeai_ti.tiny_model import SDXL_PIPELINE_INDEX, SDXL_VAE_SCALING_FACTOR, sd_vae, sdxl_scheduler
+    from tools.pipelines import SDXL_PIPELINE_INDEX, SDXL_VAE_SCALING_FACTOR, sd_vae, sdxl_scheduler
 
     with quiet_imports():
         from diffusers import UNet2DConditionModel
@@ -342,7 +342,7 @@ def prepare_model(args: argparse.Namespace) -> Path:
         elif args.model == "sdxl":
             build_sdxl_random(folder)
         else:
-            from invokeai_ti.tiny_model import build_tiny_pipeline, build_tiny_sdxl_pipeline
+            from tools.pipelines import build_tiny_pipeline, build_tiny_sdxl_pipeline
 
             shutil.rmtree(folder, ignore_errors=True)
             (build_tiny_sdxl_pipeline if args.model == "tiny-sdxl" else build_tiny_pipeline)(folder)
@@ -477,8 +477,14 @@ def child_example(spec: dict) -> None:
     # only then does the stand-in become importable, for the example's own import.
     import diffusers  # noqa: F401
     import transformers  # noqa: F401
-    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel  # noqa: F401
-    from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler  # noqa: F401
+    from diffusers import (  # noqa: F401  # noqa: F401
+        AutoencoderKL,
+        DDPMScheduler,
+        DiffusionPipeline,
+        DPMSolverMultistepScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from diffusers.optimization import get_scheduler  # noqa: F401
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer  # noqa: F401
 

@@ -43,7 +43,7 @@ class Judging:
     """Every snapshot of every trainer drawn by the same pipeline with the same seed, then judged."""
 
     def __init__(self, model: Path, trigger: str, num_vectors: int, prompt: str, pictures: int, seed: int) -> None:
-        from invokeai_ti.world.sampling import TriggerSampler
+        from tools.sampling import TriggerSampler
 
         self.sampler = TriggerSampler(model, num_vectors=num_vectors, prompt=prompt, trigger=trigger)
         self.pictures = pictures
@@ -57,7 +57,7 @@ class Judging:
 
 def snapshot_vectors(output: Path, step: int):
     """What a trainer saved after ``step`` steps (the final file if no snapshot has that name)."""
-    from invokeai_ti.world.sampling import saved_vectors
+    from tools.sampling import saved_vectors
 
     path = output / f"learned_embeds-steps-{step}.safetensors"
     return saved_vectors(path if path.exists() else output / "learned_embeds.safetensors")

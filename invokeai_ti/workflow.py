@@ -12,8 +12,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .captions import caption_problem
-from .dataset import data_folder_problem
+from .data.captions import caption_problem
+from .data.images import data_folder_problem
 from .device import DeviceCaps, detect
 from .errors import UserError
 from .models import ModelInfo, find_model

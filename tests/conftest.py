@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from invokeai_ti.demo import draw_sample_photos
-from invokeai_ti.tiny_model import build_tiny_pipeline, build_tiny_sdxl_pipeline
+from tools.pipelines import build_tiny_pipeline, build_tiny_sdxl_pipeline
 
 
 def isolate(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:

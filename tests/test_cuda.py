@@ -54,9 +54,9 @@ def test_deterministic_mode_repeats_a_cuda_run_bit_for_bit(make_root, tmp_path):
 
 def test_the_tiny_model_folds_every_micro_batch_into_one_forward(make_root, tmp_path, capsys):
     """A 64-pixel tiny model needs a few MB per micro-batch: all four fit in one pass."""
+    from invokeai_ti.settings import TrainingSettings
     from invokeai_ti.training import Trainer
     from invokeai_ti.workflow import plan_run
-    from invokeai_ti.settings import TrainingSettings
 
     settings = TrainingSettings(
         root=make_root(), model="stable-diffusion-1.5", placeholder_token="psychedelic", resolution=64,

@@ -15,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from invokeai_ti.buckets import Bucket, bucket_for, buckets_for, fit
-from invokeai_ti.captions import caption_sources, captions_for, varied
 from invokeai_ti.cli import main
-from invokeai_ti.data_folder import read_training_data
-from invokeai_ti.dataset import image_geometry, scan_images
+from invokeai_ti.data.buckets import Bucket, bucket_for, buckets_for, fit
+from invokeai_ti.data.captions import caption_sources, captions_for, varied
+from invokeai_ti.data.folder import read_training_data
+from invokeai_ti.data.images import image_geometry, scan_images
 from invokeai_ti.errors import UserError
 from invokeai_ti.training.plan import SamplePlan
 from invokeai_ti.training.step import min_snr_weights, weighted_mse

@@ -19,21 +19,18 @@ import pytest
 import torch
 from PIL import Image
 
-from invokeai_ti import dataset
-from invokeai_ti.dataset import (
+from invokeai_ti.data import images as dataset
+from invokeai_ti.data.images import (
     IMAGE_EXTENSIONS,
-    OBJECT_TEMPLATES,
-    STYLE_TEMPLATES,
     ImageScan,
-    caption,
     data_folder_problem,
     flipped,
     image_to_tensor,
     load_image,
     require_images,
     scan_images,
-    templates_for,
 )
+from invokeai_ti.data.templates import OBJECT_TEMPLATES, STYLE_TEMPLATES, caption, templates_for
 from invokeai_ti.errors import UserError
 
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
@@ -488,7 +485,7 @@ def test_a_huge_jpeg_is_never_decoded_at_full_size(huge_jpeg):
     script = (
         "import re, sys\n"
         "from pathlib import Path\n"
-        "from invokeai_ti.dataset import load_image, scan_images\n"
+        "from invokeai_ti.data.images import load_image, scan_images\n"
         "def peak():\n"
         "    status = Path('/proc/self/status').read_text()\n"
         "    return int(re.search(r'VmHWM:\\s*(\\d+) kB', status).group(1)) * 1024\n"
@@ -573,7 +570,7 @@ def test_decoding_threads_read_side_by_side_and_pillow_settings_come_back():
 
     def reader() -> None:
         try:
-            with dataset._pillow_for_our_files():
+            with dataset.pillow_for_our_files():
                 assert Image.MAX_IMAGE_PIXELS is None
                 both_inside.wait()
         except BaseException as error:

@@ -16,7 +16,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from invokeai_ti.outputs.checkpoints import RunShape
 from invokeai_ti.device import DeviceCaps
 from invokeai_ti.errors import UserError
 from invokeai_ti.form.state import (
@@ -24,6 +23,7 @@ from invokeai_ti.form.state import (
     widget_kind,
 )
 from invokeai_ti.models import ModelInfo, discover_models
+from invokeai_ti.outputs.checkpoints import RunShape
 from invokeai_ti.paths import RootLayout
 from invokeai_ti.settings import TrainingSettings
 

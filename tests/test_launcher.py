@@ -16,9 +16,7 @@ import pytest
 
 from invokeai_ti.demo import make_demo_root
 from invokeai_ti.errors import UserError
-from invokeai_ti.launcher import (
-    MARKER, PROMPT, Launcher, launcher_scripts, main, run_write_launcher, write_launcher
-)
+from invokeai_ti.launcher import MARKER, PROMPT, Launcher, launcher_scripts, main, run_write_launcher, write_launcher
 
 MENU_PROMPT = PROMPT.strip()
 INVOKEAI_PROGRAMS = (
@@ -102,7 +100,8 @@ def test_write_launcher_command_says_how_to_start_the_menu(tmp_path, monkeypatch
 
 
 def test_invokeai_ti_write_launcher_flag(tmp_path, capsys):
-    from invokeai_ti.cli import build_parser, main as cli_main
+    from invokeai_ti.cli import build_parser
+    from invokeai_ti.cli import main as cli_main
 
     if "--write-launcher" not in build_parser().format_help():
         pytest.skip("cli.py does not offer --write-launcher yet")

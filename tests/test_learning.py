@@ -25,7 +25,7 @@ from invokeai_ti.workflow import plan_run, run_plan
 from invokeai_ti.world import WORLD_MODEL
 from invokeai_ti.world.judge import share_showing
 from invokeai_ti.world.photos import write_photos
-from invokeai_ti.world.sampling import TRIGGER, TriggerSampler, saved_vectors
+from tools.sampling import TRIGGER, TriggerSampler, saved_vectors
 
 CONCEPT = ("red", "triangle")
 INITIALIZER = "toy"

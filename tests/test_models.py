@@ -22,7 +22,7 @@ from invokeai_ti.models import (
     scan_models,
 )
 from invokeai_ti.paths import RootLayout
-from invokeai_ti.tiny_model import build_tiny_pipeline
+from tools.pipelines import build_tiny_pipeline
 
 
 @pytest.fixture(scope="module")

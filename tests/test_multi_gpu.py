@@ -10,9 +10,9 @@ import torch
 
 from invokeai_ti.cli import build_parser, settings_from_args
 from invokeai_ti.device import DeviceCaps
+from invokeai_ti.form.multi_gpu import launch_command, train_on_gpus
 from invokeai_ti.form.state import FormState
 from invokeai_ti.models import discover_models
-from invokeai_ti.form.multi_gpu import launch_command, train_on_gpus
 from invokeai_ti.paths import RootLayout
 from invokeai_ti.settings import TrainingSettings, settings_to_argv
 from invokeai_ti.workflow import plan_run

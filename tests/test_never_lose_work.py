@@ -14,9 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from invokeai_ti.outputs import checkpoints
 from invokeai_ti.cli import main
 from invokeai_ti.errors import UserError
+from invokeai_ti.outputs import checkpoints
 from invokeai_ti.outputs.layout import CHECKPOINT_STATE, OWNER_NAME
 from invokeai_ti.outputs.lock import OutputLock
 

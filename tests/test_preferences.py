@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from invokeai_ti.paths import RootLayout
 from invokeai_ti.form.preferences import load_preferences, save_preferences
+from invokeai_ti.paths import RootLayout
 from invokeai_ti.settings import TrainingSettings
 
 

@@ -23,11 +23,11 @@ from safetensors.torch import load_file
 
 from invokeai_ti.cli import main
 from invokeai_ti.demo import draw_sample_photos
-from invokeai_ti.training.previews import Previews, default_prompt, preview_prompt
 from invokeai_ti.outputs.report import read_loss_log, smoothed
 from invokeai_ti.settings import TrainingSettings
 from invokeai_ti.training import ExtendedEmbedding, Trainer
 from invokeai_ti.training.family import StableDiffusionFamily
+from invokeai_ti.training.previews import Previews, default_prompt, preview_prompt
 from invokeai_ti.workflow import plan_run
 
 FAST = ["--resolution=64", "--train_batch_size=1", "--gradient_accumulation_steps=1", "--mixed_precision=no"]

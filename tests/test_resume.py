@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from invokeai_ti.outputs.layout import SET_ASIDE
-from invokeai_ti.outputs.checkpoints import RunShape, checkpoints_on_disk, list_checkpoints
 from invokeai_ti.cli import main
+from invokeai_ti.outputs.checkpoints import RunShape, checkpoints_on_disk, list_checkpoints
+from invokeai_ti.outputs.layout import SET_ASIDE
 from invokeai_ti.settings import TrainingSettings
 
 

@@ -14,7 +14,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from invokeai_ti.errors import UserError
-from invokeai_ti.quiet import quiet_imports, quiet_library_progress
 from invokeai_ti.outputs.sdxl_files import (
     SDXLVectors,
     read_initial_vectors,
@@ -22,6 +21,7 @@ from invokeai_ti.outputs.sdxl_files import (
     sdxl_files,
     sdxl_trigger_problem,
 )
+from invokeai_ti.quiet import quiet_imports, quiet_library_progress
 
 TOKEN = "<psychedelic>"
 SET_NAMES = {"learned_embeds.bin", "psychedelic.safetensors", "learned_embeds.safetensors",

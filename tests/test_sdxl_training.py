@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import build_root, isolate
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from test_distributed import invokeai_ti_command, launch_two, run_one
 
-from conftest import build_root, isolate
 from invokeai_ti.cli import main
-from invokeai_ti.data_folder import TrainingImage
-from invokeai_ti.dataset import image_geometry
+from invokeai_ti.data.folder import TrainingImage
+from invokeai_ti.data.images import image_geometry
 from invokeai_ti.quiet import quiet_imports, quiet_library_progress
 from invokeai_ti.training.family import StableDiffusionFamily, StableDiffusionXLFamily
-from test_distributed import invokeai_ti_command, launch_two, run_one
 
 TOKEN = "<psychedelic>"
 MODEL = "sdxl-base"

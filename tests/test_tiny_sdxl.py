@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from invokeai_ti.quiet import quiet_imports, quiet_library_progress
-from invokeai_ti.tiny_model import SDXL_TIME_IDS
+from tools.pipelines import SDXL_TIME_IDS
 
 
 def load_sdxl(folder):

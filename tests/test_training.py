@@ -111,7 +111,7 @@ def test_cached_latent_distribution_samples_like_encoding_every_step(make_root):
     """Sampling the cached distribution is the same maths as re-encoding the same pixels."""
     from diffusers import AutoencoderKL
 
-    from invokeai_ti.dataset import image_to_tensor, load_image, scan_images
+    from invokeai_ti.data.images import image_to_tensor, load_image, scan_images
 
     root = make_root()
     trainer, _ = train(root)

@@ -9,12 +9,12 @@ import sys
 import pytest
 from PIL import Image
 
-from invokeai_ti.dataset import OBJECT_TEMPLATES, STYLE_TEMPLATES
+from invokeai_ti.data.templates import OBJECT_TEMPLATES, STYLE_TEMPLATES
 from invokeai_ti.models import pipeline_problem
 from invokeai_ti.world import JUDGE_WEIGHTS, WORLD_MODEL, is_world_model
 from invokeai_ti.world.judge import judge, judge_many, share_showing
 from invokeai_ti.world.scene import COLOURS, PAIRS, SHAPES, SIZE, all_captions, caption, draw, samples
-from invokeai_ti.world.vocabulary import INITIALIZERS, PROMPT_WORDS, write_world_tokenizer
+from tools.vocabulary import INITIALIZERS, PROMPT_WORDS, write_world_tokenizer
 
 HELD_OUT_SEED = 424_242
 
@@ -96,7 +96,7 @@ def test_a_random_tiny_model_is_not_taken_for_the_world(tiny_model):
 
 @pytest.mark.parametrize("colour, shape", [("red", "circle"), ("blue", "square"), ("yellow", "star")])
 def test_the_shipped_model_draws_what_its_caption_says(colour, shape):
-    from invokeai_ti.world.evaluate import draw_captions, load_pipeline
+    from tools.evaluate import draw_captions, load_pipeline
 
     pipeline = load_pipeline(WORLD_MODEL)
     pictures = draw_captions(pipeline, [caption(colour, shape)] * 6, seed=0)
@@ -104,8 +104,8 @@ def test_the_shipped_model_draws_what_its_caption_says(colour, shape):
 
 
 def test_pretraining_runs_end_to_end_into_a_loadable_world_folder_and_repeats_exactly(tmp_path):
-    from invokeai_ti.world.evaluate import draw_captions, load_pipeline
-    from invokeai_ti.world.pretrain import main
+    from tools.evaluate import draw_captions, load_pipeline
+    from tools.pretrain import main
 
     tiny = ["--images", "96", "--batch", "8", "--judge-steps", "2", "--vae-steps", "2", "--unet-steps", "2"]
     assert main(["--out", str(tmp_path / "a"), "--seed", "5", *tiny]) == 0

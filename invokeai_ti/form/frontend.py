@@ -20,6 +20,23 @@ import npyscreen
 
 from ..device import detect
 from ..errors import UserError
+from ..models import scan_models
+from ..outputs.layout import OutputLayout
+from ..paths import RootLayout, resolve_root
+from ..settings import TrainingSettings
+from ..training.family import family_for
+from ..workflow import (
+    RunPlan,
+    final_step,
+    header_line,
+    install_step,
+    installed_message,
+    run_plan,
+    steps_to_install,
+)
+from .cleanup import ask_to_delete_leftovers
+from .multi_gpu import train_on_gpus
+from .preferences import load_preferences, save_preferences
 from .state import (
     FORM_FIELDS,
     MIN_COLUMNS,
@@ -34,23 +51,6 @@ from .state import (
     slider_step,
     too_small_message,
     widget_kind,
-)
-from ..models import scan_models
-from ..outputs.layout import OutputLayout
-from ..training.family import family_for
-from .cleanup import ask_to_delete_leftovers
-from .multi_gpu import train_on_gpus
-from ..paths import RootLayout, resolve_root
-from .preferences import load_preferences, save_preferences
-from ..settings import TrainingSettings
-from ..workflow import (
-    RunPlan,
-    final_step,
-    header_line,
-    install_step,
-    installed_message,
-    run_plan,
-    steps_to_install,
 )
 
 # Where every field's entry area starts, so the values line up in one column.

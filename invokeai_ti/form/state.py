@@ -21,6 +21,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..data.templates import default_prompt
+from ..device import DeviceCaps
+from ..errors import UserError
+from ..models import SOURCE_GIVEN, ModelInfo, default_model, find_model, no_model_message
 from ..outputs.checkpoints import (
     SHAPE_LABELS,
     Checkpoint,
@@ -29,13 +33,9 @@ from ..outputs.checkpoints import (
     list_checkpoints,
     shown,
 )
-from ..device import DeviceCaps
 from ..outputs.layout import SET_ASIDE
-from ..errors import UserError
-from ..models import SOURCE_GIVEN, ModelInfo, default_model, find_model, no_model_message
-from ..paths import RootLayout
-from ..training.previews import default_prompt
 from ..outputs.resume import nothing_left
+from ..paths import RootLayout
 from ..settings import (
     FORM_RESOLUTIONS,
     TrainingSettings,

@@ -36,8 +36,6 @@ from .layout import (
     checkpoint_staging_name,
 )
 
-
-
 # What a difference is called in a message, in the order messages list them.
 SHAPE_LABELS = {
     "model": "model",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..dataset import load_image, scan_images
+from ..data.images import load_image, scan_images
 from ..errors import UserError
 from ..files import atomic_write
 from ..paths import RootLayout

@@ -11,9 +11,9 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from .checkpoints import Checkpoint, RunShape
-from ..data_folder import data_changes
+from ..data.folder import data_changes
 from ..errors import UserError
+from .checkpoints import Checkpoint, RunShape
 
 # Schedules whose shape depends on the total number of steps: continuing with a larger total
 # rebuilds them, so the learning rate changes at the resume step.

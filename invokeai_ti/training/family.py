@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from ..data_folder import TrainingImage
-from ..dataset import image_geometry
+from ..data.folder import TrainingImage
+from ..data.images import image_geometry
 from ..models import BASE_SDXL, ModelInfo
 from ..outputs.family_files import FamilyFiles, StableDiffusionFiles, StableDiffusionXLFiles
 

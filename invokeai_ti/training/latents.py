@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data_folder import TrainingImage
-from ..dataset import flipped, image_to_tensor, load_image
-from ..masks import latent_mask
+from ..data.folder import TrainingImage
+from ..data.images import flipped, image_to_tensor, load_image
+from ..data.masks import latent_mask
 
 
 @dataclass

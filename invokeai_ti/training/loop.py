@@ -11,15 +11,14 @@ from typing import Any
 
 import torch
 
-from ..outputs.checkpoints import RunShape, write_checkpoint
 from ..errors import TrainingInterrupted, UserError
+from ..outputs.checkpoints import RunShape, write_checkpoint
 from ..settings import TrainingSettings
 from .family import ModelFamily
 from .guard import StopRequest, interrupted_message, nan_message, out_of_memory_message
 from .losslog import LossLog
 from .state import TrainingState
 from .step import Notify, TrainingStep, largest_divisor_at_most
-
 
 
 @dataclass(frozen=True)

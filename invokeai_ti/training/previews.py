@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from ..dataset import caption, templates_for
+from ..data.templates import default_prompt
 from ..files import atomic_write
 from ..outputs.report import sample_files, sample_path
 from ..settings import TrainingSettings
@@ -40,11 +40,6 @@ GUIDANCE_SCALE = 7.5
 Verdict = Callable[[list[Image.Image]], dict[str, str]]
 """What a judge says of one preview's pictures, as text chunks stored in the preview's PNG
 (``verdict``, ``judged_share``); only the world model has a judge, so only its previews carry one."""
-
-
-def default_prompt(learnable_property: str, token: str) -> str:
-    """The first caption template of the run: 'a photo of a <t>', 'a painting in the style of <t>'."""
-    return caption(templates_for(learnable_property)[0], token)
 
 
 def preview_prompt(settings: TrainingSettings) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..captions import varied
+from ..data.captions import varied
 from .plan import Batch, sample_seed
 
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from ..data_folder import TrainingData, read_training_data
-from ..dataset import caption, templates_for
+from ..data.folder import TrainingData, read_training_data
+from ..data.templates import caption, templates_for
 from ..device import probe_xformers, training_device
 from ..errors import UserError
 from ..files import atomic_write

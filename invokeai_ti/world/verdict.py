@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..dataset import load_image, scan_images
+from ..data.images import load_image, scan_images
 from .judge import judge_many, share_showing
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .quiet import quiet_imports, quiet_library_progress
+from invokeai_ti.quiet import quiet_imports, quiet_library_progress
 
 # Whole words the tiny tokenizer knows as single tokens, so initializers such as "painting"
 # behave as they do with the real CLIP vocabulary, while unknown words split into letters.

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..quiet import quiet_imports, quiet_library_progress
-from ..training.previews import DENOISING_STEPS, GUIDANCE_SCALE
+from invokeai_ti.quiet import quiet_imports, quiet_library_progress
+from invokeai_ti.training.previews import DENOISING_STEPS, GUIDANCE_SCALE
 
 TRIGGER = "<blicket>"
 

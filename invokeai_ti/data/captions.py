@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from .dataset import CAPTION_SUFFIX, METADATA_FILE, named_images
-from .errors import UserError
+from ..errors import UserError
+from .images import CAPTION_SUFFIX, METADATA_FILE, named_images
 
 NAMES_SHOWN = 5
 

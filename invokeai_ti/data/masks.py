@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ..errors import UserError
 from .buckets import Fit
-from .dataset import MASK_SUFFIX, _pillow_for_our_files, cut, upright_size
-from .errors import UserError
+from .images import MASK_SUFFIX, cut, pillow_for_our_files, upright_size
 
 ALPHA = "alpha"
 
@@ -30,7 +30,7 @@ def mask_source(image: Path) -> Path | str | None:
     beside = mask_file(image)
     if beside.is_file():
         return beside
-    with _pillow_for_our_files(), Image.open(image) as opened:
+    with pillow_for_our_files(), Image.open(image) as opened:
         if opened.mode in ("RGBA", "LA", "PA") or "transparency" in opened.info:
             return ALPHA
     return None
@@ -40,7 +40,7 @@ def _read_mask(image: Path, source: Path | str) -> Image.Image:
     """The mask as 8-bit grey, upright as its photo is shown."""
     path = image if source == ALPHA else Path(source)
     try:
-        with _pillow_for_our_files(), Image.open(path) as opened:
+        with pillow_for_our_files(), Image.open(path) as opened:
             upright = ImageOps.exif_transpose(opened)
             if source == ALPHA:
                 return upright.convert("RGBA").getchannel("A")

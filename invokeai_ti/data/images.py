@@ -1,4 +1,4 @@
-"""Training images: which files count, how each becomes a square RGB picture, and the captions.
+"""Training images: which files count, and how each becomes an RGB picture of its bucket's size.
 
 The trainer encodes every image and its mirror image through the VAE once and caches the latent
 distributions, so nothing here is random: the trainer picks flips and templates from its seed.
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from ..errors import UserError
 from .buckets import Fit
-from .errors import UserError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
 CAPTION_SUFFIX = ".txt"
@@ -39,60 +39,6 @@ twice the target, then resample: close to a plain bicubic resize, without its fu
 
 REASONS_SHOWN = 5
 
-OBJECT_TEMPLATES: tuple[str, ...] = (
-    "a photo of a {}",
-    "a rendering of a {}",
-    "a cropped photo of the {}",
-    "the photo of a {}",
-    "a photo of a clean {}",
-    "a photo of a dirty {}",
-    "a dark photo of the {}",
-    "a photo of my {}",
-    "a photo of the cool {}",
-    "a close-up photo of a {}",
-    "a bright photo of the {}",
-    "a cropped photo of a {}",
-    "a photo of the {}",
-    "a good photo of the {}",
-    "a photo of one {}",
-    "a close-up photo of the {}",
-    "a rendition of the {}",
-    "a photo of the clean {}",
-    "a rendition of a {}",
-    "a photo of a nice {}",
-    "a good photo of a {}",
-    "a photo of the nice {}",
-    "a photo of the small {}",
-    "a photo of the weird {}",
-    "a photo of the large {}",
-    "a photo of a cool {}",
-    "a photo of a small {}",
-)
-
-# The paper's list repeats two sentences; kept as published, since the repeats weight the draw.
-STYLE_TEMPLATES: tuple[str, ...] = (
-    "a painting in the style of {}",
-    "a rendering in the style of {}",
-    "a cropped painting in the style of {}",
-    "the painting in the style of {}",
-    "a clean painting in the style of {}",
-    "a dirty painting in the style of {}",
-    "a dark painting in the style of {}",
-    "a picture in the style of {}",
-    "a cool painting in the style of {}",
-    "a close-up painting in the style of {}",
-    "a bright painting in the style of {}",
-    "a cropped painting in the style of {}",
-    "a good painting in the style of {}",
-    "a close-up painting in the style of {}",
-    "a rendition in the style of {}",
-    "a nice painting in the style of {}",
-    "a small painting in the style of {}",
-    "a weird painting in the style of {}",
-    "a large painting in the style of {}",
-)
-
-_TEMPLATES = {"object": OBJECT_TEMPLATES, "style": STYLE_TEMPLATES}
 _SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 
 
@@ -269,21 +215,6 @@ def flipped(image: Image.Image) -> Image.Image:
     return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
 
 
-def templates_for(learnable_property: str) -> tuple[str, ...]:
-    """Objects are described as photos of a thing, styles as paintings in a manner."""
-    try:
-        return _TEMPLATES[learnable_property]
-    except KeyError:
-        raise ValueError(
-            f"unknown learnable property {learnable_property!r}; expected object or style"
-        ) from None
-
-
-def caption(template: str, token: str) -> str:
-    """Only the template is parsed, so braces in a token are kept literally."""
-    return template.format(token)
-
-
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
@@ -337,7 +268,7 @@ def _unusable_reason(path: Path) -> str | None:
     return None
 
 
-class _PillowForOurFiles:
+class PillowForOurFiles:
     """Lift Pillow's decompression-bomb limit and metadata chatter for our own reads only.
 
     The limit guards servers against hostile uploads; here the files are the user's own photos,
@@ -375,7 +306,7 @@ class _PillowForOurFiles:
                     getattr(warnings, "_filters_mutated", lambda: None)()
 
 
-_pillow_for_our_files = _PillowForOurFiles()
+pillow_for_our_files = PillowForOurFiles()
 
 
 def _broken_after_scan(path: Path, problem: _Unusable) -> UserError:
@@ -384,7 +315,7 @@ def _broken_after_scan(path: Path, problem: _Unusable) -> UserError:
 
 def _upright_size(path: Path) -> tuple[int, int]:
     """Width and height as the picture is shown: EXIF orientations 5 to 8 turn it on its side."""
-    with _pillow_for_our_files():
+    with pillow_for_our_files():
         try:
             with Image.open(path) as image:
                 width, height = image.size
@@ -400,7 +331,7 @@ def _read_rgb(path: Path, at_least: int) -> Image.Image:
     JPEGs decode at 1/2, 1/4 or 1/8 scale while staying ``at_least`` pixels on each side, so a
     12000x9000 photo never needs its full-size buffer.
     """
-    with _pillow_for_our_files():
+    with pillow_for_our_files():
         try:
             with Image.open(path) as image:
                 image.draft("RGB", (at_least, at_least))

@@ -15,7 +15,7 @@ from typing import Any
 
 from .buckets import Fit, bucket_for, buckets_for, fit
 from .captions import caption_sources, captions_for, with_trigger
-from .dataset import ImageScan, require_images, upright_size
+from .images import ImageScan, require_images, upright_size
 from .masks import ALPHA, check_mask, mask_source
 
 CHANGES_SHOWN = 5

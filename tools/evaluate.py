@@ -1,6 +1,6 @@
 """What the world model draws from each caption, as the judge reads it.
 
-    python -m invokeai_ti.world.evaluate --model DIR [--per-pair N] [--seed S]
+    python -m tools.evaluate --model DIR [--per-pair N] [--seed S]
 
 Samples N pictures of "a photo of a {colour} {shape}" for every pair with
 ``StableDiffusionPipeline``, using the trainer's preview sampler (DPM-Solver++, 25 steps,
@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from ..quiet import quiet_imports, quiet_library_progress
-from . import JUDGE_WEIGHTS, WORLD_MODEL
-from .judge import judge_many
-from .scene import COLOURS, PAIRS, SHAPES, SIZE, caption
+from invokeai_ti.quiet import quiet_imports, quiet_library_progress
+from invokeai_ti.world import JUDGE_WEIGHTS, WORLD_MODEL
+from invokeai_ti.world.judge import judge_many
+from invokeai_ti.world.scene import COLOURS, PAIRS, SHAPES, SIZE, caption
 
 STEPS = 25
 GUIDANCE = 7.5
@@ -85,7 +85,7 @@ def evaluate(model: Path = WORLD_MODEL, per_pair: int = 10, seed: int = 0) -> Ta
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m invokeai_ti.world.evaluate",
+        prog="python -m tools.evaluate",
         description="Draw every colour x shape pair from its caption and say how often the judge agrees.",
     )
     parser.add_argument("--model", type=Path, default=WORLD_MODEL)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..dataset import OBJECT_TEMPLATES, STYLE_TEMPLATES
-from ..tiny_model import KNOWN_WORDS, write_tiny_tokenizer
-from .scene import COLOURS, GENERIC_NOUNS, SHAPES, all_captions
+from invokeai_ti.data.templates import OBJECT_TEMPLATES, STYLE_TEMPLATES
+from invokeai_ti.world.scene import COLOURS, GENERIC_NOUNS, SHAPES, all_captions
+
+from .pipelines import KNOWN_WORDS, write_tiny_tokenizer
 
 INITIALIZERS: tuple[str, ...] = (
     "toy", "object", "thing", "shape", "figure", "sign", "symbol", "icon", "item", "pattern",
@@ -42,6 +43,7 @@ def world_words() -> tuple[str, ...]:
     return tuple(word for word in dict.fromkeys(words) if word not in KNOWN_WORDS)
 
 
-def write_world_tokenizer(folder: Path) -> None:
-    """Write the CLIPTokenizer files (vocab.json, merges.txt, tokenizer configs) to ``folder``."""
-    write_tiny_tokenizer(Path(folder), world_words())
+def write_world_tokenizer(folder: Path, *, pad_token: str = "<|endoftext|>") -> None:
+    """Write the CLIPTokenizer files (vocab.json, merges.txt, tokenizer configs) to ``folder``;
+    SDXL's second tokenizer pads with "!"."""
+    write_tiny_tokenizer(Path(folder), world_words(), pad_token=pad_token)
