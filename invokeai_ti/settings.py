@@ -186,7 +186,10 @@ class TrainingSettings:
         choices=LEARNABLE_PROPERTIES, label="Learnable property",
     )
     initializer_token: str = setting(
-        "*", "a single-token word the new vectors start from", group="token", label="Initializer",
+        "*",
+        "a word or phrase the new vectors start from, one token per vector ('blue triangle' with "
+        "--num_vectors 2 starts them at 'blue' and 'triangle'; one word starts every vector)",
+        group="token", label="Initializer",
     )
     num_vectors: int = setting(
         1, "number of vectors the trigger learns (more capture more detail, need more steps)",
@@ -352,7 +355,7 @@ class TrainingSettings:
         if (problem := trigger_problem(self.placeholder_token)) is not None:
             found.append(problem)
         if not self.initializer_token.strip():
-            found.append("the initializer is empty; use a single word such as '*' or 'painting'")
+            found.append("the initializer is empty; use a word such as '*' or 'painting', or a short phrase")
         if self.resolution is not None and (self.resolution < 8 or self.resolution % 8):
             found.append(
                 f"the resolution {self.resolution} is not a positive multiple of 8; use 512, 768 or 1024"

@@ -96,7 +96,7 @@ CASES = {
         literal("--placeholder_token=Learned_Embeds-steps-500"), "name of the trainer's own files"
     ),
     "empty initializer": (literal("--initializer_token="), "initializer is empty"),
-    "several-token initializer": (literal("--initializer_token=psychedelic"), "not a single token"),
+    "several-token initializer": (literal("--initializer_token=psychedelic"), "tokens for this model"),
     "model folder missing": (bad_model_missing, "does not exist"),
     "model folder is not a diffusers pipeline": (bad_model_not_diffusers, "model_index.json"),
     "model folder missing a part": (bad_model_missing_part, "unet"),

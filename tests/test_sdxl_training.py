@@ -217,7 +217,7 @@ def test_an_sd1_embedding_given_to_an_sdxl_run_is_refused_naming_both_widths(roo
     ("flag", "fragment"),
     [
         ("--placeholder_token=learned_embeds_2", "is the name of one of the files an SDXL embedding is saved in"),
-        ("--initializer_token=psychedelic art", "is not a single token"),
+        ("--initializer_token=psychedelic art", "is 12 tokens for this model"),
     ],
 )
 def test_bad_sdxl_input_ends_in_one_sentence(root, capsys, flag, fragment):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UserError
+from .initializer import initializer_problem, initializer_rows
 
 
 def new_tokens(token: str, num_vectors: int) -> list[str]:
@@ -27,14 +28,8 @@ def token_problems(tokenizer, tokens: list[str], initializer: str) -> list[str]:
             f"The trigger {taken[0]} is already a token of this model's vocabulary; choose "
             "another trigger term."
         )
-    init_ids = tokenizer.encode(initializer, add_special_tokens=False)
-    if len(init_ids) != 1:
-        pieces = tokenizer.convert_ids_to_tokens(init_ids)
-        problems.append(
-            f"The initializer '{initializer}' is not a single token: the tokenizer makes "
-            f"{len(pieces)} of it ({' '.join(pieces) or 'nothing'}); choose a single common word "
-            "such as '*', 'cat' or 'painting'."
-        )
+    if (problem := initializer_problem(tokenizer, initializer, len(tokens))) is not None:
+        problems.append(problem)
     return problems
 
 
@@ -68,13 +63,13 @@ def add_tokens(
 ) -> tuple[list[int], torch.nn.Parameter]:
     """Add ``tokens`` after the vocabulary and return their ids and their starting vectors.
 
-    The vectors start from ``initial`` when given (``--initial_embedding``), else every one from
-    the initializer token's row.
+    The vectors start from ``initial`` when given (``--initial_embedding``), else from the rows
+    of the initializer's tokens spread over them (``initializer``).
     """
     problems = token_problems(tokenizer, tokens, initializer)
     if problems:
         raise UserError(problems[0])
-    init_ids = tokenizer.encode(initializer, add_special_tokens=False)
+    rows = initializer_rows(tokenizer, initializer, len(tokens))
     original_size = text_encoder.get_input_embeddings().num_embeddings
     if len(tokenizer) != original_size:
         raise UserError(
@@ -89,6 +84,6 @@ def add_tokens(
             "own tokenizer."
         )
     with torch.no_grad():
-        start = text_encoder.get_input_embeddings().weight[init_ids[0]].float()
-        data = initial.float() if initial is not None else start.repeat(len(tokens), 1)
+        start = text_encoder.get_input_embeddings().weight[rows].float()
+        data = initial.float() if initial is not None else start
     return token_ids, torch.nn.Parameter(data.clone())
