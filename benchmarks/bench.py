@@ -430,6 +430,8 @@ def child_ours(spec: dict) -> None:
         validation_steps=spec["validation_steps"] or None,
         num_validation_images=spec["validation_images"],
     )
+    # What a benchmark varies beyond the shared settings (benchmarks/learning.py: the size modes).
+    settings = dataclasses.replace(settings, **spec.get("settings", {}))
     caps = detect()
     if spec["precision"] == "bf16" and not caps.bf16:
         # The trainer refuses bf16 where oneDNN reports no native bf16; measure it anyway.

@@ -195,6 +195,24 @@ class TrainingSettings:
         1, "number of vectors the trigger learns (more capture more detail, need more steps)",
         group="token",
     )
+    preserve_embedding_norm: bool = setting(
+        False,
+        "after each step, rescale each new vector to the median norm of the text encoder's "
+        "vocabulary (OneTrainer's option), so the trigger cannot grow to drown the rest of a prompt",
+        group="token", label="Keep the vectors at the vocabulary's size",
+    )
+    learn_direction_only: bool = setting(
+        False,
+        "hold each new vector at the vocabulary's median norm from the start and learn only its "
+        "direction, at --direction_learning_rate (Directional Textual Inversion)",
+        group="token", label="Learn only the vectors' direction",
+    )
+    direction_learning_rate: float = setting(
+        1e-2,
+        "the learning rate of --learn_direction_only, in steps of a unit direction (scaled like "
+        "--learning_rate by --scale_lr)",
+        group="token", label="Direction learning rate",
+    )
     initial_embedding: Path | None = setting(
         None,
         "continue from an existing embedding file (diffusers .bin/.safetensors, A1111 .pt or "
@@ -244,6 +262,12 @@ class TrainingSettings:
         "seed of the previews' starting noise, the same for every preview so they differ only "
         "by what was learned (default: the run's seed)",
         group="previews",
+    )
+    stop_when_settled: bool = setting(
+        False,
+        "end the run at the step where the fixed evaluation batch's score settled (scored every "
+        "--validation_steps), saving everything the last step saves",
+        group="previews", label="Stop when the evaluation score settles",
     )
     # Training
     repeats: int = setting(100, "how many times the images repeat in one epoch", group="training")
@@ -411,6 +435,17 @@ class TrainingSettings:
         if not 0.0 <= self.caption_tag_dropout_rate < 1.0:
             found.append(
                 f"the tag dropout rate {self.caption_tag_dropout_rate} is not between 0 and 1; use 0.1 or 0"
+            )
+        if self.preserve_embedding_norm and self.learn_direction_only:
+            found.append(
+                "--preserve_embedding_norm and --learn_direction_only both hold the vectors' size; "
+                "choose one of them"
+            )
+        if not (isinstance(self.direction_learning_rate, (int, float))
+                and math.isfinite(self.direction_learning_rate) and self.direction_learning_rate > 0):
+            found.append(
+                f"the direction learning rate must be a positive number such as 1e-2, not "
+                f"{self.direction_learning_rate}"
             )
         if not (math.isfinite(self.snr_gamma) and self.snr_gamma >= 0):
             found.append(f"the min-SNR gamma must be 0 (off) or a positive number such as 5, not {self.snr_gamma}")

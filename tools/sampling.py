@@ -36,7 +36,8 @@ class TriggerSampler:
         tokenizer.add_tokens(tokens)
         encoder.resize_token_embeddings(len(tokenizer))
         self.rows = tokenizer.convert_tokens_to_ids(tokens)
-        self.prompt = prompt.replace("{}", " ".join(tokens))
+        self.placeholder = " ".join(tokens)
+        self.prompt = prompt.replace("{}", self.placeholder)
 
     def word(self, word: str) -> torch.Tensor:
         """A word's own embedding in every vector: where both trainers start from an initializer."""
@@ -44,13 +45,14 @@ class TriggerSampler:
         weight = self.pipeline.text_encoder.get_input_embeddings().weight
         return weight[token].detach().clone().expand(len(self.rows), -1).contiguous()
 
-    def draw(self, vectors: torch.Tensor, count: int, seed: int = 0) -> list[Image.Image]:
-        """``count`` pictures of the prompt with ``vectors`` ([vectors, width] or [width]) as the trigger."""
+    def draw(self, vectors: torch.Tensor, count: int, seed: int = 0, prompt: str | None = None) -> list[Image.Image]:
+        """``count`` pictures of the prompt (or of ``prompt``, ``{}`` the trigger) with ``vectors``
+        ([vectors, width] or [width]) as the trigger."""
         with torch.no_grad():
             weight = self.pipeline.text_encoder.get_input_embeddings().weight
             weight[self.rows] = vectors.reshape(len(self.rows), -1).to(weight.dtype)
             return self.pipeline(
-                self.prompt,
+                self.prompt if prompt is None else prompt.replace("{}", self.placeholder),
                 num_images_per_prompt=count,
                 generator=torch.Generator().manual_seed(seed),
                 num_inference_steps=DENOISING_STEPS,

@@ -66,6 +66,9 @@ SHAPE_LABELS = {
     "caption_tag_dropout_rate": "tag dropout rate",
     "snr_gamma": "min-SNR gamma",
     "noise_offset": "noise offset",
+    "preserve_embedding_norm": "vectors kept at the vocabulary's size",
+    "learn_direction_only": "direction-only learning",
+    "direction_learning_rate": "direction learning rate",
 }
 # Shape fields that are TrainingSettings fields of the same name (and so can be set back).
 SETTING_FIELDS = tuple(
@@ -127,6 +130,9 @@ class RunShape:
     caption_tag_dropout_rate: float | None = None
     snr_gamma: float | None = None
     noise_offset: float | None = None
+    preserve_embedding_norm: bool | None = None
+    learn_direction_only: bool | None = None
+    direction_learning_rate: float | None = None
 
     @classmethod
     def of_run(
@@ -146,6 +152,8 @@ class RunShape:
                 values[name] = None
         if not settings.bucket:
             values["bucket_reso_steps"] = None
+        if not settings.learn_direction_only:
+            values["direction_learning_rate"] = None
         return cls(model=model, token=settings.token, token_dims=token_dims,
                    num_processes=num_processes, **values)
 
@@ -213,6 +221,8 @@ class Checkpoint:
     total_steps: int | None = None
     # ``TrainingData.record()`` of the data the run trained on; None in older checkpoints.
     data: dict[str, Any] | None = None
+    # The fixed evaluation batch's (step, score) so far; empty in older checkpoints.
+    evaluation: tuple[tuple[int, float], ...] = ()
 
 
 def list_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
@@ -238,6 +248,7 @@ def write_checkpoint(
     state: Stateful,
     keep: int | None,
     data: dict[str, Any] | None = None,
+    evaluation: Sequence[tuple[int, float]] | None = None,
 ) -> Path:
     final = output_dir / checkpoint_name(step)
     staging = output_dir / checkpoint_staging_name(step)
@@ -252,6 +263,7 @@ def write_checkpoint(
             torch.save(saved["grad_scaler"], staging / SCALER_STATE)
         record = {
             "step": step, "seed": seed, "total_steps": total_steps, "shape": asdict(shape), "data": data,
+            "evaluation": [list(point) for point in evaluation or ()],
         }
         (staging / CHECKPOINT_STATE).write_text(json.dumps(record, indent=2), encoding="utf-8")
         if final.exists():
@@ -344,6 +356,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
             RunShape.from_record(state["shape"]),
             None if total is None else int(total),
             state.get("data"),
+            tuple((int(step), float(score)) for step, score in state.get("evaluation") or ()),
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UserError(

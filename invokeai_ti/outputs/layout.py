@@ -34,6 +34,8 @@ OWN_FILE_NAMES = re.compile(rf"{EMBEDDING_NAME}(-steps-\d+)?", re.IGNORECASE)
 SETTINGS_RECORD = "training_settings.json"
 LOSS_LOG = "loss_log.csv"
 LOSS_PLOT = "loss.png"
+NORM_LOG = "vector_norms.csv"
+EVALUATION_LOG = "evaluation.csv"
 REPORT = "report.html"
 SAMPLES_DIR = "samples"
 SAMPLE_NAME = re.compile(r"^step-(\d+)\.png$")
@@ -136,6 +138,14 @@ class OutputLayout:
         return self.folder / LOSS_LOG
 
     @property
+    def norm_log(self) -> Path:
+        return self.folder / NORM_LOG
+
+    @property
+    def evaluation_log(self) -> Path:
+        return self.folder / EVALUATION_LOG
+
+    @property
     def pipeline(self) -> Path:
         return self.folder / PIPELINE_DIR
 
@@ -171,7 +181,7 @@ class OutputLayout:
         logs = logging_dir if logging_dir.is_absolute() else self.folder / logging_dir
         last = self.last_checkpoint()
         checkpoints = [path for path in self.folder.glob("checkpoint-*") if path != last]
-        found = [*checkpoints, *self.snapshots(), self.set_aside, self.loss_log]
+        found = [*checkpoints, *self.snapshots(), self.set_aside, self.loss_log, self.norm_log, self.evaluation_log]
         inside = logs.resolve().is_relative_to(self.folder.resolve())
         if inside and logs.resolve() != self.folder.resolve():
             found.append(logs)

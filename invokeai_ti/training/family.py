@@ -30,6 +30,8 @@ class EncoderSlot:
     encoder: str
     tokenizer: str
     kind: str = "CLIPTextModel"
+    # What the vectors of this encoder are called where a person reads them (logs, the report).
+    label: str = "text encoder"
 
 
 class ModelFamily:
@@ -85,8 +87,8 @@ class StableDiffusionXLFamily(ModelFamily):
 
     name = "SDXL"
     encoders = (
-        EncoderSlot("text_encoder", "tokenizer"),
-        EncoderSlot("text_encoder_2", "tokenizer_2", "CLIPTextModelWithProjection"),
+        EncoderSlot("text_encoder", "tokenizer", label="clip_l"),
+        EncoderSlot("text_encoder_2", "tokenizer_2", "CLIPTextModelWithProjection", label="clip_g"),
     )
     files = StableDiffusionXLFiles()
 

@@ -19,6 +19,7 @@ from .guard import StopRequest, interrupted_message, nan_message, out_of_memory_
 from .losslog import LossLog
 from .state import TrainingState
 from .step import Notify, TrainingStep, largest_divisor_at_most
+from .watch import LearningWatch
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class TrainingLoop:
         show_progress: bool,
         before_step: Callable[[int], None] = lambda _step: None,
         data: dict[str, Any] | None = None,
+        watch: LearningWatch | None = None,
     ) -> None:
         self.settings = settings
         self.family = family
@@ -67,6 +69,7 @@ class TrainingLoop:
         self.show_progress = show_progress
         self.last_loss: float | None = None
         self.data = data
+        self.watch = watch
 
     def save_embedding(self, step: int, *, snapshot: bool = False) -> None:
         self.family.files.save_files(
@@ -84,6 +87,7 @@ class TrainingLoop:
             state=self.state,
             keep=self.settings.checkpoints_total_limit,
             data=self.data,
+            evaluation=None if self.watch is None else self.watch.history,
         )
 
     def agree(self, step_loss: torch.Tensor, stop: bool) -> tuple[float, bool]:
@@ -132,9 +136,13 @@ class TrainingLoop:
                         raise UserError(nan_message(step + 1, s.mixed_precision))
                     step += 1
                     self.last_loss = loss_value
+                    # Every process: the evaluation is shared out, and so is the decision to stop.
+                    settled = self.watch is not None and self.watch.after_step(step)
                     if not main:
                         if stopping and step < total_steps:
                             raise TrainingInterrupted(interrupted_message(stop.requested, step, total_steps))
+                        if settled:
+                            break
                         continue
                     log.write(step, loss_value, rate, time.monotonic() - started)
                     if self.tracker is not None:
@@ -144,15 +152,19 @@ class TrainingLoop:
                     if step % s.save_steps == 0:
                         self.save_embedding(step, snapshot=True)
                     # Every multiple, the last step and a stop: a finished run can be continued.
-                    if step % s.checkpointing_steps == 0 or step >= total_steps or stopping:
+                    if step % s.checkpointing_steps == 0 or step >= total_steps or stopping or settled:
                         self.save_checkpoint(step)
                     if stopping and step < total_steps:
                         self.save_embedding(step)
                         raise TrainingInterrupted(interrupted_message(stop.requested, step, total_steps))
+                    if settled:
+                        break
         finally:
             progress.close()
             if log:
                 log.close()
+            if self.watch is not None:
+                self.watch.close()
         return step
 
     def forward_backward(self, step: int) -> torch.Tensor:

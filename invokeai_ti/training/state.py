@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from ..settings import TrainingSettings
+from .vector_size import VectorSize
 
 
 @dataclass
@@ -21,6 +22,7 @@ class TrainingState:
     optimizer: torch.optim.Optimizer
     lr_scheduler: Any
     grad_scaler: torch.amp.GradScaler | None
+    size: VectorSize | None = None
 
     @classmethod
     def create(
@@ -31,14 +33,21 @@ class TrainingState:
         samples_per_step: int,
         total_steps: int,
         device: torch.device,
+        size: VectorSize | None = None,
     ) -> TrainingState:
-        """One AdamW over the new vectors only, its schedule, and a loss scaler for fp16 on CUDA."""
+        """One AdamW over the new vectors only, its schedule, and a loss scaler for fp16 on CUDA.
+
+        Learning only the direction, AdamW steps unit directions at the direction's own rate.
+        """
         from diffusers.optimization import get_scheduler
 
         s = settings
+        rate = s.direction_learning_rate if size is not None and size.mode == "direction" else s.learning_rate
+        if size is not None:
+            size.start(vectors)
         optimizer = torch.optim.AdamW(
             list(vectors),
-            lr=s.learning_rate * (samples_per_step if s.scale_lr else 1),
+            lr=rate * (samples_per_step if s.scale_lr else 1),
             betas=(s.adam_beta1, s.adam_beta2),
             weight_decay=s.adam_weight_decay,
             eps=s.adam_epsilon,
@@ -53,15 +62,19 @@ class TrainingState:
         )
         on_cuda = device.type == "cuda"
         grad_scaler = torch.amp.GradScaler("cuda") if s.mixed_precision == "fp16" and on_cuda else None
-        return cls(vectors, optimizer, lr_scheduler, grad_scaler)
+        return cls(vectors, optimizer, lr_scheduler, grad_scaler, size)
 
     def apply_gradients(self) -> float:
-        """One optimizer step; returns the learning rate it used."""
+        """One optimizer step, the vectors' size held where asked; returns the learning rate it used."""
+        if self.size is not None:
+            self.size.before_step(self.vectors)
         if self.grad_scaler is not None:
             self.grad_scaler.step(self.optimizer)
             self.grad_scaler.update()
         else:
             self.optimizer.step()
+        if self.size is not None:
+            self.size.after_step(self.vectors)
         rate = self.lr_scheduler.get_last_lr()[0]
         self.lr_scheduler.step()
         return rate

@@ -153,9 +153,12 @@ class TrainingStep:
 
     # The passes ---------------------------------------------------------------------------
 
-    def loss(self, numbers: list[int]) -> torch.Tensor:
-        """Mean squared error of the noise (or velocity) prediction over these samples."""
-        batch = self.plan.batch(numbers, self.cache)
+    def loss(self, numbers: list[int], plan: SamplePlan | None = None) -> torch.Tensor:
+        """Mean squared error of the noise (or velocity) prediction over these samples (of the
+        training plan, or of ``plan``: the fixed evaluation batch's, scored by the eager UNet, since
+        its micro-batches are not the shape a compiled UNet captured)."""
+        batch = (plan or self.plan).batch(numbers, self.cache)
+        unet = self.unet if plan is None else self.eager_unet
         ids = self.prompts.ids(batch)
         noisy = self.noise_scheduler.add_noise(batch.latents, batch.noise, batch.timesteps)
         if self.v_prediction:
@@ -168,7 +171,7 @@ class TrainingStep:
                             enabled=self.weight_dtype != torch.float32):
             conditioning = self.family.conditioning(self.text_encoders, ids, batch.time_ids)
         conditioning = in_dtype(conditioning, self.weight_dtype)
-        prediction = self.unet(noisy.to(self.weight_dtype), batch.timesteps, **conditioning).sample
+        prediction = unet(noisy.to(self.weight_dtype), batch.timesteps, **conditioning).sample
         snr_weights = None
         if self.snr_gamma:
             snr_weights = min_snr_weights(

@@ -53,8 +53,11 @@ from .plan import SamplePlan
 from .previews import Previews, Verdict, preview_seed
 from .prompts import Prompts
 from .state import TrainingState
+from .evaluation import FixedEvaluation
 from .step import Notify, TrainingStep
 from .tokens import ExtendedEmbedding, add_tokens, new_tokens
+from .vector_size import VectorSize, mode_of, vocabulary_median_norm
+from .watch import LearningWatch
 
 SPARE_BYTES = 16 * 2**20
 PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -286,7 +289,8 @@ class Trainer:
         self._save_memory(image.unet, text.encoders, device)
         self.text, self.cache = text, cache
         state = TrainingState.create(
-            text.vectors, s, samples_per_step=samples_per_step, total_steps=total_steps, device=device
+            text.vectors, s, samples_per_step=samples_per_step, total_steps=total_steps, device=device,
+            size=self._vector_size(text),
         )
         start_step, seed = self._resume(checkpoint, shape, seed, state, total_steps, topology.main)
         # Only now: a refused resume must not overwrite the record of the run it belongs to, and
@@ -304,13 +308,15 @@ class Trainer:
             keep_tokens=s.keep_tokens, dropout=s.caption_tag_dropout_rate, device=device,
         )
         self.step = self._build_step(text, image, plan, prompts, cache, state, topology, device)
+        watch = self._build_watch(text, plan, len(data.images), state, total_steps, topology)
+        watch.start(start_step, checkpoint.evaluation if checkpoint is not None else ())
         self._start_trackers(tracker)
         previews = self._build_previews(text, image, loader, cache, seed, start_step, topology, device)
         loop = TrainingLoop(
             settings=s, family=self.family, output_dir=self.output_dir, state=state, step=self.step,
             shape=shape, seed=seed, total_steps=total_steps, topology=topology, tracker=tracker,
             notify=self.notify, show_progress=self.show_progress, data=record,
-            before_step=lambda at: self._preview(previews, at, text, image.unet),
+            before_step=lambda at: self._preview(previews, at, text, image.unet), watch=watch,
         )
         reached = loop.run(start_step)
         if topology.main:
@@ -412,6 +418,12 @@ class Trainer:
             parameter.data = parameter.data.to(device)
             text_encoder.set_input_embeddings(ExtendedEmbedding(text_encoder.get_input_embeddings(), parameter))
 
+    def _vector_size(self, text: TextSide) -> VectorSize:
+        """The vocabulary's median norm per encoder, and how the steps hold the vectors to it."""
+        s = self.settings
+        references = tuple(vocabulary_median_norm(encoder.get_input_embeddings().weight) for encoder in text.encoders)
+        return VectorSize(mode_of(s.preserve_embedding_norm, s.learn_direction_only), references)
+
     def _save_memory(self, unet, text_encoders: list, device: torch.device) -> None:
         """xFormers attention and gradient checkpointing, where the settings ask for them."""
         s = self.settings
@@ -451,6 +463,20 @@ class Trainer:
         if s.compile:
             step.compile()
         return step
+
+    def _build_watch(self, text: TextSide, plan: SamplePlan, images: int, state: TrainingState,
+                     total_steps: int, topology: Topology) -> LearningWatch:
+        """The vectors' size after every step and the fixed batch's score every preview step."""
+        s = self.settings
+        return LearningWatch(
+            evaluation=FixedEvaluation(self.step, plan, images=images), size=state.size, vectors=text.vectors,
+            encoders=[slot.label for slot in self.family.encoders], every=s.preview_every,
+            total_steps=total_steps, stop_when_settled=s.stop_when_settled, main=topology.main,
+            norm_log=self.layout.norm_log, evaluation_log=self.layout.evaluation_log,
+            save_snapshot=lambda step: self.family.files.save_files(
+                self.output_dir, s.token, text.vectors, step, self.model.name, snapshot=True),
+            notify=self._above_progress if topology.main else (lambda _message: None),
+        )
 
     def _build_previews(self, text: TextSide, image: ImageSide, loader: PartLoader, cache: LatentCache,
                         seed: int, start_step: int, topology: Topology, device: torch.device) -> Previews:

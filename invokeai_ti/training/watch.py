@@ -1,0 +1,144 @@
+"""What a run shows of its learning beyond the loss, and acts on: the vectors' size and the settling.
+
+After every step the main process records the learned vectors' norm per text encoder beside the
+vocabulary's median norm (``vector_norms.csv``) and says once, in one sentence, when the vectors
+grow past the size at which the world model stopped following the rest of a prompt. Every
+``--validation_steps`` every process scores the fixed evaluation batch (``evaluation.csv``); the
+step where the score settled gets its snapshot, so the report can recommend it with its install
+command, and with ``--stop_when_settled`` the run ends there as it would at its last step.
+
+The stop is decided from the scores alone, which every process holds identically, so the
+processes agree without talking; the scores so far travel in each checkpoint, so a resumed run
+decides exactly as the run it continues.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from ..outputs.learning_log import EVALUATION_COLUMNS, NORM_COLUMNS, StepRows
+from ..settling import settled_at
+from .evaluation import FixedEvaluation
+from .vector_size import VectorSize, norms
+
+# Where fidelity and prompt-following part on the world model (docs/benchmarks.md): past this
+# many times the vocabulary's median norm, a trigger trained as a shape stopped taking new colours
+# from the prompt.
+OVERSIZE = 4.0
+
+
+def oversize_message(step: int, encoder: str, norm: float, median: float) -> str:
+    return (
+        f"At step {step} the trigger's vectors ({encoder}) are {norm / median:.1f} times the "
+        f"vocabulary's median norm ({norm:.3g} against {median:.3g}), past the {OVERSIZE:g} times at "
+        "which a trigger starts to drown the rest of the prompt; pick an earlier step from the "
+        "report, or train with --preserve_embedding_norm or --learn_direction_only."
+    )
+
+
+class LearningWatch:
+    def __init__(
+        self,
+        *,
+        evaluation: FixedEvaluation | None,
+        size: VectorSize,
+        vectors: Sequence[torch.Tensor],
+        encoders: Sequence[str],
+        every: int,
+        total_steps: int,
+        stop_when_settled: bool,
+        main: bool,
+        norm_log: Path,
+        evaluation_log: Path,
+        save_snapshot: Callable[[int], None],
+        notify: Callable[[str], None],
+    ) -> None:
+        self.evaluation = evaluation
+        self.size = size
+        self.vectors = vectors
+        self.encoders = list(encoders)
+        self.every = every
+        self.total_steps = total_steps
+        self.stop_when_settled = stop_when_settled
+        self.main = main
+        self.norm_log_path = norm_log
+        self.evaluation_log_path = evaluation_log
+        self.save_snapshot = save_snapshot
+        self.notify = notify
+        self.history: list[tuple[int, float]] = []
+        self.settled: int | None = None
+        self.warned = False
+        self.norm_log: StepRows | None = None
+        self.evaluation_log: StepRows | None = None
+
+    def start(self, step: int, history: Sequence[tuple[int, float]]) -> None:
+        """Open the logs at ``step`` with the scores so far (a checkpoint's); score a fresh run's start."""
+        self.history = sorted((s, score) for s, score in history if s <= step)
+        self.settled = settled_at(self.history)
+        if self.main:
+            self.norm_log = StepRows(self.norm_log_path, NORM_COLUMNS, step)
+            self.evaluation_log = StepRows(self.evaluation_log_path, EVALUATION_COLUMNS, 0)
+            self.evaluation_log.write(*[[s, f"{score:.6f}"] for s, score in self.history])
+        if step == 0:
+            self._record_norms(0)
+            self._evaluate(0)
+
+    def after_step(self, step: int) -> bool:
+        """Record this step; True when the run should end here (it settled and was asked to stop)."""
+        self._record_norms(step)
+        if step % self.every and step < self.total_steps:
+            return False
+        was = self.settled
+        self._evaluate(step)
+        if was is None and self.settled is not None:
+            if self.main:
+                self.save_snapshot(self.settled)
+                self.notify(
+                    f"The evaluation score settled at step {self.settled}"
+                    + (": stopping here, as --stop_when_settled asks." if self.stop_when_settled else
+                       "; the report recommends that step's snapshot.")
+                )
+            return self.stop_when_settled and step < self.total_steps
+        return False
+
+    def close(self) -> None:
+        for log in (self.norm_log, self.evaluation_log):
+            if log is not None:
+                log.close()
+
+    def _evaluate(self, step: int) -> None:
+        """Score the fixed batch; memory running out ends the scoring, never the training."""
+        if self.evaluation is None:
+            return
+        try:
+            score = self.evaluation.score()
+        except (torch.OutOfMemoryError, MemoryError):
+            self.evaluation = None
+            self.notify(
+                f"The evaluation batch stopped: memory ran out while scoring it at step {step}. "
+                "Training goes on; the report recommends no step."
+            )
+            return
+        self.history.append((step, score))
+        if self.settled is None:
+            self.settled = settled_at(self.history)
+        if self.evaluation_log is not None:
+            self.evaluation_log.write([step, f"{score:.6f}"])
+
+    def _record_norms(self, step: int) -> None:
+        if not self.main:
+            return
+        rows = norms(self.vectors)
+        self.norm_log.write(*[
+            [step, encoder, f"{sum(row) / len(row):.6f}", f"{max(row):.6f}", f"{median:.6f}"]
+            for encoder, row, median in zip(self.encoders, rows, self.size.references)
+        ])
+        if not self.warned:
+            for encoder, row, median in zip(self.encoders, rows, self.size.references):
+                if max(row) > OVERSIZE * median:
+                    self.warned = True
+                    self.notify(oversize_message(step, encoder, max(row), median))
+                    break
