@@ -350,6 +350,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--shapes", default=DEFAULT_SHAPES, help="shape editability: shape:seen colours:new colours,...")
     parser.add_argument("--colours", default=DEFAULT_COLOURS, help="colour editability: colour:seen shapes:new shapes,...")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--only-seeds", help="comma list of the seeds this process runs (to share a benchmark "
+                                              "between processes; --summarise takes all their --json files)")
     parser.add_argument("--initializer", default="toy")
     parser.add_argument("--photo-size", type=int, default=128)
     parser.add_argument("--resolution", type=int, default=32)
@@ -362,7 +364,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-version-check", action="store_true",
                         help="let an example that wants a newer diffusers run anyway (patches check_min_version)")
     parser.add_argument("--json", type=Path, help="write every curve here after each run")
-    parser.add_argument("--summarise", type=Path, help="only print the tables of a --json file written before")
+    parser.add_argument("--summarise", type=Path, nargs="+", help="only print the tables of --json files written before")
     args = parser.parse_args(argv)
     args.variants = [Variant(t, m, float(lr)) for t, m, lr in (v.split(":") for v in args.variants.split(",") if v)]
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -381,9 +383,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     args_line = " ".join(sys.argv[1:] if argv is None else argv)
     if args.summarise:
-        saved = json.loads(args.summarise.read_text(encoding="utf-8"))
-        print(report(saved["results"], saved["argv"], saved.get("steps", args.steps)))
-        return saved
+        saved = [json.loads(path.read_text(encoding="utf-8")) for path in args.summarise]
+        results = [result for part in saved for result in part["results"]]
+        print(report(results, " + ".join(part["argv"] for part in saved), saved[0].get("steps", args.steps)))
+        return {"results": results}
     from invokeai_ti.world import WORLD_MODEL
 
     args.model = (args.model_dir or WORLD_MODEL).expanduser().resolve()
@@ -404,7 +407,8 @@ def main(argv: list[str] | None = None) -> dict:
     judging = Judging(args.model, args.pictures, args.sample_seed, args.initializer)
     results: list[dict] = []
     try:
-        for seed in range(args.seeds):
+        seeds = [int(s) for s in args.only_seeds.split(",")] if args.only_seeds else range(args.seeds)
+        for seed in seeds:
             for task in tasks:
                 photos = write_task_photos(task, work / f"photos-{seed}-{task.name.replace(' ', '-')}", seed,
                                            args.photo_size)
