@@ -156,3 +156,23 @@ def test_other_processes_wait_for_a_slow_preview_outside_any_collective(tmp_path
         assert all("sum 2.0" in out for _, (out, _err) in results)
     else:
         assert "Timed out" in results[1][1][1]
+
+
+def test_two_processes_score_the_evaluation_batch_as_one_and_stop_at_the_same_settled_step(root, tmp_path):
+    """Each process scores its share of the fixed batch and the sums are added, so both hold the
+    score one process computes (to float32 rounding) and stop together without talking."""
+    settling = ("--learning_rate=0.05", "--no-scale_lr", "--validation_steps=5", "--max_train_steps=60",
+                "--validation_prompt=none", "--stop_when_settled")
+    two = launch_two(root, *flags(root, tmp_path / "two", 1, *settling))
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = run_one(*flags(root, tmp_path / "one", 2, *settling))
+    assert one.returncode == 0, one.stderr[-3000:]
+    scores = [[line.split(",") for line in (tmp_path / run / "evaluation.csv").read_text().splitlines()[1:]]
+              for run in ("one", "two")]
+    assert [step for step, _ in scores[0]] == [step for step, _ in scores[1]]
+    assert int(scores[0][-1][0]) < 60, "the run settled and stopped before its last step"
+    assert all(float(a) == pytest.approx(float(b), abs=2e-6) for (_, a), (_, b) in zip(*scores))
+    assert two.stdout.count("stopping here") == 1
+    one_vectors = load_file(str(tmp_path / "one" / "learned_embeds.safetensors"))["<psychedelic>"]
+    two_vectors = load_file(str(tmp_path / "two" / "learned_embeds.safetensors"))["<psychedelic>"]
+    assert torch.allclose(one_vectors, two_vectors, atol=1e-6, rtol=0)

@@ -180,7 +180,7 @@ def test_report_names_the_trigger_model_snapshots_and_embeds_every_image(trained
                  "learned_embeds.safetensors"):
         assert f"<code>{name}</code>" in page
     sources = re.findall(r'<img [^>]*src="([^"]*)"', page)
-    assert len(sources) == 1 + 3 + 4, "the loss plot, the three training photos and four previews"
+    assert len(sources) == 2 + 3 + 4, "the loss plot, the score and size plot, three training photos, four previews"
     assert all(s.startswith("data:image/") for s in sources)
     assert "http://" not in page and "https://" not in page
 

@@ -26,6 +26,7 @@ from ..errors import UserError
 from ..files import atomic_write
 from ..paths import RootLayout
 from ..settings import bare_trigger
+from . import learning_report
 from .layout import (
     LOSS_LOG,
     LOSS_PLOT,
@@ -272,6 +273,7 @@ table {{ border-collapse: collapse; }}
 </table>
 <h2>Loss</h2>
 <img class="plot" alt="loss and learning rate per step" src="{plot}">
+{learning}
 <h2>Training photos</h2>
 {photos}
 <h2>Previews</h2>
@@ -381,8 +383,15 @@ def write_report(output_dir: Path) -> Path:
         ("Seed", html.escape(str(settings.get("seed", "?")))),
         ("Output folder", html.escape(str(output_dir))),
     ]
+    summary += learning_report.summary_rows(output_dir, lambda step: install_command(settings, output_dir, step))
+    figure = learning_report.learning_figure(output_dir)
+    learning = "" if figure is None else (
+        '<img class="plot" alt="the fixed evaluation batch\'s score and the vectors\' size per step" '
+        f'src="{data_uri(figure, "image/png")}">'
+    )
     plot = output_dir / LOSS_PLOT
     page = PAGE.format(
+        learning=learning,
         title=html.escape(f"invokeai-ti: {trigger}"),
         trigger=html.escape(trigger),
         summary=rows(summary),

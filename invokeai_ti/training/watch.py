@@ -20,24 +20,10 @@ from pathlib import Path
 import torch
 
 from ..outputs.learning_log import EVALUATION_COLUMNS, NORM_COLUMNS, StepRows
+from ..outputs.learning_report import OVERSIZE, oversize_message
 from ..settling import settled_at
 from .evaluation import FixedEvaluation
 from .vector_size import VectorSize, norms
-
-# Where fidelity and prompt-following part on the world model (docs/benchmarks.md): past this
-# many times the vocabulary's median norm, a trigger trained as a shape stopped taking new colours
-# from the prompt.
-OVERSIZE = 4.0
-
-
-def oversize_message(step: int, encoder: str, norm: float, median: float) -> str:
-    return (
-        f"At step {step} the trigger's vectors ({encoder}) are {norm / median:.1f} times the "
-        f"vocabulary's median norm ({norm:.3g} against {median:.3g}), past the {OVERSIZE:g} times at "
-        "which a trigger starts to drown the rest of the prompt; pick an earlier step from the "
-        "report, or train with --preserve_embedding_norm or --learn_direction_only."
-    )
-
 
 class LearningWatch:
     def __init__(

@@ -1,0 +1,121 @@
+"""The report's account of the learning beyond the loss: the vectors' size and the step to pick.
+
+Read from ``vector_norms.csv`` and ``evaluation.csv`` (``outputs.learning_log``), so, like the
+rest of the report, it can be redrawn at any moment and agrees with what is on disk:
+
+- a summary line naming the vectors' size against the vocabulary's median norm, and whether it
+  passed the size at which a trigger starts to drown the rest of a prompt;
+- a summary line with the step where the fixed evaluation batch's score settled and the command
+  that installs that step's snapshot (``invokeai_ti.settling`` decides the step, as it did for
+  ``--stop_when_settled`` during the run);
+- one figure: the score with the settled step marked, and the vectors' norm beside the median.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+from ..settling import settled_at
+from .layout import EVALUATION_LOG, NORM_LOG
+from .learning_log import NormRow, read_evaluation, read_norms
+
+# Where fidelity and prompt-following part on the world model (docs/benchmarks.md): a trigger
+# larger than this many times the vocabulary's median norm stopped taking orders from the prompt.
+OVERSIZE = 4.0
+
+
+def oversize_message(step: int, encoder: str, norm: float, median: float) -> str:
+    return (
+        f"At step {step} the trigger's vectors ({encoder}) are {norm / median:.1f} times the "
+        f"vocabulary's median norm ({norm:.3g} against {median:.3g}), past the {OVERSIZE:g} times at "
+        "which a trigger starts to drown the rest of the prompt; pick an earlier step from the "
+        "report, or train with --preserve_embedding_norm or --learn_direction_only."
+    )
+
+
+def last_norms(rows: list[NormRow]) -> list[NormRow]:
+    last = max(row.step for row in rows)
+    return [row for row in rows if row.step == last]
+
+
+def size_summary(rows: list[NormRow]) -> str:
+    """The vectors' size at the last step, per encoder, against the vocabulary's median norm."""
+    parts = []
+    for row in last_norms(rows):
+        ratio = row.largest_norm / row.vocabulary_median
+        over = " (past the size at which a trigger starts to drown the prompt)" if ratio > OVERSIZE else ""
+        name = "" if row.encoder == "text encoder" else f"{html.escape(row.encoder)}: "
+        parts.append(f"{name}{row.largest_norm:.3g}, {ratio:.1f} times the vocabulary's median norm "
+                     f"({row.vocabulary_median:.3g}){over}")
+    return "; ".join(parts)
+
+
+def recommendation(history: list[tuple[int, float]], last_step: int, install: Callable[[int], str]) -> str:
+    """Where the score settled and how to install that step's snapshot, as report HTML."""
+    step = settled_at(history)
+    if step is None:
+        return (f"the evaluation score had not settled by step {last_step}: more steps may still teach "
+                "something; the final embedding is the one installed")
+    if step == last_step:
+        return f"the evaluation score settled at step {step}, the last step: the final embedding, installed"
+    return (f'the evaluation score settled at step {step}: <a href="#step-{step}">its snapshot</a> is the '
+            f"recommended one; <code>{html.escape(install(step))}</code> installs it")
+
+
+def summary_rows(output_dir: Path, install: Callable[[int], str]) -> list[tuple[str, str]]:
+    rows = []
+    norms = read_norms(output_dir / NORM_LOG)
+    if norms:
+        rows.append(("Vector size", size_summary(norms)))
+    history = read_evaluation(output_dir / EVALUATION_LOG)
+    if history:
+        rows.append(("Step to pick", recommendation(history, history[-1][0], install)))
+    return rows
+
+
+def learning_figure(output_dir: Path) -> bytes | None:
+    """The evaluation score (settled step marked) and the vectors' norm beside the median, as PNG."""
+    history = read_evaluation(output_dir / EVALUATION_LOG)
+    norms = read_norms(output_dir / NORM_LOG)
+    if not history and not norms:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figure = Figure(figsize=(9, 3.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    score_axes, size_axes = figure.subplots(1, 2)
+    score_axes.set_title("fixed evaluation batch", fontsize=10)
+    score_axes.set_xlabel("step")
+    score_axes.set_ylabel("loss")
+    if history:
+        score_axes.plot([s for s, _ in history], [v for _, v in history], marker="o", color="#1f5fa8")
+        if (step := settled_at(history)) is not None:
+            score_axes.axvline(step, color="#2a9d3a", linestyle="--", label=f"settled: step {step}")
+            score_axes.legend(frameon=False)
+    size_axes.set_title("size of the learned vectors", fontsize=10)
+    size_axes.set_xlabel("step")
+    size_axes.set_ylabel("norm")
+    colours = ["#d9822b", "#7b3fb5"]
+    for index, encoder in enumerate(dict.fromkeys(row.encoder for row in norms)):
+        mine = [row for row in norms if row.encoder == encoder]
+        colour = colours[index % len(colours)]
+        label = "" if encoder == "text encoder" else f"{encoder} "
+        size_axes.plot([r.step for r in mine], [r.largest_norm for r in mine], color=colour,
+                       label=f"{label}largest vector")
+        size_axes.axhline(mine[0].vocabulary_median, color=colour, linestyle=":",
+                          label=f"{label}vocabulary median")
+        size_axes.axhline(OVERSIZE * mine[0].vocabulary_median, color=colour, linestyle="--", linewidth=0.8,
+                          label=f"{label}{OVERSIZE:g} x median")
+    if norms:
+        size_axes.set_ylim(bottom=0)
+        size_axes.legend(frameon=False, fontsize=8)
+    for axes in (score_axes, size_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

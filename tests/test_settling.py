@@ -1,0 +1,107 @@
+"""A step to pick: the fixed evaluation batch's score, where it settled, and stopping there.
+
+The score is the training loss over samples drawn once (photos, noise, timesteps, captions), so
+the same vectors always score the same; it is written every ``--validation_steps`` and at the
+end. The report recommends the step where it settled with its install command, and
+``--stop_when_settled`` ends the run there as its last step would, also when resumed.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from invokeai_ti.cli import main
+from invokeai_ti.settling import settled_at
+
+TOKEN = "<psychedelic>"
+# On the tiny model at this rate the score falls for about twenty steps and then stays flat.
+SETTLING = ("--learning_rate=0.05", "--validation_steps=5", "--max_train_steps=60")
+
+
+def command(root: Path, *extra: str) -> list[str]:
+    return [
+        f"--root={root}", "--model=stable-diffusion-1.5", "--placeholder_token=psychedelic", "--resolution=64",
+        "--train_batch_size=1", "--gradient_accumulation_steps=1", "--mixed_precision=no", "--seed=5",
+        "--no-scale_lr", "--validation_prompt=none", "--checkpointing_steps=10", *extra,
+    ]
+
+
+def output_of(root: Path) -> Path:
+    return root / "text-inversion-output" / "psychedelic"
+
+
+def scores(output: Path) -> list[tuple[int, float]]:
+    with open(output / "evaluation.csv", newline="") as handle:
+        return [(int(row["step"]), float(row["score"])) for row in csv.DictReader(handle)]
+
+
+def vectors(output: Path, name: str = "learned_embeds.safetensors") -> torch.Tensor:
+    return load_file(str(output / name))[TOKEN]
+
+
+def test_the_score_settles_at_the_first_step_whose_last_two_evaluations_gained_under_a_tenth():
+    falling = [(0, 1.0), (10, 0.6), (20, 0.3), (30, 0.25), (40, 0.24), (50, 0.24)]
+    # Gained 0.76 by step 40; the evaluations at 30 and 40 together gained 0.06, under a tenth.
+    assert settled_at(falling) == 40
+    assert settled_at([(0, 1.0), (10, 0.8), (20, 0.6), (30, 0.4)]) is None, "still falling steadily"
+    assert settled_at([(0, 1.0), (10, 1.01), (20, 1.02)]) is None, "nothing gained, nothing settled"
+
+
+def test_the_fixed_batch_is_scored_at_the_start_every_validation_step_and_at_the_end(make_root, tmp_path):
+    root = make_root()
+    assert main(command(root, "--max_train_steps=7", "--validation_steps=3", "--learning_rate=0.01")) == 0
+    first = scores(output_of(root))
+    assert [step for step, _ in first] == [0, 3, 6, 7]
+    again = tmp_path / "again"
+    assert main(command(root, "--max_train_steps=7", "--validation_steps=3", "--learning_rate=0.01",
+                        f"--output_dir={again}")) == 0
+    assert scores(again) == first, "the same vectors score the same: nothing in the batch is redrawn"
+    assert first[-1][1] < first[0][1], "training lowers the score of the photos it learns"
+
+
+def test_the_report_recommends_the_settled_step_with_its_install_command(make_root):
+    root = make_root()
+    assert main(command(root, *SETTLING)) == 0
+    output = output_of(root)
+    settled = settled_at(scores(output))
+    assert settled is not None and settled < 60
+    assert (output / f"learned_embeds-steps-{settled}.bin").is_file(), "the recommended step has its snapshot"
+    page = (output / "report.html").read_text()
+    assert f"the evaluation score settled at step {settled}" in page
+    assert f"invokeai-ti --install-step {settled} --root {root} --placeholder_token psychedelic" in page
+
+
+def test_stop_when_settled_ends_the_run_there_saving_what_a_last_step_saves(make_root, capsys):
+    root = make_root()
+    assert main(command(root, *SETTLING, "--stop_when_settled")) == 0
+    out = capsys.readouterr().out
+    output = output_of(root)
+    settled = settled_at(scores(output))
+    assert settled is not None and settled < 60
+    assert f"The evaluation score settled at step {settled}: stopping here" in out
+    assert [step for step, _ in scores(output)][-1] == settled
+    with open(output / "loss_log.csv", newline="") as handle:
+        assert int(list(csv.DictReader(handle))[-1]["step"]) == settled
+    assert (output / f"checkpoint-{settled}").is_dir(), "a checkpoint to continue from"
+    installed = torch.load(root / "embeddings" / "psychedelic" / "learned_embeds.bin", weights_only=True)[TOKEN]
+    assert torch.equal(installed.reshape(vectors(output).shape), vectors(output))
+    assert torch.equal(vectors(output), vectors(output, f"learned_embeds-steps-{settled}.safetensors"))
+    assert re.search(rf"settled at step {settled}, the last step", (output / "report.html").read_text())
+
+
+def test_a_resumed_run_stops_where_the_straight_run_stops_with_the_same_vectors(make_root, tmp_path):
+    root = make_root()
+    straight = tmp_path / "straight"
+    assert main(command(root, *SETTLING, "--stop_when_settled", f"--output_dir={straight}")) == 0
+    settled = scores(straight)[-1][0]
+    first = [flag for flag in SETTLING if not flag.startswith("--max_train_steps")]
+    assert main(command(root, *first, "--max_train_steps=10", "--stop_when_settled")) == 0
+    assert main(command(root, *SETTLING, "--stop_when_settled", "--resume_from_checkpoint=latest")) == 0
+    assert scores(output_of(root)) == scores(straight)
+    assert scores(output_of(root))[-1][0] == settled
+    assert torch.equal(vectors(output_of(root)), vectors(straight))
