@@ -193,7 +193,7 @@ class TrainingSettings:
     )
     num_vectors: int = setting(
         1, "number of vectors the trigger learns (more capture more detail, need more steps)",
-        group="token",
+        group="token", label="Vectors per trigger", slider=(1, 16),
     )
     preserve_embedding_norm: bool = setting(
         False,

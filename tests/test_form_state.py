@@ -14,6 +14,7 @@ from invokeai_ti.form.state import (
     FORM_FIELDS,
     PROBLEMS_HEADING,
     FormState,
+    field_of_problem,
     format_rate,
     label,
     parse_rate,
@@ -80,11 +81,16 @@ def test_the_18_fields_of_invokeai_in_order_with_their_labels_then_the_previews_
         "Tag dropout rate (0-1)",
         "Min-SNR gamma (0 = off)",
         "Noise offset",
+        "Vectors per trigger",
+        "Keep the vectors at the vocabulary's size",
+        "Learn only the vectors' direction",
+        "Direction learning rate",
+        "Stop when the evaluation score settles",
     ]
     kinds = {name: widget_kind(name) for name in FORM_FIELDS}
     assert [n for n, k in kinds.items() if k == "slider"] == [
         "max_train_steps", "train_batch_size", "gradient_accumulation_steps", "lr_warmup_steps",
-        "validation_steps", "keep_tokens"]
+        "validation_steps", "keep_tokens", "num_vectors"]
     assert [n for n, k in kinds.items() if k == "folder"] == ["train_data_dir", "output_dir"]
     assert kinds["resume_from_checkpoint"] == "checkbox" and kinds["learning_rate"] == "text"
 
@@ -309,7 +315,7 @@ def test_ticking_resume_fills_in_the_checkpoints_run_and_unticking_puts_back_the
     v = state.values
     assert v["resume_from_checkpoint"] is True
     assert (v["train_batch_size"], v["gradient_accumulation_steps"]) == (2, 1)
-    assert (v["learning_rate"], v["scale_lr"], state.base.num_vectors) == ("5.0e-03", False, 2)
+    assert (v["learning_rate"], v["scale_lr"], v["num_vectors"]) == ("5.0e-03", False, 2)
     assert state.resume_status() == "(from step 20 of 3000)"
     assert state.resume_details(74) == [
         "checkpoint-20's run set (untick to undo): vectors 2, batch 2, accumulation",
@@ -322,7 +328,7 @@ def test_ticking_resume_fills_in_the_checkpoints_run_and_unticking_puts_back_the
 
     state.resume_toggled(False)
     assert (v["train_batch_size"], v["gradient_accumulation_steps"], v["learning_rate"]) == (3, 4, "5.0e-04")
-    assert state.base.num_vectors == 1
+    assert v["num_vectors"] == 1
     assert state.resume_status() == "(a new run from step 0)"
     assert state.resume_details(74) == [
         "checkpoint-20 and older will be moved to previous-run-checkpoints/."]
@@ -455,6 +461,18 @@ def test_a_trigger_already_in_the_vocabulary(root):
     assert any("already a token" in p for p in problems)
 
 
+def test_the_initializer_field_takes_a_phrase_with_a_vector_per_token(root):
+    state = real_state(root)
+    state.trigger_edited("psychedelic")
+    state.values.update(initializer_token="orange cat", num_vectors=2)
+    plan, problems = state.validate()
+    assert problems == [] and plan.settings.initializer_token == "orange cat" and plan.settings.num_vectors == 2
+    state.values.update(num_vectors=1)
+    _, problems = state.validate()
+    assert len(problems) == 1 and "'orange cat' is 2 tokens" in problems[0] and "--num_vectors 2" in problems[0]
+    assert field_of_problem(problems[0]) == "initializer_token"
+
+
 def test_many_problems_are_listed_together_and_the_typed_text_is_kept(root):
     state = real_state(root, caps=CPU)
     state.trigger_edited("nophotos")
@@ -470,7 +488,7 @@ def test_many_problems_are_listed_together_and_the_typed_text_is_kept(root):
     plan, problems = state.validate()
     assert plan is None
     text = "\n".join(problems)
-    assert "'xyzzy' is not a single token" in text and "x y z z y" in text
+    assert "'xyzzy' is 5 tokens for this model" in text and "x y z z y</w>" in text
     assert "cannot be written" in text
     assert "the learning rate 'fast' is not a number" in text
     assert any("fp16" in p and "needs a CUDA GPU" in p for p in problems)

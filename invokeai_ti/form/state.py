@@ -84,9 +84,16 @@ FORM_FIELDS = (
     "caption_tag_dropout_rate",
     "snr_gamma",
     "noise_offset",
+    # The vectors: how many, and how their size is held; and where to stop.
+    "num_vectors",
+    "preserve_embedding_norm",
+    "learn_direction_only",
+    "direction_learning_rate",
+    "stop_when_settled",
 )
 # Numbers typed as text (the learning rate has its own format); checked on OK like any value.
-NUMBER_FIELDS = {"caption_tag_dropout_rate": "0.1", "snr_gamma": "5", "noise_offset": "0.05"}
+NUMBER_FIELDS = {"caption_tag_dropout_rate": "0.1", "snr_gamma": "5", "noise_offset": "0.05",
+                 "direction_learning_rate": "1e-2"}
 FOLDER_FIELDS = {"train_data_dir": RootLayout.data_dir, "output_dir": RootLayout.output_dir}
 
 # npyscreen's own minimum form size. Every field fits in that width, and the form pages through
@@ -132,6 +139,9 @@ PROBLEM_WORDS = {
     "learning rate": "learning_rate",
     "xformers": "enable_xformers_memory_efficient_attention",
     "preview prompt": "validation_prompt",
+    "direction learning rate": "direction_learning_rate",
+    "--preserve_embedding_norm": "preserve_embedding_norm",
+    "number of vectors": "num_vectors",
     "preview steps": "validation_steps",
     "model": "model",
 }
