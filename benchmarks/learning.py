@@ -139,7 +139,7 @@ def editability_tasks(text: str, kind: str) -> list[Task]:
     return tasks
 
 
-def write_task_photos(task: Task, folder: Path, seed: int, size: int) -> tuple[Path, Path]:
+def write_task_photos(task: Task, folder: Path, seed: int, size: int, effects: frozenset[str]) -> tuple[Path, Path]:
     """The photos twice: plain (for the example, which reads no captions) and with caption files."""
     from invokeai_ti.world.photos import write_photos
 
@@ -148,7 +148,7 @@ def write_task_photos(task: Task, folder: Path, seed: int, size: int) -> tuple[P
     for pair in task.photos:
         counts[pair] = counts.get(pair, 0) + 1
     for (colour, shape), count in counts.items():
-        for path in write_photos(plain, colour, shape, count, seed=seed, size=size):
+        for path in write_photos(plain, colour, shape, count, seed=seed, size=size, effects=effects):
             captioned.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, captioned / path.name)
             if (text := task.caption(colour, shape)) is not None:
@@ -354,6 +354,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                               "between processes; --summarise takes all their --json files)")
     parser.add_argument("--initializer", default="toy")
     parser.add_argument("--photo-size", type=int, default=128)
+    parser.add_argument("--photo-effects", default="all",
+                        help="what makes the photos photos: all, none, or a comma list of "
+                             "outline,shadow,light,tilt,speckle,table,jpeg to keep")
     parser.add_argument("--resolution", type=int, default=32)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=200)
@@ -376,6 +379,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--example PATH is needed to run the diffusers example (or leave example out of --variants)")
     if args.steps % args.every:
         parser.error("--steps must be a multiple of --every")
+    from invokeai_ti.world.photos import EFFECTS
+
+    chosen = {"all": EFFECTS, "none": frozenset()}.get(args.photo_effects)
+    if chosen is None:
+        chosen = frozenset(e.strip() for e in args.photo_effects.split(",") if e.strip())
+        if unknown := chosen - EFFECTS:
+            parser.error(f"unknown photo effects {sorted(unknown)}; they are {', '.join(sorted(EFFECTS))}")
+    args.photo_effects = chosen
     return args
 
 
@@ -411,7 +422,7 @@ def main(argv: list[str] | None = None) -> dict:
         for seed in seeds:
             for task in tasks:
                 photos = write_task_photos(task, work / f"photos-{seed}-{task.name.replace(' ', '-')}", seed,
-                                           args.photo_size)
+                                           args.photo_size, args.photo_effects)
                 for variant in args.variants:
                     result = run_variant(args, variant, task, seed, photos, judging, work, shim)
                     results.append(result)

@@ -118,3 +118,27 @@ def test_pretraining_runs_end_to_end_into_a_loadable_world_folder_and_repeats_ex
     picture = draw_captions(load_pipeline(folder), ["a photo of a red star"], seed=0)[0]
     assert picture.size == (SIZE, SIZE)
     assert judge(picture, folder / JUDGE_WEIGHTS)[0] in COLOURS
+
+
+def test_photo_effects_left_out_change_only_themselves():
+    """With every effect the photo is the one the demo and the benchmark always drew; leaving
+    effects out keeps every random draw, so the shape, its place and its colour stay put."""
+    import random
+
+    import numpy as np
+
+    from invokeai_ti.world.photos import EFFECTS, draw_photo
+
+    default = np.asarray(draw_photo("red", "star", random.Random(4)), np.float32)
+    every = np.asarray(draw_photo("red", "star", random.Random(4), effects=EFFECTS), np.float32)
+    tilted_only = np.asarray(draw_photo("red", "star", random.Random(4), effects=frozenset({"tilt"})), np.float32)
+    no_outline = np.asarray(draw_photo("red", "star", random.Random(4), effects=EFFECTS - {"outline"}), np.float32)
+    assert np.array_equal(default, every)
+    assert not np.array_equal(default, no_outline)
+    def centre_of_red(pixels):
+        ys, xs = np.nonzero((pixels[..., 0] > 150) & (pixels[..., 1] < 100))
+        return np.array([ys.mean(), xs.mean()])
+
+    assert np.linalg.norm(centre_of_red(default) - centre_of_red(tilted_only)) < 1, "the same star at the same place"
+    with pytest.raises(ValueError, match="unknown photo effects"):
+        draw_photo("red", "star", random.Random(4), effects=frozenset({"glitter"}))

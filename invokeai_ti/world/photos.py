@@ -31,6 +31,10 @@ PAINT: dict[str, tuple[int, int, int]] = {
     "black": (28, 26, 30),
 }
 PHOTO_SHAPES = ("circle", "square", "triangle", "star", "ring", "cross")
+# What makes these pictures photos rather than the world's drawings; each can be left out (the
+# random draws still happen, so the rest of the photo stays the same) to measure what it does to
+# learning (benchmarks/learning.py --photo-effects).
+EFFECTS = frozenset({"outline", "shadow", "light", "tilt", "speckle", "table", "jpeg"})
 
 
 def outline_points(shape: str, radius: float, rng: random.Random) -> list[list[tuple[float, float]]]:
@@ -68,16 +72,16 @@ def placed(points: list[tuple[float, float]], centre: tuple[float, float], angle
     return [(centre[0] + x * cos - y * sin, centre[1] + x * sin + y * cos) for x, y in points]
 
 
-def table(rng: random.Random, side: int) -> np.ndarray:
-    """A neutral surface with grain and light falling off from one corner."""
+def table(rng: random.Random, side: int, textured: bool = True) -> np.ndarray:
+    """A neutral surface with grain and light falling off from one corner (flat unless ``textured``)."""
     tone = rng.uniform(90.0, 170.0)
     warmth = rng.uniform(-12.0, 12.0)
     base = np.array([tone + warmth, tone, tone - warmth], dtype=np.float32)
     y, x = np.mgrid[0:side, 0:side].astype(np.float32) / side
-    light = 1.0 + 0.18 * (1.0 - np.hypot(x - rng.random(), y - rng.random()))
+    light = 1.0 + 0.18 * textured * (1.0 - np.hypot(x - rng.random(), y - rng.random()))
     grain_rng = np.random.default_rng(rng.randrange(2**32))
     grain = grain_rng.normal(0.0, 1.0, (side // 8, side)).astype(np.float32)
-    grain = np.repeat(grain, 8, axis=0)[:side] * 4.0
+    grain = np.repeat(grain, 8, axis=0)[:side] * 4.0 * textured
     return base[None, None, :] * light[..., None] + grain[..., None]
 
 
@@ -93,8 +97,12 @@ def perspective_coefficients(side: int, rng: random.Random, tilt: float = 0.08) 
     return list(np.linalg.solve(np.array(rows, dtype=np.float64), np.array(rhs, dtype=np.float64)))
 
 
-def draw_photo(colour: str, shape: str, rng: random.Random, size: int = PHOTO_SIZE) -> Image.Image:
-    """One photo of a ``colour`` ``shape``: textured, outlined, shadowed, askew and JPEG-worn."""
+def draw_photo(colour: str, shape: str, rng: random.Random, size: int = PHOTO_SIZE,
+               effects: frozenset[str] = EFFECTS) -> Image.Image:
+    """One photo of a ``colour`` ``shape``: textured, outlined, shadowed, askew and JPEG-worn
+    (each of ``EFFECTS`` only when in ``effects``)."""
+    if unknown := set(effects) - EFFECTS:
+        raise ValueError(f"unknown photo effects {sorted(unknown)}; they are {', '.join(sorted(EFFECTS))}")
     if colour not in PAINT:
         raise ValueError(f"unknown colour {colour!r}; photos can show {', '.join(PAINT)}")
     side = size * 2
@@ -111,15 +119,16 @@ def draw_photo(colour: str, shape: str, rng: random.Random, size: int = PHOTO_SI
             pen.polygon([(x + offset[0], y + offset[1]) for x, y in polygon], fill=0 if index else 255)
         return mask
 
-    pixels = table(rng, side)
+    pixels = table(rng, side, "table" in effects)
     shadow_offset = (rng.uniform(2, 6) * side / 128, rng.uniform(3, 7) * side / 128)
     shadow = np.asarray(mask_of(shadow_offset).filter(ImageFilter.GaussianBlur(side / 40)), np.float32) / 255.0
-    pixels *= 1.0 - 0.35 * shadow[..., None]
+    pixels *= 1.0 - 0.35 * ("shadow" in effects) * shadow[..., None]
 
     paint = np.array(PAINT[colour], dtype=np.float32)
     y, x = np.mgrid[0:side, 0:side].astype(np.float32)
-    lit = 1.0 + 0.09 * (((centre[0] - x) + (centre[1] - y)) / radius).clip(-1.5, 1.5)
+    lit = 1.0 + 0.09 * ("light" in effects) * (((centre[0] - x) + (centre[1] - y)) / radius).clip(-1.5, 1.5)
     speckle = np.random.default_rng(rng.randrange(2**32)).normal(0.0, 5.0, (side, side, 1)).astype(np.float32)
+    speckle *= "speckle" in effects
     surface = paint[None, None, :] * lit[..., None] + speckle
     body = mask_of()
     inside = np.asarray(body, np.float32)[..., None] / 255.0
@@ -127,30 +136,38 @@ def draw_photo(colour: str, shape: str, rng: random.Random, size: int = PHOTO_SI
         body.filter(ImageFilter.MinFilter(5)), np.float32)[..., None] / 255.0
     outline = paint * 0.55 if colour != "black" else paint + 25.0
     pixels = pixels * (1.0 - inside) + surface * inside
-    pixels = pixels * (1.0 - 0.8 * edge) + outline[None, None, :] * 0.8 * edge
+    if "outline" in effects:
+        pixels = pixels * (1.0 - 0.8 * edge) + outline[None, None, :] * 0.8 * edge
 
     picture = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
     picture = picture.transform(
-        (side, side), Image.Transform.PERSPECTIVE, perspective_coefficients(side, rng),
+        (side, side), Image.Transform.PERSPECTIVE,
+        perspective_coefficients(side, rng, 0.08 if "tilt" in effects else 0.0),
         resample=Image.Resampling.BICUBIC, fillcolor=tuple(int(c) for c in pixels[0, 0]),
     )
     picture = picture.resize((size, size), Image.Resampling.LANCZOS)
     noise = np.random.default_rng(rng.randrange(2**32)).normal(0.0, 3.0, (size, size, 3))
     picture = Image.fromarray(np.clip(np.asarray(picture, np.float32) + noise, 0, 255).astype(np.uint8), "RGB")
+    quality = rng.randrange(55, 80)
+    if "jpeg" not in effects:
+        return picture
     buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=rng.randrange(55, 80))
+    picture.save(buffer, format="JPEG", quality=quality)
     buffer.seek(0)
     return Image.open(buffer).convert("RGB")
 
 
 def write_photos(folder: Path, colour: str, shape: str, count: int = 6, *, seed: int = 0,
-                 size: int = PHOTO_SIZE) -> list[Path]:
-    """``count`` JPEG photos of one concept in ``folder``, the same for the same seed."""
+                 size: int = PHOTO_SIZE, effects: frozenset[str] = EFFECTS) -> list[Path]:
+    """``count`` JPEG photos of one concept in ``folder``, the same for the same seed (PNG
+    without the ``jpeg`` effect)."""
     rng = random.Random(f"{colour}-{shape}-{seed}")
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index in range(count):
-        path = folder / f"{colour}-{shape}-{index + 1}.jpg"
-        draw_photo(colour, shape, rng, size).save(path, quality=92)
+        jpeg = "jpeg" in effects
+        path = folder / f"{colour}-{shape}-{index + 1}.{'jpg' if jpeg else 'png'}"
+        photo = draw_photo(colour, shape, rng, size, effects)
+        photo.save(path, **({"quality": 92} if jpeg else {}))
         paths.append(path)
     return paths
