@@ -51,7 +51,7 @@ sys.path.insert(0, str(HERE.parent.parent))
 
 import bench  # noqa: E402  (benchmarks/bench.py: runs, the example's stand-in, the machine line)
 
-from invokeai_ti.settling import settled_at  # noqa: E402
+from invokeai_ti.settling import settled  # noqa: E402
 
 DEFAULT_CONCEPTS = (
     "red circle,green star,blue triangle,yellow cross,orange square,purple ring,"
@@ -194,7 +194,8 @@ def snapshot_vectors(output: Path, step: int):
 def recommended(output: Path) -> int | None:
     from invokeai_ti.outputs.learning_log import read_evaluation
 
-    return settled_at(read_evaluation(output / "evaluation.csv"))
+    found = settled(read_evaluation(output / "evaluation.csv"))
+    return None if found is None else found.best
 
 
 def evaluation_curve(output: Path) -> list[list[float]]:
@@ -253,7 +254,8 @@ def recommendation_close(result: dict) -> bool | None:
     now, so ``--summarise`` checks the rule the trainer ships on runs made before it changed.
     """
     best, final = best_and_final(result)
-    step = settled_at([(int(s), score) for s, score in result["evaluation"] or []])
+    found = settled([(int(s), score) for s, score in result["evaluation"] or []])
+    step = None if found is None else found.best
     if step is None:
         return final >= best - CLOSE
     at = {point["step"]: share(point) for point in result["curve"]}

@@ -1,11 +1,15 @@
-"""When the fixed evaluation batch's score has settled: the step to pick, and where to stop.
+"""When the fixed evaluation batch's score has settled, and which step to pick then.
 
-The score (``training.evaluation``) falls fast while the vectors find the concept and then
-flattens; past that point more steps mostly fit the photos' accidents. The score of step ``k`` has
-settled when the last ``WINDOW`` evaluations together improved it by less than ``SHARE`` of all
-the improvement made since the start. Only evaluations up to ``k`` are used, so a running
-trainer can stop there (``--stop_when_settled``) and the report, reading the finished run,
-marks the same step.
+The score (``training.evaluation``) falls while the vectors find the concept and then flattens;
+past that point more steps mostly fit the photos' accidents. The score has settled at an
+evaluation when its lowest value so far improved, over the last ``WINDOW`` evaluations, by less
+than ``SHARE`` of all the improvement made since the start. The running lowest value is used
+rather than the last one so that one noisy evaluation neither settles a run nor unsettles it.
+
+The step to pick is then the evaluation with the lowest score up to there: the vectors that fit
+the photos best before more steps stopped helping. Only evaluations up to the settling are used,
+so a running trainer can stop there (``--stop_when_settled``) and the report, reading the
+finished run, names the same steps.
 
 It imports nothing of torch, so the report can use it.
 """
@@ -13,20 +17,28 @@ It imports nothing of torch, so the report can use it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 WINDOW = 2
 SHARE = 0.1
 
 
-def settled_at(history: Sequence[tuple[int, float]], window: int = WINDOW, share: float = SHARE) -> int | None:
-    """The first step whose score has settled, from ``(step, score)`` pairs in step order."""
-    if not history:
-        return None
-    start = history[0][1]
+@dataclass(frozen=True)
+class Settled:
+    # The evaluation at which the score was seen to have settled (where --stop_when_settled stops).
+    step: int
+    # The step with the lowest score up to then: the snapshot to pick.
+    best: int
+
+
+def settled(history: Sequence[tuple[int, float]], window: int = WINDOW, share: float = SHARE) -> Settled | None:
+    """The first settling in ``(step, score)`` pairs given in step order, or None."""
+    lowest: list[float] = []
+    for _, score in history:
+        lowest.append(min(score, lowest[-1]) if lowest else score)
     for k in range(window, len(history)):
-        best = min(score for _, score in history[: k + 1])
-        gained = start - best
-        recent = history[k - window][1] - history[k][1]
-        if gained > 0 and recent < share * gained:
-            return history[k][0]
+        gained = history[0][1] - lowest[k]
+        if gained > 0 and lowest[k - window] - lowest[k] < share * gained:
+            best = min(history[: k + 1], key=lambda point: point[1])[0]
+            return Settled(history[k][0], best)
     return None

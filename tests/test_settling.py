@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from invokeai_ti.cli import main
-from invokeai_ti.settling import settled_at
+from invokeai_ti.settling import Settled, settled
 
 TOKEN = "<psychedelic>"
 # On the tiny model at this rate the score falls for about twenty steps and then stays flat.
@@ -44,12 +44,19 @@ def vectors(output: Path, name: str = "learned_embeds.safetensors") -> torch.Ten
     return load_file(str(output / name))[TOKEN]
 
 
-def test_the_score_settles_at_the_first_step_whose_last_two_evaluations_gained_under_a_tenth():
+def test_the_score_settles_when_two_evaluations_lower_its_best_by_under_a_tenth_of_the_gain():
     falling = [(0, 1.0), (10, 0.6), (20, 0.3), (30, 0.25), (40, 0.24), (50, 0.24)]
     # Gained 0.76 by step 40; the evaluations at 30 and 40 together gained 0.06, under a tenth.
-    assert settled_at(falling) == 40
-    assert settled_at([(0, 1.0), (10, 0.8), (20, 0.6), (30, 0.4)]) is None, "still falling steadily"
-    assert settled_at([(0, 1.0), (10, 1.01), (20, 1.02)]) is None, "nothing gained, nothing settled"
+    assert settled(falling) == Settled(step=40, best=40)
+    assert settled([(0, 1.0), (10, 0.8), (20, 0.6), (30, 0.4)]) is None, "still falling steadily"
+    assert settled([(0, 1.0), (10, 1.01), (20, 1.02)]) is None, "nothing gained, nothing settled"
+
+
+def test_the_step_to_pick_is_the_best_score_before_the_settling_and_one_bad_score_changes_nothing():
+    # Step 30 scores best and 40 worse (the photos' accidents, or noise): settled by 40, pick 30.
+    assert settled([(0, 1.0), (10, 0.5), (20, 0.31), (30, 0.3), (40, 0.32), (50, 0.33)]) == Settled(40, 30)
+    noisy = [(0, 1.0), (10, 0.5), (20, 0.3), (30, 0.9), (40, 0.2), (50, 0.19), (60, 0.19)]
+    assert settled(noisy) == Settled(60, 50), "a spike at 30 neither settles the run nor hides step 40's gain"
 
 
 def test_the_fixed_batch_is_scored_at_the_start_every_validation_step_and_at_the_end(make_root, tmp_path):
@@ -68,12 +75,12 @@ def test_the_report_recommends_the_settled_step_with_its_install_command(make_ro
     root = make_root()
     assert main(command(root, *SETTLING)) == 0
     output = output_of(root)
-    settled = settled_at(scores(output))
-    assert settled is not None and settled < 60
-    assert (output / f"learned_embeds-steps-{settled}.bin").is_file(), "the recommended step has its snapshot"
+    found = settled(scores(output))
+    assert found is not None and found.best <= found.step < 60
+    assert (output / f"learned_embeds-steps-{found.best}.bin").is_file(), "the recommended step has its snapshot"
     page = (output / "report.html").read_text()
-    assert f"the evaluation score settled at step {settled}" in page
-    assert f"invokeai-ti --install-step {settled} --root {root} --placeholder_token psychedelic" in page
+    assert f"the evaluation score settled by step {found.step}; step {found.best} scored best" in page
+    assert f"invokeai-ti --install-step {found.best} --root {root} --placeholder_token psychedelic" in page
 
 
 def test_stop_when_settled_ends_the_run_there_saving_what_a_last_step_saves(make_root, capsys):
@@ -81,17 +88,20 @@ def test_stop_when_settled_ends_the_run_there_saving_what_a_last_step_saves(make
     assert main(command(root, *SETTLING, "--stop_when_settled")) == 0
     out = capsys.readouterr().out
     output = output_of(root)
-    settled = settled_at(scores(output))
-    assert settled is not None and settled < 60
-    assert f"The evaluation score settled at step {settled}: stopping here" in out
-    assert [step for step, _ in scores(output)][-1] == settled
+    found = settled(scores(output))
+    assert found is not None and found.step < 60
+    assert f"The evaluation score settled by step {found.step}: stopping here" in out
+    assert f"the report recommends the snapshot of step {found.best}" in out
+    assert [step for step, _ in scores(output)][-1] == found.step
     with open(output / "loss_log.csv", newline="") as handle:
-        assert int(list(csv.DictReader(handle))[-1]["step"]) == settled
-    assert (output / f"checkpoint-{settled}").is_dir(), "a checkpoint to continue from"
+        assert int(list(csv.DictReader(handle))[-1]["step"]) == found.step
+    assert (output / f"checkpoint-{found.step}").is_dir(), "a checkpoint to continue from"
     installed = torch.load(root / "embeddings" / "psychedelic" / "learned_embeds.bin", weights_only=True)[TOKEN]
     assert torch.equal(installed.reshape(vectors(output).shape), vectors(output))
-    assert torch.equal(vectors(output), vectors(output, f"learned_embeds-steps-{settled}.safetensors"))
-    assert re.search(rf"settled at step {settled}, the last step", (output / "report.html").read_text())
+    assert torch.equal(vectors(output), vectors(output, f"learned_embeds-steps-{found.step}.safetensors"))
+    assert (output / f"learned_embeds-steps-{found.best}.safetensors").is_file()
+    picked = "the last step" if found.best == found.step else f"step {found.best}"
+    assert re.search(rf"settled by step {found.step}; {picked} scored best", (output / "report.html").read_text())
 
 
 def test_a_resumed_run_stops_where_the_straight_run_stops_with_the_same_vectors(make_root, tmp_path):

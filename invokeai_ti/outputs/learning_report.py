@@ -18,7 +18,7 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
-from ..settling import settled_at
+from ..settling import settled
 from .layout import EVALUATION_LOG, NORM_LOG
 from .learning_log import NormRow, read_evaluation, read_norms
 
@@ -54,15 +54,16 @@ def size_summary(rows: list[NormRow]) -> str:
 
 
 def recommendation(history: list[tuple[int, float]], last_step: int, install: Callable[[int], str]) -> str:
-    """Where the score settled and how to install that step's snapshot, as report HTML."""
-    step = settled_at(history)
-    if step is None:
+    """Where the score settled and how to install the snapshot it picks, as report HTML."""
+    found = settled(history)
+    if found is None:
         return (f"the evaluation score had not settled by step {last_step}: more steps may still teach "
                 "something; the final embedding is the one installed")
-    if step == last_step:
-        return f"the evaluation score settled at step {step}, the last step: the final embedding, installed"
-    return (f'the evaluation score settled at step {step}: <a href="#step-{step}">its snapshot</a> is the '
-            f"recommended one; <code>{html.escape(install(step))}</code> installs it")
+    where = f"the evaluation score settled by step {found.step}"
+    if found.best == last_step:
+        return f"{where}; the last step scored best: the final embedding, installed"
+    return (f'{where}; step {found.best} scored best: <a href="#step-{found.best}">its snapshot</a> is the '
+            f"recommended one, and <code>{html.escape(install(found.best))}</code> installs it")
 
 
 def summary_rows(output_dir: Path, install: Callable[[int], str]) -> list[tuple[str, str]]:
@@ -94,8 +95,9 @@ def learning_figure(output_dir: Path) -> bytes | None:
     score_axes.set_ylabel("loss")
     if history:
         score_axes.plot([s for s, _ in history], [v for _, v in history], marker="o", color="#1f5fa8")
-        if (step := settled_at(history)) is not None:
-            score_axes.axvline(step, color="#2a9d3a", linestyle="--", label=f"settled: step {step}")
+        if (found := settled(history)) is not None:
+            score_axes.axvline(found.best, color="#2a9d3a", linestyle="--", label=f"recommended: step {found.best}")
+            score_axes.axvline(found.step, color="#999999", linestyle=":", label=f"settled by step {found.step}")
             score_axes.legend(frameon=False)
     size_axes.set_title("size of the learned vectors", fontsize=10)
     size_axes.set_xlabel("step")

@@ -468,13 +468,19 @@ class Trainer:
                      total_steps: int, topology: Topology) -> LearningWatch:
         """The vectors' size after every step and the fixed batch's score every preview step."""
         s = self.settings
+
+        def snapshot(step: int) -> None:
+            """The loop itself saves one every --save_steps, right after the watch has looked."""
+            if step % s.save_steps:
+                self.family.files.save_files(self.output_dir, s.token, text.vectors, step, self.model.name,
+                                             snapshot=True)
+
         return LearningWatch(
             evaluation=FixedEvaluation(self.step, plan, images=images), size=state.size, vectors=text.vectors,
             encoders=[slot.label for slot in self.family.encoders], every=s.preview_every,
             total_steps=total_steps, stop_when_settled=s.stop_when_settled, main=topology.main,
             norm_log=self.layout.norm_log, evaluation_log=self.layout.evaluation_log,
-            save_snapshot=lambda step: self.family.files.save_files(
-                self.output_dir, s.token, text.vectors, step, self.model.name, snapshot=True),
+            save_snapshot=snapshot,
             notify=self._above_progress if topology.main else (lambda _message: None),
         )
 

@@ -3,9 +3,10 @@
 After every step the main process records the learned vectors' norm per text encoder beside the
 vocabulary's median norm (``vector_norms.csv``) and says once, in one sentence, when the vectors
 grow past the size at which the world model stopped following the rest of a prompt. Every
-``--validation_steps`` every process scores the fixed evaluation batch (``evaluation.csv``); the
-step where the score settled gets its snapshot, so the report can recommend it with its install
-command, and with ``--stop_when_settled`` the run ends there as it would at its last step.
+``--validation_steps`` every process scores the fixed evaluation batch (``evaluation.csv``); each
+step that scores better than every one before gets its snapshot, so whichever the settling
+(``invokeai_ti.settling``) picks can be installed, and with ``--stop_when_settled`` the run ends
+where the score settled as it would at its last step.
 
 The stop is decided from the scores alone, which every process holds identically, so the
 processes agree without talking; the scores so far travel in each checkpoint, so a resumed run
@@ -21,7 +22,7 @@ import torch
 
 from ..outputs.learning_log import EVALUATION_COLUMNS, NORM_COLUMNS, StepRows
 from ..outputs.learning_report import OVERSIZE, oversize_message
-from ..settling import settled_at
+from ..settling import Settled, settled
 from .evaluation import FixedEvaluation
 from .vector_size import VectorSize, norms
 
@@ -55,7 +56,7 @@ class LearningWatch:
         self.save_snapshot = save_snapshot
         self.notify = notify
         self.history: list[tuple[int, float]] = []
-        self.settled: int | None = None
+        self.settled: Settled | None = None
         self.warned = False
         self.norm_log: StepRows | None = None
         self.evaluation_log: StepRows | None = None
@@ -63,7 +64,7 @@ class LearningWatch:
     def start(self, step: int, history: Sequence[tuple[int, float]]) -> None:
         """Open the logs at ``step`` with the scores so far (a checkpoint's); score a fresh run's start."""
         self.history = sorted((s, score) for s, score in history if s <= step)
-        self.settled = settled_at(self.history)
+        self.settled = settled(self.history)
         if self.main:
             self.norm_log = StepRows(self.norm_log_path, NORM_COLUMNS, step)
             self.evaluation_log = StepRows(self.evaluation_log_path, EVALUATION_COLUMNS, 0)
@@ -81,11 +82,10 @@ class LearningWatch:
         self._evaluate(step)
         if was is None and self.settled is not None:
             if self.main:
-                self.save_snapshot(self.settled)
+                stop = "stopping here, as --stop_when_settled asks; " if self.stop_when_settled else ""
                 self.notify(
-                    f"The evaluation score settled at step {self.settled}"
-                    + (": stopping here, as --stop_when_settled asks." if self.stop_when_settled else
-                       "; the report recommends that step's snapshot.")
+                    f"The evaluation score settled by step {step}: {stop}the report recommends the snapshot "
+                    f"of step {self.settled.best}, which scored best."
                 )
             return self.stop_when_settled and step < self.total_steps
         return False
@@ -108,9 +108,11 @@ class LearningWatch:
                 "Training goes on; the report recommends no step."
             )
             return
+        if self.main and step > 0 and all(score < before for _, before in self.history):
+            self.save_snapshot(step)
         self.history.append((step, score))
         if self.settled is None:
-            self.settled = settled_at(self.history)
+            self.settled = settled(self.history)
         if self.evaluation_log is not None:
             self.evaluation_log.write([step, f"{score:.6f}"])
 
