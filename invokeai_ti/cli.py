@@ -118,10 +118,12 @@ def build_parser() -> Parser:
                     **common,
                 )
                 continue
+            several = kind is tuple
             group.add_argument(
                 flag,
                 *f.metadata["aliases"],
-                type=value_parser(kind, flag),
+                type=value_parser(str if several else kind, flag),
+                action="append" if several else "store",
                 choices=f.metadata.get("choices"),
                 metavar=_metavar(f, kind),
                 help=f.metadata["help"] + default_text(f),

@@ -239,16 +239,17 @@ class TrainingSettings:
         group="checkpoints",
     )
     # Previews
-    validation_prompt: str | None = setting(
+    validation_prompt: tuple[str, ...] | None = setting(
         None,
-        "prompt of the preview images made during training; {} stands for the trigger "
-        "(default: the first caption template with the trigger, such as 'a photo of a "
-        "<trigger>' or 'a painting in the style of <trigger>'); 'none' turns previews off",
+        "prompt of the preview images made during training, a row of pictures each; give it several "
+        "times for several rows; {} stands for the trigger (default: the trigger alone, such as 'a "
+        "photo of a <trigger>', and in a context, such as 'a photo of a <trigger> on a table'); "
+        "'none' turns previews off",
         group="previews",
-        label="Preview prompt (none = off)",
+        label="Previews (p1 | p2; none=off)",
         metavar="PROMPT",
     )
-    num_validation_images: int = setting(4, "images in each preview", group="previews")
+    num_validation_images: int = setting(4, "images of each preview prompt", group="previews")
     validation_steps: int | None = setting(
         None,
         "make a preview every N optimizer steps, and one before the first (default: --save_steps, "
@@ -355,6 +356,13 @@ class TrainingSettings:
         choices=("none", "tensorboard", "wandb", "all"),
     )
 
+    def __post_init__(self) -> None:
+        # One prompt given as text (the way InvokeAI and older preferences hold it) is a row too.
+        if isinstance(self.validation_prompt, str):
+            self.validation_prompt = (self.validation_prompt,)
+        elif self.validation_prompt is not None:
+            self.validation_prompt = tuple(self.validation_prompt)
+
     @property
     def trigger(self) -> str:
         return bare_trigger(self.placeholder_token)
@@ -456,8 +464,13 @@ class TrainingSettings:
         return found
 
     @property
+    def preview_prompts(self) -> tuple[str, ...]:
+        """The prompts as given, blank ones left out (empty: the default ones)."""
+        return tuple(prompt.strip() for prompt in self.validation_prompt or () if prompt.strip())
+
+    @property
     def previews_off(self) -> bool:
-        return (self.validation_prompt or "").strip().lower() == "none"
+        return any(prompt.lower() == "none" for prompt in self.preview_prompts)
 
     def preview_prompt_problem(self) -> str | None:
         """A preview prompt without the trigger shows nothing of what is being learned.
@@ -465,15 +478,15 @@ class TrainingSettings:
         The bare word would not do either: the tokenizer splits ``psychedelic`` into pieces and
         only ``<psychedelic>`` is the trained token.
         """
-        prompt = (self.validation_prompt or "").strip()
-        if not prompt or self.previews_off or not self.trigger:
+        if self.previews_off or not self.trigger:
             return None
-        if "{}" in prompt or self.token in prompt:
-            return None
-        return (
-            f"the preview prompt '{prompt}' does not contain the trigger {self.token}; write it "
-            f"in, or {{}} in its place, or use 'none' to turn previews off"
-        )
+        for prompt in self.preview_prompts:
+            if "{}" not in prompt and self.token not in prompt:
+                return (
+                    f"the preview prompt '{prompt}' does not contain the trigger {self.token}; write "
+                    f"it in, or {{}} in its place, or use 'none' to turn previews off"
+                )
+        return None
 
     def resolve_device_defaults(self, caps: DeviceDefaults, base: str | None = None) -> TrainingSettings:
         """Fill the machine-dependent defaults from a probe of the device that will train.
@@ -495,9 +508,9 @@ class TrainingSettings:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values (paths as strings) for JSON and YAML files."""
+        """Plain values (paths as strings, several values as lists) for JSON and YAML files."""
         return {
-            f.name: (str(v) if isinstance(v, Path) else v)
+            f.name: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
             for f in dataclasses.fields(self)
             for v in [getattr(self, f.name)]
         }
@@ -528,7 +541,8 @@ def field_types(f: dataclasses.Field) -> tuple[type, bool]:
     """The base type of a field and whether it may be None (annotations are strings here)."""
     annotation = str(f.type)
     optional = "None" in annotation
-    for name, kind in (("bool", bool), ("int", int), ("float", float), ("Path", Path), ("str", str)):
+    kinds = (("bool", bool), ("int", int), ("float", float), ("Path", Path), ("str", str), ("tuple", tuple))
+    for name, kind in kinds:
         if annotation.startswith(name):
             return kind, optional
     raise TypeError(f"unsupported setting type {annotation}")
@@ -552,6 +566,8 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
             return float(value)
         if kind is Path:
             return Path(str(value)).expanduser()
+        if kind is tuple:
+            return (str(value),) if isinstance(value, str) else tuple(str(item) for item in value)
         return str(value)
     except (TypeError, ValueError):
         return _INVALID
@@ -584,6 +600,8 @@ def settings_to_argv(settings: TrainingSettings) -> list[str]:
             continue
         if isinstance(value, bool):
             argv.append(f"--{f.name}" if value else f"--no-{f.name}")
+        elif isinstance(value, tuple):
+            argv += [f"--{f.name}={item}" for item in value]
         else:
             argv.append(f"--{f.name}={value}")
     return argv

@@ -71,7 +71,7 @@ def test_the_18_fields_of_invokeai_in_order_with_their_labels_then_the_previews_
         "Scale learning rate by number of GPUs, steps and batch size",
         "Use xformers acceleration",
         "Learning rate scheduler",
-        "Preview prompt (none = off)",
+        "Previews (p1 | p2; none=off)",
         "Preview every N steps",
         "Bit-identical results (slower on a GPU)",
         "Keep aspect ratios (buckets)",
@@ -212,11 +212,11 @@ def test_a_trigger_that_cannot_be_used_is_named_as_it_is_typed_and_moves_no_fold
         state.trigger_edited(text)
     assert state.prompt_hint() == "(contains space; use only letters, digits, '.', '-' and '_')"
     assert state.values["train_data_dir"] == str(tmp_path / "text-inversion-training-data" / "fox")
-    assert state.values["validation_prompt"] == "a photo of a <fox>"
+    assert state.values["validation_prompt"] == "a photo of a <fox> | a photo of a <fox> on the beach"
     state.trigger_edited("fox-toy")
     assert state.values["train_data_dir"] == str(tmp_path / "text-inversion-training-data" / "fox-toy")
     assert state.values["output_dir"] == str(tmp_path / "text-inversion-output" / "fox-toy")
-    assert state.values["validation_prompt"] == "a photo of a <fox-toy>"
+    assert state.values["validation_prompt"] == "a photo of a <fox-toy> | a photo of a <fox-toy> on the beach"
     assert state.prompt_hint() == "(Trigger by using <fox-toy> in your prompts)"
 
 
@@ -253,18 +253,21 @@ def test_the_field_a_problem_names_is_found_for_the_cursor(problem, field):
 
 def test_the_default_preview_prompt_follows_the_trigger_and_property_and_means_default(tmp_path):
     state = build(tmp_path)
-    assert state.values["validation_prompt"] == "a photo of a <trigger>"
+    assert state.values["validation_prompt"] == "a photo of a <trigger> | a photo of a <trigger> on the beach"
     assert state.values["validation_steps"] == 500, "previews come with the snapshots by default"
     state.trigger_edited("psychedelic")
-    assert state.values["validation_prompt"] == "a photo of a <psychedelic>"
+    assert state.values["validation_prompt"] == "a photo of a <psychedelic> | a photo of a <psychedelic> on the beach"
     state.learnable_property_chosen("style")
-    assert state.values["validation_prompt"] == "a painting in the style of <psychedelic>"
+    assert state.values["validation_prompt"] == (
+        "a painting in the style of <psychedelic> | a painting of a dog in the style of <psychedelic>")
     assert state.to_settings()[0].validation_prompt is None
 
     state.values["validation_prompt"] = "a {} at dawn"
     state.trigger_edited("toy")
     assert state.values["validation_prompt"] == "a {} at dawn"
-    assert state.to_settings()[0].validation_prompt == "a {} at dawn"
+    assert state.to_settings()[0].validation_prompt == ("a {} at dawn",)
+    state.values["validation_prompt"] = "a {} at dawn | {} in the snow"
+    assert state.to_settings()[0].validation_prompt == ("a {} at dawn", "{} in the snow"), "a row per prompt"
     given = build(tmp_path, {"validation_prompt": "none", "validation_steps": 50}).values
     assert (given["validation_prompt"], given["validation_steps"]) == ("none", 50)
 

@@ -151,7 +151,7 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
     output = demo_root / "text-inversion-output" / DEMO_TRIGGER
     screen = t.type_trigger(DEMO_TRIGGER, str(data), str(output),
                             f"(Trigger by using <{DEMO_TRIGGER}> in your prompts)",
-                            f"Preview prompt (none = off):    a photo of a <{DEMO_TRIGGER}>")
+                            f"Previews (p1 | p2; none=off):   a photo of a <{DEMO_TRIGGER}> |")
     assert "[ ]  Resume from last saved checkpoint" in screen
     assert "4 / 10000" in screen and "1 / 50" in screen
     t.focus_ok()

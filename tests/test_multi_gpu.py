@@ -26,6 +26,7 @@ def test_settings_turn_back_into_the_flags_that_make_them():
     settings = TrainingSettings(
         root=Path("/r"), placeholder_token="<cat>", scale_lr=False, center_crop=True,
         learning_rate=1.5e-3, train_batch_size=2, resume_from_checkpoint="latest", seed=9,
+        validation_prompt=("a photo of {}", "{} on the beach"), learn_direction_only=True,
     )
     assert settings_from_args(build_parser().parse_args(settings_to_argv(settings))) == settings
 

@@ -27,7 +27,8 @@ from invokeai_ti.outputs.report import read_loss_log, smoothed
 from invokeai_ti.settings import TrainingSettings
 from invokeai_ti.training import ExtendedEmbedding, Trainer
 from invokeai_ti.training.family import StableDiffusionFamily
-from invokeai_ti.training.previews import Previews, default_prompt, preview_prompt
+from invokeai_ti.data.templates import default_prompt
+from invokeai_ti.training.previews import Previews, preview_prompts
 from invokeai_ti.workflow import plan_run
 
 FAST = ["--resolution=64", "--train_batch_size=1", "--gradient_accumulation_steps=1", "--mixed_precision=no"]
@@ -91,10 +92,11 @@ def test_a_preview_before_training_every_n_steps_and_at_the_end_with_step_and_pr
     }
     for step, (embedding, final) in expected.items():
         text = text_of(output / "samples" / f"step-{step:06d}.png")
-        assert text["step"] == str(step) and text["prompt"] == "a photo of a <psychedelic>"
+        assert text["step"] == str(step)
+        assert text["prompt"] == "a photo of a <psychedelic>\na photo of a <psychedelic> on the beach"
         assert (text["embedding"], text["final"], text["seed"]) == (embedding, final, "7")
         with Image.open(output / "samples" / f"step-{step:06d}.png") as grid:
-            assert grid.size == (128, 64), "two 64-pixel images side by side"
+            assert grid.size == (128, 128), "a row of two 64-pixel images for each of the two default prompts"
     assert json.loads((output / "training_settings.json").read_text())["validation_seed"] == 7
 
 
@@ -133,10 +135,10 @@ def test_every_long_pause_is_announced_before_it_starts(trained):
         first("Loading the text encoder and VAE of stable-diffusion-1.5 from "),
         first("Caching the latents of 3 images"),
         first("Loading the UNet of stable-diffusion-1.5..."),
-        first("Drawing the preview of step 0: 2 pictures of 25 denoising steps each..."),
+        first("Drawing the preview of step 0: 4 pictures of 25 denoising steps each..."),
         first("Preview of step 0: "),
         first("Drawing the preview of step 2: "),
-        first("Drawing the preview of step 5 (the final one): 2 pictures"),
+        first("Drawing the preview of step 5 (the final one): 4 pictures"),
         first("Preview of step 5: "),
     ]
     assert order == sorted(order)
@@ -168,6 +170,13 @@ def test_smoothing_keeps_the_first_steps_at_their_level_and_evens_out_noise():
     curve = smoothed(noisy)
     assert curve[0] == 1.0
     assert max(curve[50:]) - min(curve[50:]) < 0.5 < max(noisy) - min(noisy)
+
+
+def test_the_report_shows_a_row_of_pictures_for_each_preview_prompt(trained):
+    output, _ = trained
+    page = (output / "report.html").read_text()
+    assert ("A row of pictures for each prompt: <q>a photo of a &lt;psychedelic&gt;</q>, "
+            "<q>a photo of a &lt;psychedelic&gt; on the beach</q>") in page
 
 
 def test_report_names_the_trigger_model_snapshots_and_embeds_every_image(trained):
@@ -408,18 +417,19 @@ def test_the_trigger_in_the_prompt_reaches_the_trained_vectors(tiny_model, tmp_p
 
 
 @pytest.mark.parametrize(
-    "changes, prompt",
+    "changes, prompts",
     [
-        ({}, "a photo of a <psychedelic>"),
-        ({"learnable_property": "style"}, "a painting in the style of <psychedelic>"),
-        ({"validation_prompt": "a {} on a beach"}, "a <psychedelic> on a beach"),
-        ({"validation_prompt": "<psychedelic> at night"}, "<psychedelic> at night"),
-        ({"validation_prompt": "NONE"}, None),
+        ({}, ("a photo of a <psychedelic>", "a photo of a <psychedelic> on the beach")),
+        ({"learnable_property": "style"},
+         ("a painting in the style of <psychedelic>", "a painting of a dog in the style of <psychedelic>")),
+        ({"validation_prompt": "a {} on a beach"}, ("a <psychedelic> on a beach",)),
+        ({"validation_prompt": ("<psychedelic> at night", "a {} dog")}, ("<psychedelic> at night", "a <psychedelic> dog")),
+        ({"validation_prompt": "NONE"}, ()),
     ],
 )
-def test_the_preview_prompt_defaults_to_the_runs_first_caption_template(changes, prompt):
+def test_the_preview_prompts_default_to_the_trigger_alone_and_in_a_context(changes, prompts):
     settings = TrainingSettings(placeholder_token="psychedelic", **changes)
-    assert preview_prompt(settings) == prompt
+    assert preview_prompts(settings) == prompts
     assert settings.problems() == []
     assert default_prompt("object", "<x>") == "a photo of a <x>"
 
@@ -428,6 +438,7 @@ def test_the_preview_prompt_defaults_to_the_runs_first_caption_template(changes,
     "changes, fragment",
     [
         ({"validation_prompt": "a photo of psychedelic"}, "does not contain the trigger <psychedelic>"),
+        ({"validation_prompt": ("a photo of {}", "a beach")}, "'a beach' does not contain the trigger"),
         ({"num_validation_images": 0}, "number of preview images must be at least 1"),
         ({"validation_steps": 0}, "preview steps must be at least 1"),
     ],
@@ -447,4 +458,6 @@ def test_preview_flags_have_the_diffusers_examples_names_and_defaults():
         "--validation_prompt", "a {} dog", "--num_validation_images", "2", "--validation_steps", "100",
         "--validation_seed", "9"]))
     assert (s.validation_prompt, s.num_validation_images, s.validation_steps, s.validation_seed) == (
-        "a {} dog", 2, 100, 9)
+        ("a {} dog",), 2, 100, 9)
+    s = settings_from_args(build_parser().parse_args(["--validation_prompt", "a {}", "--validation_prompt", "{} at night"]))
+    assert s.validation_prompt == ("a {}", "{} at night"), "given several times, a row each"

@@ -78,6 +78,18 @@ def caption(template: str, token: str) -> str:
     return template.format(token)
 
 
+# The second default preview row: the trigger asked to share the picture with something it is
+# not. A trigger that has grown to drown the rest of a prompt (the complaint users make most about
+# textual inversion) shows there first: the beach, or the dog, is gone while the trigger alone
+# still looks right.
+CONTEXT_PROMPTS = {"object": "a photo of a {} on the beach", "style": "a painting of a dog in the style of {}"}
+
+
 def default_prompt(learnable_property: str, token: str) -> str:
     """The first caption template of the run: 'a photo of a <t>', 'a painting in the style of <t>'."""
     return caption(templates_for(learnable_property)[0], token)
+
+
+def default_prompts(learnable_property: str, token: str) -> tuple[str, str]:
+    """The default preview rows: the trigger alone, as the captions say it, and in a context."""
+    return default_prompt(learnable_property, token), caption(CONTEXT_PROMPTS[learnable_property], token)

@@ -42,9 +42,12 @@ def remembered(values: dict[str, Any], layout: RootLayout) -> dict[str, Any]:
         if key in derived and value and Path(str(value)).expanduser() == derived[key]:
             continue
         kept[key] = value
-    prompt = kept.get("validation_prompt")
-    if trigger and isinstance(prompt, str):
-        kept["validation_prompt"] = prompt.replace(f"<{trigger}>", "{}")
+    prompts = kept.get("validation_prompt")
+    if isinstance(prompts, (list, tuple)):
+        # The trigger as {}, so the prompts suit the next trigger too; one prompt as plain text, as
+        # the file held it before several were possible.
+        prompts = [str(text).replace(f"<{trigger}>", "{}") if trigger else str(text) for text in prompts]
+        kept["validation_prompt"] = prompts[0] if len(prompts) == 1 else prompts
     return kept
 
 

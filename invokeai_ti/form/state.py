@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data.templates import default_prompt
+from ..data.templates import default_prompts
 from ..device import DeviceCaps
 from ..errors import UserError
 from ..models import SOURCE_GIVEN, ModelInfo, default_model, find_model, no_model_message
@@ -94,6 +94,9 @@ FORM_FIELDS = (
 # Numbers typed as text (the learning rate has its own format); checked on OK like any value.
 NUMBER_FIELDS = {"caption_tag_dropout_rate": "0.1", "snr_gamma": "5", "noise_offset": "0.05",
                  "direction_learning_rate": "1e-2"}
+# Several preview prompts share the form's one line, a bar between them (the command line repeats
+# --validation_prompt instead).
+PROMPT_SEPARATOR = " | "
 FOLDER_FIELDS = {"train_data_dir": RootLayout.data_dir, "output_dir": RootLayout.output_dir}
 
 # npyscreen's own minimum form size. Every field fits in that width, and the form pages through
@@ -324,7 +327,7 @@ class FormState:
             enable_xformers_memory_efficient_attention=bool(
                 settings.enable_xformers_memory_efficient_attention
             ),
-            validation_prompt=settings.validation_prompt
+            validation_prompt=PROMPT_SEPARATOR.join(settings.preview_prompts)
             or form_default_prompt(settings.placeholder_token, settings.learnable_property),
             validation_steps=settings.preview_every,
             **{name: f"{getattr(settings, name):g}" for name in NUMBER_FIELDS},
@@ -689,11 +692,13 @@ class FormState:
             )
         return problems
 
-    def typed_prompt(self) -> str | None:
+    def typed_prompt(self) -> tuple[str, ...] | None:
         """None while the field shows the default, so the settings and preferences say "default"."""
         text = self.values["validation_prompt"].strip()
         default = form_default_prompt(self.folder_trigger, self.values["learnable_property"])
-        return None if text in ("", default) else text
+        if text in ("", default):
+            return None
+        return tuple(prompt.strip() for prompt in text.split(PROMPT_SEPARATOR.strip()) if prompt.strip())
 
     def validate(self) -> tuple[RunPlan | None, list[str]]:
         """Every problem at once (the run's own checks and the form's); a plan only when none."""
@@ -704,8 +709,9 @@ class FormState:
 
 
 def form_default_prompt(trigger: str, learnable_property: str | None) -> str:
-    """The default preview prompt as the form shows it, with ``<trigger>`` until one is typed."""
-    return default_prompt(learnable_property or "object", f"<{bare_trigger(trigger) or 'trigger'}>")
+    """The default preview prompts as the form shows them, with ``<trigger>`` until one is typed."""
+    token = f"<{bare_trigger(trigger) or 'trigger'}>"
+    return PROMPT_SEPARATOR.join(default_prompts(learnable_property or "object", token))
 
 
 def problems_message(problems: list[str]) -> str:

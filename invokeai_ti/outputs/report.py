@@ -345,8 +345,11 @@ def previews_html(previews: list[Preview], output_dir: Path, settings: dict) -> 
     if not previews:
         return "<p>No previews: they were turned off with <code>--validation_prompt none</code>.</p>"
     first = previews[0]
+    prompts = [prompt for prompt in first.prompt.split("\n") if prompt]
+    quoted = ", ".join(f"<q>{html.escape(prompt)}</q>" for prompt in prompts)
+    said = f"Prompt {quoted}" if len(prompts) == 1 else f"A row of pictures for each prompt: {quoted}"
     intro = (
-        f"<p>Prompt <q>{html.escape(first.prompt)}</q>, the same starting noise (seed "
+        f"<p>{said}; the same starting noise (seed "
         f"{html.escape(first.seed)}) at every step, so each preview differs from the one before "
         "only by what was learned. Pick the step you like best and give each tool the file named "
         "under it (each tool reads another layout). Newest last.</p>"

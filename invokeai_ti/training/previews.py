@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from ..data.templates import default_prompt
+from ..data.templates import default_prompts
 from ..files import atomic_write
 from ..outputs.report import sample_files, sample_path
 from ..settings import TrainingSettings
@@ -42,23 +42,22 @@ Verdict = Callable[[list[Image.Image]], dict[str, str]]
 (``verdict``, ``judged_share``); only the world model has a judge, so only its previews carry one."""
 
 
-def preview_prompt(settings: TrainingSettings) -> str | None:
-    """The prompt the previews use, with the trigger written in; None when previews are off."""
+def preview_prompts(settings: TrainingSettings) -> tuple[str, ...]:
+    """The prompts of the previews' rows, with the trigger written in; none when previews are off."""
     if settings.previews_off:
-        return None
-    prompt = (settings.validation_prompt or "").strip()
-    if not prompt:
-        return default_prompt(settings.learnable_property, settings.token)
-    return prompt.replace("{}", settings.token)
+        return ()
+    given = settings.preview_prompts or default_prompts(settings.learnable_property, "{}")
+    return tuple(prompt.replace("{}", settings.token) for prompt in given)
 
 
 def preview_seed(settings: TrainingSettings, seed: int) -> int:
     return settings.validation_seed if settings.validation_seed is not None else seed
 
 
-def grid(images: list[Image.Image]) -> Image.Image:
-    """As square as the count allows: 4 images make 2 x 2, 6 make 3 x 2."""
-    columns = math.ceil(math.sqrt(len(images)))
+def grid(images: list[Image.Image], columns: int | None = None) -> Image.Image:
+    """``columns`` to a row (one prompt's pictures), or as square as the count allows: 4 images
+    make 2 x 2, 6 make 3 x 2."""
+    columns = columns or math.ceil(math.sqrt(len(images)))
     rows = math.ceil(len(images) / columns)
     width, height = images[0].size
     sheet = Image.new("RGB", (columns * width, rows * height), "white")
@@ -132,7 +131,7 @@ class Previews:
     ) -> None:
         self.settings = settings
         self.output_dir = output_dir
-        self.prompt = preview_prompt(settings)
+        self.prompts = preview_prompts(settings)
         self.every = settings.preview_every
         self.seed = preview_seed(settings, seed)
         self.placeholder = placeholder
@@ -165,7 +164,7 @@ class Previews:
 
     def due(self, step: int) -> bool:
         """Decided from the settings alone, so every process agrees without talking."""
-        return self.prompt is not None and step % self.every == 0
+        return bool(self.prompts) and step % self.every == 0
 
     def at_step(self, step: int, tokenizers, text_encoders, unet) -> bool:
         """Before training step ``step + 1``: the main process renders, the others wait for it.
@@ -188,7 +187,7 @@ class Previews:
 
     def finish(self, step: int, tokenizers, text_encoders, unet) -> None:
         """After the final embedding is saved: its preview."""
-        if self.prompt is not None:
+        if self.prompts:
             self._preview(step, tokenizers, text_encoders, unet, final=True)
 
     def _preview(self, step: int, tokenizers, text_encoders, unet, *, final: bool) -> bool:
@@ -196,7 +195,7 @@ class Previews:
         that runs out of memory ends the previews only."""
         if self.stopped:
             return False
-        count = self.settings.num_validation_images
+        count = self.settings.num_validation_images * len(self.prompts)
         self.notify(
             f"Drawing the preview of step {step}{' (the final one)' if final else ''}: {count} "
             f"picture{'s' if count != 1 else ''} of {DENOISING_STEPS} denoising steps each..."
@@ -229,21 +228,24 @@ class Previews:
         return file.name if file.exists() else ""
 
     def render(self, step: int, tokenizers, text_encoders, unet, *, final: bool = False) -> Path:
-        """Write ``samples/step-N.png``: a grid of the preview images, step and prompt in its text,
-        and the verdict of the run's judge (a world model's) beside them for the report to show."""
+        """Write ``samples/step-N.png``: a grid with a row of pictures per prompt, step and prompts
+        in its text, and the verdict of the run's judge (a world model's) on the first row, the
+        trigger as the captions say it, beside them for the report to show."""
         count = self.settings.num_validation_images
         with torch.no_grad(), own_randomness(self.device), \
-                self.progress_bar(count * (DENOISING_STEPS + 1), f"Preview of step {step}") as bar:
+                self.progress_bar(len(self.prompts) * count * (DENOISING_STEPS + 1), f"Preview of step {step}") as bar:
             with evaluating(unet, *text_encoders):
-                conditioning = self._encode(tokenizers, text_encoders, unet.dtype)
-                latents = [self._denoise(unet, conditioning, noise, bar) for noise in self._noise()]
+                latents = []
+                for prompt in self.prompts:
+                    conditioning = self._encode(prompt, tokenizers, text_encoders, unet.dtype)
+                    latents += [self._denoise(unet, conditioning, noise, bar) for noise in self._noise()]
             images = self._decode(latents, bar)
-        judged = self.verdict(images) if self.verdict is not None else {}
+        judged = self.verdict(images[:count]) if self.verdict is not None else {}
         self.said = judged.get("verdict", "")
         info = PngInfo()
         for key, value in {
             "step": str(step),
-            "prompt": self.prompt,
+            "prompt": "\n".join(self.prompts),
             "seed": str(self.seed),
             "trigger": self.settings.token,
             "embedding": self.embedding_file(step, final=final),
@@ -252,7 +254,7 @@ class Previews:
             **judged,
         }.items():
             info.add_text(key, value)
-        sheet = grid(images)
+        sheet = grid(images, count if len(self.prompts) > 1 else None)
         path = sample_path(self.output_dir, step)
         atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG", pnginfo=info))
         return path
@@ -263,15 +265,15 @@ class Previews:
         count = self.settings.num_validation_images
         return torch.randn((count, 1, *self.latent_shape), generator=generator, dtype=torch.float32)
 
-    def _encode(self, tokenizers, text_encoders, dtype: torch.dtype) -> dict[str, Any]:
-        """The UNet's conditioning for the empty negative prompt and the prompt, in that order.
+    def _encode(self, prompt: str, tokenizers, text_encoders, dtype: torch.dtype) -> dict[str, Any]:
+        """The UNet's conditioning for the empty negative prompt and ``prompt``, in that order.
 
         The model family builds it, as for training: SDXL's pooled output and time ids included
         (the preview's size, uncropped).
         """
         from .step import in_dtype
 
-        prompt = self.prompt.replace(self.settings.token, self.placeholder)
+        prompt = prompt.replace(self.settings.token, self.placeholder)
         ids = [
             tokenizer(
                 ["", prompt],
