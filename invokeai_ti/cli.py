@@ -84,7 +84,8 @@ def build_parser() -> Parser:
     commands.add_argument(
         "--demo",
         action="store_true",
-        help="make a demo root with a tiny random model and sample photos (once), and train on it",
+        help="make a demo root with the world models and sample photos (kept for later runs) and train "
+        "on it; --model world-of-shapes-sdxl trains the SDXL one",
     )
     commands.add_argument(
         "--write-launcher",
@@ -191,7 +192,7 @@ def run(argv: Sequence[str] | None) -> int:
     if args.demo:
         from .demo import run_demo
 
-        return run_demo(settings.root)
+        return run_demo(settings.root, settings.model)
     if args.write_launcher:
         from .launcher import run_write_launcher
 
