@@ -15,7 +15,7 @@ from pathlib import Path
 from .data.captions import caption_problem
 from .data.images import data_folder_problem
 from .device import DeviceCaps, detect
-from .errors import UserError
+from .errors import Problem, UserError, sentences
 from .models import ModelInfo, find_model
 from .outputs.embeddings import install_embedding
 from .outputs.layout import INSTALLED_BACKUP, INSTALLED_NAME, OutputLayout, own_files_problem
@@ -45,7 +45,7 @@ class RunOutcome:
     installed: Path | None
 
 
-def folder_write_problem(folder: Path) -> str | None:
+def folder_write_problem(folder: Path) -> Problem | None:
     """Try to write in ``folder``: permissions alone lie for root and on read-only mounts.
 
     Folders created for the test are removed again, so a rejected form leaves nothing behind.
@@ -58,7 +58,10 @@ def folder_write_problem(folder: Path) -> str | None:
         probe.unlink()
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        return f"the output folder {folder} cannot be written ({reason}); choose a folder you can write to"
+        return Problem(
+            f"the output folder {folder} cannot be written ({reason}); choose a folder you can write to",
+            "output_dir",
+        )
     finally:
         for created in missing:
             with contextlib.suppress(OSError):
@@ -66,7 +69,7 @@ def folder_write_problem(folder: Path) -> str | None:
     return None
 
 
-def tracker_problem(report_to: str) -> str | None:
+def tracker_problem(report_to: str) -> Problem | None:
     """``--report_to`` names a logger that must be installed; say which package is missing."""
     with quiet_imports():
         from accelerate.utils import is_tensorboard_available, is_wandb_available
@@ -75,20 +78,21 @@ def tracker_problem(report_to: str) -> str | None:
     available = {"tensorboard": is_tensorboard_available(), "wandb": is_wandb_available()}
     missing = [name for name in wanted.get(report_to, []) if not available[name]]
     if missing:
-        return (
+        return Problem(
             f"--report_to {report_to} needs {' and '.join(missing)}, which is not installed; "
-            f"pip install {' '.join(missing)}, or leave --report_to out (loss_log.csv is always written)"
+            f"pip install {' '.join(missing)}, or leave --report_to out (loss_log.csv is always written)",
+            "report_to",
         )
     return None
 
 
-def tokenizer_problems(model: ModelInfo, settings: TrainingSettings) -> list[str]:
+def tokenizer_problems(model: ModelInfo, settings: TrainingSettings) -> list[Problem]:
     """Trigger and initializer checks against each of the model's tokenizers, without loading
     weights; SDXL's two usually agree, and a problem both have is reported once."""
     with quiet_imports():
         from transformers import CLIPTokenizer
     tokens = new_tokens(settings.token, settings.num_vectors)
-    problems: list[str] = []
+    problems: list[Problem] = []
     for slot in family_for(model).encoders:
         own = settings.tokenizer_name and slot.tokenizer == "tokenizer"
         source = settings.tokenizer_name if own else str(model.path or model.location)
@@ -97,18 +101,19 @@ def tokenizer_problems(model: ModelInfo, settings: TrainingSettings) -> list[str
             with quiet_library_progress():
                 tokenizer = CLIPTokenizer.from_pretrained(source, **extra)
         except (OSError, ValueError) as error:
-            found = [f"the tokenizer of {model.name} could not be loaded ({error})"]
+            found = [Problem(f"the tokenizer of {model.name} could not be loaded ({error})", "model")]
         else:
             found = token_problems(tokenizer, tokens, settings.initializer_token)
         problems.extend(problem for problem in found if problem not in problems)
     return problems
 
 
-def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tuple[RunPlan | None, list[str]]:
+def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tuple[RunPlan | None, list[Problem]]:
     """Resolve defaults and find every problem checkable before any weights are loaded.
 
-    Returns the plan (None when the model or root cannot be resolved) and the problems, each a
-    sentence fragment; the form lists them all in one popup, the CLI prints them and exits.
+    Returns the plan (None when the model or root cannot be resolved) and the problems, each with
+    the setting that fixes it; the form lists them all in one popup and puts the cursor on the
+    first one's field, the CLI prints them and exits.
     """
     problems = settings.problems()
     if trigger_problem(settings.placeholder_token) is None:
@@ -119,7 +124,14 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     try:
         model = find_model(settings.model, layout)
     except UserError as error:
-        return None, problems + [str(error)]
+        return None, problems + [Problem(str(error), "model")]
+    plan = resolved_plan(settings, caps, layout, model)
+    found = [*device_problems(plan, caps), *folder_problems(plan), *model_problems(plan, settings)]
+    return plan, problems + found
+
+
+def resolved_plan(settings: TrainingSettings, caps: DeviceCaps, layout: RootLayout, model: ModelInfo) -> RunPlan:
+    """The settings with the device's, the root's and the model's defaults filled in."""
     resolved = settings.resolve_device_defaults(caps, model.base)
     resolved = dataclasses.replace(
         resolved,
@@ -130,36 +142,48 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     trigger = settings.trigger or "untitled"
     data_dir = (settings.train_data_dir or layout.data_dir(trigger)).expanduser()
     output_dir = (settings.output_dir or layout.output_dir(trigger)).expanduser()
-    plan = RunPlan(resolved, layout, model, data_dir, output_dir)
-    if resolved.enable_xformers_memory_efficient_attention and not caps.xformers:
-        problems.append(
+    return RunPlan(resolved, layout, model, data_dir, output_dir)
+
+
+def device_problems(plan: RunPlan, caps: DeviceCaps) -> list[Problem]:
+    """What this machine cannot do of what the settings ask."""
+    found = [tracker_problem(plan.settings.report_to), caps.precision_problem(plan.settings.mixed_precision)]
+    if plan.settings.enable_xformers_memory_efficient_attention and not caps.xformers:
+        found.insert(0, Problem(
             f"xFormers acceleration cannot be used here ({caps.xformers_reason}); untick 'Use "
-            "xformers acceleration' or leave out --enable_xformers_memory_efficient_attention"
-        )
-    if (problem := tracker_problem(settings.report_to)) is not None:
-        problems.append(problem)
-    if (problem := caps.precision_problem(resolved.mixed_precision)) is not None:
-        problems.append(problem)
+            "xformers acceleration' or leave out --enable_xformers_memory_efficient_attention",
+            "enable_xformers_memory_efficient_attention",
+        ))
+    return [problem for problem in found if problem is not None]
+
+
+def folder_problems(plan: RunPlan) -> list[Problem]:
+    """The data folder (its pictures and captions) and the output folder."""
+    found = []
+    trigger, layout, data_dir = plan.settings.trigger, plan.layout, plan.data_dir
     # Without a trigger the default data folder is the parent of every trigger's folder: the
-    # trigger is what is missing (said above), not images in that parent.
-    if settings.trigger or data_dir not in (layout.training_data, layout.data_dir(trigger)):
-        if (problem := data_folder_problem(data_dir)) is not None:
-            problems.append(problem)
-        elif settings.trigger and (problem := caption_problem(data_dir, settings.trigger)) is not None:
-            problems.append(problem)
-    if (problem := folder_write_problem(output_dir)) is not None:
-        problems.append(problem)
+    # trigger is what is missing (said already), not images in that parent.
+    if trigger or data_dir not in (layout.training_data, layout.data_dir("untitled")):
+        found.append(data_folder_problem(data_dir))
+        if found[-1] is None and trigger:
+            found.append(caption_problem(data_dir, trigger))
+    found.append(folder_write_problem(plan.output_dir))
+    return [problem for problem in found if problem is not None]
+
+
+def model_problems(plan: RunPlan, settings: TrainingSettings) -> list[Problem]:
+    """The trigger and initializer against the model's tokenizers and files, and the embedding
+    to start from against its token widths."""
+    found: list[Problem | None] = []
     if trigger_problem(settings.placeholder_token) is None:
-        if (problem := family_for(model).files.trigger_problem(settings.placeholder_token)) is not None:
-            problems.append(problem)
+        found.append(family_for(plan.model).files.trigger_problem(settings.placeholder_token))
         if settings.initializer_token.strip():
-            problems.extend(tokenizer_problems(model, resolved))
-    if (problem := initial_embedding_problem(settings.initial_embedding, model)) is not None:
-        problems.append(problem)
-    return plan, problems
+            found.extend(tokenizer_problems(plan.model, plan.settings))
+    found.append(initial_embedding_problem(settings.initial_embedding, plan.model))
+    return [problem for problem in found if problem is not None]
 
 
-def initial_embedding_problem(path: Path | None, model: ModelInfo) -> str | None:
+def initial_embedding_problem(path: Path | None, model: ModelInfo) -> Problem | None:
     """Read ``--initial_embedding`` against the model's token widths from its configs, so a file
     for the other kind of model (SDXL for SD-1, or the other way round) is refused with the other
     problems instead of after the weights have loaded."""
@@ -168,7 +192,7 @@ def initial_embedding_problem(path: Path | None, model: ModelInfo) -> str | None
     try:
         family_for(model).files.read_initial(path, model.token_dims, model.name)
     except UserError as error:
-        return str(error)
+        return Problem(str(error), "initial_embedding")
     return None
 
 
@@ -176,13 +200,8 @@ def plan_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> RunP
     """``check_run`` for callers that stop at the first report: any problem is a UserError."""
     plan, problems = check_run(settings, caps)
     if problems or plan is None:
-        raise UserError(join_problems(problems))
+        raise UserError(sentences(problems))
     return plan
-
-
-def join_problems(problems: list[str]) -> str:
-    sentences = [p[0].upper() + p[1:] + ("" if p.endswith(".") else ".") for p in problems]
-    return "\n".join(sentences)
 
 
 def preview_verdict(plan: RunPlan) -> Verdict | None:

@@ -427,14 +427,16 @@ def test_the_preview_prompt_defaults_to_the_runs_first_caption_template(changes,
 @pytest.mark.parametrize(
     "changes, fragment",
     [
-        ({"validation_prompt": "a photo of psychedelic"}, "does not contain the trigger <psychedelic>"),
-        ({"num_validation_images": 0}, "number of preview images must be at least 1"),
-        ({"validation_steps": 0}, "preview steps must be at least 1"),
+        ({"validation_prompt": "a photo of psychedelic"}, "<psychedelic>"),
+        ({"num_validation_images": 0}, "at least 1"),
+        ({"validation_steps": 0}, "at least 1"),
     ],
 )
 def test_bad_preview_settings_are_named_with_their_fix(changes, fragment):
     problems = TrainingSettings(placeholder_token="psychedelic", **changes).problems()
-    assert any(fragment in p for p in problems), problems
+    (name,) = changes
+    assert [problem.field for problem in problems] == [name], problems
+    assert fragment in problems[0].text
 
 
 def test_preview_flags_have_the_diffusers_examples_names_and_defaults():

@@ -44,7 +44,7 @@ from .state import (
     MODEL_LIST_ROWS,
     TITLE,
     FormState,
-    field_of_problem,
+    field_to_fix,
     label,
     problems_message,
     slider_range,
@@ -268,7 +268,7 @@ class SettingsForm(npyscreen.FormMultiPageAction):
                 problems_message(problems), title="Please correct", wide=True, editw=1
             )
             self.editing = True
-            self.focus_field(next(filter(None, map(field_of_problem, problems)), None))
+            self.focus_field(field_to_fix(problems))
             self.DISPLAY()
             return
         self.plan = plan

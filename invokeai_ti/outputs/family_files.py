@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from ..errors import Problem
 from ..settings import bare_trigger
 from .embeddings import Embedding, install_embedding, save_embedding_files
 from .layout import OutputLayout
@@ -31,7 +32,7 @@ class FamilyFiles:
         """The names of what a run of this family writes into ``folder``."""
         return OutputLayout(folder, bare_trigger(token), self.encoders)
 
-    def trigger_problem(self, token: str) -> str | None:
+    def trigger_problem(self, token: str) -> Problem | None:
         """A trigger this family's files cannot be saved under."""
         return None
 
@@ -80,7 +81,7 @@ class StableDiffusionXLFiles(FamilyFiles):
 
     encoders = 2
 
-    def trigger_problem(self, token: str) -> str | None:
+    def trigger_problem(self, token: str) -> Problem | None:
         return sdxl_trigger_problem(token)
 
     def save_files(
