@@ -18,7 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from .outputs.report import read_previews
+from .outputs.layout import OutputLayout
+from .outputs.preview_png import read_previews
 from .paths import DEMO_ROOT, RootLayout
 from .settings import TrainingSettings
 
@@ -112,8 +113,10 @@ def run_demo(root: Path | None) -> int:
     outcome = run_plan(plan)
     print(f"Trained {outcome.result.token} for {outcome.result.steps} steps; the training files are in {plan.output_dir}.")
     print(installed_message(outcome.installed, outcome.result.token))
-    judged = [preview for preview in read_previews(plan.output_dir) if preview.verdict]
+    previews = read_previews(OutputLayout(plan.output_dir, plan.settings.trigger))
+    judged = [preview for preview in previews if preview.judgement is not None]
     if judged:
-        print(f"Before training, {judged[0].verdict}; after {judged[-1].step} steps, {judged[-1].verdict}.")
+        first, last = judged[0], judged[-1]
+        print(f"Before training, {first.judgement.verdict}; after {last.step} steps, {last.judgement.verdict}.")
     print(f"Open the form on this root with:  {command_name()} --gui --root {layout.root}")
     return 0

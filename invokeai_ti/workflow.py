@@ -19,7 +19,7 @@ from .errors import Problem, UserError, sentences
 from .models import ModelInfo, find_model
 from .outputs.embeddings import install_embedding
 from .outputs.layout import INSTALLED_BACKUP, INSTALLED_NAME, OutputLayout, own_files_problem
-from .outputs.report import read_loss_log
+from .outputs.loss_log import read_loss_log
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports, quiet_library_progress
 from .settings import TrainingSettings, trigger_problem

@@ -23,7 +23,9 @@ from safetensors.torch import load_file
 
 from invokeai_ti.cli import main
 from invokeai_ti.demo import draw_sample_photos
-from invokeai_ti.outputs.report import read_loss_log, smoothed
+from invokeai_ti.outputs.layout import OutputLayout
+from invokeai_ti.outputs.loss_log import LossRow, read_loss_log
+from invokeai_ti.outputs.report import smoothed
 from invokeai_ti.settings import TrainingSettings
 from invokeai_ti.training import ExtendedEmbedding, Trainer
 from invokeai_ti.training.family import StableDiffusionFamily
@@ -150,7 +152,7 @@ def test_loss_plot_is_drawn_from_the_loss_log(trained):
 
 
 def test_the_loss_plots_legend_sits_outside_the_curves():
-    from invokeai_ti.outputs.report import LossRow, loss_figure
+    from invokeai_ti.outputs.report import loss_figure
 
     rows = [LossRow(step, 0.5 + (step % 7) / 10, 5e-3) for step in range(1, 200)]
     figure = loss_figure(rows)
@@ -371,7 +373,8 @@ def make_previews(model: Path, output: Path, **changes) -> Previews:
 
     settings = TrainingSettings(**({"placeholder_token": "psychedelic", "num_validation_images": 1} | changes))
     return Previews(
-        settings, output, seed=5, placeholder="<psychedelic>", family=StableDiffusionFamily(),
+        settings, OutputLayout(output, "psychedelic"), seed=5, placeholder="<psychedelic>",
+        family=StableDiffusionFamily(),
         resolution=64, latent_shape=(4, 8, 8),
         scheduler_config=DDPMScheduler.from_pretrained(str(model / "scheduler")).config,
         load_vae=lambda: AutoencoderKL.from_pretrained(str(model / "vae")),

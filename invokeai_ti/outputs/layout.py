@@ -140,6 +140,30 @@ class OutputLayout:
         return self.folder / LOSS_LOG
 
     @property
+    def loss_plot(self) -> Path:
+        return self.folder / LOSS_PLOT
+
+    @property
+    def report(self) -> Path:
+        return self.folder / REPORT
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.folder / SAMPLES_DIR
+
+    def sample(self, step: int) -> Path:
+        """The preview of ``step``."""
+        return self.samples_dir / sample_name(step)
+
+    def samples(self) -> dict[int, Path]:
+        """The previews in the folder, by the step in their name."""
+        found = {}
+        for path in self.samples_dir.glob("step-*.png"):
+            if (match := SAMPLE_NAME.match(path.name)) is not None:
+                found[int(match.group(1))] = path
+        return found
+
+    @property
     def pipeline(self) -> Path:
         return self.folder / PIPELINE_DIR
 

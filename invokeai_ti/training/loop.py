@@ -13,10 +13,10 @@ import torch
 
 from ..errors import TrainingInterrupted, UserError
 from ..outputs.checkpoints import RunShape, write_checkpoint
+from ..outputs.loss_log import LossLog, LossRow
 from ..settings import TrainingSettings
 from .family import ModelFamily
 from .guard import StopRequest, interrupted_message, nan_message, out_of_memory_message
-from .losslog import LossLog
 from .state import TrainingState
 from .step import Notify, TrainingStep, largest_divisor_at_most
 
@@ -136,7 +136,7 @@ class TrainingLoop:
                         if stopping and step < total_steps:
                             raise TrainingInterrupted(interrupted_message(stop.requested, step, total_steps))
                         continue
-                    log.write(step, loss_value, rate, time.monotonic() - started)
+                    log.write(LossRow(step, loss_value, rate, time.monotonic() - started))
                     if self.tracker is not None:
                         self.tracker.log({"loss": loss_value, "lr": rate}, step=step)
                     progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{rate:.2e}", refresh=False)

@@ -11,7 +11,8 @@ generator inside a fork of the global generators (training draws from its own se
 but a library could use the global ones), and only reads the vectors.
 
 Only the main process renders; the others wait for it outside the run's collectives
-(``waiting.MainProcessWait``). Refreshing the report around the pictures is the report's job
+(``waiting.MainProcessWait``). The file it writes is ``outputs.preview_png``'s format, at the
+place ``OutputLayout`` names. Refreshing the report around the pictures is the report's job
 (``outputs.report.refresh_report``), called by the trainer when a preview was drawn.
 """
 
@@ -26,20 +27,19 @@ from typing import Any
 
 import torch
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
 from ..data.templates import default_prompt
-from ..files import atomic_write
-from ..outputs.report import sample_files, sample_path
+from ..outputs.layout import OutputLayout
+from ..outputs.preview_png import Judgement, Preview, write_preview
 from ..settings import TrainingSettings
 from .waiting import MainProcessWait
 
 DENOISING_STEPS = 25
 GUIDANCE_SCALE = 7.5
 
-Verdict = Callable[[list[Image.Image]], dict[str, str]]
-"""What a judge says of one preview's pictures, as text chunks stored in the preview's PNG
-(``verdict``, ``judged_share``); only the world model has a judge, so only its previews carry one."""
+Verdict = Callable[[list[Image.Image]], Judgement]
+"""What a judge says of one preview's pictures, stored in the preview's PNG; only the world model
+has a judge, so only its previews carry one."""
 
 
 def preview_prompt(settings: TrainingSettings) -> str | None:
@@ -113,7 +113,7 @@ class Previews:
     def __init__(
         self,
         settings: TrainingSettings,
-        output_dir: Path,
+        layout: OutputLayout,
         *,
         seed: int,
         placeholder: str,
@@ -131,7 +131,7 @@ class Previews:
         verdict: Verdict | None = None,
     ) -> None:
         self.settings = settings
-        self.output_dir = output_dir
+        self.layout = layout
         self.prompt = preview_prompt(settings)
         self.every = settings.preview_every
         self.seed = preview_seed(settings, seed)
@@ -159,7 +159,7 @@ class Previews:
         Previews past the checkpoint a run resumes from (or any at all, for a fresh run in a used
         folder) belong to a run that did not get there; they would otherwise sit among the new ones.
         """
-        for step, path in sample_files(self.output_dir).items():
+        for step, path in self.layout.samples().items():
             if step > self.start_step or self.start_step == 0:
                 path.unlink(missing_ok=True)
 
@@ -180,7 +180,7 @@ class Previews:
             self.gate.wait()
             return False
         try:
-            if step != self.start_step or step == 0 or not sample_path(self.output_dir, step).exists():
+            if step != self.start_step or step == 0 or not self.layout.sample(step).exists():
                 return self._preview(step, tokenizers, text_encoders, unet, final=False)
             return False
         finally:
@@ -218,11 +218,10 @@ class Previews:
 
     def embedding_file(self, step: int, *, final: bool) -> str:
         """The saved embedding holding exactly the vectors this preview was made with."""
-        layout = self.family.files.output_layout(self.output_dir, self.settings.token)
         if final:
-            names = layout.embeddings()
+            names = self.layout.embeddings()
         elif step and step % self.settings.save_steps == 0:
-            names = layout.embeddings(step)
+            names = self.layout.embeddings(step)
         else:
             return ""
         file = names.diffusers[0]
@@ -238,23 +237,12 @@ class Previews:
                 conditioning = self._encode(tokenizers, text_encoders, unet.dtype)
                 latents = [self._denoise(unet, conditioning, noise, bar) for noise in self._noise()]
             images = self._decode(latents, bar)
-        judged = self.verdict(images) if self.verdict is not None else {}
-        self.said = judged.get("verdict", "")
-        info = PngInfo()
-        for key, value in {
-            "step": str(step),
-            "prompt": self.prompt,
-            "seed": str(self.seed),
-            "trigger": self.settings.token,
-            "embedding": self.embedding_file(step, final=final),
-            "final": "yes" if final else "no",
-            "software": "invokeai-ti",
-            **judged,
-        }.items():
-            info.add_text(key, value)
-        sheet = grid(images)
-        path = sample_path(self.output_dir, step)
-        atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG", pnginfo=info))
+        judged = self.verdict(images) if self.verdict is not None else None
+        self.said = judged.verdict if judged is not None else ""
+        preview = Preview(step=step, prompt=self.prompt, seed=self.seed, trigger=self.settings.token,
+                          embedding=self.embedding_file(step, final=final), final=final, judgement=judged)
+        path = self.layout.sample(step)
+        write_preview(path, grid(images), preview)
         return path
 
     def _noise(self) -> torch.Tensor:

@@ -461,7 +461,7 @@ class Trainer:
         factor = 2 ** (len(loader.config("vae")["block_out_channels"]) - 1)
         side = self.resolution() // factor
         return Previews(
-            self.settings, self.output_dir, seed=seed, placeholder=" ".join(text.tokens), family=self.family,
+            self.settings, self.layout, seed=seed, placeholder=" ".join(text.tokens), family=self.family,
             resolution=self.resolution(), latent_shape=(cache.mean[0].shape[1], side, side),
             scheduler_config=image.noise_scheduler.config, load_vae=image.load_vae,
             device=device, main=topology.main, processes=topology.processes, start_step=start_step,
@@ -473,7 +473,7 @@ class Trainer:
     def _preview(self, previews: Previews, step: int, text: TextSide, unet) -> None:
         """A preview when one is due, and the report around it once it is on disk."""
         if previews.at_step(step, text.tokenizers, text.encoders, unet):
-            refresh_report(self.output_dir)
+            refresh_report(self.layout)
 
     def _start_trackers(self, tracker) -> None:
         if tracker is not None:
@@ -485,7 +485,7 @@ class Trainer:
         s = self.settings
         self.family.files.save_files(self.output_dir, s.token, text.vectors, reached, self.model.name)
         previews.finish(reached, text.tokenizers, text.encoders, unet)
-        report = refresh_report(self.output_dir)
+        report = refresh_report(self.layout)
         self._above_progress(f"Report with the loss and the previews: {report} (open it in a browser).")
         if not s.only_save_embeds and self.model.path is not None:
             self._export_pipeline(text)
