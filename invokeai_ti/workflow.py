@@ -18,13 +18,15 @@ from .device import DeviceCaps, detect
 from .errors import Problem, UserError, sentences
 from .models import ModelInfo, find_model
 from .outputs.embeddings import install_embedding
+from .outputs.family_files import files_for
 from .outputs.layout import INSTALLED_BACKUP, INSTALLED_NAME, OutputLayout, own_files_problem
 from .outputs.loss_log import read_loss_log
 from .paths import RootLayout, resolve_root
-from .quiet import quiet_imports, quiet_library_progress
+from .quiet import quiet_imports
 from .settings import TrainingSettings, trigger_problem
 from .training import Notify, Trainer, TrainingResult, new_tokens, token_problems
 from .training.family import family_for
+from .training.loading import PartLoader
 from .training.previews import Verdict
 
 
@@ -87,21 +89,17 @@ def tracker_problem(report_to: str) -> Problem | None:
 
 
 def tokenizer_problems(model: ModelInfo, settings: TrainingSettings) -> list[Problem]:
-    """Trigger and initializer checks against each of the model's tokenizers, without loading
-    weights; SDXL's two usually agree, and a problem both have is reported once."""
-    with quiet_imports():
-        from transformers import CLIPTokenizer
+    """Trigger and initializer checks against each of the model's tokenizers, loaded as the
+    trainer loads them but without any weights; SDXL's two usually agree, and a problem both have
+    is reported once."""
     tokens = new_tokens(settings.token, settings.num_vectors)
+    loader = PartLoader(model, settings.revision, settings.tokenizer_name)
     problems: list[Problem] = []
     for slot in family_for(model).encoders:
-        own = settings.tokenizer_name and slot.tokenizer == "tokenizer"
-        source = settings.tokenizer_name if own else str(model.path or model.location)
-        extra = {} if own else {"subfolder": slot.tokenizer}
         try:
-            with quiet_library_progress():
-                tokenizer = CLIPTokenizer.from_pretrained(source, **extra)
-        except (OSError, ValueError) as error:
-            found = [Problem(f"the tokenizer of {model.name} could not be loaded ({error})", "model")]
+            tokenizer = loader.tokenizer(slot.tokenizer)
+        except UserError as error:
+            found = [Problem(str(error), "tokenizer_name" if settings.tokenizer_name else "model")]
         else:
             found = token_problems(tokenizer, tokens, settings.initializer_token)
         problems.extend(problem for problem in found if problem not in problems)
@@ -176,7 +174,7 @@ def model_problems(plan: RunPlan, settings: TrainingSettings) -> list[Problem]:
     to start from against its token widths."""
     found: list[Problem | None] = []
     if trigger_problem(settings.placeholder_token) is None:
-        found.append(family_for(plan.model).files.trigger_problem(settings.placeholder_token))
+        found.append(files_for(plan.model).trigger_problem(settings.placeholder_token))
         if settings.initializer_token.strip():
             found.extend(tokenizer_problems(plan.model, plan.settings))
     found.append(initial_embedding_problem(settings.initial_embedding, plan.model))
@@ -190,7 +188,7 @@ def initial_embedding_problem(path: Path | None, model: ModelInfo) -> Problem | 
     if path is None or not model.token_dims:
         return None
     try:
-        family_for(model).files.read_initial(path, model.token_dims, model.name)
+        files_for(model).read_initial(path, model.token_dims, model.name)
     except UserError as error:
         return Problem(str(error), "initial_embedding")
     return None
@@ -229,7 +227,7 @@ def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = Tru
     result = trainer.run()
     installed = None
     if result.main_process:
-        installed = family_for(plan.model).files.install(
+        installed = files_for(plan.model).install(
             result.output_dir, plan.layout.embedding_dir(plan.settings.trigger), plan.settings.token
         )
     return RunOutcome(result, installed)

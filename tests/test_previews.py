@@ -28,8 +28,11 @@ from invokeai_ti.outputs.loss_log import LossRow, read_loss_log
 from invokeai_ti.outputs.report import smoothed
 from invokeai_ti.settings import TrainingSettings
 from invokeai_ti.training import ExtendedEmbedding, Trainer
+from invokeai_ti.outputs.family_files import StableDiffusionFiles
 from invokeai_ti.training.family import StableDiffusionFamily
+from invokeai_ti.training.loading import LoadedModel, TextEncoders
 from invokeai_ti.training.previews import Previews, default_prompt, preview_prompt
+from invokeai_ti.training.run import Run
 from invokeai_ti.workflow import plan_run
 
 FAST = ["--resolution=64", "--train_batch_size=1", "--gradient_accumulation_steps=1", "--mixed_precision=no"]
@@ -104,14 +107,15 @@ def test_previews_follow_the_learned_vectors_and_use_the_same_noise_each_time(tr
     """Each preview is exactly what the vectors of the file it names draw from the run's seeded
     noise: redrawn here from that file alone, it comes out pixel for pixel the same."""
     output, _ = trained
-    tokenizer, encoder, unet, vectors = tiny_parts(tiny_model, "<psychedelic>")
-    previews = make_previews(tiny_model, tmp_path, num_validation_images=2, validation_seed=7)
+    parts = tiny_parts(tiny_model, "<psychedelic>")
+    vectors = parts[-1]
+    previews = make_previews(tiny_model, tmp_path, parts, num_validation_images=2, validation_seed=7)
     for step in (2, 4, 5):
         preview = output / "samples" / f"step-{step:06d}.png"
         saved = load_file(str(output / text_of(preview)["embedding"]))["<psychedelic>"]
         with torch.no_grad():
             vectors.copy_(saved)
-        assert pixels(previews.render(step, [tokenizer], [encoder], unet)) == pixels(preview), step
+        assert pixels(previews.render(step)) == pixels(preview), step
     assert pixels(output / "samples" / "step-000000.png") != pixels(output / "samples" / "step-000005.png")
 
 
@@ -368,18 +372,21 @@ def tiny_parts(model: Path, token: str):
     return tokenizer, encoder, unet, vectors
 
 
-def make_previews(model: Path, output: Path, **changes) -> Previews:
+def make_previews(model: Path, output: Path, parts, **changes) -> Previews:
+    """Previews of a run on the tiny model whose text encoder is ``parts`` (from ``tiny_parts``)."""
     from diffusers import AutoencoderKL, DDPMScheduler
 
-    settings = TrainingSettings(**({"placeholder_token": "psychedelic", "num_validation_images": 1} | changes))
-    return Previews(
-        settings, OutputLayout(output, "psychedelic"), seed=5, placeholder="<psychedelic>",
-        family=StableDiffusionFamily(),
-        resolution=64, latent_shape=(4, 8, 8),
-        scheduler_config=DDPMScheduler.from_pretrained(str(model / "scheduler")).config,
-        load_vae=lambda: AutoencoderKL.from_pretrained(str(model / "vae")),
-        device=torch.device("cpu"), main=True, processes=1, start_step=0, notify=lambda _text: None,
+    tokenizer, encoder, unet, vectors = parts
+    settings = TrainingSettings(
+        **({"placeholder_token": "psychedelic", "num_validation_images": 1, "resolution": 64} | changes))
+    text = TextEncoders([tokenizer], [encoder], ["<psychedelic>"], [[len(tokenizer) - 1]], (vectors,))
+    loaded = LoadedModel(
+        StableDiffusionFamily(), text, unet, DDPMScheduler.from_pretrained(str(model / "scheduler")),
+        torch.float32, lambda: AutoencoderKL.from_pretrained(str(model / "vae")),
     )
+    run = Run(settings, OutputLayout(output, "psychedelic"), StableDiffusionFiles(), seed=5, total_steps=10,
+              notify=lambda _text: None)
+    return Previews(loaded, run)
 
 
 def test_a_preview_leaves_randomness_modes_gradients_and_vectors_as_they_were(tiny_model, tmp_path):
@@ -390,7 +397,7 @@ def test_a_preview_leaves_randomness_modes_gradients_and_vectors_as_they_were(ti
     before = vectors.detach().clone()
     rng = torch.get_rng_state()
 
-    make_previews(tiny_model, tmp_path).render(0, [tokenizer], [encoder], unet)
+    make_previews(tiny_model, tmp_path, (tokenizer, encoder, unet, vectors)).render(0)
 
     assert torch.equal(torch.get_rng_state(), rng)
     assert [m.training for m in (*unet.modules(), *encoder.modules())] == modes
@@ -400,13 +407,14 @@ def test_a_preview_leaves_randomness_modes_gradients_and_vectors_as_they_were(ti
 
 def test_the_trigger_in_the_prompt_reaches_the_trained_vectors(tiny_model, tmp_path):
     """Another vector for the trigger gives another picture; the same one the same picture."""
-    tokenizer, encoder, unet, vectors = tiny_parts(tiny_model, "<psychedelic>")
-    previews = make_previews(tiny_model, tmp_path)
-    first = pixels(previews.render(0, [tokenizer], [encoder], unet))
-    again = pixels(previews.render(1, [tokenizer], [encoder], unet))
+    parts = tiny_parts(tiny_model, "<psychedelic>")
+    vectors = parts[-1]
+    previews = make_previews(tiny_model, tmp_path, parts)
+    first = pixels(previews.render(0))
+    again = pixels(previews.render(1))
     with torch.no_grad():
         vectors.mul_(-3)
-    moved = pixels(previews.render(2, [tokenizer], [encoder], unet))
+    moved = pixels(previews.render(2))
     assert first == again and first != moved
 
 

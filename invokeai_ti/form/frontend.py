@@ -21,10 +21,10 @@ import npyscreen
 from ..device import detect
 from ..errors import UserError
 from ..models import scan_models
+from ..outputs.family_files import files_for
 from ..outputs.layout import OutputLayout
 from ..paths import RootLayout, resolve_root
 from ..settings import TrainingSettings
-from ..training.family import family_for
 from ..workflow import (
     RunPlan,
     final_step,
@@ -357,7 +357,7 @@ def run_form(typed: Mapping[str, Any]) -> int:
         outcome = run_plan(plan)
         if outcome.installed is not None:
             print(installed_message(outcome.installed, outcome.result.token))
-    outputs = family_for(plan.model).files.output_layout(plan.output_dir, plan.settings.token)
+    outputs = files_for(plan.model).output_layout(plan.output_dir, plan.settings.token)
     ask_which_step(plan, outputs)
     ask_to_delete_leftovers(outputs, plan.settings.logging_dir)
     return 0

@@ -29,9 +29,10 @@ import torch
 from PIL import Image
 
 from ..data.templates import default_prompt
-from ..outputs.layout import OutputLayout
 from ..outputs.preview_png import Judgement, Preview, write_preview
 from ..settings import TrainingSettings
+from .loading import LoadedModel
+from .run import Run
 from .waiting import MainProcessWait
 
 DENOISING_STEPS = 25
@@ -94,63 +95,31 @@ def own_randomness(device: torch.device) -> Iterator[None]:
         yield
 
 
-@contextmanager
-def quiet_bar() -> Iterator[Any]:
-    """A progress bar that shows nothing, for previews drawn without a terminal."""
-    from tqdm.auto import tqdm
-
-    with tqdm(disable=True) as bar:
-        yield bar
-
-
 class Previews:
-    """The previews of one run: when they are due, and rendering them.
+    """The previews of one run: when they are due, and rendering them with the run's own model.
 
-    ``load_vae`` loads the model's VAE in the training precision (the trainer's own loader, with
-    its error messages); only its decoder is kept, and only for the length of one preview.
+    The model's ``load_vae`` loads its VAE in the training precision (the trainer's own loader,
+    with its error messages); only its decoder is kept, and only for the length of one preview.
     """
 
-    def __init__(
-        self,
-        settings: TrainingSettings,
-        layout: OutputLayout,
-        *,
-        seed: int,
-        placeholder: str,
-        family: Any,
-        resolution: int,
-        latent_shape: tuple[int, ...],
-        scheduler_config: Any,
-        load_vae: Callable[[], Any],
-        device: torch.device,
-        main: bool,
-        processes: int,
-        start_step: int,
-        notify: Callable[[str], None],
-        progress_bar: Callable[[int, str], Any] | None = None,
-        verdict: Verdict | None = None,
-    ) -> None:
+    def __init__(self, model: LoadedModel, run: Run, *, start_step: int = 0, verdict: Verdict | None = None) -> None:
+        settings = run.settings
+        self.model = model
+        self.run = run
         self.settings = settings
-        self.layout = layout
+        self.layout = run.layout
         self.prompt = preview_prompt(settings)
         self.every = settings.preview_every
-        self.seed = preview_seed(settings, seed)
-        self.placeholder = placeholder
-        self.family = family
-        self.resolution = resolution
-        self.latent_shape = latent_shape
-        self.scheduler_config = scheduler_config
-        self.load_vae = load_vae
-        self.device = device
-        self.main = main
+        self.seed = preview_seed(settings, run.seed)
+        self.resolution = settings.resolution
+        self.device = run.device
+        self.main = run.main
         self.start_step = start_step
-        self.notify = notify
-        self.progress_bar = progress_bar or (lambda total, label: quiet_bar())
         self.verdict = verdict
         self.said = ""
-        self.gate = MainProcessWait(processes)
+        self.gate = MainProcessWait(run.topology.processes)
         self.stopped = False
-        if main:
+        if self.main:
             self._drop_later_samples()
 
     def _drop_later_samples(self) -> None:
@@ -167,7 +136,7 @@ class Previews:
         """Decided from the settings alone, so every process agrees without talking."""
         return self.prompt is not None and step % self.every == 0
 
-    def at_step(self, step: int, tokenizers, text_encoders, unet) -> bool:
+    def at_step(self, step: int) -> bool:
         """Before training step ``step + 1``: the main process renders, the others wait for it.
 
         Returns whether a new preview is on disk (only ever on the main process). The start
@@ -181,39 +150,39 @@ class Previews:
             return False
         try:
             if step != self.start_step or step == 0 or not self.layout.sample(step).exists():
-                return self._preview(step, tokenizers, text_encoders, unet, final=False)
+                return self._preview(step, final=False)
             return False
         finally:
             self.gate.done()
 
-    def finish(self, step: int, tokenizers, text_encoders, unet) -> None:
+    def finish(self, step: int) -> None:
         """After the final embedding is saved: its preview."""
         if self.prompt is not None:
-            self._preview(step, tokenizers, text_encoders, unet, final=True)
+            self._preview(step, final=True)
 
-    def _preview(self, step: int, tokenizers, text_encoders, unet, *, final: bool) -> bool:
+    def _preview(self, step: int, *, final: bool) -> bool:
         """Render and say where it went (and what the judge saw, on the world model); a preview
         that runs out of memory ends the previews only."""
         if self.stopped:
             return False
         count = self.settings.num_validation_images
-        self.notify(
+        self.run.say(
             f"Drawing the preview of step {step}{' (the final one)' if final else ''}: {count} "
             f"picture{'s' if count != 1 else ''} of {DENOISING_STEPS} denoising steps each..."
         )
         try:
-            path = self.render(step, tokenizers, text_encoders, unet, final=final)
+            path = self.render(step, final=final)
         except (torch.OutOfMemoryError, MemoryError):
             gc.collect()
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             self.stopped = True
-            self.notify(
+            self.run.say(
                 f"Previews stopped: memory ran out while rendering the preview of step {step}. "
                 "Training goes on without them; --validation_prompt none turns them off."
             )
             return False
-        self.notify(f"Preview of step {step}: {path}" + (f" ({self.said})" if self.said else ""))
+        self.run.say(f"Preview of step {step}: {path}" + (f" ({self.said})" if self.said else ""))
         return True
 
     def embedding_file(self, step: int, *, final: bool) -> str:
@@ -227,14 +196,15 @@ class Previews:
         file = names.diffusers[0]
         return file.name if file.exists() else ""
 
-    def render(self, step: int, tokenizers, text_encoders, unet, *, final: bool = False) -> Path:
+    def render(self, step: int, *, final: bool = False) -> Path:
         """Write ``samples/step-N.png``: a grid of the preview images, step and prompt in its text,
         and the verdict of the run's judge (a world model's) beside them for the report to show."""
         count = self.settings.num_validation_images
+        unet, encoders = self.model.unet, self.model.text.encoders
         with torch.no_grad(), own_randomness(self.device), \
-                self.progress_bar(count * (DENOISING_STEPS + 1), f"Preview of step {step}") as bar:
-            with evaluating(unet, *text_encoders):
-                conditioning = self._encode(tokenizers, text_encoders, unet.dtype)
+                self.run.progress_bar(count * (DENOISING_STEPS + 1), f"Preview of step {step}") as bar:
+            with evaluating(unet, *encoders):
+                conditioning = self._encode(unet.dtype)
                 latents = [self._denoise(unet, conditioning, noise, bar) for noise in self._noise()]
             images = self._decode(latents, bar)
         judged = self.verdict(images) if self.verdict is not None else None
@@ -249,9 +219,10 @@ class Previews:
         """The same starting noise at every step, from the preview seed alone."""
         generator = torch.Generator().manual_seed(self.seed)
         count = self.settings.num_validation_images
-        return torch.randn((count, 1, *self.latent_shape), generator=generator, dtype=torch.float32)
+        shape = self.model.latent_shape(self.resolution)
+        return torch.randn((count, 1, *shape), generator=generator, dtype=torch.float32)
 
-    def _encode(self, tokenizers, text_encoders, dtype: torch.dtype) -> dict[str, Any]:
+    def _encode(self, dtype: torch.dtype) -> dict[str, Any]:
         """The UNet's conditioning for the empty negative prompt and the prompt, in that order.
 
         The model family builds it, as for training: SDXL's pooled output and time ids included
@@ -259,7 +230,8 @@ class Previews:
         """
         from .step import in_dtype
 
-        prompt = self.prompt.replace(self.settings.token, self.placeholder)
+        text = self.model.text
+        prompt = self.prompt.replace(self.settings.token, text.placeholder)
         ids = [
             tokenizer(
                 ["", prompt],
@@ -268,16 +240,17 @@ class Previews:
                 max_length=tokenizer.model_max_length,
                 return_tensors="pt",
             ).input_ids.to(self.device)
-            for tokenizer in tokenizers
+            for tokenizer in text.tokenizers
         ]
-        time_ids = self.family.size_time_ids(self.resolution, len(ids[0]), self.device)
-        return in_dtype(self.family.conditioning(text_encoders, ids, time_ids), dtype)
+        family = self.model.family
+        time_ids = family.size_time_ids(self.resolution, len(ids[0]), self.device)
+        return in_dtype(family.conditioning(text.encoders, ids, time_ids), dtype)
 
     def _denoise(self, unet, conditioning: dict[str, Any], noise: torch.Tensor, bar: Any) -> torch.Tensor:
         """One image at a time, so the pass needs no more memory than two training samples."""
         from diffusers import DPMSolverMultistepScheduler
 
-        scheduler = DPMSolverMultistepScheduler.from_config(self.scheduler_config)
+        scheduler = DPMSolverMultistepScheduler.from_config(self.model.noise_scheduler.config)
         scheduler.set_timesteps(DENOISING_STEPS, device=self.device)
         latents = noise.to(self.device) * scheduler.init_noise_sigma
         for timestep in scheduler.timesteps:
@@ -290,7 +263,7 @@ class Previews:
         return latents
 
     def _decode(self, latents: list[torch.Tensor], bar: Any) -> list[Image.Image]:
-        vae = self.load_vae()
+        vae = self.model.load_vae()
         vae.encoder = None
         vae.quant_conv = None
         vae.to(self.device).eval()
