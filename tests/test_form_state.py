@@ -14,6 +14,7 @@ from invokeai_ti.form.state import (
     FORM_FIELDS,
     PROBLEMS_HEADING,
     FormState,
+    complete_folder,
     field_to_fix,
     format_rate,
     label,
@@ -227,6 +228,24 @@ def test_a_short_run_gets_a_preview_halfway_and_the_interval_stays_default(tmp_p
     state.max_steps_edited(40)
     assert state.values["validation_steps"] == 100, "an interval the user chose stays"
     assert state.to_settings()[0].validation_steps == 100
+
+
+def test_tab_completes_a_folder_name_only_when_there_is_something_to_complete(tmp_path):
+    for name in ("photos-of-cats", "photos-of-dogs", "poster"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "posters.txt").write_text("not a folder", encoding="utf-8")
+    assert complete_folder(str(tmp_path / "pos")) == str(tmp_path / "poster")
+    assert complete_folder(str(tmp_path / "ph")) == str(tmp_path / "photos-of-")
+    assert complete_folder(str(tmp_path / "photos-of-")) is None, "two choices and nothing more in common"
+    assert complete_folder(str(tmp_path / "poster")) is None, "a complete folder: Tab moves on"
+    assert complete_folder(str(tmp_path / "x")) is None and complete_folder("") is None
+
+
+def test_the_model_list_shows_names_and_the_description_only_below_it(tmp_path):
+    described = dataclasses.replace(SD15, description="a long description " * 8)
+    state = build(tmp_path, models=[described])
+    assert state.choice_labels("model") == ["sd-1.5 (SD-1)"]
+    assert state.model_description() == described.description
 
 
 def test_the_cursor_goes_to_the_field_of_the_first_problem_that_has_one():

@@ -291,6 +291,30 @@ def test_a_caption_without_the_trigger_puts_the_cursor_on_the_data_folder_field(
     assert "EXIT=130" in screen and "Traceback" not in screen
 
 
+def test_tab_completes_a_partly_typed_folder_and_moves_on_from_a_complete_one(demo_root, terminals):
+    """npyscreen's filename field appended "/" to a complete folder and opened a list of its
+    contents that only Escape left; Tab now does what the header says."""
+    t = terminals(demo_root)
+    t.wait_for("Trigger Term:", "Use xformers acceleration", "Tab or Ctrl-N: next field")
+    data = demo_root / "text-inversion-training-data" / DEMO_TRIGGER
+    output = demo_root / "text-inversion-output" / DEMO_TRIGGER
+    t.type_trigger(DEMO_TRIGGER, str(data), str(output))
+    # Initializer, resume and learnable property lie between the trigger and the data folder.
+    t.keys(*["C-n"] * 4)
+    t.keys(*["BSpace"] * (len(DEMO_TRIGGER) - 1))
+    t.wait_for(f"{data.parent / DEMO_TRIGGER[0]} ")
+    t.keys("Tab")
+    screen = t.wait_for(str(data))
+    assert f"{data}/" not in screen
+    t.keys("Tab")
+    t.type("_elsewhere")
+    screen = t.wait_for(f"{output}_elsewhere")
+    assert f"{data}/" not in screen and f"{data}_elsewhere" not in screen
+    t.keys("C-c")
+    screen = t.wait_for("EXIT=", timeout=30)
+    assert "EXIT=130" in screen and "Traceback" not in screen
+
+
 def test_max_training_steps_takes_a_typed_number_and_the_previews_follow_a_short_run(demo_root, terminals):
     t = terminals(demo_root)
     t.wait_for("Trigger Term:", "3000 / 10000", "500 / 2000")

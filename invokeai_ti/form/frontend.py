@@ -9,6 +9,7 @@ command line, after curses has given the terminal back so progress prints normal
 from __future__ import annotations
 
 import curses
+import curses.ascii
 import dataclasses
 import os
 import sys
@@ -44,6 +45,7 @@ from .state import (
     MODEL_LIST_ROWS,
     TITLE,
     FormState,
+    complete_folder,
     field_to_fix,
     label,
     problems_message,
@@ -107,6 +109,31 @@ class IntSlider(npyscreen.Slider):
 
 class TitleIntSlider(npyscreen.TitleSlider):
     _entry_type = IntSlider
+
+
+class FolderText(npyscreen.Textfield):
+    """A folder field: Tab completes the folder name when there is something to complete, and
+    otherwise moves on like Tab anywhere else.
+
+    npyscreen's own filename field appended "/" to a complete folder and opened a list of its
+    contents, cut off at the field's width, that only Escape left.
+    """
+
+    def set_up_handlers(self) -> None:
+        super().set_up_handlers()
+        self.handlers[curses.ascii.TAB] = self.h_complete
+
+    def h_complete(self, key: int) -> None:
+        completed = complete_folder(self.value)
+        if completed is None:
+            self.h_exit_down(key)
+            return
+        self.value = completed
+        self.cursor_position = len(completed)
+
+
+class TitleFolder(npyscreen.TitleText):
+    _entry_type = FolderText
 
 
 class SettingsForm(npyscreen.FormMultiPageAction):
@@ -180,7 +207,7 @@ class SettingsForm(npyscreen.FormMultiPageAction):
             return self.add_widget_intelligent(
                 TitleIntSlider, out_of=high, lowest=low, step=slider_step(low, high), **title
             )
-        widget = npyscreen.TitleFilename if kind == "folder" else npyscreen.TitleText
+        widget = TitleFolder if kind == "folder" else npyscreen.TitleText
         return self.add_widget_intelligent(widget, **title)
 
     def read_widgets(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -48,8 +49,8 @@ from ..workflow import RunPlan, check_run
 
 TITLE = "Textual Inversion Settings"
 HELP_LINE = (
-    "Use ctrl-N and ctrl-P to move to the <N>ext and <P>revious fields, cursor arrows to make a "
-    "selection, and space to toggle checkboxes."
+    "Tab or Ctrl-N: next field, Shift-Tab or Ctrl-P: previous (Tab in a folder completes its "
+    "name); arrows choose, Space ticks; OK is on the last page, Ctrl-C cancels."
 )
 PROBLEMS_HEADING = "The following problems were detected and must be corrected:"
 
@@ -173,10 +174,27 @@ def model_spec(model: ModelInfo) -> str:
 
 
 def model_label(model: ModelInfo) -> str:
+    """A line of the model list: the name and base only; the chosen model's description is shown
+    whole under the list, where a list line at 80 columns would cut it off."""
     text = f"{model.name} ({model.base})"
-    if model.path is None:
-        text += " (not downloaded)"
-    return f"{text} - {model.description}" if model.description else text
+    return text + " (not downloaded)" if model.path is None else text
+
+
+def complete_folder(text: str) -> str | None:
+    """What Tab makes of a folder being typed: the one subfolder its last part starts, or as much
+    as all of them share. None when there is nothing to add (a folder that exists already, or no
+    match); then Tab moves to the next field, as in every other field."""
+    head, start = os.path.split(text)
+    parent = Path(head or ".").expanduser()
+    if not text.strip() or Path(text).expanduser().is_dir():
+        return None
+    try:
+        names = [child.name for child in parent.iterdir()
+                 if child.is_dir() and child.name.startswith(start) and not child.name.startswith(".")]
+    except OSError:
+        return None
+    common = os.path.commonprefix(names) if names else ""
+    return os.path.join(head, common) if len(common) > len(start) else None
 
 
 def too_small_message(columns: int, lines: int) -> str:
