@@ -271,7 +271,9 @@ class TrainingSettings:
         None, "random seed (default: a random one, recorded in the output folder)", group="training"
     )
     train_batch_size: int | None = setting(
-        None, "images per step on each device (default: 8 when xFormers works, else 3)",
+        None,
+        "images per step on each device (default: 8 on a GPU of 12 GB or more where "
+        "memory-efficient attention runs, else 3; an SDXL model's follows the GPU's memory, 1 to 8)",
         group="training", label="Batch Size (reduce if you run out of memory)", slider=(1, 50),
     )
     num_train_epochs: int | None = setting(

@@ -60,6 +60,7 @@ def test_list_models_on_an_empty_root_says_how_to_get_one(tmp_path, capsys):
     assert main(["--list-models", "--root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "invokeai-ti --demo" in out and "InvokeAI's model manager" in out and "Getting a model" in out
+    assert f"--root {Path('~/invokeai-ti-demo').expanduser()}" in out, "where the demo root will be, to open it"
 
 
 def test_list_models_without_a_root_after_the_demo_points_at_the_demo_root(capsys):
