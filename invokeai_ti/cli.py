@@ -221,7 +221,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
 
 
 def train_headless(settings: TrainingSettings) -> int:
-    from .workflow import header_line, installed_message, plan_run, run_plan
+    from .workflow import end_lines, header_line, plan_run, run_plan
 
     if not settings.placeholder_token.strip():
         raise UserError(
@@ -230,10 +230,8 @@ def train_headless(settings: TrainingSettings) -> int:
         )
     plan = plan_run(settings)
     print(header_line(plan))
-    outcome = run_plan(plan)
-    if outcome.installed is not None:
-        print(f"Embedding saved in {plan.output_dir}.")
-        print(installed_message(outcome.installed, outcome.result.token))
+    for line in end_lines(plan, run_plan(plan)):
+        print(line)
     return 0
 
 

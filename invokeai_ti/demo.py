@@ -98,7 +98,7 @@ def command_name() -> str:
 
 
 def run_demo(root: Path | None) -> int:
-    from .workflow import header_line, installed_message, plan_run, run_plan
+    from .workflow import end_lines, header_line, plan_run, run_plan
 
     root = (root or DEMO_ROOT).expanduser().resolve()
     colour, shape = DEMO_CONCEPT
@@ -110,9 +110,8 @@ def run_demo(root: Path | None) -> int:
     layout = make_demo_root(root)
     plan = plan_run(demo_settings(root))
     print(header_line(plan))
-    outcome = run_plan(plan)
-    print(f"Trained {outcome.result.token} for {outcome.result.steps} steps; the training files are in {plan.output_dir}.")
-    print(installed_message(outcome.installed, outcome.result.token))
+    for line in end_lines(plan, run_plan(plan)):
+        print(line)
     previews = read_previews(OutputLayout(plan.output_dir, plan.settings.trigger))
     judged = [preview for preview in previews if preview.judgement is not None]
     if judged:

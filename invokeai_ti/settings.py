@@ -363,13 +363,14 @@ class TrainingSettings:
 
     @property
     def preview_every(self) -> int:
-        """``--validation_steps``, else ``--save_steps`` but at most half the run: a 30-step trial
-        of a setup still gets one preview between the first and the last."""
+        """``--validation_steps``, else ``--save_steps`` but at most half the run, rounded up: a
+        30-step trial of a setup still gets one preview between the first and the last (at 0, 15
+        and 30), and a 5-step one exactly one too (0, 3 and 5, not 0, 2, 4 and 5)."""
         if self.validation_steps:
             return self.validation_steps
         if self.num_train_epochs:
             return self.save_steps
-        return max(1, min(self.save_steps, self.max_train_steps // 2))
+        return max(1, min(self.save_steps, math.ceil(self.max_train_steps / 2)))
 
     def problems(self) -> list[Problem]:
         """Every value problem, each with the field that fixes it; empty when the settings can run."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,7 +215,11 @@ def preview_verdict(plan: RunPlan) -> Verdict | None:
     return ConceptVerdict.of_photos(plan.data_dir, plan.settings.resolution, plan.settings.center_crop)
 
 
-def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = True) -> RunOutcome:
+def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool | None = None) -> RunOutcome:
+    """Train and install. Progress bars are drawn only on a terminal (``show_progress`` None): in
+    a redirected log they would be a screenful of carriage returns per step."""
+    if show_progress is None:
+        show_progress = sys.stderr.isatty()
     trainer = Trainer(
         plan.settings,
         plan.model,
@@ -239,6 +244,18 @@ def header_line(plan: RunPlan) -> str:
         f"Training {plan.settings.token} on {plan.model.name} with the images in {plan.data_dir} "
         "(Ctrl-C stops and keeps a checkpoint to resume from)."
     )
+
+
+def end_lines(plan: RunPlan, outcome: RunOutcome) -> list[str]:
+    """What every front end prints when a run has ended: what was trained and where its files are,
+    then where the embedding was installed (the main process only: it is the one that installs)."""
+    if outcome.installed is None:
+        return []
+    result = outcome.result
+    return [
+        f"Trained {result.token} for {result.steps} steps; the training files are in {plan.output_dir}.",
+        installed_message(outcome.installed, result.token),
+    ]
 
 
 def installed_message(installed: Path, token: str, step: int | None = None) -> str:

@@ -31,7 +31,7 @@ from invokeai_ti.training import ExtendedEmbedding, Trainer
 from invokeai_ti.outputs.family_files import StableDiffusionFiles
 from invokeai_ti.training.family import StableDiffusionFamily
 from invokeai_ti.training.loading import LoadedModel, TextEncoders
-from invokeai_ti.training.previews import Previews, default_prompt, preview_prompt
+from invokeai_ti.training.previews import Previews, default_prompt, grid, grid_shape, preview_prompt
 from invokeai_ti.training.run import Run
 from invokeai_ti.workflow import plan_run
 
@@ -100,7 +100,10 @@ def test_a_preview_before_training_every_n_steps_and_at_the_end_with_step_and_pr
         assert (text["embedding"], text["final"], text["seed"]) == (embedding, final, "7")
         with Image.open(output / "samples" / f"step-{step:06d}.png") as grid:
             assert grid.size == (128, 64), "two 64-pixel images side by side"
-    assert json.loads((output / "training_settings.json").read_text())["validation_seed"] == 7
+    record = json.loads((output / "training_settings.json").read_text())
+    assert record["validation_seed"] == 7
+    assert (record["validation_prompt"], record["validation_steps"]) == ("a photo of a <psychedelic>", 2), (
+        "the record says what the previews used, not null for 'the default'")
 
 
 def test_previews_follow_the_learned_vectors_and_use_the_same_noise_each_time(trained, tiny_model, tmp_path):
@@ -355,7 +358,9 @@ def test_none_turns_previews_off_but_keeps_the_loss_plot_and_report(make_root, c
     assert list((output / "samples").iterdir()) == []
     assert (output / "loss.png").exists()
     assert "turned off" in (output / "report.html").read_text()
-    assert "Preview of step" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Preview of step" not in out
+    assert f"Report with the loss: {output / 'report.html'}" in out and "and the previews" not in out
 
 
 def tiny_parts(model: Path, token: str):
@@ -416,6 +421,22 @@ def test_the_trigger_in_the_prompt_reaches_the_trained_vectors(tiny_model, tmp_p
         vectors.mul_(-3)
     moved = pixels(previews.render(2))
     assert first == again and first != moved
+
+
+@pytest.mark.parametrize("count, shape", [(1, (1, 1)), (2, (2, 1)), (4, (2, 2)), (6, (3, 2)), (8, (4, 2)),
+                                          (9, (3, 3))])
+def test_a_preview_grid_is_at_most_twice_as_wide_as_tall_and_leaves_no_hole_it_can_avoid(count, shape):
+    assert grid_shape(count) == shape
+    pictures = [Image.new("RGB", (4, 4), "red") for _ in range(count)]
+    assert grid(pictures).size == (4 * shape[0], 4 * shape[1])
+
+
+@pytest.mark.parametrize("steps, previews", [(1, [0, 1]), (5, [0, 3, 5]), (30, [0, 15, 30]),
+                                             (1200, [0, 500, 1000, 1200])])
+def test_by_default_a_short_run_previews_once_halfway_and_a_long_one_with_each_snapshot(steps, previews):
+    """Before the first step, every interval, and the final one after the last step."""
+    every = TrainingSettings(max_train_steps=steps).preview_every
+    assert [step for step in range(steps) if step % every == 0] + [steps] == previews
 
 
 @pytest.mark.parametrize(

@@ -28,10 +28,10 @@ from ..paths import RootLayout, resolve_root
 from ..settings import TrainingSettings
 from ..workflow import (
     RunPlan,
+    end_lines,
     final_step,
     header_line,
     install_step,
-    installed_message,
     run_plan,
     steps_to_install,
 )
@@ -381,9 +381,8 @@ def run_form(typed: Mapping[str, Any]) -> int:
         if code != 0:
             return code
     else:
-        outcome = run_plan(plan)
-        if outcome.installed is not None:
-            print(installed_message(outcome.installed, outcome.result.token))
+        for line in end_lines(plan, run_plan(plan)):
+            print(line)
     outputs = files_for(plan.model).output_layout(plan.output_dir, plan.settings.token)
     ask_which_step(plan, outputs)
     ask_to_delete_leftovers(outputs, plan.settings.logging_dir)

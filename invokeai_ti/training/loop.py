@@ -1,7 +1,8 @@
 """The loop: steps, the processes agreeing on each one, and the files written along the way.
 
 Built from the run (``run.Run``), its optimizer state, its training step and what each checkpoint
-records of it (``RunShape`` and the data's fingerprint).
+records of it (``RunShape`` and the data's fingerprint). With progress bars off (output that is
+not a terminal) it says where it is in plain lines instead, ten times a run.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from .guard import StopRequest, interrupted_message, nan_message, out_of_memory_
 from .run import Run
 from .state import TrainingState
 from .step import TrainingStep, largest_divisor_at_most
+
+# How many plain progress lines a run prints when it has no progress bar.
+PROGRESS_LINES = 10
 
 
 class TrainingLoop:
@@ -123,6 +127,8 @@ class TrainingLoop:
             self.tracker.log({"loss": row.loss, "lr": row.learning_rate}, step=step)
         progress.set_postfix(loss=f"{row.loss:.4f}", lr=f"{row.learning_rate:.2e}", refresh=False)
         progress.update(1)
+        if not self.run.show_progress and step % max(1, self.total_steps // PROGRESS_LINES) == 0:
+            self.run.notify(f"Step {step} of {self.total_steps}: loss {row.loss:.4f}.")
         if step % s.save_steps == 0:
             self.save_embedding(step, snapshot=True)
         # Every multiple, the last step and a stop: a finished run can be continued.

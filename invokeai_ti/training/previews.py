@@ -57,10 +57,17 @@ def preview_seed(settings: TrainingSettings, seed: int) -> int:
     return settings.validation_seed if settings.validation_seed is not None else seed
 
 
+def grid_shape(count: int) -> tuple[int, int]:
+    """Columns and rows: no wider than twice as tall, then as few empty cells as can be, then as
+    square as can be. 4 pictures make 2 x 2, 6 make 3 x 2, 8 make 4 x 2 (not 3 x 3 with a hole)."""
+    shapes = [(columns, math.ceil(count / columns)) for columns in range(1, count + 1)]
+    fitting = [(c, r) for c, r in shapes if r <= c <= 2 * r] or [shapes[-1]]
+    return min(fitting, key=lambda shape: (shape[0] * shape[1] - count, shape[0] - shape[1]))
+
+
 def grid(images: list[Image.Image]) -> Image.Image:
-    """As square as the count allows: 4 images make 2 x 2, 6 make 3 x 2."""
-    columns = math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / columns)
+    """The pictures side by side, in rows (``grid_shape``)."""
+    columns, rows = grid_shape(len(images))
     width, height = images[0].size
     sheet = Image.new("RGB", (columns * width, rows * height), "white")
     for index, image in enumerate(images):

@@ -52,7 +52,7 @@ from .latents import LatentCache, cache_latents
 from .loading import LoadedModel, ModelLoader, TextEncoders
 from .loop import TrainingLoop
 from .plan import SamplePlan
-from .previews import Previews, Verdict, preview_seed
+from .previews import Previews, Verdict, preview_prompt, preview_seed
 from .prompts import Prompts
 from .run import Notify, Run, Topology
 from .state import TrainingState
@@ -220,6 +220,9 @@ class Trainer:
     def _record_settings(self, run: Run) -> None:
         """Write what this run used, the seed included, before the first step."""
         record = self.settings.to_dict() | {
+            # What the previews used, not "the default" (None): the report shows the record.
+            "validation_prompt": preview_prompt(self.settings) or "none",
+            "validation_steps": self.settings.preview_every,
             "seed": run.seed,
             "model_location": str(self.model.path or self.model.location),
             "train_data_dir": str(self.data_dir),
@@ -415,7 +418,8 @@ class Trainer:
         self.family.files.save_files(self.output_dir, s.token, text.vectors, reached, self.model.name)
         previews.finish(reached)
         report = refresh_report(self.layout)
-        run.say(f"Report with the loss and the previews: {report} (open it in a browser).")
+        shown = "the loss" if s.previews_off else "the loss and the previews"
+        run.say(f"Report with {shown}: {report} (open it in a browser).")
         if not s.only_save_embeds and self.model.path is not None:
             self._export_pipeline(text)
 
