@@ -22,7 +22,8 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
-from .outputs.report import read_previews
+from .outputs.layout import OutputLayout
+from .outputs.preview_png import read_previews
 from .paths import DEMO_ROOT, RootLayout
 from .settings import TrainingSettings
 from .world import WORLD_MODEL, WORLD_MODEL_SDXL
@@ -140,7 +141,7 @@ def command_name() -> str:
 
 
 def run_demo(root: Path | None, model: str | None = None) -> int:
-    from .workflow import header_line, installed_message, plan_run, run_plan
+    from .workflow import end_lines, header_line, plan_run, run_plan
 
     chosen = demo_model(model)
     root = (root or DEMO_ROOT).expanduser().resolve()
@@ -153,11 +154,12 @@ def run_demo(root: Path | None, model: str | None = None) -> int:
     layout = make_demo_root(root)
     plan = plan_run(demo_settings(root, chosen.name))
     print(header_line(plan))
-    outcome = run_plan(plan)
-    print(f"Trained {outcome.result.token} for {outcome.result.steps} steps; the training files are in {plan.output_dir}.")
-    print(installed_message(outcome.installed, outcome.result.token))
-    judged = [preview for preview in read_previews(plan.output_dir) if preview.verdict]
+    for line in end_lines(plan, run_plan(plan)):
+        print(line)
+    previews = read_previews(OutputLayout(plan.output_dir, plan.settings.trigger))
+    judged = [preview for preview in previews if preview.judgement is not None]
     if judged:
-        print(f"Before training, {judged[0].verdict}; after {judged[-1].step} steps, {judged[-1].verdict}.")
+        first, last = judged[0], judged[-1]
+        print(f"Before training, {first.judgement.verdict}; after {last.step} steps, {last.judgement.verdict}.")
     print(f"Open the form on this root with:  {command_name()} --gui --root {layout.root}")
     return 0

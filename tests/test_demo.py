@@ -12,7 +12,8 @@ import yaml
 
 from invokeai_ti.cli import main
 from invokeai_ti.demo import DEMO_CONCEPT, DEMO_MODEL, DEMO_PHOTOS, DEMO_TRIGGER, demo_settings
-from invokeai_ti.outputs.report import read_previews
+from invokeai_ti.outputs.layout import OutputLayout
+from invokeai_ti.outputs.preview_png import read_previews
 
 
 def test_demo_teaches_the_world_model_a_concept_and_the_report_shows_it_arrive(tmp_path, capsys):
@@ -35,10 +36,11 @@ def test_demo_teaches_the_world_model_a_concept_and_the_report_shows_it_arrive(t
         f"step-{step:06d}.png" for step in range(0, settings.max_train_steps + 1, every)]
 
     colour, shape = DEMO_CONCEPT
-    previews = read_previews(output)
-    assert previews[0].judged_share <= 0.25, f"'{settings.initializer_token}' alone already draws the concept"
-    assert previews[-1].judged_share >= 0.8, f"the concept is judged in only {previews[-1].judged_share:.0%}"
-    assert f"a {colour} {shape}" in previews[-1].verdict
+    previews = read_previews(OutputLayout(output, DEMO_TRIGGER))
+    first, last = previews[0].judgement, previews[-1].judgement
+    assert first.share <= 0.25, f"'{settings.initializer_token}' alone already draws the concept"
+    assert last.share >= 0.8, f"the concept is judged in only {last.share:.0%}"
+    assert f"a {colour} {shape}" in last.verdict and last.concept == f"{colour} {shape}"
     assert f"after {settings.max_train_steps} steps, the judge sees a {colour} {shape}" in out
 
     page = (output / "report.html").read_text()
@@ -58,6 +60,7 @@ def test_list_models_on_an_empty_root_says_how_to_get_one(tmp_path, capsys):
     assert main(["--list-models", "--root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "invokeai-ti --demo" in out and "InvokeAI's model manager" in out and "Getting a model" in out
+    assert f"--root {Path('~/invokeai-ti-demo').expanduser()}" in out, "where the demo root will be, to open it"
 
 
 def test_list_models_without_a_root_after_the_demo_points_at_the_demo_root(capsys):
