@@ -49,9 +49,9 @@ HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent.parent))
 
-import bench  # noqa: E402  (benchmarks/bench.py: runs, the example's stand-in, the machine line)
+import bench  # benchmarks/bench.py: runs, the example's stand-in, the machine line
 
-from invokeai_ti.settling import settled  # noqa: E402
+from invokeai_ti.settling import settled
 
 DEFAULT_CONCEPTS = (
     "red circle,green star,blue triangle,yellow cross,orange square,purple ring,"

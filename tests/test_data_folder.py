@@ -117,11 +117,12 @@ def test_a_caption_files_text_is_what_the_text_encoder_sees(make_root, monkeypat
     seen: list[torch.Tensor] = []
     original = trainer_module.TrainingStep.loss
 
-    def watching(self, numbers):
-        encoder = self.text_encoders[0]
+    def watching(self, numbers, **options):
+        """Training's samples and the fixed evaluation batch's alike."""
+        encoder = self.model.text.encoders[0]
         handle = encoder.register_forward_pre_hook(lambda _module, args: seen.append(args[0].clone()))
         try:
-            return original(self, numbers)
+            return original(self, numbers, **options)
         finally:
             handle.remove()
 

@@ -115,3 +115,17 @@ def test_a_resumed_run_stops_where_the_straight_run_stops_with_the_same_vectors(
     assert scores(output_of(root)) == scores(straight)
     assert scores(output_of(root))[-1][0] == settled
     assert torch.equal(vectors(output_of(root)), vectors(straight))
+
+
+def test_an_sdxl_run_scores_the_fixed_batch_through_both_encoders(tmp_path, tiny_sdxl_model):
+    from conftest import build_root
+
+    root = build_root(tmp_path / "invokeai", tiny_sdxl_model, "sdxl-base")
+    flags = [a.replace("stable-diffusion-1.5", "sdxl-base") for a in command(root)]
+    assert main([*flags, "--max_train_steps=4", "--validation_steps=2", "--learning_rate=0.01"]) == 0
+    first = scores(output_of(root))
+    assert [step for step, _ in first] == [0, 2, 4] and all(0 < score < 10 for _, score in first)
+    again = tmp_path / "again"
+    assert main([*flags, "--max_train_steps=4", "--validation_steps=2", "--learning_rate=0.01",
+                 f"--output_dir={again}"]) == 0
+    assert scores(again) == first

@@ -16,7 +16,6 @@ see whether training keeps it.
 from __future__ import annotations
 
 import argparse
-
 from pathlib import Path
 
 from safetensors.torch import save_file

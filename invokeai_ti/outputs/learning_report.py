@@ -16,10 +16,9 @@ from __future__ import annotations
 import html
 import io
 from collections.abc import Callable
-from pathlib import Path
 
 from ..settling import settled
-from .layout import EVALUATION_LOG, NORM_LOG
+from .layout import OutputLayout
 from .learning_log import NormRow, read_evaluation, read_norms
 
 # Where fidelity and prompt-following part on the world model (docs/benchmarks.md): a trigger
@@ -66,21 +65,21 @@ def recommendation(history: list[tuple[int, float]], last_step: int, install: Ca
             f"recommended one, and <code>{html.escape(install(found.best))}</code> installs it")
 
 
-def summary_rows(output_dir: Path, install: Callable[[int], str]) -> list[tuple[str, str]]:
+def summary_rows(layout: OutputLayout, install: Callable[[int], str]) -> list[tuple[str, str]]:
     rows = []
-    norms = read_norms(output_dir / NORM_LOG)
+    norms = read_norms(layout.norm_log)
     if norms:
         rows.append(("Vector size", size_summary(norms)))
-    history = read_evaluation(output_dir / EVALUATION_LOG)
+    history = read_evaluation(layout.evaluation_log)
     if history:
         rows.append(("Step to pick", recommendation(history, history[-1][0], install)))
     return rows
 
 
-def learning_figure(output_dir: Path) -> bytes | None:
+def learning_figure(layout: OutputLayout) -> bytes | None:
     """The evaluation score (settled step marked) and the vectors' norm beside the median, as PNG."""
-    history = read_evaluation(output_dir / EVALUATION_LOG)
-    norms = read_norms(output_dir / NORM_LOG)
+    history = read_evaluation(layout.evaluation_log)
+    norms = read_norms(layout.norm_log)
     if not history and not norms:
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -15,6 +15,7 @@ of float additions.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -34,12 +35,14 @@ def evaluation_size(images: int, samples_per_step: int) -> int:
 
 
 class FixedEvaluation:
-    def __init__(self, step: TrainingStep, plan: SamplePlan, *, images: int) -> None:
+    def __init__(self, step: TrainingStep, *, images: int) -> None:
         self.step = step
-        self.plan = SamplePlan(
+        plan = step.samples.plan
+        fixed = SamplePlan(
             sample_seed(plan.seed, "evaluation"), plan.num_images, plan.num_templates, plan.num_timesteps,
             buckets=plan.buckets, samples_per_step=plan.samples_per_step, noise_offset=plan.noise_offset,
         )
+        self.samples = dataclasses.replace(step.samples, plan=fixed)
         self.size = evaluation_size(images, plan.samples_per_step)
 
     def chunks(self) -> list[list[int]]:
@@ -53,7 +56,7 @@ class FixedEvaluation:
         total = torch.zeros((), device=self.step.device, dtype=torch.float64)
         with torch.no_grad():
             for numbers in self.chunks():
-                total += self.step.loss(numbers, plan=self.plan).double() * len(numbers)
+                total += self.step.loss(numbers, samples=self.samples).double() * len(numbers)
         if self.step.processes > 1:
             torch.distributed.all_reduce(total)
         return float(total) / self.size

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import UserError
+from ..errors import Problem, UserError
 from .initializer import initializer_problem, initializer_rows
 
 
@@ -18,18 +18,19 @@ def new_tokens(token: str, num_vectors: int) -> list[str]:
     return [token] + [f"{token}_{i}" for i in range(1, num_vectors)]
 
 
-def token_problems(tokenizer, tokens: list[str], initializer: str) -> list[str]:
-    """What stops these tokens from being added to this tokenizer, in sentences."""
+def token_problems(tokenizer, tokens: list[str], initializer: str) -> list[Problem]:
+    """What stops these tokens from being added to this tokenizer."""
     problems = []
     vocab = tokenizer.get_vocab()
     taken = [t for t in tokens if t in vocab]
     if taken:
-        problems.append(
+        problems.append(Problem(
             f"The trigger {taken[0]} is already a token of this model's vocabulary; choose "
-            "another trigger term."
-        )
+            "another trigger term.",
+            "placeholder_token",
+        ))
     if (problem := initializer_problem(tokenizer, initializer, len(tokens))) is not None:
-        problems.append(problem)
+        problems.append(Problem(problem, "initializer_token"))
     return problems
 
 
@@ -68,7 +69,7 @@ def add_tokens(
     """
     problems = token_problems(tokenizer, tokens, initializer)
     if problems:
-        raise UserError(problems[0])
+        raise UserError(problems[0].text)
     rows = initializer_rows(tokenizer, initializer, len(tokens))
     original_size = text_encoder.get_input_embeddings().num_embeddings
     if len(tokenizer) != original_size:

@@ -26,6 +26,7 @@ from ..settling import Settled, settled
 from .evaluation import FixedEvaluation
 from .vector_size import VectorSize, norms
 
+
 class LearningWatch:
     def __init__(
         self,
@@ -103,10 +104,11 @@ class LearningWatch:
             score = self.evaluation.score()
         except (torch.OutOfMemoryError, MemoryError):
             self.evaluation = None
-            self.notify(
-                f"The evaluation batch stopped: memory ran out while scoring it at step {step}. "
-                "Training goes on; the report recommends no step."
-            )
+            if self.main:
+                self.notify(
+                    f"The evaluation batch stopped: memory ran out while scoring it at step {step}. "
+                    "Training goes on; the report recommends no step."
+                )
             return
         if self.main and step > 0 and all(score < before for _, before in self.history):
             self.save_snapshot(step)
