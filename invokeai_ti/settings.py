@@ -115,7 +115,12 @@ class TrainingSettings:
         aliases=("--pretrained_model_name_or_path",),
         label="Model Name",
     )
-    revision: str | None = setting(None, "revision of a Hugging Face repo id", group="model")
+    revision: str | None = setting(
+        None,
+        "a branch, tag or commit of a Hugging Face repo id in your cache (default: main); "
+        "fetch it first with hf download <repo id> --revision <revision>",
+        group="model",
+    )
     tokenizer_name: str | None = setting(
         None, "load the tokenizer from this folder or repo id instead of the model's", group="model"
     )

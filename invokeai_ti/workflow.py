@@ -117,7 +117,7 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     caps = caps or detect()
     layout = RootLayout(resolve_root(settings.root))
     try:
-        model = find_model(settings.model, layout)
+        model = find_model(settings.model, layout, settings.revision)
     except UserError as error:
         return None, problems + [str(error)]
     resolved = settings.resolve_device_defaults(caps, model.base)

@@ -17,12 +17,12 @@ from ..quiet import quiet_imports, quiet_library_progress
 
 
 class PartLoader:
-    """Loads the parts of ``model`` at the settings' revision."""
+    """Loads the parts of ``model`` from its folder, which ``find_model`` resolved at the
+    settings' revision (a local folder has no other revision to ask ``from_pretrained`` for)."""
 
-    def __init__(self, model: ModelInfo, revision: str | None, tokenizer_name: str | None) -> None:
+    def __init__(self, model: ModelInfo, tokenizer_name: str | None) -> None:
         self.model = model
         self.location = str(model.path or model.location)
-        self.options = {"revision": revision} if revision else {}
         self.tokenizer_name = tokenizer_name
 
     def tokenizer(self, subfolder: str):
@@ -32,16 +32,14 @@ class PartLoader:
         with self.errors("tokenizer"), quiet_library_progress():
             if self.tokenizer_name and subfolder == "tokenizer":
                 return CLIPTokenizer.from_pretrained(self.tokenizer_name)
-            return CLIPTokenizer.from_pretrained(self.location, subfolder=subfolder, **self.options)
+            return CLIPTokenizer.from_pretrained(self.location, subfolder=subfolder)
 
     def text_encoder(self, subfolder: str, kind: str = "CLIPTextModel"):
         with quiet_imports():
             import transformers
 
         with self.errors("text encoder"), quiet_library_progress():
-            return getattr(transformers, kind).from_pretrained(
-                self.location, subfolder=subfolder, **self.options
-            )
+            return getattr(transformers, kind).from_pretrained(self.location, subfolder=subfolder)
 
     def config(self, part: str) -> dict:
         """A part's ``config.json``, read before its weights to choose how to load them."""
@@ -50,7 +48,7 @@ class PartLoader:
 
         kind = {"vae": AutoencoderKL, "unet": UNet2DConditionModel}[part]
         with self.errors(part), quiet_library_progress():
-            return dict(kind.load_config(self.location, subfolder=part, **self.options))
+            return dict(kind.load_config(self.location, subfolder=part))
 
     def part(self, part: str, dtype: torch.dtype | None):
         """A frozen VAE or UNet in ``dtype``, or the noise scheduler (``dtype`` None)."""
@@ -60,8 +58,8 @@ class PartLoader:
         kind = {"vae": AutoencoderKL, "unet": UNet2DConditionModel, "scheduler": DDPMScheduler}[part]
         with self.errors(part), quiet_library_progress():
             if dtype is None:
-                return kind.from_pretrained(self.location, subfolder=part, **self.options)
-            loaded = kind.from_pretrained(self.location, subfolder=part, torch_dtype=dtype, **self.options)
+                return kind.from_pretrained(self.location, subfolder=part)
+            loaded = kind.from_pretrained(self.location, subfolder=part, torch_dtype=dtype)
         return loaded.requires_grad_(False)
 
     @contextmanager

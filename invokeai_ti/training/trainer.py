@@ -268,7 +268,7 @@ class Trainer:
         """The run, phase by phase; each phase returns what the next ones need."""
         s = self.settings
         data = self._read_data(topology.main)
-        loader = PartLoader(self.model, s.revision, s.tokenizer_name)
+        loader = PartLoader(self.model, s.tokenizer_name)
         self._check_bucket_sides(data, loader)
         text = self._load_text_side(loader, topology.main)
         samples_per_step = s.train_batch_size * topology.processes * s.gradient_accumulation_steps
