@@ -21,6 +21,7 @@ import yaml
 
 from invokeai_ti.demo import DEMO_MODEL_DESCRIPTION, DEMO_TRIGGER, demo_settings, make_demo_root
 from invokeai_ti.workflow import plan_run, run_plan
+from tests.screens import press_and_wait
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -46,14 +47,13 @@ class Terminal:
             check=True, env=env,
         )
 
-    def keys(self, *keys: str, pause: float = 0.15) -> None:
+    def keys(self, *keys: str) -> None:
+        """Queue keys; the form reads them in order, so what they did is read with ``wait_for``."""
         for key in keys:
             subprocess.run([*self.tmux, "send-keys", "-t", "gui", key], check=True)
-            time.sleep(pause)
 
     def type(self, text: str) -> None:
         subprocess.run([*self.tmux, "send-keys", "-t", "gui", "-l", text], check=True)
-        time.sleep(0.3)
 
     def screen(self, colours: bool = False) -> str:
         command = [*self.tmux, "capture-pane", "-p", "-J", "-t", "gui"] + (["-e"] if colours else [])
@@ -70,11 +70,12 @@ class Terminal:
             time.sleep(0.3)
 
     def focus_ok(self) -> None:
-        """^N through the fields and pages until the OK button is highlighted."""
+        """^N through the fields and pages, one redraw at a time, until OK is highlighted."""
+        screen = self.screen(colours=True)
         for _ in range(40):
-            if FOCUSED_OK.search(self.screen(colours=True)):
+            if FOCUSED_OK.search(screen):
                 return
-            self.keys("C-n")
+            screen = press_and_wait(lambda: self.screen(colours=True), lambda: self.keys("C-n"))
         pytest.fail(f"^N never reached OK; the screen shows:\n{self.screen()}")
 
     def type_trigger(self, trigger: str, *shown: str) -> str:
@@ -256,7 +257,7 @@ def test_a_bad_trigger_is_named_while_typing_and_the_popup_returns_to_it(demo_ro
     assert "* The trigger term 'bad trigger!' contains space, '!'" in screen
     t.keys("Enter")
     # The cursor is back in the trigger, on the first page: typing goes on where it stopped.
-    t.keys("BSpace", pause=0.3)
+    t.keys("BSpace")
     t.type("X")
     screen = t.wait_for(f"Page 1 of {pages}", "bad triggerX", "(contains space;")
     assert "The following problems" not in screen
@@ -276,7 +277,7 @@ def test_max_training_steps_takes_a_typed_number_and_the_previews_follow_a_short
     t.keys(*["C-n"] * 9)
     t.type("30")
     screen = t.wait_for("30 / 10000", "15 / 2000")
-    t.keys("BSpace", pause=0.3)
+    t.keys("BSpace")
     t.type("0000")
     screen = t.wait_for("30000 / 30000")
     assert "500 / 2000" in screen, "back to the default interval for a long run"

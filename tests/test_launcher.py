@@ -17,6 +17,7 @@ import pytest
 from invokeai_ti.demo import make_demo_root
 from invokeai_ti.errors import UserError
 from invokeai_ti.launcher import MARKER, PROMPT, Launcher, launcher_scripts, main, run_write_launcher, write_launcher
+from tests.screens import press_and_wait
 
 MENU_PROMPT = PROMPT.strip()
 INVOKEAI_PROGRAMS = (
@@ -349,11 +350,8 @@ def test_menu_in_a_terminal_opens_the_form_console_and_help(tmp_path, terminal):
     for _ in range(60):
         if cancel_button_focused(term):
             break
-        before = term.screen(escapes=True)
-        term.send("C-n")
-        settle = time.monotonic() + 3  # one key at a time, so a slow redraw cannot skip past Cancel
-        while term.screen(escapes=True) == before and time.monotonic() < settle:
-            time.sleep(0.05)
+        # One key at a time, each after the redraw, so a slow one cannot skip past Cancel.
+        press_and_wait(lambda: term.screen(escapes=True), lambda: term.send("C-n"))
     assert cancel_button_focused(term), term.screen()
     term.send("Enter")
     term.wait_for_text("Cancelled")
