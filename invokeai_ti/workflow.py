@@ -19,7 +19,7 @@ from .errors import UserError
 from .models import ModelInfo, find_model
 from .outputs.embeddings import install_embedding
 from .outputs.layout import INSTALLED_BACKUP, INSTALLED_NAME, OutputLayout, own_files_problem
-from .outputs.report import read_loss_log
+from .outputs.report import read_loss_log, write_report
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports, quiet_library_progress
 from .settings import TrainingSettings, trigger_problem
@@ -213,6 +213,7 @@ def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = Tru
         installed = family_for(plan.model).files.install(
             result.output_dir, plan.layout.embedding_dir(plan.settings.trigger), plan.settings.token
         )
+        write_report(result.output_dir)
     return RunOutcome(result, installed)
 
 
@@ -239,9 +240,15 @@ def final_step(outputs: OutputLayout) -> int | None:
 
 
 def steps_to_install(outputs: OutputLayout) -> list[int]:
-    """Every step whose embedding can be installed: the snapshots and the final one."""
+    """Every step of this run whose embedding can be installed: the snapshots and the final one.
+
+    A new run moves an earlier run's files aside, so the folder holds one run's snapshots; one
+    beyond the final step can only be left from a run in a folder an older version shared, and
+    is another run's, never offered.
+    """
     final = final_step(outputs)
-    return sorted(set(outputs.snapshot_steps()) | ({final} if final is not None else set()))
+    snapshots = [step for step in outputs.snapshot_steps() if final is None or step <= final]
+    return sorted(set(snapshots) | ({final} if final is not None else set()))
 
 
 def describe_steps(outputs: OutputLayout) -> str:
@@ -288,4 +295,5 @@ def install_step(settings: TrainingSettings, step: int) -> StepInstalled:
     embedding_dir = layout.embedding_dir(settings.trigger)
     replaced = (embedding_dir / INSTALLED_NAME).is_file()
     installed = install_embedding(output_dir, embedding_dir, source)
+    write_report(output_dir)
     return StepInstalled(installed, output_dir, replaced)

@@ -194,6 +194,40 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
     assert "TTY=echo" in screen
 
 
+def test_a_new_run_over_an_older_one_offers_and_installs_only_its_own_steps(demo_root, terminals):
+    """The reported case: the install question offered the older run's steps beside the new
+    run's, installed one, and the clean-up deleted the older run's resumable checkpoint."""
+    older = dataclasses.replace(demo_settings(demo_root), max_train_steps=6, save_steps=2, checkpointing_steps=6,
+                                train_batch_size=1, validation_prompt="none")
+    run_plan(plan_run(older), show_progress=False)
+    output = demo_root / "text-inversion-output" / DEMO_TRIGGER
+    older_final = (output / "learned_embeds.bin").read_bytes()
+    t = terminals(demo_root, "--max_train_steps", "4", "--train_batch_size", "1", "--gradient_accumulation_steps",
+                  "1", "--checkpointing_steps", "4", "--save_steps", "2", "--validation_prompt", "none")
+    t.wait_for("Trigger Term:", "Use xformers acceleration")
+    t.type_trigger(DEMO_TRIGGER, "[X]  Resume from last saved checkpoint")
+    t.keys("C-n", "C-n", "Space")  # the initializer, then the resume box: untick it
+    t.wait_for("[ ]  Resume from last saved checkpoint  (a new run from step 0)",
+               "A new run moves the earlier run's files to previous-run/: checkpoint-6")
+    t.focus_ok()
+    t.keys("Enter")
+    screen = t.wait_for("Type 2, or press Enter to keep step 4:", timeout=TRAIN_TIMEOUT)
+    assert "the earlier run's files (checkpoint-6 and older, the snapshots of steps 2, 4, 6," in " ".join(
+        screen.split()), "the new run said where the older one went"
+    t.type("6")
+    t.keys("Enter")
+    screen = t.wait_for("the earlier run in previous-run/ is kept)? [y]", timeout=30)
+    assert "No embedding of step 6 was saved; the embedding of step 4 stays installed." in screen
+    installed = demo_root / "embeddings" / DEMO_TRIGGER / "learned_embeds.bin"
+    assert installed.read_bytes() == (output / "learned_embeds.bin").read_bytes() != older_final
+    t.keys("Enter")
+    assert "EXIT=0" in t.wait_for("EXIT=", timeout=30)
+    aside = output / "previous-run"
+    assert (aside / "checkpoint-6" / "trainer_state.json").is_file(), "the older run can still be resumed"
+    assert (aside / "learned_embeds-steps-6.bin").is_file() and (aside / "learned_embeds.bin").read_bytes() == older_final
+    assert not (output / "learned_embeds-steps-6.bin").exists()
+
+
 def test_resuming_the_demo_with_other_saved_preferences_trains_on_from_the_form(trained_demo_root, terminals):
     """The reported case: the form used to close and the trainer refused the checkpoint."""
     t = terminals(trained_demo_root)

@@ -27,6 +27,7 @@ from ..files import atomic_write
 from ..paths import RootLayout
 from ..settings import bare_trigger
 from .layout import (
+    INSTALLED_NAME,
     LOSS_LOG,
     LOSS_PLOT,
     REPORT,
@@ -218,7 +219,28 @@ def tool_files(output_dir: Path, trigger: str, step: int, final: bool) -> list[t
     return [(tool, [path.name for path in paths]) for tool, paths in found if paths and paths[0].is_file()]
 
 
-def embedding_caption(preview: Preview, output_dir: Path, settings: dict) -> str:
+def installed_embedding(settings: dict) -> Path | None:
+    """The file installed for InvokeAI in the run's root, when there is one."""
+    trigger = bare_trigger(str(settings.get("placeholder_token", "")))
+    root = settings.get("root")
+    if not (root and trigger):
+        return None
+    path = RootLayout(Path(root)).embedding_dir(trigger) / INSTALLED_NAME
+    return path if path.is_file() else None
+
+
+def is_installed(preview: Preview, output_dir: Path, trigger: str, installed: bytes | None) -> bool:
+    """Whether the installed file is a copy of this step's (the final step's: of either file)."""
+    if installed is None:
+        return False
+    layout = OutputLayout(output_dir, trigger)
+    candidates = [layout.embeddings(preview.step).invokeai]
+    if preview.final:
+        candidates.append(layout.embeddings().invokeai)
+    return any(path.is_file() and path.read_bytes() == installed for path in candidates)
+
+
+def embedding_caption(preview: Preview, output_dir: Path, settings: dict, installed: bytes | None = None) -> str:
     trigger = bare_trigger(str(settings.get("placeholder_token", "")))
     files = tool_files(output_dir, trigger, preview.step, preview.final)
     if not files:
@@ -228,8 +250,8 @@ def embedding_caption(preview: Preview, output_dir: Path, settings: dict) -> str
     items = []
     for tool, found in files:
         names = " + ".join(f"<code>{html.escape(name)}</code>" for name in found)
-        if tool == "InvokeAI" and preview.final:
-            text = f"{names}, installed at the end of training"
+        if tool == "InvokeAI" and is_installed(preview, output_dir, trigger, installed):
+            text = f"{names}, <strong>installed</strong> in <code>{html.escape(str(installed_embedding(settings).parent))}</code>"
         elif tool == "InvokeAI":
             text = f"<code>{html.escape(install_command(settings, output_dir, preview.step))}</code> installs {names}"
         else:
@@ -340,6 +362,9 @@ def verdicts_html(previews: list[Preview]) -> str:
 
 
 def previews_html(previews: list[Preview], output_dir: Path, settings: dict) -> str:
+    """The previews by step, each with the files of that step each tool takes; the one whose file
+    is installed for InvokeAI says so (read from disk, so an install after training shows too)."""
+    installed = None if (path := installed_embedding(settings)) is None else path.read_bytes()
     if not previews:
         return "<p>No previews: they were turned off with <code>--validation_prompt none</code>.</p>"
     first = previews[0]
@@ -356,7 +381,7 @@ def previews_html(previews: list[Preview], output_dir: Path, settings: dict) -> 
         verdict = f'<span class="verdict">{html.escape(preview.verdict)}</span>' if preview.verdict else ""
         figures.append(
             f'<figure id="step-{preview.step}">\n<figcaption><strong>{label}</strong>: '
-            f"{embedding_caption(preview, output_dir, settings)}{verdict}</figcaption>\n"
+            f"{embedding_caption(preview, output_dir, settings, installed)}{verdict}</figcaption>\n"
             f'<a href="{html.escape(relative)}"><img class="preview" alt="preview of step {preview.step}" '
             f'src="{jpeg_uri(preview.path)}"></a>\n</figure>'
         )

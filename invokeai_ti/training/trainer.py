@@ -37,10 +37,10 @@ from ..outputs.checkpoints import (
     checkpoint_to_resume,
     checkpoints_on_disk,
     restore_checkpoint,
-    set_aside_checkpoints,
 )
 from ..outputs.lock import OutputLock
 from ..outputs.pipeline_export import TrainedEncoder, export_pipeline
+from ..outputs.previous_run import set_aside_previous_run, set_aside_problem
 from ..outputs.report import refresh_report
 from ..outputs.resume import check_resumable, continue_schedule, schedule_note
 from ..quiet import quiet_imports
@@ -530,15 +530,14 @@ class Trainer:
     ) -> Checkpoint | None:
         """The checkpoint this run continues, already checked against the run; None for a new run."""
         request = self.settings.resume_from_checkpoint
-        if not request:
-            if main and (note := set_aside_checkpoints(self.output_dir)) is not None:
+        checkpoint = checkpoint_to_resume(self.output_dir, request) if request else None
+        if checkpoint is None:
+            if main and request:
+                self.notify("No checkpoint to resume from yet; starting a new run.")
+            if main and (note := set_aside_previous_run(self.layout, self.settings.logging_dir)) is not None:
                 self.notify(note)
             return None
-        checkpoint = checkpoint_to_resume(self.output_dir, request)
-        if checkpoint is None:
-            if main:
-                self.notify("No checkpoint to resume from yet; starting a new run.")
-            return None
+        set_aside_problem(self.layout, checkpoint.path)
         check_resumable(
             checkpoint, shape, total_steps, by_epochs=bool(self.settings.num_train_epochs), data=data
         )
