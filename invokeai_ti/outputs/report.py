@@ -21,6 +21,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..data.buckets import buckets_for
+from ..data.folder import fit_to_bucket
 from ..data.images import load_image, scan_images
 from ..errors import UserError
 from ..files import atomic_write
@@ -280,7 +282,7 @@ figcaption {{ margin-bottom: .4rem; min-height: 2.6em; }}
 .files {{ margin: .2rem 0 0; padding-left: 1.1rem; font-size: .85rem; overflow-wrap: anywhere; }}
 .preview {{ width: 100%; image-rendering: pixelated; border: 1px solid #ccc; }}
 .photos {{ display: flex; flex-wrap: wrap; gap: .5rem; }}
-.photo {{ width: 6rem; height: 6rem; border: 1px solid #ccc; }}
+.photo {{ height: 6rem; width: auto; border: 1px solid #ccc; image-rendering: pixelated; }}
 .verdict {{ display: block; color: #155724; }}
 .failed {{ color: #a00; }}
 table {{ border-collapse: collapse; }}
@@ -330,8 +332,24 @@ def rows(pairs: list[tuple[str, str]]) -> str:
     return "\n".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in pairs)
 
 
-def photos_html(folder: str | None, center_crop: bool) -> str:
-    """What the previews should come to look like: the photos as the trainer sees them (square)."""
+def as_trained(path: Path, settings: dict) -> tuple[Image.Image, str]:
+    """A thumbnail of the photo as the run trained it, and its size in training: cut to its
+    bucket when buckets were on (at the step the run used), else square, squashed or cropped."""
+    center_crop = bool(settings.get("center_crop"))
+    resolution = settings.get("resolution")
+    step = settings.get("bucket_step_used") or settings.get("bucket_reso_steps")
+    if not (settings.get("bucket") and isinstance(resolution, int) and isinstance(step, int)):
+        image = load_image(path, PHOTO_THUMBNAIL, center_crop)
+        return image, f"{resolution}x{resolution}" if isinstance(resolution, int) else "square"
+    cut = fit_to_bucket(path, buckets_for(resolution, step))
+    image = load_image(path, resolution, center_crop, cut)
+    image.thumbnail((PHOTO_THUMBNAIL * 4, PHOTO_THUMBNAIL), Image.Resampling.LANCZOS)
+    return image, str(cut.bucket)
+
+
+def photos_html(settings: dict) -> str:
+    """What the previews should come to look like: the photos as the trainer sees them."""
+    folder = settings.get("train_data_dir")
     if not folder:
         return "<p>The run's data folder is not recorded.</p>"
     images = scan_images(Path(folder)).images
@@ -340,11 +358,11 @@ def photos_html(folder: str | None, center_crop: bool) -> str:
     figures = []
     for path in images[:PHOTOS_SHOWN]:
         try:
-            thumbnail = load_image(path, PHOTO_THUMBNAIL, center_crop)
+            thumbnail, size = as_trained(path, settings)
         except UserError:  # A photo broken since training is left out, never the report.
             continue
         figures.append(f'<img class="photo" alt="training photo {html.escape(path.name)}" '
-                       f'title="{html.escape(path.name)}" src="{image_uri(thumbnail)}">')
+                       f'title="{html.escape(path.name)}, trained at {size}" src="{image_uri(thumbnail)}">')
     more = len(images) - PHOTOS_SHOWN
     tail = f"<p>and {more} more.</p>" if more > 0 else ""
     return (f"<p>{len(images)} in <code>{html.escape(folder)}</code>:</p>\n"
@@ -412,7 +430,7 @@ def write_report(output_dir: Path) -> Path:
         trigger=html.escape(trigger),
         summary=rows(summary),
         plot=data_uri(plot.read_bytes(), "image/png") if plot.exists() else "",
-        photos=photos_html(settings.get("train_data_dir"), bool(settings.get("center_crop"))),
+        photos=photos_html(settings),
         previews=previews_html(read_previews(output_dir), output_dir, settings),
         settings=rows([(html.escape(key), f"<code>{html.escape(json.dumps(value))}</code>")
                        for key, value in settings.items()]),

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ..data.buckets import step_with_buckets
 from ..data.folder import TrainingData, read_training_data
 from ..data.templates import caption, templates_for
 from ..device import probe_xformers, training_device
@@ -156,6 +157,8 @@ class Trainer:
         self.notify = notify
         self.show_progress = show_progress
         self.preview_verdict = preview_verdict
+        # The bucket step trained with: the setting's, or a finer one when it leaves only the square.
+        self.bucket_step = settings.bucket_reso_steps
         self.text: TextSide | None = None
         self.cache: LatentCache | None = None
         self.step: TrainingStep | None = None
@@ -168,7 +171,7 @@ class Trainer:
         s = self.settings
         return read_training_data(
             self.data_dir, trigger=s.trigger, resolution=self.resolution(), bucket=s.bucket,
-            bucket_step=s.bucket_reso_steps, masked_loss=s.masked_loss,
+            bucket_step=self.bucket_step, masked_loss=s.masked_loss,
         )
 
     def run(self) -> TrainingResult:
@@ -248,7 +251,7 @@ class Trainer:
             "resolution": self.resolution(),
             "num_processes": processes,
             "validation_seed": preview_seed(self.settings, seed),
-        }
+        } | ({"bucket_step_used": self.bucket_step} if self.settings.bucket else {})
         self.output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(
             self.layout.settings_record,
@@ -266,10 +269,12 @@ class Trainer:
 
     def _run_locked(self, seed: int, device: torch.device, topology: Topology, tracker) -> TrainingResult:
         """The run, phase by phase; each phase returns what the next ones need."""
+        loader = PartLoader(self.model, self.settings.tokenizer_name)
+        multiple = self.latent_multiple(loader)
+        self._take_a_bucket_step_with_buckets(multiple)
         s = self.settings
-        data = self._read_data(topology.main)
-        loader = PartLoader(self.model, s.tokenizer_name)
-        self._check_bucket_sides(data, loader)
+        data = self._read_data(topology.main, multiple)
+        self._check_bucket_sides(data, multiple)
         text = self._load_text_side(loader, topology.main)
         samples_per_step = s.train_batch_size * topology.processes * s.gradient_accumulation_steps
         total_steps = self._total_steps(len(data.images), samples_per_step)
@@ -321,26 +326,62 @@ class Trainer:
             main_process=topology.main,
         )
 
-    def _read_data(self, main: bool) -> TrainingData:
+    def _read_data(self, main: bool, multiple: int) -> TrainingData:
         data = self.training_data()
         if main:
             for path, reason in data.scan.skipped:
                 self.notify(f"Skipping {path.name}: {reason}.")
+            if (note := self._bucket_note(data, multiple)) is not None:
+                self.notify(note)
             if (summary := data.summary()) is not None:
                 self.notify(summary)
         return data
 
-    def _check_bucket_sides(self, data: TrainingData, loader: PartLoader) -> None:
-        """A side the UNet cannot halve as often as it downsamples fails deep inside it; say so first."""
+    @staticmethod
+    def latent_multiple(loader: PartLoader) -> int:
+        """What every picture side must be a multiple of: the VAE's and the UNet's downsampling."""
         unet = loader.config("unet")
         vae = loader.config("vae")
-        multiple = 2 ** (len(vae["block_out_channels"]) - 1) * 2 ** (len(unet["block_out_channels"]) - 1)
+        return 2 ** (len(vae["block_out_channels"]) - 1) * 2 ** (len(unet["block_out_channels"]) - 1)
+
+    def _take_a_bucket_step_with_buckets(self, multiple: int) -> None:
+        """A bucket step too coarse for the resolution leaves only the square; a finer one the
+        model takes is trained with instead. The step asked for stays the setting (a resume with
+        the same flags makes the same choice, and every checkpoint made before still resumes);
+        each picture's bucket is in the checkpoints' data record, the step used in the settings
+        record for the report."""
+        s = self.settings
+        if s.bucket and (step := step_with_buckets(self.resolution(), s.bucket_reso_steps, multiple)) is not None:
+            self.bucket_step = step
+
+    def _bucket_note(self, data: TrainingData, multiple: int) -> str | None:
+        """One line when buckets do not do what the step asked for, said only where it changes
+        how some picture trains."""
+        s, resolution = self.settings, self.resolution()
+        fits = [image.fit for image in data.images if image.fit is not None]
+        if self.bucket_step != s.bucket_reso_steps and any(f.bucket.width != f.bucket.height for f in fits):
+            return (
+                f"Buckets: a step of {s.bucket_reso_steps} px leaves only the {resolution}x{resolution} bucket "
+                f"at {resolution} px, so pictures train with a step of {self.bucket_step} px, the largest "
+                f"that keeps their shapes (--bucket_reso_steps sets it)."
+            )
+        if s.bucket and any(f.scaled_width != f.scaled_height for f in fits) and all(
+                f.bucket.width == f.bucket.height for f in fits):
+            return (
+                f"Every picture trains square at {resolution} px: {self.model.name} takes sides in steps "
+                f"of {multiple} px, too coarse for buckets at this size (train at a higher "
+                "--resolution to keep the pictures' shapes)."
+            )
+        return None
+
+    def _check_bucket_sides(self, data: TrainingData, multiple: int) -> None:
+        """A side the UNet cannot halve as often as it downsamples fails deep inside it; say so first."""
         sides = sorted({side for image in data.images if image.fit is not None
                         for side in (image.fit.bucket.width, image.fit.bucket.height)})
         odd = [side for side in sides if side % multiple]
         if odd:
             raise UserError(
-                f"the bucket step {self.settings.bucket_reso_steps} gives {odd[0]}-pixel sides, but "
+                f"the bucket step {self.bucket_step} gives {odd[0]}-pixel sides, but "
                 f"{self.model.name} needs sides in multiples of {multiple}; use --bucket_reso_steps "
                 f"{multiple} (or --no-bucket)"
             )
