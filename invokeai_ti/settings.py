@@ -321,9 +321,10 @@ class TrainingSettings:
     )
     deterministic: bool = setting(
         False,
-        "make CUDA runs bit-identical for the same seed and after a resume, at some speed "
-        "(CPU runs always are)",
-        group="training", label="Bit-identical results (slower on a GPU)",
+        "make runs bit-identical for the same seed and after a resume, at some speed (on a CUDA "
+        "GPU: deterministic kernels; on a CPU: one thread, whatever the load; OMP_NUM_THREADS also "
+        "fixes the CPU's thread count)",
+        group="training", label="Bit-identical results (slower)",
     )
     dataloader_num_workers: int = setting(
         0, "threads that decode and resize images while the VAE encodes them", group="training"

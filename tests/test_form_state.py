@@ -72,7 +72,7 @@ def test_the_18_fields_of_invokeai_in_order_with_their_labels_then_the_previews_
         "Learning rate scheduler",
         "Preview prompt (none = off)",
         "Preview every N steps",
-        "Bit-identical results (slower on a GPU)",
+        "Bit-identical results (slower)",
         "Keep aspect ratios (buckets)",
         "Learn only the masked part (alpha or .mask.png)",
         "Shuffle caption tags",

@@ -27,6 +27,7 @@ import torch
 
 from ..data.buckets import step_with_buckets
 from ..data.folder import TrainingData, read_training_data
+from ..cpu_threads import CpuThreads
 from ..data.templates import caption, templates_for
 from ..device import probe_xformers, training_device
 from ..errors import UserError
@@ -211,9 +212,13 @@ class Trainer:
             lock.release()
             raise UserError(problem)
         tracker = accelerator if s.report_to != "none" else None
+        # On a CPU, as many threads as there are idle cores (cpu_threads); a GPU keeps torch's own.
+        threads = CpuThreads(deterministic=s.deterministic,
+                             notify=self.notify if topology.main else (lambda _message: None))
+        held = threads.held() if device.type == "cpu" else contextlib.nullcontext()
         try:
-            with deterministic_mode(s.deterministic):
-                return self._run_locked(seed, device, topology, tracker)
+            with deterministic_mode(s.deterministic), held:
+                return self._run_locked(seed, device, topology, tracker, threads)
         finally:
             lock.release()
             if tracker is not None:
@@ -267,7 +272,8 @@ class Trainer:
             self.notify(f"{s.initial_embedding.name} has {initial[0].shape[0]} vectors; training that many.")
         return initial
 
-    def _run_locked(self, seed: int, device: torch.device, topology: Topology, tracker) -> TrainingResult:
+    def _run_locked(self, seed: int, device: torch.device, topology: Topology, tracker,
+                    threads: CpuThreads) -> TrainingResult:
         """The run, phase by phase; each phase returns what the next ones need."""
         loader = PartLoader(self.model, self.settings.tokenizer_name)
         multiple = self.latent_multiple(loader)
@@ -315,7 +321,7 @@ class Trainer:
             settings=s, family=self.family, output_dir=self.output_dir, state=state, step=self.step,
             shape=shape, seed=seed, total_steps=total_steps, topology=topology, tracker=tracker,
             notify=self.notify, show_progress=self.show_progress, data=record,
-            before_step=lambda at: self._preview(previews, at, text, image.unet),
+            before_step=lambda at: (threads.follow_load(), self._preview(previews, at, text, image.unet)),
         )
         reached = loop.run(start_step)
         if topology.main:
