@@ -303,6 +303,7 @@ def test_a_bucketed_shuffled_run_resumed_equals_the_straight_run_bit_for_bit(mak
                        load_file(str(straight / "learned_embeds.safetensors"))[key])
 
 
+@pytest.mark.slow
 def test_a_bucketed_two_process_run_equals_a_one_process_run(make_root, tmp_path):
     from safetensors.torch import load_file
 

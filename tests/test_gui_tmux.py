@@ -23,7 +23,8 @@ from invokeai_ti.demo import DEMO_MODEL_DESCRIPTION, DEMO_TRIGGER, demo_settings
 from invokeai_ti.workflow import plan_run, run_plan
 from tests.screens import press_and_wait
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+              pytest.mark.slow]
 
 # Loading torch and the form takes about ten seconds here; training the tiny model a few more.
 START_TIMEOUT = 90

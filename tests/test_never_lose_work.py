@@ -69,6 +69,7 @@ def straight_run(root: Path, steps: int) -> torch.Tensor:
     return load_file(str(other / "learned_embeds.safetensors"))["<psychedelic>"]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_prints_the_resume_command_and_resume_is_exact(make_root, capsys):
     root = make_root()
     process = start(root, KILLED_RUN_STEPS, "--checkpointing_steps=1000")
@@ -89,6 +90,7 @@ def test_sigterm_saves_a_checkpoint_prints_the_resume_command_and_resume_is_exac
     assert torch.equal(final_vectors(root), straight_run(root, total))
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_then_resume_ends_bit_identical(make_root, capsys):
     """Randomness comes from seed and sample number, so a resumed run replays the same samples."""
     root = make_root()
