@@ -7,6 +7,7 @@ happened", and the next key then skips past the field a test was looking for.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -34,3 +35,14 @@ def press_and_wait(read: Callable[[], str], press: Callable[[], None], timeout: 
         if again == screen or time.monotonic() > deadline:
             return again
         screen = again
+
+
+def terminal_environment() -> dict[str, str]:
+    """This process's environment for a program in a tmux pane of its own size.
+
+    Without ``TMUX`` the pane's tmux is not taken for one the developer sits in. Without
+    ``LINES`` and ``COLUMNS``, which a test runner may have set for its own output (pytest-xdist's
+    workers have 80x24), curses sizes the form by the pane instead of by them: with them it drew
+    an 80x24 form that the pane never showed.
+    """
+    return {key: value for key, value in os.environ.items() if key not in ("TMUX", "LINES", "COLUMNS")}

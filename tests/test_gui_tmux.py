@@ -21,7 +21,7 @@ import yaml
 
 from invokeai_ti.demo import DEMO_MODEL_DESCRIPTION, DEMO_TRIGGER, demo_settings, make_demo_root
 from invokeai_ti.workflow import plan_run, run_plan
-from tests.screens import press_and_wait
+from tests.screens import press_and_wait, terminal_environment
 
 pytestmark = [pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
               pytest.mark.slow]
@@ -38,7 +38,7 @@ class Terminal:
 
     def __init__(self, command: str, *, columns: int = 200, lines: int = 64) -> None:
         self.tmux = ["tmux", "-L", f"invokeai-ti-test-{uuid.uuid4().hex[:8]}"]
-        env = {k: v for k, v in os.environ.items() if k != "TMUX"}
+        env = terminal_environment()
         # The shell reports the exit status and whether the terminal got echo back, on one line
         # so both are on screen together, then waits so the screen can still be read.
         script = (f"{command}; code=$?; echo EXIT=$code TTY=$(stty -a | tr ' ;' '\\n\\n' | "
@@ -164,8 +164,9 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
     final = installed.read_bytes()
     t.type("2")
     t.keys("Enter")
-    t.wait_for("Delete training logs and intermediate checkpoints (checkpoint-4, the last, is kept to continue "
-               "from)? [y]", timeout=30)
+    t.wait_for("Delete training logs and intermediate checkpoints (deletes checkpoint-2, the learned_embeds-steps-N "
+               "snapshots of steps 2, 4, loss_log.csv; checkpoint-4, the last, is kept to continue from)? [y]",
+               timeout=30)
     assert f"The embedding of step 2 is installed at {installed}" in t.screen()
     assert installed.read_bytes() == (output / "learned_embeds-steps-2.bin").read_bytes()
     assert (output / "learned_embeds.bin.previous").read_bytes() == final

@@ -17,7 +17,7 @@ import pytest
 from invokeai_ti.demo import make_demo_root
 from invokeai_ti.errors import UserError
 from invokeai_ti.launcher import MARKER, PROMPT, Launcher, launcher_scripts, main, run_write_launcher, write_launcher
-from tests.screens import press_and_wait
+from tests.screens import press_and_wait, terminal_environment
 
 MENU_PROMPT = PROMPT.strip()
 INVOKEAI_PROGRAMS = (
@@ -250,8 +250,7 @@ class Terminal:
         self.socket = f"invokeai-ti-test-{os.getpid()}-{time.monotonic_ns()}"
         config = tmp_path / "tmux.conf"
         config.write_text("set -g remain-on-exit on\nset -g history-limit 10000\n")
-        env = {**os.environ, "SHELL": "/bin/bash"}
-        env.pop("TMUX", None)
+        env = {**terminal_environment(), "SHELL": "/bin/bash"}
         command = f"bash {shlex.quote(str(script))}; echo \"[launcher exited with status $?]\""
         self.tmux(
             "-f", str(config), "new-session", "-d", "-s", "t", "-x", "120", "-y", "50", command, env=env

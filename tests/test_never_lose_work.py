@@ -158,7 +158,10 @@ def test_nan_loss_stops_at_once_and_keeps_the_last_good_embedding(make_root, cap
     err = capsys.readouterr().err
     assert "NaN or infinite" in err and "learning rate" in err and "Traceback" not in err
     assert installed.read_bytes() == good
-    assert torch.isfinite(final_vectors(root)).all()
+    earlier = load_file(str(output_of(root) / "previous-run" / "learned_embeds.safetensors"))["<psychedelic>"]
+    assert torch.isfinite(earlier).all(), "the earlier run's embedding is kept, moved aside for the new run"
+    for saved in output_of(root).glob("*.safetensors"):
+        assert torch.isfinite(load_file(str(saved))["<psychedelic>"]).all(), f"{saved.name} holds NaN"
 
 
 def test_too_little_disk_is_refused_before_training(make_root, capsys, monkeypatch):
