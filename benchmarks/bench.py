@@ -25,7 +25,8 @@ Models: ``--model sd15`` builds (once, into ``--cache-dir``) a pipeline with Sta
 exact architecture and random weights (860M UNet, 84M VAE, 123M CLIP ViT-L/14 text encoder, 49408
 token vocabulary), so no download is needed; ``--model sdxl`` one with SDXL base 1.0's (2.6B
 UNet, CLIP ViT-L and OpenCLIP ViT-bigG text encoders, the same VAE architecture with SDXL's
-scaling); ``--model tiny`` and ``--model tiny-sdxl`` use the project's tiny pipelines;
+scaling); ``--model tiny`` and ``--model tiny-sdxl`` use the tests' tiny pipelines. Every one is
+built by ``tools/pipelines.py``, the builders the tests use;
 ``--model-dir`` uses any diffusers SD or SDXL folder. See docs/benchmarks.md for the commands and
 results.
 """
@@ -44,11 +45,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent.parent))  # tools/ is not installed: it is read from the checkout
+
+from tools.pipelines import (  # noqa: E402
+    build_sd15_random,
+    build_sdxl_random,
+    build_tiny_pipeline,
+    build_tiny_sdxl_pipeline,
+)
+
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "invokeai-ti-bench"
 TRAINERS = ("ours", "example")
 PLACEHOLDER = "<bench-toy>"
@@ -110,224 +118,14 @@ class RandomCrop:
 '''
 SHIMMED_TRANSFORMS = {"RandomHorizontalFlip", "CenterCrop", "RandomCrop", "functional"}
 MODEL_FOLDERS = {"sd15": "sd15-random", "sdxl": "sdxl-random", "tiny": "tiny-random", "tiny-sdxl": "tiny-sdxl-random"}
+# The project's one set of random-pipeline builders, the tests' too.
+BUILDERS = {"sd15": build_sd15_random, "sdxl": build_sdxl_random, "tiny": build_tiny_pipeline,
+            "tiny-sdxl": build_tiny_sdxl_pipeline}
 
 
 # --------------------------------------------------------------------------------------------
 # Models and images
 # --------------------------------------------------------------------------------------------
-
-
-def write_sd15_shaped_tokenizer(folder: Path, vocab_size: int = 49408, pad_token: str = "<|endoftext|>") -> None:
-    """A CLIP BPE tokenizer with exactly ``vocab_size`` entries, laid out like CLIP's.
-
-    The real CLIP vocabulary cannot be downloaded here, so the merges are synthetic: CLIP's 256
-    byte characters (each also with ``</w>``), whole words the prompt templates use, then letter
-    pairs and triples, padded up to 49406 entries, with ``<|startoftext|>`` and
-    ``<|endoftext|>`` last (ids 49406 and 49407, as in CLIP). ``*`` is a single token.
-    SDXL's second tokenizer has the same vocabulary and pads with ``!`` (``pad_token``).
-    """
-    from tools.pipelines import KNOWN_WORDS
-
-    folder.mkdir(parents=True, exist_ok=True)
-    # CLIP's bytes_to_unicode: printable bytes map to themselves, the rest to code points 256+.
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
-        range(ord("®"), ord("ÿ") + 1)
-    )
-    chars, extra = [], 0
-    for byte in range(256):
-        if byte in printable:
-            chars.append(chr(byte))
-        else:
-            chars.append(chr(256 + extra))
-            extra += 1
-    vocab: dict[str, int] = {}
-    for char in chars:
-        vocab.setdefault(char, len(vocab))
-    for char in chars:
-        vocab.setdefault(char + "</w>", len(vocab))
-    merges: list[str] = []
-    limit = vocab_size - 2
-
-    def merge(left: str, right: str) -> None:
-        joined = left + right
-        if len(vocab) < limit and joined not in vocab and left in vocab and right in vocab:
-            merges.append(f"{left} {right}")
-            vocab[joined] = len(vocab)
-
-    templates_words = KNOWN_WORDS + ("with", "there", "is", "rendition", "dirty", "clean", "cropped")
-    for word in templates_words:
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        while len(pieces) > 1:
-            merge(pieces[0], pieces[1])
-            pieces = [pieces[0] + pieces[1]] + pieces[2:]
-    letters = "etaoinshrdlcumwfgypbvkjxqz"
-    for a in letters:
-        for b in letters:
-            merge(a, b)
-            merge(a, b + "</w>")
-    for a in letters:
-        for b in letters:
-            for c in letters:
-                merge(a + b, c)
-                merge(a + b, c + "</w>")
-    for a in letters:
-        for b in letters:
-            for c in letters:
-                for d in letters:
-                    if len(vocab) >= limit:
-                        break
-                    merge(a + b + c, d + "</w>")
-    if len(vocab) != limit:
-        raise RuntimeError(f"synthetic vocabulary has {len(vocab)} entries, expected {limit}")
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    from invokeai_ti.quiet import quiet_imports
-
-    with quiet_imports():
-        from transformers import CLIPTokenizer
-
-        tokenizer = CLIPTokenizer(
-            str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77, pad_token=pad_token
-        )
-    tokenizer.save_pretrained(str(folder))
-    if len(tokenizer) != vocab_size:
-        raise RuntimeError(f"tokenizer has {len(tokenizer)} entries, expected {vocab_size}")
-    if len(tokenizer.encode(INITIALIZER, add_special_tokens=False)) != 1:
-        raise RuntimeError("'*' is not a single token of the synthetic vocabulary")
-
-
-def save_random_pipeline(
-    folder: Path, seed: int, parts: dict[str, Callable[[], Any]], *, tokenizers: dict[str, str], scheduler,
-    index: dict[str, object],
-) -> Path:
-    """Build each part from ``seed`` and save it (one in memory at a time), then the tokenizers
-    (name: pad token), the scheduler and ``model_index.json``; the folder appears only complete."""
-    import torch
-
-    from invokeai_ti.quiet import quiet_library_progress
-    from tools.pipelines import write_pipeline_index
-
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    torch.manual_seed(seed)
-    for name, pad_token in tokenizers.items():
-        write_sd15_shaped_tokenizer(partial / name, pad_token=pad_token)
-    counts = {}
-    for name, build in parts.items():
-        part = build()
-        counts[name] = sum(p.numel() for p in part.parameters())
-        with quiet_library_progress():
-            part.save_pretrained(str(partial / name), safe_serialization=True)
-        del part
-    scheduler.save_pretrained(str(partial / "scheduler"))
-    write_pipeline_index(partial, index)
-    (partial / "parameter_counts.json").write_text(json.dumps(counts, indent=2), encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
-    return folder
-
-
-def clip_text_config(width: int, layers: int, heads: int, activation: str, *, pad_token_id: int = 1, **extra):
-    """A CLIP text encoder's configuration with the SD tokenizers' 49408-token vocabulary."""
-    from invokeai_ti.quiet import quiet_imports
-
-    with quiet_imports():
-        from transformers import CLIPTextConfig
-
-    return CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=width,
-        intermediate_size=4 * width,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        max_position_embeddings=77,
-        hidden_act=activation,
-        bos_token_id=49406,
-        eos_token_id=49407,
-        pad_token_id=pad_token_id,
-        **extra,
-    )
-
-
-# SD's VAE (the same architecture in SD-1, SD-2 and SDXL; SDXL scales its latents differently).
-SD_VAE = {"block_out_channels": (128, 256, 512, 512), "layers_per_block": 2, "norm_num_groups": 32}
-SD15_UNET = dict(
-    sample_size=64,
-    in_channels=4,
-    out_channels=4,
-    layers_per_block=2,
-    block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    cross_attention_dim=768,
-    attention_head_dim=8,
-    norm_num_groups=32,
-)
-SDXL_UNET = dict(
-    sample_size=128,
-    in_channels=4,
-    out_channels=4,
-    layers_per_block=2,
-    block_out_channels=(320, 640, 1280),
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    transformer_layers_per_block=(1, 2, 10),
-    attention_head_dim=(5, 10, 20),
-    cross_attention_dim=2048,
-    use_linear_projection=True,
-    addition_embed_type="text_time",
-    addition_time_embed_dim=256,
-    projection_class_embeddings_input_dim=2816,
-    norm_num_groups=32,
-)
-
-
-def build_sd15_random(folder: Path, seed: int = 0) -> Path:
-    """Save a diffusers SD pipeline with SD-1.5's architecture and random weights (safetensors)."""
-    from invokeai_ti.quiet import quiet_imports
-    from tools.pipelines import PIPELINE_INDEX, sd_scheduler, sd_vae
-
-    with quiet_imports():
-        from diffusers import UNet2DConditionModel
-        from transformers import CLIPTextModel
-
-    text_config = clip_text_config(768, 12, 12, "quick_gelu", pad_token_id=49407, projection_dim=768)
-    parts = {
-        "text_encoder": lambda: CLIPTextModel(text_config),
-        "vae": lambda: sd_vae(sample_size=512, **SD_VAE),
-        "unet": lambda: UNet2DConditionModel(**SD15_UNET),
-    }
-    return save_random_pipeline(
-        folder, seed, parts, tokenizers={"tokenizer": "<|endoftext|>"}, scheduler=sd_scheduler(),
-        index=PIPELINE_INDEX,
-    )
-
-
-def build_sdxl_random(folder: Path, seed: int = 0) -> Path:
-    """Save a diffusers SDXL base pipeline with SDXL 1.0's architecture and random weights."""
-    from invokeai_ti.quiet import quiet_imports
-    from tools.pipelines import SDXL_PIPELINE_INDEX, SDXL_VAE_SCALING_FACTOR, sd_vae, sdxl_scheduler
-
-    with quiet_imports():
-        from diffusers import UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTextModelWithProjection
-
-    parts = {
-        "text_encoder": lambda: CLIPTextModel(clip_text_config(768, 12, 12, "quick_gelu", projection_dim=768)),
-        "text_encoder_2": lambda: CLIPTextModelWithProjection(
-            clip_text_config(1280, 32, 20, "gelu", projection_dim=1280)
-        ),
-        "vae": lambda: sd_vae(
-            sample_size=1024, scaling_factor=SDXL_VAE_SCALING_FACTOR, force_upcast=True, **SD_VAE
-        ),
-        "unet": lambda: UNet2DConditionModel(**SDXL_UNET),
-    }
-    return save_random_pipeline(
-        folder, seed, parts, tokenizers={"tokenizer": "<|endoftext|>", "tokenizer_2": "!"},
-        scheduler=sdxl_scheduler(), index=SDXL_PIPELINE_INDEX,
-    )
 
 
 def prepare_model(args: argparse.Namespace) -> Path:
@@ -337,15 +135,8 @@ def prepare_model(args: argparse.Namespace) -> Path:
     if args.rebuild or not (folder / "model_index.json").exists():
         print(f"Building the {args.model} random-weight model in {folder} (once)...", flush=True)
         started = time.monotonic()
-        if args.model == "sd15":
-            build_sd15_random(folder)
-        elif args.model == "sdxl":
-            build_sdxl_random(folder)
-        else:
-            from tools.pipelines import build_tiny_pipeline, build_tiny_sdxl_pipeline
-
-            shutil.rmtree(folder, ignore_errors=True)
-            (build_tiny_sdxl_pipeline if args.model == "tiny-sdxl" else build_tiny_pipeline)(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        BUILDERS[args.model](folder)
         print(f"Built in {time.monotonic() - started:.0f} s.", flush=True)
     return folder.resolve()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,14 +31,37 @@ GROUP_TITLES = {
 }
 
 
+# A choice list longer than this is named NAME in the usage and listed in the help text instead,
+# so no line of --help runs past 80 columns.
+LONGEST_CHOICES = 30
+USAGE = "%(prog)s [--gui | --demo | --list-models | ...] [SETTING ...]"
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """``--[no-]flag`` for an on/off setting, instead of both spellings side by side."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse.BooleanOptionalAction):
+            return ", ".join(f"--[no-]{option[2:]}" for option in action.option_strings
+                             if not option.startswith("--no-"))
+        return super()._format_action_invocation(action)
+
+
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line with the fix, not a usage dump."""
+
+    argv: list[str] = []
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:
+        self.argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_args(self.argv, namespace)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"invokeai-ti: {message}{self.suggestion(message)}; see invokeai-ti --help.\n")
 
     def suggestion(self, message: str) -> str:
-        """"did you mean --max_train_steps" for a mistyped flag (argparse only says it is unknown)."""
+        """"did you mean --max_train_steps" for a mistyped flag (argparse only says it is unknown),
+        and how to write a value that the shell split at a space."""
         if not message.startswith("unrecognized arguments:"):
             return ""
         known = [option for action in self._actions for option in action.option_strings]
@@ -46,7 +70,28 @@ class Parser(argparse.ArgumentParser):
             flag = word.split("=")[0]
             if flag.startswith("--") and (close := difflib.get_close_matches(flag, known, n=1)):
                 hints.append(f"{flag}: did you mean {close[0]}?")
+            elif not word.startswith("-") and (hint := self.split_value_hint(word)):
+                hints.append(hint)
+        hints = list(dict.fromkeys(hints))
         return f" ({'; '.join(hints)})" if hints else ""
+
+    def split_value_hint(self, word: str) -> str | None:
+        """``--placeholder_token blue triangle`` leaves ``triangle`` over: say how to write the value."""
+        if word not in self.argv:
+            return None
+        argv = self.argv
+        start = end = argv.index(word)
+        while start > 0 and not argv[start - 1].startswith("-"):
+            start -= 1
+        while end + 1 < len(argv) and not argv[end + 1].startswith("-"):
+            end += 1
+        if start == 0 or start == argv.index(word):
+            return None
+        flag, value, over = argv[start - 1], " ".join(argv[start:end + 1]), " ".join(argv[start + 1:end + 1])
+        if flag in ("--placeholder_token", "--trigger_term"):
+            return (f"{over}: a trigger is one word; write {flag} {value.replace(' ', '_')}, or quote "
+                    "a value that has spaces")
+        return f"{over}: quote a value that has spaces, as {flag} {shlex.quote(value)}"
 
 
 def value_parser(kind: type, flag: str):
@@ -71,10 +116,21 @@ def default_text(f: dataclasses.Field) -> str:
 def build_parser() -> Parser:
     parser = Parser(
         prog="invokeai-ti",
+        usage=USAGE,
         description="Train a Textual Inversion embedding for a Stable Diffusion model.",
         epilog="Distributed: accelerate launch $(which invokeai-ti) <the same flags>.",
+        formatter_class=HelpFormatter,
     )
-    commands = parser.add_argument_group("Commands")
+    add_commands(parser.add_argument_group("Commands"))
+    for group_name, fields in fields_by_group().items():
+        group = parser.add_argument_group(GROUP_TITLES[group_name])
+        for f in fields:
+            add_setting(group, f)
+    return parser
+
+
+def add_commands(commands: argparse._ArgumentGroup) -> None:
+    """What is not a setting: the form, the model list, the demo, the launcher, an install."""
     commands.add_argument(
         "--gui", "--front_end", action="store_true", help="open the keyboard-driven settings form"
     )
@@ -84,7 +140,9 @@ def build_parser() -> Parser:
     commands.add_argument(
         "--demo",
         action="store_true",
-        help="make a demo root with a tiny random model and sample photos (once), and train on it",
+        help="make a demo root (~/invokeai-ti-demo, or --root) holding the world-of-shapes models and "
+        "photos of a blue triangle, and train on it (--model world-of-shapes-sdxl: on the SDXL one); "
+        "a later --demo reuses that root",
     )
     commands.add_argument(
         "--write-launcher",
@@ -103,31 +161,29 @@ def build_parser() -> Parser:
         "--placeholder_token (and --output_dir if it was not the default)",
     )
     commands.add_argument("--version", action="version", version=f"invokeai-ti {__version__}")
-    for group_name, fields in fields_by_group().items():
-        group = parser.add_argument_group(GROUP_TITLES[group_name])
-        for f in fields:
-            flag = f"--{f.name}"
-            kind, _optional = field_types(f)
-            common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
-            if kind is bool:
-                group.add_argument(
-                    flag,
-                    *f.metadata["aliases"],
-                    action=argparse.BooleanOptionalAction,
-                    help=f.metadata["help"] + _bool_default(f),
-                    **common,
-                )
-                continue
-            group.add_argument(
-                flag,
-                *f.metadata["aliases"],
-                type=value_parser(kind, flag),
-                choices=f.metadata.get("choices"),
-                metavar=_metavar(f, kind),
-                help=f.metadata["help"] + default_text(f),
-                **common,
-            )
-    return parser
+
+
+def add_setting(group: argparse._ArgumentGroup, f: dataclasses.Field) -> None:
+    """A settings field as its flag (and aliases); a flag left out stays absent, so the typed
+    flags can be told from the defaults."""
+    flag = f"--{f.name}"
+    kind, _optional = field_types(f)
+    common: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+    if kind is bool:
+        group.add_argument(
+            flag, *f.metadata["aliases"], action=argparse.BooleanOptionalAction,
+            help=f.metadata["help"] + _bool_default(f), **common,
+        )
+        return
+    group.add_argument(
+        flag,
+        *f.metadata["aliases"],
+        type=value_parser(kind, flag),
+        choices=f.metadata.get("choices"),
+        metavar=_metavar(f, kind),
+        help=f.metadata["help"] + _choices_text(f) + default_text(f),
+        **common,
+    )
 
 
 def _bool_default(f: dataclasses.Field) -> str:
@@ -136,12 +192,24 @@ def _bool_default(f: dataclasses.Field) -> str:
     return " (default: on)" if f.default else " (default: off)"
 
 
+def _braced_choices(f: dataclasses.Field) -> str:
+    return "{" + ",".join(map(str, f.metadata.get("choices") or ())) + "}"
+
+
 def _metavar(f: dataclasses.Field, kind: type) -> str | None:
     if "metavar" in f.metadata:
         return f.metadata["metavar"]
     if f.metadata.get("choices"):
-        return "{" + ",".join(map(str, f.metadata["choices"])) + "}"
+        braced = _braced_choices(f)
+        return braced if len(braced) <= LONGEST_CHOICES else "NAME"
     return {int: "N", float: "X", Path: "DIR"}.get(kind, "TEXT")
+
+
+def _choices_text(f: dataclasses.Field) -> str:
+    """The choices, where the usage names them NAME."""
+    if not f.metadata.get("choices") or len(_braced_choices(f)) <= LONGEST_CHOICES:
+        return ""
+    return f": {', '.join(map(str, f.metadata['choices']))}"
 
 
 def typed_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -154,7 +222,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
 
 
 def train_headless(settings: TrainingSettings) -> int:
-    from .workflow import header_line, installed_message, plan_run, run_plan
+    from .workflow import end_lines, header_line, plan_run, run_plan
 
     if not settings.placeholder_token.strip():
         raise UserError(
@@ -163,10 +231,8 @@ def train_headless(settings: TrainingSettings) -> int:
         )
     plan = plan_run(settings)
     print(header_line(plan))
-    outcome = run_plan(plan)
-    if outcome.installed is not None:
-        print(f"Embedding saved in {plan.output_dir}.")
-        print(installed_message(outcome.installed, outcome.result.token))
+    for line in end_lines(plan, run_plan(plan)):
+        print(line)
     return 0
 
 
@@ -191,7 +257,7 @@ def run(argv: Sequence[str] | None) -> int:
     if args.demo:
         from .demo import run_demo
 
-        return run_demo(settings.root)
+        return run_demo(settings.root, settings.model)
     if args.write_launcher:
         from .launcher import run_write_launcher
 

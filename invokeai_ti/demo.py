@@ -1,35 +1,60 @@
 """``invokeai-ti --demo``: the whole flow on a fresh machine, with no model to download, and a
 concept that visibly arrives.
 
-It makes (once) an InvokeAI root holding the world model shipped with the package (a small
-SD-1-shaped model that draws coloured shapes from captions such as "a photo of a green star")
-and a few photos of one colour and shape, drawn the way a user's camera would and never named
-in any caption. It teaches them to a made-up trigger that starts as the ordinary word "toy", with
-previews every few steps and the report, and installs the embedding exactly as a real run would.
-The first previews show what "toy" means to the model (some shape in some colour), the last ones
-the photos' concept, and the world model's judge says so under each preview.
+It makes (once) an InvokeAI root holding the two world models shipped with the package (small
+SD-1 and SDXL shaped models that draw coloured shapes from captions such as "a photo of a green
+star"; the SD-1 one is the default) and a few photos of one colour and shape, drawn the way a
+user's camera would and never named in any caption. It teaches them to a made-up trigger that
+starts as the ordinary word "toy", with previews every few steps and the report, and installs the
+embedding exactly as a real run would. The first previews show what "toy" means to the model
+(some shape in some colour), the last ones the photos' concept, and the world model's judge says
+so under each preview. ``--model world-of-shapes-sdxl`` runs the same demo on SDXL, under its
+own trigger so both embeddings can be installed side by side.
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from .outputs.report import read_previews
+from .errors import UserError
+from .outputs.layout import OutputLayout
+from .outputs.preview_png import read_previews
 from .paths import DEMO_ROOT, RootLayout
 from .settings import TrainingSettings
+from .world import WORLD_MODEL, WORLD_MODEL_SDXL
 
-DEMO_MODEL = "world-of-shapes-sd1"
-DEMO_TRIGGER = "blicket"
+
+@dataclass(frozen=True)
+class DemoModel:
+    """A world model as the demo root holds it: where it is installed, under which name and what
+    the form says of it (one line at 80 columns), and the trigger its demo teaches."""
+
+    name: str
+    source: Path
+    folder: Path
+    description: str
+    trigger: str
+
+
+DEMO_MODELS: tuple[DemoModel, ...] = (
+    DemoModel("world-of-shapes-sd1", WORLD_MODEL, Path("models") / "sd-1" / "main" / "world-of-shapes-sd1",
+              "Knows a small world of coloured shapes (32 px); try 'a photo of a green star'.", "blicket"),
+    DemoModel("world-of-shapes-sdxl", WORLD_MODEL_SDXL,
+              Path("models") / "sdxl" / "main" / "world-of-shapes-sdxl",
+              "The same world in SDXL's layout: two text encoders, pooled text, time ids.", "dax"),
+)
+DEMO_MODEL = DEMO_MODELS[0].name
+DEMO_TRIGGER = DEMO_MODELS[0].trigger
 DEMO_INITIALIZER = "toy"
 DEMO_CONCEPT = ("blue", "triangle")
 DEMO_PHOTOS = 6
-DEMO_MODEL_FOLDER = Path("models") / "sd-1" / "main" / DEMO_MODEL
-# What the form shows under the model list; one line at 80 columns.
-DEMO_MODEL_DESCRIPTION = "Knows a small world of coloured shapes (32 px); try 'a photo of a green star'."
+DEMO_MODEL_FOLDER = DEMO_MODELS[0].folder
+DEMO_MODEL_DESCRIPTION = DEMO_MODELS[0].description
 
 
 def draw_sample_photos(folder: Path, count: int = DEMO_PHOTOS, size: int = 128, seed: int = 7) -> list[Path]:
@@ -39,41 +64,60 @@ def draw_sample_photos(folder: Path, count: int = DEMO_PHOTOS, size: int = 128, 
     return write_photos(folder, *DEMO_CONCEPT, count, seed=seed, size=size)
 
 
-def make_demo_root(root: Path) -> RootLayout:
-    """Create the demo root's model, models.yaml and photos; leave what already exists alone."""
-    from .world import WORLD_MODEL
+def demo_model(name: str | None) -> DemoModel:
+    """The demo model called ``name`` (the SD-1 one when None); any other model is refused."""
+    for model in DEMO_MODELS:
+        if name in (None, model.name):
+            return model
+    names = " or ".join(model.name for model in DEMO_MODELS)
+    raise UserError(f"The demo trains one of its own models, {names}, not {name}; "
+                    "drop --demo to train on another model.")
 
+
+def make_demo_root(root: Path) -> RootLayout:
+    """Create the demo root's models, models.yaml entries and photos; leave what exists alone.
+
+    A root made by an earlier version gains the models it lacks, and only those entries are added
+    to its models.yaml, so the user's own entries and edits stay.
+    """
     layout = RootLayout(root)
-    model_folder = root / DEMO_MODEL_FOLDER
-    if not (model_folder / "model_index.json").exists():
-        partial = model_folder.with_name(model_folder.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(WORLD_MODEL, partial)
-        shutil.rmtree(model_folder, ignore_errors=True)
-        partial.rename(model_folder)
-    if not layout.models_yaml.exists():
+    for model in DEMO_MODELS:
+        _install_model(model.source, root / model.folder)
+    entries = yaml.safe_load(layout.models_yaml.read_text(encoding="utf-8")) if layout.models_yaml.exists() else None
+    entries = entries if isinstance(entries, dict) else {}
+    missing = {
+        model.name: {"description": model.description, "format": "diffusers", "path": str(model.folder),
+                     **({"default": True} if model.name == DEMO_MODEL and not entries else {})}
+        for model in DEMO_MODELS if model.name not in entries
+    }
+    if missing:
         layout.models_yaml.parent.mkdir(parents=True, exist_ok=True)
-        entry = {
-            DEMO_MODEL: {
-                "description": DEMO_MODEL_DESCRIPTION,
-                "format": "diffusers",
-                "path": str(DEMO_MODEL_FOLDER),
-                "default": True,
-            }
-        }
-        layout.models_yaml.write_text(yaml.safe_dump(entry, sort_keys=False), encoding="utf-8")
-    data = layout.data_dir(DEMO_TRIGGER)
-    if not data.is_dir() or not any(data.iterdir()):
-        draw_sample_photos(data)
+        layout.models_yaml.write_text(yaml.safe_dump({**entries, **missing}, sort_keys=False), encoding="utf-8")
+    for model in DEMO_MODELS:
+        data = layout.data_dir(model.trigger)
+        if not data.is_dir() or not any(data.iterdir()):
+            draw_sample_photos(data)
     return layout
 
 
-def demo_settings(root: Path) -> TrainingSettings:
+def _install_model(source: Path, folder: Path) -> None:
+    """Copied whole or not at all: an interrupted copy never looks like a model."""
+    if (folder / "model_index.json").exists():
+        return
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+
+
+def demo_settings(root: Path, model: str | None = None) -> TrainingSettings:
     """A run well under a minute on a laptop CPU, otherwise the normal defaults."""
+    chosen = demo_model(model)
     return TrainingSettings(
         root=root,
-        model=DEMO_MODEL,
-        placeholder_token=DEMO_TRIGGER,
+        model=chosen.name,
+        placeholder_token=chosen.trigger,
         initializer_token=DEMO_INITIALIZER,
         max_train_steps=100,
         train_batch_size=4,
@@ -96,24 +140,26 @@ def command_name() -> str:
     return "invokeai-ti"
 
 
-def run_demo(root: Path | None) -> int:
-    from .workflow import header_line, installed_message, plan_run, run_plan
+def run_demo(root: Path | None, model: str | None = None) -> int:
+    from .workflow import end_lines, header_line, plan_run, run_plan
 
+    chosen = demo_model(model)
     root = (root or DEMO_ROOT).expanduser().resolve()
     colour, shape = DEMO_CONCEPT
-    what = f"the world-of-shapes model and {DEMO_PHOTOS} photos of a {colour} {shape}"
-    if (root / DEMO_MODEL_FOLDER / "model_index.json").exists():
+    what = f"the world-of-shapes models and {DEMO_PHOTOS} photos of a {colour} {shape}"
+    if (root / chosen.folder / "model_index.json").exists():
         print(f"Using the demo root {root}, made earlier ({what}).")
     else:
         print(f"Preparing the demo root {root} ({what})...")
     layout = make_demo_root(root)
-    plan = plan_run(demo_settings(root))
+    plan = plan_run(demo_settings(root, chosen.name))
     print(header_line(plan))
-    outcome = run_plan(plan)
-    print(f"Trained {outcome.result.token} for {outcome.result.steps} steps; the training files are in {plan.output_dir}.")
-    print(installed_message(outcome.installed, outcome.result.token))
-    judged = [preview for preview in read_previews(plan.output_dir) if preview.verdict]
+    for line in end_lines(plan, run_plan(plan)):
+        print(line)
+    previews = read_previews(OutputLayout(plan.output_dir, plan.settings.trigger))
+    judged = [preview for preview in previews if preview.judgement is not None]
     if judged:
-        print(f"Before training, {judged[0].verdict}; after {judged[-1].step} steps, {judged[-1].verdict}.")
+        first, last = judged[0], judged[-1]
+        print(f"Before training, {first.judgement.verdict}; after {last.step} steps, {last.judgement.verdict}.")
     print(f"Open the form on this root with:  {command_name()} --gui --root {layout.root}")
     return 0

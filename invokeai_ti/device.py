@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import Problem
 from .models import BASE_SDXL
 from .quiet import quiet_imports
 
@@ -103,21 +104,23 @@ class DeviceCaps:
             return f"batch size defaults to 3: {kernel} works but this GPU has {gib:.0f} GB, under 12 GB"
         return f"batch size defaults to 8: {kernel} works and this GPU has {gib:.0f} GB"
 
-    def precision_problem(self, precision: str) -> str | None:
+    def precision_problem(self, precision: str) -> Problem | None:
         """Why ``precision`` cannot run here, or None when it can."""
         if precision in self.precisions:
             return None
         if precision == "fp16":
-            return (
+            text = (
                 f"mixed precision fp16 needs a CUDA GPU and this machine trains on the "
                 f"{self.kind.upper()}; choose bf16 or no"
             )
-        if precision == "bf16" and self.kind == "cpu":
-            return (
+        elif precision == "bf16" and self.kind == "cpu":
+            text = (
                 "this CPU has no bf16 instructions, so mixed precision bf16 would run many times "
                 "slower than full precision (see docs/benchmarks.md); choose no"
             )
-        return f"mixed precision {precision} is not supported on the {self.name}; choose no"
+        else:
+            text = f"mixed precision {precision} is not supported on the {self.name}; choose no"
+        return Problem(text, "mixed_precision")
 
 
 def _cpu_bf16() -> bool:

@@ -66,8 +66,9 @@ SDXL_REQUIRED_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
 SDXL_WEIGHTED_PARTS = ("text_encoder_2",)
 
 CONVERT_HINT = (
-    "convert it to a diffusers folder first (InvokeAI's model manager or diffusers' "
-    "convert_original_stable_diffusion_to_diffusers.py does this) and pass that folder"
+    "convert it to a diffusers folder first, with InvokeAI's model manager or with diffusers' "
+    "StableDiffusionPipeline.from_single_file(...).save_pretrained(...) (the README's 'Getting a "
+    "model' shows how), and pass that folder"
 )
 MISSING_FOLDER_HINT = "check the path, or pick a model from `invokeai-ti --list-models`"
 INCOMPLETE_HINT = "download or convert the model again so that every part is complete"
@@ -208,7 +209,8 @@ def no_model_message(layout: RootLayout) -> str:
     return (
         f"{text}; add one with InvokeAI's model manager or to configs/models.yaml, pass a diffusers "
         "folder or a Hugging Face repo id in your cache to --model (see the README, 'Getting a "
-        "model'), or run `invokeai-ti --demo` to make a demo root with a tiny model."
+        f"model'), or try the world-of-shapes model: `invokeai-ti --demo` makes a demo root at {demo}, "
+        f"which --root {demo} then opens."
     )
 
 

@@ -1,7 +1,7 @@
 """Every training setting, once: its default, its help text, its flags and its validation.
 
-It imports nothing of this package, so every layer can read settings and ``invokeai-ti --help``
-starts without torch.
+It imports nothing of this package but ``errors`` (for ``Problem``), so every layer can read
+settings and ``invokeai-ti --help`` starts without torch.
 
 The CLI flags, the form's fields and the saved preferences are all generated from
 ``TrainingSettings``. InvokeAI kept two copies and they drifted (learning rate 1e-4 on the
@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .errors import Problem
+
 LR_SCHEDULERS = (
     "linear",
     "cosine",
@@ -37,6 +39,26 @@ FORM_RESOLUTIONS = (512, 768, 1024)
 # batch 4 on an H100 (issue 13's measurements), so it pays back after roughly 2000 steps.
 COMPILE_MIN_STEPS = 2000
 TRIGGER_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
+# Counts that must be at least 1, by what a problem calls them.
+AT_LEAST_ONE = {
+    "max_train_steps": "training steps",
+    "gradient_accumulation_steps": "gradient accumulation steps",
+    "num_vectors": "number of vectors",
+    "repeats": "repeats",
+    "checkpointing_steps": "checkpointing steps",
+    "save_steps": "save steps",
+    "num_validation_images": "number of preview images",
+    "train_batch_size": "batch size",
+    "num_train_epochs": "number of epochs",
+    "validation_steps": "preview steps",
+}
+NOT_NEGATIVE = {
+    "lr_warmup_steps": "the warm-up steps",
+    "checkpoints_total_limit": "--checkpoints_total_limit",
+    "keep_tokens": "--keep_tokens",
+    "dataloader_num_workers": "--dataloader_num_workers",
+}
+NOT_NEGATIVE_HINTS = {"checkpoints_total_limit": "; use 0 to keep every checkpoint"}
 
 
 def setting(default: Any, help: str, *, group: str, aliases: tuple[str, ...] = (), **meta: Any) -> Any:
@@ -52,15 +74,16 @@ def bare_trigger(placeholder: str) -> str:
     return text
 
 
-def trigger_problem(placeholder: str) -> str | None:
+def trigger_problem(placeholder: str) -> Problem | None:
     trigger = bare_trigger(placeholder)
     if not trigger:
-        return "the trigger term is empty; type a word such as 'psychedelic'"
+        return Problem("the trigger term is empty; type a word such as 'psychedelic'", "placeholder_token")
     if not TRIGGER_PATTERN.match(trigger):
         bad = sorted({c for c in trigger if not re.match(r"[A-Za-z0-9._-]", c)})
         shown = ", ".join("space" if c == " " else repr(c) for c in bad)
-        return (
-            f"the trigger term '{trigger}' contains {shown}; use only letters, digits, '.', '-' and '_'"
+        return Problem(
+            f"the trigger term '{trigger}' contains {shown}; use only letters, digits, '.', '-' and '_'",
+            "placeholder_token",
         )
     return None
 
@@ -253,7 +276,9 @@ class TrainingSettings:
         None, "random seed (default: a random one, recorded in the output folder)", group="training"
     )
     train_batch_size: int | None = setting(
-        None, "images per step on each device (default: 8 when xFormers works, else 3)",
+        None,
+        "images per step on each device (default: 8 on a GPU of 12 GB or more where "
+        "memory-efficient attention runs, else 3; an SDXL model's follows the GPU's memory, 1 to 8)",
         group="training", label="Batch Size (reduce if you run out of memory)", slider=(1, 50),
     )
     num_train_epochs: int | None = setting(
@@ -344,90 +369,85 @@ class TrainingSettings:
 
     @property
     def preview_every(self) -> int:
-        """``--validation_steps``, else ``--save_steps`` but at most half the run: a 30-step trial
-        of a setup still gets one preview between the first and the last."""
+        """``--validation_steps``, else ``--save_steps`` but at most half the run, rounded up: a
+        30-step trial of a setup still gets one preview between the first and the last (at 0, 15
+        and 30), and a 5-step one exactly one too (0, 3 and 5, not 0, 2, 4 and 5)."""
         if self.validation_steps:
             return self.validation_steps
         if self.num_train_epochs:
             return self.save_steps
-        return max(1, min(self.save_steps, self.max_train_steps // 2))
+        return max(1, min(self.save_steps, math.ceil(self.max_train_steps / 2)))
 
-    def problems(self) -> list[str]:
-        """Every value problem, phrased for a person; empty when the settings can run."""
-        found: list[str] = []
-        if (problem := trigger_problem(self.placeholder_token)) is not None:
-            found.append(problem)
+    def problems(self) -> list[Problem]:
+        """Every value problem, each with the field that fixes it; empty when the settings can run."""
+        checks = (self._word_problems, self._count_problems, self._training_problems, self._data_problems)
+        return [problem for check in checks for problem in check()]
+
+    def _word_problems(self) -> list[Problem]:
+        found = [trigger_problem(self.placeholder_token)]
         if not self.initializer_token.strip():
-            found.append("the initializer is empty; use a single word such as '*' or 'painting'")
-        if self.resolution is not None and (self.resolution < 8 or self.resolution % 8):
-            found.append(
-                f"the resolution {self.resolution} is not a positive multiple of 8; use 512, 768 or 1024"
-            )
-        positive = {
-            "max_train_steps": "training steps",
-            "gradient_accumulation_steps": "gradient accumulation steps",
-            "num_vectors": "number of vectors",
-            "repeats": "repeats",
-            "checkpointing_steps": "checkpointing steps",
-            "save_steps": "save steps",
-            "num_validation_images": "number of preview images",
-        }
-        for name, what in positive.items():
-            if getattr(self, name) < 1:
-                found.append(f"the {what} must be at least 1, not {getattr(self, name)}")
-        for name, what in {
-            "train_batch_size": "batch size",
-            "num_train_epochs": "number of epochs",
-            "validation_steps": "preview steps",
-        }.items():
+            found.append(Problem("the initializer is empty; use a single word such as '*' or 'painting'",
+                                 "initializer_token"))
+        found.append(self.preview_prompt_problem())
+        return [problem for problem in found if problem is not None]
+
+    def _count_problems(self) -> list[Problem]:
+        """Counts that must be at least 1 (those that may be None mean "the default")."""
+        found = []
+        for name, what in AT_LEAST_ONE.items():
             value = getattr(self, name)
             if value is not None and value < 1:
-                found.append(f"the {what} must be at least 1, not {value}")
-        if self.lr_warmup_steps < 0:
-            found.append(f"the warm-up steps cannot be negative ({self.lr_warmup_steps})")
-        if self.checkpoints_total_limit is not None and self.checkpoints_total_limit < 0:
-            found.append("--checkpoints_total_limit cannot be negative; use 0 to keep every checkpoint")
-        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
-                and self.learning_rate > 0):
-            found.append(f"the learning rate must be a positive number such as 5e-4, not {self.learning_rate}")
-        if self.lr_scheduler not in LR_SCHEDULERS:
-            found.append(
-                f"the learning rate scheduler '{self.lr_scheduler}' is unknown; use one of "
-                + ", ".join(LR_SCHEDULERS)
-            )
-        if self.mixed_precision is not None and self.mixed_precision not in PRECISIONS:
-            found.append(
-                f"the mixed precision '{self.mixed_precision}' is unknown; use no, fp16 or bf16"
-            )
-        if self.learnable_property not in LEARNABLE_PROPERTIES:
-            found.append(
-                f"the learnable property '{self.learnable_property}' is unknown; use object or style"
-            )
-        if (problem := self.preview_prompt_problem()) is not None:
-            found.append(problem)
-        if self.bucket_reso_steps < 8 or self.bucket_reso_steps % 8:
-            found.append(
-                f"the bucket step {self.bucket_reso_steps} is not a positive multiple of 8; use 64"
-            )
-        if self.keep_tokens < 0:
-            found.append(f"--keep_tokens cannot be negative ({self.keep_tokens})")
-        if not 0.0 <= self.caption_tag_dropout_rate < 1.0:
-            found.append(
-                f"the tag dropout rate {self.caption_tag_dropout_rate} is not between 0 and 1; use 0.1 or 0"
-            )
+                found.append(Problem(f"the {what} must be at least 1, not {value}", name))
+        for name, what in NOT_NEGATIVE.items():
+            if (value := getattr(self, name)) is not None and value < 0:
+                found.append(Problem(f"{what} cannot be negative ({value}){NOT_NEGATIVE_HINTS.get(name, '')}",
+                                     name))
+        return found
+
+    def _training_problems(self) -> list[Problem]:
+        found = []
+        rate = self.learning_rate
+        if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+            found.append(Problem(f"the learning rate must be a positive number such as 5e-4, not {rate}",
+                                 "learning_rate"))
+        for name, what, allowed in (
+            ("lr_scheduler", "learning rate scheduler", LR_SCHEDULERS),
+            ("mixed_precision", "mixed precision", PRECISIONS),
+            ("learnable_property", "learnable property", LEARNABLE_PROPERTIES),
+        ):
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                found.append(Problem(f"the {what} '{value}' is unknown; use one of {', '.join(allowed)}", name))
         if not (math.isfinite(self.snr_gamma) and self.snr_gamma >= 0):
-            found.append(f"the min-SNR gamma must be 0 (off) or a positive number such as 5, not {self.snr_gamma}")
+            found.append(Problem(
+                f"the min-SNR gamma must be 0 (off) or a positive number such as 5, not {self.snr_gamma}",
+                "snr_gamma"))
         if not (math.isfinite(self.noise_offset) and 0.0 <= self.noise_offset <= 1.0):
-            found.append(f"the noise offset {self.noise_offset} is not between 0 and 1; use 0.05 or 0")
-        if self.dataloader_num_workers < 0:
-            found.append("--dataloader_num_workers cannot be negative")
+            found.append(Problem(f"the noise offset {self.noise_offset} is not between 0 and 1; use 0.05 or 0",
+                                 "noise_offset"))
+        return found
+
+    def _data_problems(self) -> list[Problem]:
+        found = []
+        if self.resolution is not None and (self.resolution < 8 or self.resolution % 8):
+            found.append(Problem(
+                f"the resolution {self.resolution} is not a positive multiple of 8; use 512, 768 or 1024",
+                "resolution"))
+        if self.bucket_reso_steps < 8 or self.bucket_reso_steps % 8:
+            found.append(Problem(
+                f"the bucket step {self.bucket_reso_steps} is not a positive multiple of 8; use 64",
+                "bucket_reso_steps"))
+        if not 0.0 <= self.caption_tag_dropout_rate < 1.0:
+            found.append(Problem(
+                f"the tag dropout rate {self.caption_tag_dropout_rate} is not between 0 and 1; use 0.1 or 0",
+                "caption_tag_dropout_rate"))
         return found
 
     @property
     def previews_off(self) -> bool:
         return (self.validation_prompt or "").strip().lower() == "none"
 
-    def preview_prompt_problem(self) -> str | None:
+    def preview_prompt_problem(self) -> Problem | None:
         """A preview prompt without the trigger shows nothing of what is being learned.
 
         The bare word would not do either: the tokenizer splits ``psychedelic`` into pieces and
@@ -438,9 +458,10 @@ class TrainingSettings:
             return None
         if "{}" in prompt or self.token in prompt:
             return None
-        return (
+        return Problem(
             f"the preview prompt '{prompt}' does not contain the trigger {self.token}; write it "
-            f"in, or {{}} in its place, or use 'none' to turn previews off"
+            f"in, or {{}} in its place, or use 'none' to turn previews off",
+            "validation_prompt",
         )
 
     def resolve_device_defaults(self, caps: DeviceDefaults, base: str | None = None) -> TrainingSettings:

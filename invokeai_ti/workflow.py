@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +16,19 @@ from pathlib import Path
 from .data.captions import caption_problem
 from .data.images import data_folder_problem
 from .device import DeviceCaps, detect
-from .errors import UserError
+from .errors import Problem, UserError, sentences
 from .models import ModelInfo, find_model
 from .outputs.embeddings import install_embedding
+from .outputs.family_files import files_for
 from .outputs.layout import INSTALLED_BACKUP, INSTALLED_NAME, OutputLayout, own_files_problem
-from .outputs.report import read_loss_log, write_report
+from .outputs.loss_log import read_loss_log
+from .outputs.report import write_report
 from .paths import RootLayout, resolve_root
-from .quiet import quiet_imports, quiet_library_progress
+from .quiet import quiet_imports
 from .settings import TrainingSettings, trigger_problem
 from .training import Notify, Trainer, TrainingResult, new_tokens, token_problems
 from .training.family import family_for
+from .training.loading import PartLoader
 from .training.previews import Verdict
 
 
@@ -45,7 +49,7 @@ class RunOutcome:
     installed: Path | None
 
 
-def folder_write_problem(folder: Path) -> str | None:
+def folder_write_problem(folder: Path) -> Problem | None:
     """Try to write in ``folder``: permissions alone lie for root and on read-only mounts.
 
     Folders created for the test are removed again, so a rejected form leaves nothing behind.
@@ -58,7 +62,10 @@ def folder_write_problem(folder: Path) -> str | None:
         probe.unlink()
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        return f"the output folder {folder} cannot be written ({reason}); choose a folder you can write to"
+        return Problem(
+            f"the output folder {folder} cannot be written ({reason}); choose a folder you can write to",
+            "output_dir",
+        )
     finally:
         for created in missing:
             with contextlib.suppress(OSError):
@@ -66,7 +73,7 @@ def folder_write_problem(folder: Path) -> str | None:
     return None
 
 
-def tracker_problem(report_to: str) -> str | None:
+def tracker_problem(report_to: str) -> Problem | None:
     """``--report_to`` names a logger that must be installed; say which package is missing."""
     with quiet_imports():
         from accelerate.utils import is_tensorboard_available, is_wandb_available
@@ -75,40 +82,38 @@ def tracker_problem(report_to: str) -> str | None:
     available = {"tensorboard": is_tensorboard_available(), "wandb": is_wandb_available()}
     missing = [name for name in wanted.get(report_to, []) if not available[name]]
     if missing:
-        return (
+        return Problem(
             f"--report_to {report_to} needs {' and '.join(missing)}, which is not installed; "
-            f"pip install {' '.join(missing)}, or leave --report_to out (loss_log.csv is always written)"
+            f"pip install {' '.join(missing)}, or leave --report_to out (loss_log.csv is always written)",
+            "report_to",
         )
     return None
 
 
-def tokenizer_problems(model: ModelInfo, settings: TrainingSettings) -> list[str]:
-    """Trigger and initializer checks against each of the model's tokenizers, without loading
-    weights; SDXL's two usually agree, and a problem both have is reported once."""
-    with quiet_imports():
-        from transformers import CLIPTokenizer
+def tokenizer_problems(model: ModelInfo, settings: TrainingSettings) -> list[Problem]:
+    """Trigger and initializer checks against each of the model's tokenizers, loaded as the
+    trainer loads them but without any weights; SDXL's two usually agree, and a problem both have
+    is reported once."""
     tokens = new_tokens(settings.token, settings.num_vectors)
-    problems: list[str] = []
+    loader = PartLoader(model, settings.tokenizer_name)
+    problems: list[Problem] = []
     for slot in family_for(model).encoders:
-        own = settings.tokenizer_name and slot.tokenizer == "tokenizer"
-        source = settings.tokenizer_name if own else str(model.path or model.location)
-        extra = {} if own else {"subfolder": slot.tokenizer}
         try:
-            with quiet_library_progress():
-                tokenizer = CLIPTokenizer.from_pretrained(source, **extra)
-        except (OSError, ValueError) as error:
-            found = [f"the tokenizer of {model.name} could not be loaded ({error})"]
+            tokenizer = loader.tokenizer(slot.tokenizer)
+        except UserError as error:
+            found = [Problem(str(error), "tokenizer_name" if settings.tokenizer_name else "model")]
         else:
             found = token_problems(tokenizer, tokens, settings.initializer_token)
         problems.extend(problem for problem in found if problem not in problems)
     return problems
 
 
-def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tuple[RunPlan | None, list[str]]:
+def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tuple[RunPlan | None, list[Problem]]:
     """Resolve defaults and find every problem checkable before any weights are loaded.
 
-    Returns the plan (None when the model or root cannot be resolved) and the problems, each a
-    sentence fragment; the form lists them all in one popup, the CLI prints them and exits.
+    Returns the plan (None when the model or root cannot be resolved) and the problems, each with
+    the setting that fixes it; the form lists them all in one popup and puts the cursor on the
+    first one's field, the CLI prints them and exits.
     """
     problems = settings.problems()
     if trigger_problem(settings.placeholder_token) is None:
@@ -119,7 +124,14 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     try:
         model = find_model(settings.model, layout, settings.revision)
     except UserError as error:
-        return None, problems + [str(error)]
+        return None, problems + [Problem(str(error), "model")]
+    plan = resolved_plan(settings, caps, layout, model)
+    found = [*device_problems(plan, caps), *folder_problems(plan), *model_problems(plan, settings)]
+    return plan, problems + found
+
+
+def resolved_plan(settings: TrainingSettings, caps: DeviceCaps, layout: RootLayout, model: ModelInfo) -> RunPlan:
+    """The settings with the device's, the root's and the model's defaults filled in."""
     resolved = settings.resolve_device_defaults(caps, model.base)
     resolved = dataclasses.replace(
         resolved,
@@ -130,45 +142,57 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     trigger = settings.trigger or "untitled"
     data_dir = (settings.train_data_dir or layout.data_dir(trigger)).expanduser()
     output_dir = (settings.output_dir or layout.output_dir(trigger)).expanduser()
-    plan = RunPlan(resolved, layout, model, data_dir, output_dir)
-    if resolved.enable_xformers_memory_efficient_attention and not caps.xformers:
-        problems.append(
+    return RunPlan(resolved, layout, model, data_dir, output_dir)
+
+
+def device_problems(plan: RunPlan, caps: DeviceCaps) -> list[Problem]:
+    """What this machine cannot do of what the settings ask."""
+    found = [tracker_problem(plan.settings.report_to), caps.precision_problem(plan.settings.mixed_precision)]
+    if plan.settings.enable_xformers_memory_efficient_attention and not caps.xformers:
+        found.insert(0, Problem(
             f"xFormers acceleration cannot be used here ({caps.xformers_reason}); untick 'Use "
-            "xformers acceleration' or leave out --enable_xformers_memory_efficient_attention"
-        )
-    if (problem := tracker_problem(settings.report_to)) is not None:
-        problems.append(problem)
-    if (problem := caps.precision_problem(resolved.mixed_precision)) is not None:
-        problems.append(problem)
+            "xformers acceleration' or leave out --enable_xformers_memory_efficient_attention",
+            "enable_xformers_memory_efficient_attention",
+        ))
+    return [problem for problem in found if problem is not None]
+
+
+def folder_problems(plan: RunPlan) -> list[Problem]:
+    """The data folder (its pictures and captions) and the output folder."""
+    found = []
+    trigger, layout, data_dir = plan.settings.trigger, plan.layout, plan.data_dir
     # Without a trigger the default data folder is the parent of every trigger's folder: the
-    # trigger is what is missing (said above), not images in that parent.
-    if settings.trigger or data_dir not in (layout.training_data, layout.data_dir(trigger)):
-        if (problem := data_folder_problem(data_dir)) is not None:
-            problems.append(problem)
-        elif settings.trigger and (problem := caption_problem(data_dir, settings.trigger)) is not None:
-            problems.append(problem)
-    if (problem := folder_write_problem(output_dir)) is not None:
-        problems.append(problem)
+    # trigger is what is missing (said already), not images in that parent.
+    if trigger or data_dir not in (layout.training_data, layout.data_dir("untitled")):
+        found.append(data_folder_problem(data_dir))
+        if found[-1] is None and trigger:
+            found.append(caption_problem(data_dir, trigger))
+    found.append(folder_write_problem(plan.output_dir))
+    return [problem for problem in found if problem is not None]
+
+
+def model_problems(plan: RunPlan, settings: TrainingSettings) -> list[Problem]:
+    """The trigger and initializer against the model's tokenizers and files, and the embedding
+    to start from against its token widths."""
+    found: list[Problem | None] = []
     if trigger_problem(settings.placeholder_token) is None:
-        if (problem := family_for(model).files.trigger_problem(settings.placeholder_token)) is not None:
-            problems.append(problem)
+        found.append(files_for(plan.model).trigger_problem(settings.placeholder_token))
         if settings.initializer_token.strip():
-            problems.extend(tokenizer_problems(model, resolved))
-    if (problem := initial_embedding_problem(settings.initial_embedding, model)) is not None:
-        problems.append(problem)
-    return plan, problems
+            found.extend(tokenizer_problems(plan.model, plan.settings))
+    found.append(initial_embedding_problem(settings.initial_embedding, plan.model))
+    return [problem for problem in found if problem is not None]
 
 
-def initial_embedding_problem(path: Path | None, model: ModelInfo) -> str | None:
+def initial_embedding_problem(path: Path | None, model: ModelInfo) -> Problem | None:
     """Read ``--initial_embedding`` against the model's token widths from its configs, so a file
     for the other kind of model (SDXL for SD-1, or the other way round) is refused with the other
     problems instead of after the weights have loaded."""
     if path is None or not model.token_dims:
         return None
     try:
-        family_for(model).files.read_initial(path, model.token_dims, model.name)
+        files_for(model).read_initial(path, model.token_dims, model.name)
     except UserError as error:
-        return str(error)
+        return Problem(str(error), "initial_embedding")
     return None
 
 
@@ -176,13 +200,8 @@ def plan_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> RunP
     """``check_run`` for callers that stop at the first report: any problem is a UserError."""
     plan, problems = check_run(settings, caps)
     if problems or plan is None:
-        raise UserError(join_problems(problems))
+        raise UserError(sentences(problems))
     return plan
-
-
-def join_problems(problems: list[str]) -> str:
-    sentences = [p[0].upper() + p[1:] + ("" if p.endswith(".") else ".") for p in problems]
-    return "\n".join(sentences)
 
 
 def preview_verdict(plan: RunPlan) -> Verdict | None:
@@ -197,7 +216,11 @@ def preview_verdict(plan: RunPlan) -> Verdict | None:
     return ConceptVerdict.of_photos(plan.data_dir, plan.settings.resolution, plan.settings.center_crop)
 
 
-def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = True) -> RunOutcome:
+def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool | None = None) -> RunOutcome:
+    """Train and install. Progress bars are drawn only on a terminal (``show_progress`` None): in
+    a redirected log they would be a screenful of carriage returns per step."""
+    if show_progress is None:
+        show_progress = sys.stderr.isatty()
     trainer = Trainer(
         plan.settings,
         plan.model,
@@ -210,10 +233,11 @@ def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool = Tru
     result = trainer.run()
     installed = None
     if result.main_process:
-        installed = family_for(plan.model).files.install(
+        files = files_for(plan.model)
+        installed = files.install(
             result.output_dir, plan.layout.embedding_dir(plan.settings.trigger), plan.settings.token
         )
-        write_report(result.output_dir)
+        write_report(files.output_layout(result.output_dir, plan.settings.token))
     return RunOutcome(result, installed)
 
 
@@ -223,6 +247,18 @@ def header_line(plan: RunPlan) -> str:
         f"Training {plan.settings.token} on {plan.model.name} with the images in {plan.data_dir} "
         "(Ctrl-C stops and keeps a checkpoint to resume from)."
     )
+
+
+def end_lines(plan: RunPlan, outcome: RunOutcome) -> list[str]:
+    """What every front end prints when a run has ended: what was trained and where its files are,
+    then where the embedding was installed (the main process only: it is the one that installs)."""
+    if outcome.installed is None:
+        return []
+    result = outcome.result
+    return [
+        f"Trained {result.token} for {result.steps} steps; the training files are in {plan.output_dir}.",
+        installed_message(outcome.installed, result.token),
+    ]
 
 
 def installed_message(installed: Path, token: str, step: int | None = None) -> str:
@@ -295,5 +331,5 @@ def install_step(settings: TrainingSettings, step: int) -> StepInstalled:
     embedding_dir = layout.embedding_dir(settings.trigger)
     replaced = (embedding_dir / INSTALLED_NAME).is_file()
     installed = install_embedding(output_dir, embedding_dir, source)
-    write_report(output_dir)
+    write_report(outputs)
     return StepInstalled(installed, output_dir, replaced)

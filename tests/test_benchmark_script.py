@@ -75,3 +75,22 @@ def test_torchvision_stand_in_covers_what_the_example_uses(tmp_path):
         assert not (shim / "torchvision" / "__init__.py").exists()
     finally:
         sys.path.remove(str(shim))
+
+
+def test_the_full_size_vocabulary_is_clips_size_and_keeps_every_template_word_whole(tmp_path):
+    """bench.py's SD-1.5- and SDXL-sized models use tools/pipelines.py's builders, the tests' own;
+    their 49408-token vocabulary merges the template words as CLIP's BPE applies merges (a naive
+    chain from the letters left "clean", "dark", "large" and "rendition" split)."""
+    from transformers import CLIPTokenizer
+
+    from tools.pipelines import CLIP_VOCAB_SIZE, KNOWN_WORDS, TEMPLATE_WORDS, write_clip_sized_tokenizer
+
+    write_clip_sized_tokenizer(tmp_path / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(str(tmp_path / "tokenizer"))
+    assert len(tokenizer) == CLIP_VOCAB_SIZE
+    assert tokenizer.convert_tokens_to_ids(["<|startoftext|>", "<|endoftext|>"]) == [49406, 49407]
+    split = [word for word in KNOWN_WORDS + TEMPLATE_WORDS if len(tokenizer.encode(word, add_special_tokens=False)) != 1]
+    assert split == []
+    bench = load_bench()
+    assert {name: builder.__module__ for name, builder in bench.BUILDERS.items()} == dict.fromkeys(
+        ("sd15", "sdxl", "tiny", "tiny-sdxl"), "tools.pipelines")

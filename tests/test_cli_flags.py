@@ -34,9 +34,23 @@ def parse(*argv: str) -> TrainingSettings:
 def test_help_lists_every_invokeai_flag(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
-    shown = set(re.findall(r"--[a-z_0-9-]+", capsys.readouterr().out))
+    # An on/off setting is shown once, as --[no-]name.
+    shown = set(re.findall(r"--[a-z_0-9-]+", capsys.readouterr().out.replace("--[no-]", "--")))
     missing = [flag for flag in INVOKEAI_FLAGS if flag not in shown]
     assert not missing
+
+
+def test_list_models_on_a_root_without_a_model_answers_without_importing_torch(tmp_path):
+    """Nothing about finding models needs torch, whose import takes seconds."""
+    script = (
+        "import sys\n"
+        "from invokeai_ti.cli import main\n"
+        "code = main(['--list-models', '--root', sys.argv[1]])\n"
+        "print('EXIT=%d TORCH=%s' % (code, 'torch' in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().endswith("EXIT=1 TORCH=False"), done.stdout + done.stderr
+    assert "--root" in done.stdout and "invokeai-ti-demo" in done.stdout
 
 
 def test_help_starts_without_importing_torch():
@@ -62,6 +76,29 @@ def test_reference_flags_are_all_accepted():
     options = {o.split("_or_")[0] for o in re.findall(r"`(--[a-z_0-9]+)", section)}
     shown = {a for action in build_parser()._actions for a in action.option_strings}
     assert options - shown == set()
+
+
+def test_every_line_of_help_fits_in_80_columns(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    long = [line for line in capsys.readouterr().out.splitlines() if len(line) > 80]
+    assert long == []
+
+
+@pytest.mark.parametrize(
+    "argv, hint",
+    [
+        (["--placeholder_token", "blue", "triangle"],
+         "triangle: a trigger is one word; write --placeholder_token blue_triangle"),
+        (["--validation_prompt", "a", "photo", "of", "{}"],
+         "(photo of {}: quote a value that has spaces, as --validation_prompt 'a photo of {}');"),
+    ],
+)
+def test_a_value_the_shell_split_at_a_space_is_answered_with_how_to_write_it(argv, hint, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert hint in capsys.readouterr().err
 
 
 def test_help_shows_no_empty_default(capsys):

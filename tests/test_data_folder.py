@@ -118,7 +118,7 @@ def test_a_caption_files_text_is_what_the_text_encoder_sees(make_root, monkeypat
     original = trainer_module.TrainingStep.loss
 
     def watching(self, numbers):
-        encoder = self.text_encoders[0]
+        encoder = self.model.text.encoders[0]
         handle = encoder.register_forward_pre_hook(lambda _module, args: seen.append(args[0].clone()))
         try:
             return original(self, numbers)

@@ -225,46 +225,44 @@ def test_a_usable_folder_has_no_problem_even_with_junk_beside_the_images(tmp_pat
 
 def test_problem_for_a_missing_folder_says_to_create_it(tmp_path):
     folder = tmp_path / "cat"
-    assert data_folder_problem(folder) == (
-        f"the data folder {folder} does not exist; create it and put 3-5 images of your concept in it"
-    )
+    problem = data_folder_problem(folder)
+    assert problem.field == "train_data_dir"
+    assert str(folder) in problem.text and "does not exist; create it" in problem.text
 
 
 def test_problem_for_a_file_given_as_the_folder(tmp_path):
     problem = data_folder_problem(solid(tmp_path / "cat.png"))
-    assert problem == f"the data folder {tmp_path / 'cat.png'} is a file, not a folder; " \
-        "choose the folder that holds your images"
+    assert problem.field == "train_data_dir"
+    assert str(tmp_path / "cat.png") in problem.text and "is a file, not a folder" in problem.text
 
 
 def test_problem_for_no_folder_at_all():
-    assert data_folder_problem(None) == (
-        "no data folder is set; choose the folder that holds 3-5 images of your concept"
-    )
+    problem = data_folder_problem(None)
+    assert problem.field == "train_data_dir" and "no data folder is set" in problem.text
 
 
 def test_problem_for_an_empty_folder_ignores_hidden_files(tmp_path):
     (tmp_path / ".DS_Store").write_bytes(b"x")
     (tmp_path / "sub").mkdir()
-    assert data_folder_problem(tmp_path) == (
-        f"the data folder {tmp_path} is empty; put 3-5 images of your concept in it"
-    )
+    problem = data_folder_problem(tmp_path)
+    assert problem.field == "train_data_dir"
+    assert str(tmp_path) in problem.text and "is empty" in problem.text
 
 
 def test_problem_for_a_folder_of_non_images_gives_counts_and_reasons(tmp_path):
     (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
     (tmp_path / "fake.png").write_text("x", encoding="utf-8")
-    assert data_folder_problem(tmp_path) == (
-        f"the data folder {tmp_path} holds no usable image: found 2 files, skipped 2 "
-        "(fake.png: not a readable image; notes.txt: not an image); "
-        "add PNG, JPEG, GIF, WebP or BMP images"
-    )
+    problem = data_folder_problem(tmp_path)
+    assert problem.field == "train_data_dir"
+    assert "found 2 files, skipped 2" in problem.text
+    assert "fake.png: not a readable image" in problem.text and "notes.txt: not an image" in problem.text
 
 
 def test_require_images_raises_the_same_sentence_as_the_form_shows(tmp_path):
     (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
     with pytest.raises(UserError) as raised:
         require_images(tmp_path)
-    assert str(raised.value) == data_folder_problem(tmp_path)
+    assert str(raised.value) == data_folder_problem(tmp_path).sentence
     with pytest.raises(UserError, match="does not exist"):
         require_images(tmp_path / "missing")
 

@@ -13,7 +13,8 @@ import yaml
 
 from invokeai_ti.cli import main
 from invokeai_ti.demo import DEMO_CONCEPT, DEMO_MODEL, DEMO_PHOTOS, DEMO_TRIGGER, demo_settings
-from invokeai_ti.outputs.report import read_previews
+from invokeai_ti.outputs.layout import OutputLayout
+from invokeai_ti.outputs.preview_png import read_previews
 
 
 @pytest.mark.slow
@@ -37,10 +38,11 @@ def test_demo_teaches_the_world_model_a_concept_and_the_report_shows_it_arrive(t
         f"step-{step:06d}.png" for step in range(0, settings.max_train_steps + 1, every)]
 
     colour, shape = DEMO_CONCEPT
-    previews = read_previews(output)
-    assert previews[0].judged_share <= 0.25, f"'{settings.initializer_token}' alone already draws the concept"
-    assert previews[-1].judged_share >= 0.8, f"the concept is judged in only {previews[-1].judged_share:.0%}"
-    assert f"a {colour} {shape}" in previews[-1].verdict
+    previews = read_previews(OutputLayout(output, DEMO_TRIGGER))
+    first, last = previews[0].judgement, previews[-1].judgement
+    assert first.share <= 0.25, f"'{settings.initializer_token}' alone already draws the concept"
+    assert last.share >= 0.8, f"the concept is judged in only {last.share:.0%}"
+    assert f"a {colour} {shape}" in last.verdict and last.concept == f"{colour} {shape}"
     assert f"after {settings.max_train_steps} steps, the judge sees a {colour} {shape}" in out
 
     page = (output / "report.html").read_text()
@@ -60,6 +62,7 @@ def test_list_models_on_an_empty_root_says_how_to_get_one(tmp_path, capsys):
     assert main(["--list-models", "--root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "invokeai-ti --demo" in out and "InvokeAI's model manager" in out and "Getting a model" in out
+    assert f"--root {Path('~/invokeai-ti-demo').expanduser()}" in out, "where the demo root will be, to open it"
 
 
 def test_list_models_without_a_root_after_the_demo_points_at_the_demo_root(capsys):
@@ -84,8 +87,63 @@ def test_the_demo_on_a_root_made_earlier_says_it_uses_it(tmp_path, capsys, monke
     root = tmp_path / "demo"
     demo.make_demo_root(root)
     short = demo.demo_settings
-    monkeypatch.setattr(demo, "demo_settings", lambda at: dataclasses.replace(
-        short(at), max_train_steps=2, validation_prompt="none"))
+    monkeypatch.setattr(demo, "demo_settings", lambda at, model=None: dataclasses.replace(
+        short(at, model), max_train_steps=2, validation_prompt="none"))
     assert main(["--demo", "--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"Using the demo root {root}, made earlier") and "Preparing" not in out
+
+
+def test_the_demo_root_holds_both_world_models_with_the_sd1_one_as_the_default(tmp_path, capsys):
+    from invokeai_ti.demo import DEMO_MODELS, make_demo_root
+
+    root = tmp_path / "demo"
+    make_demo_root(root)
+    entries = yaml.safe_load((root / "configs" / "models.yaml").read_text())
+    assert list(entries) == [model.name for model in DEMO_MODELS]
+    assert [name for name, entry in entries.items() if entry.get("default")] == [DEMO_MODEL]
+    assert main(["--list-models", "--root", str(root)]) == 0
+    rows = {line.split()[1 if line.startswith("*") else 0]: line for line in capsys.readouterr().out.splitlines()[1:]
+            if line.strip() and not line.startswith("* the")}
+    assert "SD-1" in rows["world-of-shapes-sd1"] and "SDXL" in rows["world-of-shapes-sdxl"]
+
+
+def test_a_demo_root_made_before_the_sdxl_model_gains_it_and_keeps_the_users_entries(tmp_path):
+    from invokeai_ti.demo import DEMO_MODELS, make_demo_root
+
+    root = tmp_path / "demo"
+    make_demo_root(root)
+    models_yaml = root / "configs" / "models.yaml"
+    earlier = yaml.safe_load(models_yaml.read_text())
+    del earlier["world-of-shapes-sdxl"]
+    earlier["mine"] = {"format": "diffusers", "path": "/somewhere/else"}
+    models_yaml.write_text(yaml.safe_dump(earlier, sort_keys=False))
+    make_demo_root(root)
+    entries = yaml.safe_load(models_yaml.read_text())
+    assert entries["mine"] == {"format": "diffusers", "path": "/somewhere/else"}
+    assert entries["world-of-shapes-sdxl"]["path"] == str(DEMO_MODELS[1].folder)
+    assert [name for name, entry in entries.items() if entry.get("default")] == [DEMO_MODEL]
+
+
+def test_the_demo_runs_on_the_sdxl_world_model_under_its_own_trigger(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    from invokeai_ti import demo
+
+    short = demo.demo_settings
+    monkeypatch.setattr(demo, "demo_settings", lambda at, model=None: dataclasses.replace(
+        short(at, model), max_train_steps=2, validation_prompt="none"))
+    root = tmp_path / "demo"
+    assert main(["--demo", "--root", str(root), "--model", "world-of-shapes-sdxl"]) == 0
+    out = capsys.readouterr().out
+    assert "Training <dax> on world-of-shapes-sdxl with the images in " in out
+    installed = torch.load(root / "embeddings" / "dax" / "learned_embeds.bin", weights_only=True)
+    assert set(installed) == {"clip_l", "clip_g"}, "an SDXL embedding holds one tensor per text encoder"
+    assert not (root / "embeddings" / DEMO_TRIGGER).exists(), "the SD-1 demo's trigger is left alone"
+
+
+def test_the_demo_refuses_a_model_of_its_own_in_one_sentence(tmp_path, capsys):
+    assert main(["--demo", "--root", str(tmp_path / "demo"), "--model", "stable-diffusion-1.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "world-of-shapes-sd1 or world-of-shapes-sdxl" in err and "drop --demo" in err
+    assert len(err.splitlines()) == 1

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from invokeai_ti.device import DeviceCaps
-from invokeai_ti.errors import UserError
+from invokeai_ti.errors import Problem, UserError
 from invokeai_ti.form.state import (
     FORM_FIELDS,
     PROBLEMS_HEADING,
     FormState,
+    complete_folder,
+    field_to_fix,
     format_rate,
     label,
     parse_rate,
@@ -228,21 +230,29 @@ def test_a_short_run_gets_a_preview_halfway_and_the_interval_stays_default(tmp_p
     assert state.to_settings()[0].validation_steps == 100
 
 
-@pytest.mark.parametrize("problem, field", [
-    ("the trigger term 'a b' contains space; use only letters", "placeholder_token"),
-    ("the data folder /r/text-inversion-training-data/model is empty; put images in it", "train_data_dir"),
-    ("the learning rate scheduler 'x' is unknown", "lr_scheduler"),
-    ("the learning rate 'fast' is not a number", "learning_rate"),
-    ("Resume from last saved checkpoint is ticked, but ... batch size 2 (checkpoint) vs 3 (now)",
-     "resume_from_checkpoint"),
-    ("fp16 mixed precision needs a CUDA GPU", "mixed_precision"),
-    ("no model is chosen; select one under Model Name", "model"),
-    ("something else entirely", None),
-])
-def test_the_field_a_problem_names_is_found_for_the_cursor(problem, field):
-    from invokeai_ti.form.state import field_of_problem
+def test_tab_completes_a_folder_name_only_when_there_is_something_to_complete(tmp_path):
+    for name in ("photos-of-cats", "photos-of-dogs", "poster"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "posters.txt").write_text("not a folder", encoding="utf-8")
+    assert complete_folder(str(tmp_path / "pos")) == str(tmp_path / "poster")
+    assert complete_folder(str(tmp_path / "ph")) == str(tmp_path / "photos-of-")
+    assert complete_folder(str(tmp_path / "photos-of-")) is None, "two choices and nothing more in common"
+    assert complete_folder(str(tmp_path / "poster")) is None, "a complete folder: Tab moves on"
+    assert complete_folder(str(tmp_path / "x")) is None and complete_folder("") is None
 
-    assert field_of_problem(problem) == field
+
+def test_the_model_list_shows_names_and_the_description_only_below_it(tmp_path):
+    described = dataclasses.replace(SD15, description="a long description " * 8)
+    state = build(tmp_path, models=[described])
+    assert state.choice_labels("model") == ["sd-1.5 (SD-1)"]
+    assert state.model_description() == described.description
+
+
+def test_the_cursor_goes_to_the_field_of_the_first_problem_that_has_one():
+    problems = [Problem("tensorboard is not installed"), Problem("the trigger is bad", "placeholder_token"),
+                Problem("the learning rate is bad", "learning_rate")]
+    assert field_to_fix(problems) == "placeholder_token"
+    assert field_to_fix([Problem("no GPU is chosen")]) is None
 
 
 def test_the_default_preview_prompt_follows_the_trigger_and_property_and_means_default(tmp_path):
@@ -392,7 +402,8 @@ def test_sliders_step_by_one_on_short_ranges_and_cross_long_ones_in_about_forty_
 def test_learning_rates_are_shown_readably_and_a_typed_word_is_refused_with_an_example():
     assert format_rate(5e-4) == "5.0e-04" and format_rate(1.23e-4) == "0.000123"
     assert parse_rate(" 5e-3 ") == (5e-3, None)
-    assert parse_rate("fast")[1] == "the learning rate 'fast' is not a number; type one such as 5e-4"
+    problem = parse_rate("fast")[1]
+    assert problem.field == "learning_rate" and "'fast'" in problem.text and "5e-4" in problem.text
 
 
 def test_a_terminal_too_small_for_the_form_is_named_with_its_size_and_the_size_needed():
@@ -403,7 +414,7 @@ def test_a_terminal_too_small_for_the_form_is_named_with_its_size_and_the_size_n
 
 
 def test_problems_are_listed_one_sentence_each_under_one_heading():
-    assert problems_message(["the trigger is bad", "Second."]) == (
+    assert problems_message([Problem("the trigger is bad", "placeholder_token"), Problem("Second.")]) == (
         f"{PROBLEMS_HEADING}\n* The trigger is bad.\n* Second."
     )
 
@@ -437,21 +448,21 @@ def test_a_correct_form_gives_a_plan_with_the_forms_values(root):
 
 @pytest.mark.parametrize(
     "trigger, expected",
-    [("", "the trigger term is empty"), ("bad trigger!", "contains space, '!'")],
+    [("", "empty"), ("bad trigger!", "contains space, '!'")],
 )
 def test_bad_triggers_are_named(root, trigger, expected):
     state = real_state(root)
     state.trigger_edited(trigger)
     plan, problems = state.validate()
-    assert plan is None and any(expected in p for p in problems)
+    assert plan is None
+    assert field_to_fix(problems) == "placeholder_token" and expected in problems[0].text
 
 
 def test_an_empty_trigger_is_what_is_missing_not_images_in_the_data_parent(root):
     state = real_state(root)
     assert state.values["train_data_dir"] == str(root / "text-inversion-training-data")
     _, problems = state.validate()
-    assert any("the trigger term is empty" in p for p in problems)
-    assert not any("data folder" in p for p in problems), problems
+    assert [p.field for p in problems] == ["placeholder_token"], problems
 
 
 def test_a_trigger_already_in_the_vocabulary(root):
@@ -465,7 +476,7 @@ def test_a_trigger_already_in_the_vocabulary(root):
     state.trigger_edited("cat")
     state.values["train_data_dir"] = str(root / "text-inversion-training-data" / "psychedelic")
     _, problems = state.validate()
-    assert any("already a token" in p for p in problems)
+    assert [p.field for p in problems] == ["placeholder_token"] and "already a token" in problems[0].text
 
 
 def test_many_problems_are_listed_together_and_the_typed_text_is_kept(root):
@@ -482,13 +493,15 @@ def test_many_problems_are_listed_together_and_the_typed_text_is_kept(root):
     )
     plan, problems = state.validate()
     assert plan is None
-    text = "\n".join(problems)
-    assert "'xyzzy' is not a single token" in text and "x y z z y" in text
-    assert "cannot be written" in text
-    assert "the learning rate 'fast' is not a number" in text
-    assert any("fp16" in p and "needs a CUDA GPU" in p for p in problems)
-    assert "xFormers acceleration cannot be used here (xFormers is not installed)" in text
-    assert str(root / "text-inversion-training-data" / "nophotos") in text
+    by_field = {p.field: p.text for p in problems}
+    assert set(by_field) == {"initializer_token", "output_dir", "learning_rate", "mixed_precision",
+                             "enable_xformers_memory_efficient_attention", "train_data_dir"}, problems
+    assert "'xyzzy'" in by_field["initializer_token"] and "x y z z y" in by_field["initializer_token"]
+    assert "cannot be written" in by_field["output_dir"]
+    assert "'fast'" in by_field["learning_rate"]
+    assert "needs a CUDA GPU" in by_field["mixed_precision"]
+    assert "xFormers is not installed" in by_field["enable_xformers_memory_efficient_attention"]
+    assert str(root / "text-inversion-training-data" / "nophotos") in by_field["train_data_dir"]
     assert state.values["learning_rate"] == "fast"
     message = problems_message(problems)
     assert message.startswith(PROBLEMS_HEADING + "\n* ")
@@ -499,8 +512,8 @@ def test_no_model_chosen_and_a_negative_learning_rate(root):
     state.trigger_edited("psychedelic")
     state.values.update(model=None, learning_rate="-1")
     _, problems = state.validate()
-    assert "no model is chosen; select one under Model Name" in problems
-    assert any("learning rate must be a positive number" in p for p in problems)
+    assert [p.field for p in problems] == ["model", "learning_rate"], problems
+    assert "Model Name" in problems[0].text and "positive number" in problems[1].text
 
 
 def test_an_empty_data_folder_says_what_was_found(root):
@@ -510,7 +523,22 @@ def test_an_empty_data_folder_says_what_was_found(root):
     state = real_state(root)
     state.trigger_edited("junk")
     _, problems = state.validate()
-    assert any(str(folder) in p and "found 1 file" in p and "skipped 1" in p for p in problems)
+    assert [p.field for p in problems] == ["train_data_dir"]
+    assert str(folder) in problems[0].text and "found 1 file" in problems[0].text
+    assert "skipped 1" in problems[0].text
+
+
+def test_a_caption_without_the_trigger_sends_the_cursor_to_the_data_folder_not_the_trigger(root):
+    """The fix is in the caption files, which live in the data folder."""
+    folder = root / "text-inversion-training-data" / "psychedelic"
+    first = sorted(folder.iterdir())[0]
+    first.with_suffix(".txt").write_text("a poster", encoding="utf-8")
+    state = real_state(root)
+    state.trigger_edited("psychedelic")
+    _, problems = state.validate()
+    assert [p.field for p in problems] == ["train_data_dir"], problems
+    assert first.with_suffix(".txt").name in problems[0].text and "<psychedelic>" in problems[0].text
+    assert field_to_fix(problems) == "train_data_dir"
 
 
 def test_a_run_defining_change_with_resume_ticked_is_a_problem_and_unticking_solves_it(root):
@@ -528,12 +556,10 @@ def test_a_run_defining_change_with_resume_ticked_is_a_problem_and_unticking_sol
 
     state.values.update(train_batch_size=3, lr_scheduler="cosine")
     plan, problems = state.validate()
-    assert plan is None and problems == [
-        "Resume from last saved checkpoint is ticked, but checkpoint-20 in the output folder was made "
-        "by a different run: batch size 2 (checkpoint) vs 3 (now); learning rate scheduler linear "
-        "(checkpoint) vs cosine (now); untick it to start a new run with these values, or set them "
-        "back to the checkpoint's (unticking and ticking it again does that)"
-    ]
+    assert plan is None and [p.field for p in problems] == ["resume_from_checkpoint"]
+    assert "checkpoint-20" in problems[0].text
+    assert "batch size 2 (checkpoint) vs 3 (now); learning rate scheduler linear (checkpoint) vs cosine (now)" in (
+        problems[0].text)
     state.resume_toggled(False)
     plan, problems = state.validate()
     assert problems == [] and plan.settings.resume_from_checkpoint is None
@@ -547,13 +573,14 @@ def test_resume_with_no_steps_left_or_an_unreadable_checkpoint_is_a_problem(root
     state.trigger_edited("psychedelic")
     state.values["max_train_steps"] = 20
     _, problems = state.validate()
-    assert any(problem.startswith("checkpoint-20 is already at step 20 of the 20 Max Training Steps, "
-                                  "so there is nothing to train; raise Max Training Steps") for problem in problems)
+    (nothing_left,) = [p for p in problems if "nothing to train" in p.text]
+    assert nothing_left.field == "max_train_steps" and "checkpoint-20 is already at step 20 of the 20" in nothing_left.text
     (make_checkpoint(output, 40) / "trainer_state.json").write_text("{", encoding="utf-8")
     state.trigger_edited("psychedelic")
     assert state.values["resume_from_checkpoint"] is True
     _, problems = state.validate()
-    assert f"the checkpoint {output / 'checkpoint-40'} cannot be read; delete it" in "\n".join(problems)
+    assert [p.field for p in problems] == ["resume_from_checkpoint"]
+    assert str(output / "checkpoint-40") in problems[0].text and "cannot be read" in problems[0].text
 
 
 def test_choosing_sdxl_sets_the_batch_size_from_the_gpus_memory_unless_the_user_chose_one(tmp_path):
@@ -590,4 +617,4 @@ def test_the_data_and_loss_fields_are_typed_numbers_checked_on_ok_and_remembered
     assert problems == [] and settings.noise_offset == 0.05 and settings.snr_gamma == 5.0
     state.values["snr_gamma"] = "five"
     _, problems = state.to_settings()
-    assert problems == ["the Min-SNR gamma (0 = off) 'five' is not a number; type one such as 5"]
+    assert [p.field for p in problems] == ["snr_gamma"] and "'five' is not a number" in problems[0].text

@@ -303,6 +303,55 @@ def test_a_bad_trigger_is_named_while_typing_and_the_popup_returns_to_it(demo_ro
     assert "TTY=echo" in screen and "Traceback" not in screen
 
 
+def test_a_caption_without_the_trigger_puts_the_cursor_on_the_data_folder_field(demo_root, terminals):
+    """The fix is in the folder's caption files, so the cursor goes there, not to the trigger."""
+    data = demo_root / "text-inversion-training-data" / DEMO_TRIGGER
+    caption = sorted(data.iterdir())[0].with_suffix(".txt")
+    caption.write_text("a photo of a toy", encoding="utf-8")
+    t = terminals(demo_root)
+    t.wait_for("Trigger Term:", "Use xformers acceleration")
+    t.type_trigger(DEMO_TRIGGER, str(data))
+    t.focus_ok()
+    t.keys("Enter")
+    screen = t.wait_for("The following problems were detected and must be corrected:")
+    text = " ".join(line.strip("│ ") for line in screen.splitlines())
+    assert caption.name in text and f"<{DEMO_TRIGGER}>" in text
+    t.keys("Enter")
+    t.type("_captioned")
+    screen = t.wait_for(f"{data}_captioned")
+    assert "The following problems" not in screen
+    output = demo_root / "text-inversion-output" / DEMO_TRIGGER
+    assert f"<{DEMO_TRIGGER}_captioned>" not in screen and f"{output}_captioned" not in screen, (
+        "typed into the data folder, not the trigger (whose folders would have followed it)")
+    t.keys("C-c")
+    screen = t.wait_for("EXIT=", timeout=30)
+    assert "EXIT=130" in screen and "Traceback" not in screen
+
+
+def test_tab_completes_a_partly_typed_folder_and_moves_on_from_a_complete_one(demo_root, terminals):
+    """npyscreen's filename field appended "/" to a complete folder and opened a list of its
+    contents that only Escape left; Tab now does what the header says."""
+    t = terminals(demo_root)
+    t.wait_for("Trigger Term:", "Use xformers acceleration", "Tab or Ctrl-N: next field")
+    data = demo_root / "text-inversion-training-data" / DEMO_TRIGGER
+    output = demo_root / "text-inversion-output" / DEMO_TRIGGER
+    t.type_trigger(DEMO_TRIGGER, str(data), str(output))
+    # Initializer, resume and learnable property lie between the trigger and the data folder.
+    t.keys(*["C-n"] * 4)
+    t.keys(*["BSpace"] * (len(DEMO_TRIGGER) - 1))
+    t.wait_for(f"{data.parent / DEMO_TRIGGER[0]} ")
+    t.keys("Tab")
+    screen = t.wait_for(str(data))
+    assert f"{data}/" not in screen
+    t.keys("Tab")
+    t.type("_elsewhere")
+    screen = t.wait_for(f"{output}_elsewhere")
+    assert f"{data}/" not in screen and f"{data}_elsewhere" not in screen
+    t.keys("C-c")
+    screen = t.wait_for("EXIT=", timeout=30)
+    assert "EXIT=130" in screen and "Traceback" not in screen
+
+
 def test_max_training_steps_takes_a_typed_number_and_the_previews_follow_a_short_run(demo_root, terminals):
     t = terminals(demo_root)
     t.wait_for("Trigger Term:", "3000 / 10000", "500 / 2000")

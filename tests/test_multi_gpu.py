@@ -48,7 +48,8 @@ def test_choosing_no_gpu_is_a_problem_on_ok(make_root):
     state = form(make_root(), TWO_GPUS)
     state.gpus = []
     _, problems = state.to_settings()
-    assert any("no GPU is chosen" in p for p in problems)
+    (problem,) = problems
+    assert "no GPU is chosen" in problem.text and "GPUs to use" in problem.text
 
 
 def plan_for(root: Path):

@@ -145,7 +145,12 @@ def test_two_runs_clearing_the_same_stale_lock_never_both_hold_it(tmp_path):
         thread.join()
     assert len(won) == 1
     won[0].release()
-    assert OutputLock(tmp_path).acquire() is None, "a cleanly released lock leaves no note"
+    assert list(tmp_path.iterdir()) == [], "a released lock leaves no file behind"
+    again = OutputLock(tmp_path)
+    assert again.acquire() is None, "a cleanly released lock leaves no note"
+    with pytest.raises(UserError, match="Another training"):
+        OutputLock(tmp_path).acquire()
+    again.release()
 
 
 def test_nan_loss_stops_at_once_and_keeps_the_last_good_embedding(make_root, capsys):

@@ -23,11 +23,16 @@ from safetensors.torch import load_file
 
 from invokeai_ti.cli import main
 from invokeai_ti.demo import draw_sample_photos
-from invokeai_ti.outputs.report import read_loss_log, smoothed
+from invokeai_ti.outputs.layout import OutputLayout
+from invokeai_ti.outputs.loss_log import LossRow, read_loss_log
+from invokeai_ti.outputs.report import smoothed
 from invokeai_ti.settings import TrainingSettings
 from invokeai_ti.training import ExtendedEmbedding, Trainer
+from invokeai_ti.outputs.family_files import StableDiffusionFiles
 from invokeai_ti.training.family import StableDiffusionFamily
-from invokeai_ti.training.previews import Previews, default_prompt, preview_prompt
+from invokeai_ti.training.loading import LoadedModel, TextEncoders
+from invokeai_ti.training.previews import Previews, default_prompt, grid, grid_shape, preview_prompt
+from invokeai_ti.training.run import Run
 from invokeai_ti.workflow import plan_run
 
 FAST = ["--resolution=64", "--train_batch_size=1", "--gradient_accumulation_steps=1", "--mixed_precision=no"]
@@ -95,21 +100,25 @@ def test_a_preview_before_training_every_n_steps_and_at_the_end_with_step_and_pr
         assert (text["embedding"], text["final"], text["seed"]) == (embedding, final, "7")
         with Image.open(output / "samples" / f"step-{step:06d}.png") as grid:
             assert grid.size == (128, 64), "two 64-pixel images side by side"
-    assert json.loads((output / "training_settings.json").read_text())["validation_seed"] == 7
+    record = json.loads((output / "training_settings.json").read_text())
+    assert record["validation_seed"] == 7
+    assert (record["validation_prompt"], record["validation_steps"]) == ("a photo of a <psychedelic>", 2), (
+        "the record says what the previews used, not null for 'the default'")
 
 
 def test_previews_follow_the_learned_vectors_and_use_the_same_noise_each_time(trained, tiny_model, tmp_path):
     """Each preview is exactly what the vectors of the file it names draw from the run's seeded
     noise: redrawn here from that file alone, it comes out pixel for pixel the same."""
     output, _ = trained
-    tokenizer, encoder, unet, vectors = tiny_parts(tiny_model, "<psychedelic>")
-    previews = make_previews(tiny_model, tmp_path, num_validation_images=2, validation_seed=7)
+    parts = tiny_parts(tiny_model, "<psychedelic>")
+    vectors = parts[-1]
+    previews = make_previews(tiny_model, tmp_path, parts, num_validation_images=2, validation_seed=7)
     for step in (2, 4, 5):
         preview = output / "samples" / f"step-{step:06d}.png"
         saved = load_file(str(output / text_of(preview)["embedding"]))["<psychedelic>"]
         with torch.no_grad():
             vectors.copy_(saved)
-        assert pixels(previews.render(step, [tokenizer], [encoder], unet)) == pixels(preview), step
+        assert pixels(previews.render(step)) == pixels(preview), step
     assert pixels(output / "samples" / "step-000000.png") != pixels(output / "samples" / "step-000005.png")
 
 
@@ -150,7 +159,7 @@ def test_loss_plot_is_drawn_from_the_loss_log(trained):
 
 
 def test_the_loss_plots_legend_sits_outside_the_curves():
-    from invokeai_ti.outputs.report import LossRow, loss_figure
+    from invokeai_ti.outputs.report import loss_figure
 
     rows = [LossRow(step, 0.5 + (step % 7) / 10, 5e-3) for step in range(1, 200)]
     figure = loss_figure(rows)
@@ -356,7 +365,9 @@ def test_none_turns_previews_off_but_keeps_the_loss_plot_and_report(make_root, c
     assert len(list((output / "previous-run" / "samples").iterdir())) == 2
     assert (output / "loss.png").exists()
     assert "turned off" in (output / "report.html").read_text()
-    assert "Preview of step" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Preview of step" not in out
+    assert f"Report with the loss: {output / 'report.html'}" in out and "and the previews" not in out
 
 
 def tiny_parts(model: Path, token: str):
@@ -373,17 +384,21 @@ def tiny_parts(model: Path, token: str):
     return tokenizer, encoder, unet, vectors
 
 
-def make_previews(model: Path, output: Path, **changes) -> Previews:
+def make_previews(model: Path, output: Path, parts, **changes) -> Previews:
+    """Previews of a run on the tiny model whose text encoder is ``parts`` (from ``tiny_parts``)."""
     from diffusers import AutoencoderKL, DDPMScheduler
 
-    settings = TrainingSettings(**({"placeholder_token": "psychedelic", "num_validation_images": 1} | changes))
-    return Previews(
-        settings, output, seed=5, placeholder="<psychedelic>", family=StableDiffusionFamily(),
-        resolution=64, latent_shape=(4, 8, 8),
-        scheduler_config=DDPMScheduler.from_pretrained(str(model / "scheduler")).config,
-        load_vae=lambda: AutoencoderKL.from_pretrained(str(model / "vae")),
-        device=torch.device("cpu"), main=True, processes=1, start_step=0, notify=lambda _text: None,
+    tokenizer, encoder, unet, vectors = parts
+    settings = TrainingSettings(
+        **({"placeholder_token": "psychedelic", "num_validation_images": 1, "resolution": 64} | changes))
+    text = TextEncoders([tokenizer], [encoder], ["<psychedelic>"], [[len(tokenizer) - 1]], (vectors,))
+    loaded = LoadedModel(
+        StableDiffusionFamily(), text, unet, DDPMScheduler.from_pretrained(str(model / "scheduler")),
+        torch.float32, lambda: AutoencoderKL.from_pretrained(str(model / "vae")),
     )
+    run = Run(settings, OutputLayout(output, "psychedelic"), StableDiffusionFiles(), seed=5, total_steps=10,
+              notify=lambda _text: None)
+    return Previews(loaded, run)
 
 
 def test_a_preview_leaves_randomness_modes_gradients_and_vectors_as_they_were(tiny_model, tmp_path):
@@ -394,7 +409,7 @@ def test_a_preview_leaves_randomness_modes_gradients_and_vectors_as_they_were(ti
     before = vectors.detach().clone()
     rng = torch.get_rng_state()
 
-    make_previews(tiny_model, tmp_path).render(0, [tokenizer], [encoder], unet)
+    make_previews(tiny_model, tmp_path, (tokenizer, encoder, unet, vectors)).render(0)
 
     assert torch.equal(torch.get_rng_state(), rng)
     assert [m.training for m in (*unet.modules(), *encoder.modules())] == modes
@@ -404,14 +419,31 @@ def test_a_preview_leaves_randomness_modes_gradients_and_vectors_as_they_were(ti
 
 def test_the_trigger_in_the_prompt_reaches_the_trained_vectors(tiny_model, tmp_path):
     """Another vector for the trigger gives another picture; the same one the same picture."""
-    tokenizer, encoder, unet, vectors = tiny_parts(tiny_model, "<psychedelic>")
-    previews = make_previews(tiny_model, tmp_path)
-    first = pixels(previews.render(0, [tokenizer], [encoder], unet))
-    again = pixels(previews.render(1, [tokenizer], [encoder], unet))
+    parts = tiny_parts(tiny_model, "<psychedelic>")
+    vectors = parts[-1]
+    previews = make_previews(tiny_model, tmp_path, parts)
+    first = pixels(previews.render(0))
+    again = pixels(previews.render(1))
     with torch.no_grad():
         vectors.mul_(-3)
-    moved = pixels(previews.render(2, [tokenizer], [encoder], unet))
+    moved = pixels(previews.render(2))
     assert first == again and first != moved
+
+
+@pytest.mark.parametrize("count, shape", [(1, (1, 1)), (2, (2, 1)), (4, (2, 2)), (6, (3, 2)), (8, (4, 2)),
+                                          (9, (3, 3))])
+def test_a_preview_grid_is_at_most_twice_as_wide_as_tall_and_leaves_no_hole_it_can_avoid(count, shape):
+    assert grid_shape(count) == shape
+    pictures = [Image.new("RGB", (4, 4), "red") for _ in range(count)]
+    assert grid(pictures).size == (4 * shape[0], 4 * shape[1])
+
+
+@pytest.mark.parametrize("steps, previews", [(1, [0, 1]), (5, [0, 3, 5]), (30, [0, 15, 30]),
+                                             (1200, [0, 500, 1000, 1200])])
+def test_by_default_a_short_run_previews_once_halfway_and_a_long_one_with_each_snapshot(steps, previews):
+    """Before the first step, every interval, and the final one after the last step."""
+    every = TrainingSettings(max_train_steps=steps).preview_every
+    assert [step for step in range(steps) if step % every == 0] + [steps] == previews
 
 
 @pytest.mark.parametrize(
@@ -434,14 +466,16 @@ def test_the_preview_prompt_defaults_to_the_runs_first_caption_template(changes,
 @pytest.mark.parametrize(
     "changes, fragment",
     [
-        ({"validation_prompt": "a photo of psychedelic"}, "does not contain the trigger <psychedelic>"),
-        ({"num_validation_images": 0}, "number of preview images must be at least 1"),
-        ({"validation_steps": 0}, "preview steps must be at least 1"),
+        ({"validation_prompt": "a photo of psychedelic"}, "<psychedelic>"),
+        ({"num_validation_images": 0}, "at least 1"),
+        ({"validation_steps": 0}, "at least 1"),
     ],
 )
 def test_bad_preview_settings_are_named_with_their_fix(changes, fragment):
     problems = TrainingSettings(placeholder_token="psychedelic", **changes).problems()
-    assert any(fragment in p for p in problems), problems
+    (name,) = changes
+    assert [problem.field for problem in problems] == [name], problems
+    assert fragment in problems[0].text
 
 
 def test_preview_flags_have_the_diffusers_examples_names_and_defaults():

@@ -237,7 +237,8 @@ def test_vectors_of_unequal_count_are_not_an_sdxl_embedding():
 
 @pytest.mark.parametrize("trigger", ["learned_embeds", "learned_embeds_2"])
 def test_a_trigger_named_like_the_diffusers_pair_is_refused(trigger):
-    assert "choose another trigger term" in sdxl_trigger_problem(trigger)
+    problem = sdxl_trigger_problem(trigger)
+    assert problem.field == "placeholder_token" and "choose another trigger term" in problem.text
     assert sdxl_trigger_problem("psychedelic") is None
 
 

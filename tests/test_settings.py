@@ -59,8 +59,9 @@ def test_explicit_values_survive_device_defaults():
 
 
 def test_fp16_on_a_cpu_is_refused_with_a_fix():
-    message = CPU.precision_problem("fp16")
-    assert message and "GPU" in message and "bf16 or no" in message
+    problem = CPU.precision_problem("fp16")
+    assert problem.field == "mixed_precision"
+    assert "GPU" in problem.text and "bf16 or no" in problem.text
     assert GPU_WITH_XFORMERS.precision_problem("fp16") is None
 
 
@@ -75,24 +76,34 @@ def test_trigger_with_or_without_brackets_trains_the_bracketed_token(given):
 @pytest.mark.parametrize(
     "changes, fragment",
     [
-        ({"placeholder_token": ""}, "trigger term is empty"),
+        ({"placeholder_token": ""}, "empty"),
         ({"placeholder_token": "my cat"}, "space"),
         ({"placeholder_token": "cat!"}, "'!'"),
-        ({"initializer_token": " "}, "initializer is empty"),
+        ({"initializer_token": " "}, "empty"),
         ({"resolution": 500}, "multiple of 8"),
-        ({"max_train_steps": 0}, "training steps must be at least 1"),
-        ({"train_batch_size": -1}, "batch size must be at least 1"),
-        ({"gradient_accumulation_steps": 0}, "gradient accumulation steps must be at least 1"),
-        ({"learning_rate": -1.0}, "learning rate must be a positive number"),
-        ({"learning_rate": float("nan")}, "learning rate must be a positive number"),
-        ({"lr_scheduler": "sawtooth"}, "scheduler 'sawtooth' is unknown"),
-        ({"mixed_precision": "fp8"}, "mixed precision 'fp8' is unknown"),
-        ({"learnable_property": "colour"}, "learnable property 'colour' is unknown"),
+        ({"max_train_steps": 0}, "at least 1"),
+        ({"train_batch_size": -1}, "at least 1"),
+        ({"gradient_accumulation_steps": 0}, "at least 1"),
+        ({"learning_rate": -1.0}, "5e-4"),
+        ({"learning_rate": float("nan")}, "5e-4"),
+        ({"lr_scheduler": "sawtooth"}, "'sawtooth'"),
+        ({"mixed_precision": "fp8"}, "'fp8'"),
+        ({"learnable_property": "colour"}, "'colour'"),
+        ({"lr_warmup_steps": -1}, "negative"),
+        ({"checkpoints_total_limit": -1}, "use 0 to keep every checkpoint"),
+        ({"bucket_reso_steps": 60}, "64"),
+        ({"caption_tag_dropout_rate": 1.0}, "between 0 and 1"),
+        ({"snr_gamma": -1.0}, "0 (off)"),
+        ({"noise_offset": 2.0}, "between 0 and 1"),
+        ({"dataloader_num_workers": -1}, "negative"),
     ],
 )
-def test_each_bad_value_is_named_with_its_fix(changes, fragment):
+def test_each_bad_value_is_a_problem_of_its_own_field_with_its_fix(changes, fragment):
+    """The field is what the form puts the cursor on; the words are for the person."""
     problems = TrainingSettings(**{"placeholder_token": "ok", **changes}).problems()
-    assert any(fragment in p for p in problems), problems
+    (name,) = changes
+    assert [problem.field for problem in problems] == [name], problems
+    assert fragment in problems[0].text
 
 
 def test_good_settings_have_no_problems():
@@ -114,8 +125,9 @@ def test_saved_values_round_trip_and_bad_ones_are_ignored():
 
 def test_bf16_on_a_cpu_without_bf16_instructions_is_refused_as_far_slower():
     no_bf16 = dataclasses.replace(CPU, bf16=False)
-    message = no_bf16.precision_problem("bf16")
-    assert message and "no bf16 instructions" in message and "choose no" in message
+    problem = no_bf16.precision_problem("bf16")
+    assert problem.field == "mixed_precision"
+    assert "no bf16 instructions" in problem.text and "choose no" in problem.text
     assert CPU.precision_problem("bf16") is None
 
 

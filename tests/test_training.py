@@ -62,6 +62,7 @@ def test_output_folder_holds_settings_seed_and_per_step_loss_log(make_root):
     for name in ("learned_embeds-steps-2.safetensors", "learned_embeds-steps-2.bin", "psychedelic-steps-2.safetensors"):
         assert (output / name).exists()
     assert sorted(p.name for p in output.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+    assert not list(output.glob(".training.*")), "a finished run leaves no lock file behind"
 
 
 def train(root: Path, **changes) -> tuple[Trainer, torch.Tensor]:

@@ -14,11 +14,16 @@ from safetensors.torch import load_file
 
 from invokeai_ti.cli import main
 from invokeai_ti.device import DeviceCaps
+from invokeai_ti.outputs.family_files import StableDiffusionFiles
+from invokeai_ti.outputs.layout import OutputLayout
+from invokeai_ti.settings import TrainingSettings
 from invokeai_ti.training.family import StableDiffusionFamily
 from invokeai_ti.training.latents import LatentCache
+from invokeai_ti.training.loading import LoadedModel, TextEncoders
 from invokeai_ti.training.plan import SamplePlan
 from invokeai_ti.training.prompts import Prompts
-from invokeai_ti.training.step import TrainingStep, fold_that_fits, largest_divisor_at_most
+from invokeai_ti.training.run import Run
+from invokeai_ti.training.step import Samples, TrainingStep, fold_that_fits, largest_divisor_at_most
 from invokeai_ti.training.tokens import ExtendedEmbedding, add_tokens, new_tokens
 
 
@@ -43,12 +48,12 @@ def parts(tiny_model: Path):
 
 def step_unit(parts, *, fold: int, accumulation: int = 4, batch: int = 1) -> TrainingStep:
     text_encoder, unet, scheduler, captions, cache, vectors = parts
-    unit = TrainingStep(
-        family=StableDiffusionFamily(), text_encoders=[text_encoder], unet=unet, noise_scheduler=scheduler,
-        plan=SamplePlan(5, num_images=3, num_templates=2, num_timesteps=1000), cache=cache,
-        prompts=captions, vectors=(vectors,), batch=batch, accumulation=accumulation, processes=1,
-        rank=0, weight_dtype=torch.float32, grad_scaler=None, device=torch.device("cpu"), notify=print,
-    )
+    text = TextEncoders([None], [text_encoder], ["<t>", "<t>_1"], [[0, 1]], (vectors,))
+    model = LoadedModel(StableDiffusionFamily(), text, unet, scheduler, torch.float32, lambda: None)
+    samples = Samples(SamplePlan(5, num_images=3, num_templates=2, num_timesteps=1000), cache, captions)
+    settings = TrainingSettings(placeholder_token="t", train_batch_size=batch, gradient_accumulation_steps=accumulation)
+    run = Run(settings, OutputLayout(Path("unused"), "t"), StableDiffusionFiles(), seed=5, total_steps=10)
+    unit = TrainingStep(model, samples, run)
     unit.fold = fold
     return unit
 
@@ -73,7 +78,7 @@ def test_the_loss_compares_the_unet_with_the_target_its_scheduler_predicts(parts
     numbers = [0, 1, 2]
     with torch.no_grad():
         ours = unit.loss(numbers)
-        batch = unit.plan.batch(numbers, cache)
+        batch = unit.samples.plan.batch(numbers, cache)
         noisy = scheduler.add_noise(batch.latents, batch.noise, batch.timesteps)
         context = text_encoder(captions.ids(batch)[0])[0]
         prediction = unet(noisy, batch.timesteps, encoder_hidden_states=context).sample

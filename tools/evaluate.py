@@ -1,11 +1,11 @@
-"""What the world model draws from each caption, as the judge reads it.
+"""What a world model draws from each caption, as the judge reads it.
 
     python -m tools.evaluate --model DIR [--per-pair N] [--seed S]
 
-Samples N pictures of "a photo of a {colour} {shape}" for every pair with
-``StableDiffusionPipeline``, using the trainer's preview sampler (DPM-Solver++, 25 steps,
-guidance 7.5), and prints the share the judge reads as the captioned pair, per pair and overall,
-plus how often colour and shape alone are right.
+Samples N pictures of "a photo of a {colour} {shape}" for every pair with the folder's own diffusers
+pipeline (``StableDiffusionPipeline`` or ``StableDiffusionXLPipeline``), using the trainer's preview
+sampler (DPM-Solver++, 25 steps, guidance 7.5), and prints the share the judge reads as the
+captioned pair, per pair and overall, plus how often colour and shape alone are right.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import torch
 from PIL import Image
 
 from invokeai_ti.cpu_threads import fixed_threads, threads_now
-from invokeai_ti.quiet import quiet_imports, quiet_library_progress
 from invokeai_ti.world import JUDGE_WEIGHTS, WORLD_MODEL
 from invokeai_ti.world.judge import judge_many
 from invokeai_ti.world.scene import COLOURS, PAIRS, SHAPES, SIZE, caption
+
+from .sampling import load_pipeline
 
 STEPS = 25
 GUIDANCE = 7.5
@@ -48,17 +49,6 @@ class Table:
         lines.append(f"overall {self.overall:.1%} of {self.pictures} pictures "
                      f"(colour right {self.colour_right:.1%}, shape right {self.shape_right:.1%})")
         return "\n".join(lines)
-
-
-def load_pipeline(model: Path):
-    with quiet_imports():
-        from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
-    with quiet_library_progress():
-        pipeline = StableDiffusionPipeline.from_pretrained(
-            str(model), safety_checker=None, requires_safety_checker=False, torch_dtype=torch.float32)
-    pipeline.scheduler = DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config)
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
 
 
 def draw_captions(pipeline, prompts: list[str], seed: int, size: int = SIZE) -> list[Image.Image]:

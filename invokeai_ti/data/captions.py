@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
-from .images import CAPTION_SUFFIX, METADATA_FILE, named_images
+from ..errors import Problem, UserError
+from .images import CAPTION_SUFFIX, DATA_FOLDER_FIELD, METADATA_FILE, named_images
 
 NAMES_SHOWN = 5
 
@@ -40,13 +40,16 @@ def caption_sources(folder: Path, images: list[Path]) -> dict[Path, tuple[str, s
     return {image: (text, source) for image, (text, source) in found.items() if text}
 
 
-def caption_problem(folder: Path, trigger: str) -> str | None:
-    """What the trainer would refuse about the folder's captions, asked before it starts."""
+def caption_problem(folder: Path, trigger: str) -> Problem | None:
+    """What the trainer would refuse about the folder's captions, asked before it starts.
+
+    The fix is in the caption files, so the problem points at the data folder, not the trigger.
+    """
     try:
         images = named_images(folder)
         captions_for(images, caption_sources(folder, images), trigger, f"<{trigger}>")
     except UserError as error:
-        return str(error)
+        return Problem(str(error), DATA_FOLDER_FIELD)
     except OSError:
         return None
     return None

@@ -19,13 +19,15 @@ import numpy as np
 import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from ..errors import UserError
+from ..errors import Problem, UserError
 from .buckets import Fit
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
 CAPTION_SUFFIX = ".txt"
 MASK_SUFFIX = ".mask.png"
 METADATA_FILE = "metadata.jsonl"
+# The setting that fixes a problem of the data folder, its pictures, captions or masks.
+DATA_FOLDER_FIELD = "train_data_dir"
 
 MAX_DECODED_PIXELS = 1 << 28
 """Our stand-in for Pillow's decompression-bomb limit: 268 megapixels, about 1 GB as RGBA.
@@ -80,10 +82,10 @@ def scan_images(folder: Path) -> ImageScan:
     return ImageScan(folder, images, skipped)
 
 
-def data_folder_problem(folder: Path | None) -> str | None:
+def data_folder_problem(folder: Path | None) -> Problem | None:
     """Stops decoding at the first usable image: the form asks again on every OK."""
     if (problem := _folder_problem(folder)) is not None:
-        return problem
+        return Problem(problem, DATA_FOLDER_FIELD)
     assert folder is not None
     skipped: list[tuple[Path, str]] = []
     files = _visible_files(folder)
@@ -93,7 +95,7 @@ def data_folder_problem(folder: Path | None) -> str | None:
         if (reason := _unusable_reason(path)) is None:
             return None
         skipped.append((path, reason))
-    return _no_usable_image(ImageScan(folder, [], skipped))
+    return Problem(_no_usable_image(ImageScan(folder, [], skipped)), DATA_FOLDER_FIELD)
 
 
 def named_images(folder: Path) -> list[Path]:

@@ -9,6 +9,7 @@ command line, after curses has given the terminal back so progress prints normal
 from __future__ import annotations
 
 import curses
+import curses.ascii
 import dataclasses
 import os
 import sys
@@ -21,16 +22,16 @@ import npyscreen
 from ..device import detect
 from ..errors import UserError
 from ..models import scan_models
+from ..outputs.family_files import files_for
 from ..outputs.layout import OutputLayout
 from ..paths import RootLayout, resolve_root
 from ..settings import TrainingSettings
-from ..training.family import family_for
 from ..workflow import (
     RunPlan,
+    end_lines,
     final_step,
     header_line,
     install_step,
-    installed_message,
     run_plan,
     steps_to_install,
 )
@@ -44,7 +45,8 @@ from .state import (
     MODEL_LIST_ROWS,
     TITLE,
     FormState,
-    field_of_problem,
+    complete_folder,
+    field_to_fix,
     label,
     problems_message,
     slider_range,
@@ -107,6 +109,31 @@ class IntSlider(npyscreen.Slider):
 
 class TitleIntSlider(npyscreen.TitleSlider):
     _entry_type = IntSlider
+
+
+class FolderText(npyscreen.Textfield):
+    """A folder field: Tab completes the folder name when there is something to complete, and
+    otherwise moves on like Tab anywhere else.
+
+    npyscreen's own filename field appended "/" to a complete folder and opened a list of its
+    contents, cut off at the field's width, that only Escape left.
+    """
+
+    def set_up_handlers(self) -> None:
+        super().set_up_handlers()
+        self.handlers[curses.ascii.TAB] = self.h_complete
+
+    def h_complete(self, key: int) -> None:
+        completed = complete_folder(self.value)
+        if completed is None:
+            self.h_exit_down(key)
+            return
+        self.value = completed
+        self.cursor_position = len(completed)
+
+
+class TitleFolder(npyscreen.TitleText):
+    _entry_type = FolderText
 
 
 class SettingsForm(npyscreen.FormMultiPageAction):
@@ -180,7 +207,7 @@ class SettingsForm(npyscreen.FormMultiPageAction):
             return self.add_widget_intelligent(
                 TitleIntSlider, out_of=high, lowest=low, step=slider_step(low, high), **title
             )
-        widget = npyscreen.TitleFilename if kind == "folder" else npyscreen.TitleText
+        widget = TitleFolder if kind == "folder" else npyscreen.TitleText
         return self.add_widget_intelligent(widget, **title)
 
     def read_widgets(self) -> dict[str, Any]:
@@ -268,7 +295,7 @@ class SettingsForm(npyscreen.FormMultiPageAction):
                 problems_message(problems), title="Please correct", wide=True, editw=1
             )
             self.editing = True
-            self.focus_field(next(filter(None, map(field_of_problem, problems)), None))
+            self.focus_field(field_to_fix(problems))
             self.DISPLAY()
             return
         self.plan = plan
@@ -354,10 +381,9 @@ def run_form(typed: Mapping[str, Any]) -> int:
         if code != 0:
             return code
     else:
-        outcome = run_plan(plan)
-        if outcome.installed is not None:
-            print(installed_message(outcome.installed, outcome.result.token))
-    outputs = family_for(plan.model).files.output_layout(plan.output_dir, plan.settings.token)
+        for line in end_lines(plan, run_plan(plan)):
+            print(line)
+    outputs = files_for(plan.model).output_layout(plan.output_dir, plan.settings.token)
     ask_which_step(plan, outputs)
     ask_to_delete_leftovers(outputs, plan.settings.logging_dir)
     return 0

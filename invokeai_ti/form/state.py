@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 from ..data.templates import default_prompt
 from ..device import DeviceCaps
-from ..errors import UserError
+from ..errors import Problem, UserError, as_sentence
 from ..models import SOURCE_GIVEN, ModelInfo, default_model, find_model, no_model_message
 from ..outputs.checkpoints import (
     SHAPE_LABELS,
@@ -45,12 +46,12 @@ from ..settings import (
     field_types,
     trigger_problem,
 )
-from ..workflow import RunPlan, check_run, join_problems
+from ..workflow import RunPlan, check_run
 
 TITLE = "Textual Inversion Settings"
 HELP_LINE = (
-    "Use ctrl-N and ctrl-P to move to the <N>ext and <P>revious fields, cursor arrows to make a "
-    "selection, and space to toggle checkboxes."
+    "Tab or Ctrl-N: next field, Shift-Tab or Ctrl-P: previous (Tab in a folder completes its "
+    "name); arrows choose, Space ticks; OK is on the last page, Ctrl-C cancels."
 )
 PROBLEMS_HEADING = "The following problems were detected and must be corrected:"
 
@@ -111,40 +112,6 @@ NOTE_LABELS = {
 }
 
 
-# Words by which a problem names the field to fix, for putting the cursor there after the popup.
-# The earliest in the sentence wins, and the longest of those starting at one place.
-PROBLEM_WORDS = {
-    "trigger": "placeholder_token",
-    "initializer": "initializer_token",
-    "resume from last saved checkpoint": "resume_from_checkpoint",
-    "checkpoint": "resume_from_checkpoint",
-    "learnable property": "learnable_property",
-    "data folder": "train_data_dir",
-    "output folder": "output_dir",
-    "resolution": "resolution",
-    "mixed precision": "mixed_precision",
-    "fp16": "mixed_precision",
-    "bf16": "mixed_precision",
-    "training steps": "max_train_steps",
-    "batch size": "train_batch_size",
-    "gradient accumulation": "gradient_accumulation_steps",
-    "warm-up": "lr_warmup_steps",
-    "learning rate scheduler": "lr_scheduler",
-    "learning rate": "learning_rate",
-    "xformers": "enable_xformers_memory_efficient_attention",
-    "preview prompt": "validation_prompt",
-    "preview steps": "validation_steps",
-    "model": "model",
-}
-
-
-def field_of_problem(problem: str) -> str | None:
-    """The form field a problem sentence is about, or None when it names none."""
-    text = problem.lower()
-    found = [(text.find(word), -len(word), name) for word, name in PROBLEM_WORDS.items() if word in text]
-    return min(found)[2] if found else None
-
-
 def label(name: str) -> str:
     return field_named(name).metadata["label"]
 
@@ -185,18 +152,21 @@ def format_rate(rate: float) -> str:
     return short if float(short) == rate else repr(rate)
 
 
-def parse_rate(text: str) -> tuple[float | None, str | None]:
+def parse_rate(text: str) -> tuple[float | None, Problem | None]:
     try:
         return float(text.strip()), None
     except ValueError:
-        return None, f"the learning rate '{text.strip()}' is not a number; type one such as 5e-4"
+        return None, Problem(f"the learning rate '{text.strip()}' is not a number; type one such as 5e-4",
+                             "learning_rate")
 
 
-def parse_number(name: str, text: Any) -> tuple[float | None, str | None]:
+def parse_number(name: str, text: Any) -> tuple[float | None, Problem | None]:
     try:
         return float(str(text).strip()), None
     except ValueError:
-        return None, f"the {label(name)} '{str(text).strip()}' is not a number; type one such as {NUMBER_FIELDS[name]}"
+        return None, Problem(
+            f"the {label(name)} '{str(text).strip()}' is not a number; type one such as {NUMBER_FIELDS[name]}", name
+        )
 
 
 def model_spec(model: ModelInfo) -> str:
@@ -205,10 +175,27 @@ def model_spec(model: ModelInfo) -> str:
 
 
 def model_label(model: ModelInfo) -> str:
+    """A line of the model list: the name and base only; the chosen model's description is shown
+    whole under the list, where a list line at 80 columns would cut it off."""
     text = f"{model.name} ({model.base})"
-    if model.path is None:
-        text += " (not downloaded)"
-    return f"{text} - {model.description}" if model.description else text
+    return text + " (not downloaded)" if model.path is None else text
+
+
+def complete_folder(text: str) -> str | None:
+    """What Tab makes of a folder being typed: the one subfolder its last part starts, or as much
+    as all of them share. None when there is nothing to add (a folder that exists already, or no
+    match); then Tab moves to the next field, as in every other field."""
+    head, start = os.path.split(text)
+    parent = Path(head or ".").expanduser()
+    if not text.strip() or Path(text).expanduser().is_dir():
+        return None
+    try:
+        names = [child.name for child in parent.iterdir()
+                 if child.is_dir() and child.name.startswith(start) and not child.name.startswith(".")]
+    except OSError:
+        return None
+    common = os.path.commonprefix(names) if names else ""
+    return os.path.join(head, common) if len(common) > len(start) else None
 
 
 def too_small_message(columns: int, lines: int) -> str:
@@ -501,7 +488,7 @@ class FormState:
         if not trigger:
             return "(type a word such as psychedelic: prompts then use <psychedelic>)"
         if (problem := trigger_problem(trigger)) is not None:
-            return f"({problem.removeprefix(f'the trigger term {trigger!r} ')})"
+            return f"({problem.text.removeprefix(f'the trigger term {trigger!r} ')})"
         return f"(Trigger by using <{trigger}> in your prompts)"
 
     def xformers_note(self, spec: str | None = None) -> str:
@@ -539,7 +526,7 @@ class FormState:
         checkpoint = self.checkpoint
         texts = []
         if ticked and self.checkpoint_problem:
-            texts.append(self.checkpoint_problem[0].upper() + self.checkpoint_problem[1:] + ".")
+            texts.append(as_sentence(self.checkpoint_problem))
         elif ticked and checkpoint is not None:
             if nothing_left(checkpoint, int(self.values["max_train_steps"])):
                 texts.append("Raise Max Training Steps to train more.")
@@ -591,14 +578,14 @@ class FormState:
 
     # On OK ---------------------------------------------------------------------------------
 
-    def to_settings(self) -> tuple[TrainingSettings, list[str]]:
+    def to_settings(self) -> tuple[TrainingSettings, list[Problem]]:
         """The settings the form describes, and the problems only the form can have."""
         v = self.values
         problems = []
         if not v["model"]:
-            problems.append("no model is chosen; select one under Model Name")
+            problems.append(Problem("no model is chosen; select one under Model Name", "model"))
         if self.gpu_choices() and not self.gpus:
-            problems.append("no GPU is chosen; select at least one under GPUs to use")
+            problems.append(Problem("no GPU is chosen; select at least one under GPUs to use"))
         rate, problem = parse_rate(v["learning_rate"])
         if problem:
             problems.append(problem)
@@ -664,29 +651,31 @@ class FormState:
         unreadable = {name: None for name in NUMBER_FIELDS if parse_number(name, self.values[name])[1]}
         return dataclasses.replace(shape, **unreadable)
 
-    def resume_problems(self, settings: TrainingSettings) -> list[str]:
+    def resume_problems(self, settings: TrainingSettings) -> list[Problem]:
         """What the trainer would refuse about this resume, worded for the form's fields."""
         if not self.values["resume_from_checkpoint"]:
             return []
         if self.checkpoint_problem:
-            return [self.checkpoint_problem]
+            return [Problem(self.checkpoint_problem, "resume_from_checkpoint")]
         checkpoint = self.checkpoint
         if checkpoint is None:
             return []
         problems = []
         if differences := checkpoint.shape.differences(self.run_shape(settings)):
-            problems.append(
+            problems.append(Problem(
                 f"{RESUME_LABEL} is ticked, but {checkpoint.path.name} in the output folder was made "
                 f"by a different run: {'; '.join(differences)}; untick it to start a new run with "
                 "these values, or set them back to the checkpoint's (unticking and ticking it again "
-                "does that)"
-            )
+                "does that)",
+                "resume_from_checkpoint",
+            ))
         if not settings.num_train_epochs and nothing_left(checkpoint, settings.max_train_steps):
-            problems.append(
+            problems.append(Problem(
                 f"{checkpoint.path.name} is already at step {checkpoint.step} of the "
                 f"{settings.max_train_steps} Max Training Steps, so there is nothing to train; raise "
-                f"Max Training Steps to train more, or untick {RESUME_LABEL} to start over"
-            )
+                f"Max Training Steps to train more, or untick {RESUME_LABEL} to start over",
+                "max_train_steps",
+            ))
         return problems
 
     def typed_prompt(self) -> str | None:
@@ -695,7 +684,7 @@ class FormState:
         default = form_default_prompt(self.folder_trigger, self.values["learnable_property"])
         return None if text in ("", default) else text
 
-    def validate(self) -> tuple[RunPlan | None, list[str]]:
+    def validate(self) -> tuple[RunPlan | None, list[Problem]]:
         """Every problem at once (the run's own checks and the form's); a plan only when none."""
         settings, problems = self.to_settings()
         plan, found = check_run(settings, self.caps)
@@ -708,5 +697,10 @@ def form_default_prompt(trigger: str, learnable_property: str | None) -> str:
     return default_prompt(learnable_property or "object", f"<{bare_trigger(trigger) or 'trigger'}>")
 
 
-def problems_message(problems: list[str]) -> str:
-    return "\n".join([PROBLEMS_HEADING] + [f"* {join_problems([p])}" for p in problems])
+def problems_message(problems: list[Problem]) -> str:
+    return "\n".join([PROBLEMS_HEADING] + [f"* {problem.sentence}" for problem in problems])
+
+
+def field_to_fix(problems: list[Problem]) -> str | None:
+    """Where the cursor goes after the popup: the field of the first problem that has one."""
+    return next((problem.field for problem in problems if problem.field is not None), None)

@@ -192,6 +192,8 @@ class EmbeddingLayout(Protocol):
 
     def read_saved(self, folder: Path, token: str) -> tuple[torch.Tensor, ...]: ...
 
+    def save_bytes(self, num_vectors: int, widths: Sequence[int]) -> int: ...
+
 
 class Stateful(Protocol):
     """The run's progress (``training.state.TrainingState``): the vectors under ``"vectors"``, one
@@ -271,6 +273,18 @@ def prune_checkpoints(output_dir: Path, keep: int | None) -> None:
         return
     for _, path in list_checkpoints(output_dir)[:-keep]:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# A checkpoint's small files beside the embedding and the optimizer's moments: trainer_state.json,
+# the schedule's and the loss scaler's state.
+STATE_FILES_BYTES = 65536
+
+
+def checkpoint_bytes(files: EmbeddingLayout, num_vectors: int, widths: Sequence[int]) -> int:
+    """What one checkpoint takes on disk: the family's embedding files, AdamW's two moments of
+    every vector (float32) and the small state files."""
+    moments = 2 * num_vectors * sum(widths) * 4
+    return files.save_bytes(num_vectors, widths) + moments + STATE_FILES_BYTES
 
 
 def checkpoints_on_disk(steps: int, every: int, keep: int | None) -> int:

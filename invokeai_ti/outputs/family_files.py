@@ -3,7 +3,9 @@
 A family's maths (its text encoders, how they condition the UNet) is ``training.family``; what
 its vectors become on disk is here, beside the formats themselves, so the trainer's maths and the
 files it leaves can change apart. ``training.family.ModelFamily.files`` is the link: the data
-flows from training down to these writers, never the other way.
+flows from training down to these writers, never the other way. The front ends ask ``files_for``
+for a model's files (checking a trigger, reading ``--initial_embedding``, installing, the output
+folder's names) without reaching into ``training``.
 
 Vectors are always handed around as one tensor per text encoder, in the family's encoder order.
 """
@@ -16,10 +18,16 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from ..errors import Problem
+from ..models import BASE_SDXL, ModelInfo
 from ..settings import bare_trigger
 from .embeddings import Embedding, install_embedding, save_embedding_files
 from .layout import OutputLayout
 from .sdxl_files import SDXLVectors, read_initial_vectors, save_sdxl_embeddings, sdxl_trigger_problem
+
+
+# Room for a file's header and metadata beside its tensors.
+FILE_OVERHEAD_BYTES = 4096
 
 
 class FamilyFiles:
@@ -27,11 +35,16 @@ class FamilyFiles:
 
     encoders: int
 
+    def save_bytes(self, num_vectors: int, widths: Sequence[int]) -> int:
+        """At most what one save writes: each of its files holds at most every vector (float32)."""
+        files = len(self.output_layout(Path(), "<t>").embeddings().all())
+        return files * (num_vectors * sum(widths) * 4 + FILE_OVERHEAD_BYTES)
+
     def output_layout(self, folder: Path, token: str) -> OutputLayout:
         """The names of what a run of this family writes into ``folder``."""
         return OutputLayout(folder, bare_trigger(token), self.encoders)
 
-    def trigger_problem(self, token: str) -> str | None:
+    def trigger_problem(self, token: str) -> Problem | None:
         """A trigger this family's files cannot be saved under."""
         return None
 
@@ -80,7 +93,7 @@ class StableDiffusionXLFiles(FamilyFiles):
 
     encoders = 2
 
-    def trigger_problem(self, token: str) -> str | None:
+    def trigger_problem(self, token: str) -> Problem | None:
         return sdxl_trigger_problem(token)
 
     def save_files(
@@ -88,3 +101,8 @@ class StableDiffusionXLFiles(FamilyFiles):
         *, snapshot: bool = False,
     ) -> None:
         save_sdxl_embeddings(folder, token, SDXLVectors(*vectors), step=step if snapshot else None)
+
+
+def files_for(model: ModelInfo) -> FamilyFiles:
+    """The files a model of this base is trained into."""
+    return StableDiffusionXLFiles() if model.base == BASE_SDXL else StableDiffusionFiles()

@@ -6,7 +6,8 @@ name is spelt once and "what is a leftover" cannot miss a file that a writer add
 family changes only how many embedding files a save writes: SDXL adds a second diffusers file for
 its second text encoder. The number of vectors changes no name.
 
-It imports nothing but the standard library, so the form and the CLI can read it cheaply.
+It imports nothing but the standard library (and ``errors``), so the form and the CLI can read it
+cheaply.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..errors import Problem
 
 EMBEDDING_NAME = "learned_embeds"
 SECOND_ENCODER_SUFFIX = "_2"
@@ -76,14 +79,15 @@ def checkpoint_staging_name(step: int) -> str:
     return f".{checkpoint_name(step)}.partial"
 
 
-def own_files_problem(trigger: str) -> str | None:
+def own_files_problem(trigger: str) -> Problem | None:
     """A trigger named like the trainer's own files would overwrite them as ``<trigger>.safetensors``.
 
     Case is ignored because macOS and Windows file systems ignore it.
     """
     if OWN_FILE_NAMES.fullmatch(trigger) is None:
         return None
-    return f"the trigger term '{trigger}' is the name of the trainer's own files; choose another word"
+    return Problem(f"the trigger term '{trigger}' is the name of the trainer's own files; choose another word",
+                   "placeholder_token")
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,30 @@ class OutputLayout:
     @property
     def loss_log(self) -> Path:
         return self.folder / LOSS_LOG
+
+    @property
+    def loss_plot(self) -> Path:
+        return self.folder / LOSS_PLOT
+
+    @property
+    def report(self) -> Path:
+        return self.folder / REPORT
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.folder / SAMPLES_DIR
+
+    def sample(self, step: int) -> Path:
+        """The preview of ``step``."""
+        return self.samples_dir / sample_name(step)
+
+    def samples(self) -> dict[int, Path]:
+        """The previews in the folder, by the step in their name."""
+        found = {}
+        for path in self.samples_dir.glob("step-*.png"):
+            if (match := SAMPLE_NAME.match(path.name)) is not None:
+                found[int(match.group(1))] = path
+        return found
 
     @property
     def pipeline(self) -> Path:

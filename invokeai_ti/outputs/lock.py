@@ -4,7 +4,7 @@ Two runs writing the same checkpoints and embedding would interleave their files
 kernel file lock (``filelock``): the kernel releases it when the process dies however it dies, so
 a SIGKILL never blocks the next run and two runs can never both take it. Beside it, a small file
 names the owner, so a refused run can say who holds the folder and the next run can say that an
-earlier one was killed.
+earlier one was killed. A run that ends normally takes both files away with it.
 """
 
 from __future__ import annotations
@@ -50,8 +50,15 @@ class OutputLock:
         return note
 
     def release(self) -> None:
+        """Give the folder back, leaving no lock file in it.
+
+        The lock file is removed while it is still held: a run that opened it a moment before
+        and locks it after the release finds a file that no longer exists, and filelock opens a
+        new one instead of holding a lock nobody else can see.
+        """
         if self.held:
             self.owner_path.unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)
             self.lock.release()
 
     def _owner(self) -> dict | None:

@@ -1,8 +1,9 @@
 """``loss.png`` and ``report.html``: a run's progress as a person looks at it.
 
 Both are drawn from files already in the output folder (the loss log, the recorded settings and
-the preview PNGs with their text chunks), so they can be redrawn at any moment, by any run that
-continues in the folder, and always agree with what is on disk.
+the preview PNGs with their text chunks, each read by its own format's module), so they can be
+redrawn at any moment, by any run that continues in the folder, and always agree with what is on
+disk. Every path comes from the run's ``OutputLayout``.
 
 The report is one self-contained page: every image is embedded as a data URI and its content
 policy forbids loading anything, so it opens from disk in any browser, offline, and can be mailed.
@@ -11,12 +12,11 @@ policy forbids loading anything, so it opens from disk in any browser, offline, 
 from __future__ import annotations
 
 import base64
-import csv
+import dataclasses
 import html
 import io
 import json
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
@@ -28,56 +28,13 @@ from ..errors import UserError
 from ..files import atomic_write
 from ..paths import RootLayout
 from ..settings import bare_trigger
-from .layout import (
-    INSTALLED_NAME,
-    LOSS_LOG,
-    LOSS_PLOT,
-    REPORT,
-    SAMPLE_NAME,
-    SAMPLES_DIR,
-    SETTINGS_RECORD,
-    OutputLayout,
-    sample_name,
-)
+from .layout import INSTALLED_NAME, OutputLayout
+from .loss_log import LossRow, read_loss_log
+from .preview_png import Preview, read_previews
 
 REPORT_JPEG_QUALITY = 90
 PHOTO_THUMBNAIL = 96
 PHOTOS_SHOWN = 12
-
-
-def sample_path(output_dir: Path, step: int) -> Path:
-    return output_dir / SAMPLES_DIR / sample_name(step)
-
-
-def sample_files(output_dir: Path) -> dict[int, Path]:
-    """The previews in the output folder, by the step in their name."""
-    found = {}
-    for path in (output_dir / SAMPLES_DIR).glob("step-*.png"):
-        if (match := SAMPLE_NAME.match(path.name)) is not None:
-            found[int(match.group(1))] = path
-    return found
-
-
-@dataclass(frozen=True)
-class LossRow:
-    step: int
-    loss: float
-    learning_rate: float
-
-
-def read_loss_log(path: Path) -> list[LossRow]:
-    """The rows of ``loss_log.csv``; a row cut short by a killed run is skipped."""
-    rows = []
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            for record in csv.DictReader(handle):
-                try:
-                    rows.append(LossRow(int(record["step"]), float(record["loss"]), float(record["learning_rate"])))
-                except (KeyError, TypeError, ValueError):
-                    continue
-    except FileNotFoundError:
-        return []
-    return rows
 
 
 def smoothed(values: list[float]) -> list[float]:
@@ -94,12 +51,11 @@ def smoothed(values: list[float]) -> list[float]:
     return out
 
 
-def write_loss_plot(output_dir: Path) -> Path:
+def write_loss_plot(layout: OutputLayout) -> Path:
     """Loss per step, its smoothed curve and the learning rate, as ``loss.png``."""
-    figure = loss_figure(read_loss_log(output_dir / LOSS_LOG))
-    path = output_dir / LOSS_PLOT
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
-    return path
+    figure = loss_figure(read_loss_log(layout.loss_log))
+    atomic_write(layout.loss_plot, lambda tmp: figure.savefig(tmp, format="png"))
+    return layout.loss_plot
 
 
 def loss_figure(rows: list[LossRow]):
@@ -133,49 +89,6 @@ def loss_figure(rows: list[LossRow]):
     return figure
 
 
-@dataclass(frozen=True)
-class Preview:
-    step: int
-    path: Path
-    prompt: str
-    seed: str
-    embedding: str
-    final: bool
-    verdict: str
-    judged_share: float | None
-
-
-def read_previews(output_dir: Path) -> list[Preview]:
-    """The previews in ``samples/``, oldest first, with what their text chunks record."""
-    found = []
-    for step, path in sample_files(output_dir).items():
-        try:
-            with Image.open(path) as image:
-                text = dict(getattr(image, "text", {}))
-        except OSError:
-            continue
-        found.append(
-            Preview(
-                step=step,
-                path=path,
-                prompt=text.get("prompt", ""),
-                seed=text.get("seed", ""),
-                embedding=text.get("embedding", ""),
-                final=text.get("final") == "yes",
-                verdict=text.get("verdict", ""),
-                judged_share=share_of(text.get("judged_share")),
-            )
-        )
-    return sorted(found, key=lambda preview: preview.step)
-
-
-def share_of(text: str | None) -> float | None:
-    try:
-        return float(text) if text is not None else None
-    except ValueError:
-        return None
-
-
 def data_uri(data: bytes, kind: str) -> str:
     return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
 
@@ -205,14 +118,14 @@ def install_command(settings: dict, output_dir: Path, step: int) -> str:
     return " ".join(shlex.quote(word) for word in words)
 
 
-def tool_files(output_dir: Path, trigger: str, step: int, final: bool) -> list[tuple[str, list[str]]]:
+def tool_files(layout: OutputLayout, step: int, final: bool) -> list[tuple[str, list[str]]]:
     """Which files of this step each tool takes (REFERENCE: who loads what), those on disk only.
 
     ``learned_embeds-steps-N.safetensors`` looks like the file to take but InvokeAI misreads its
     width, so InvokeAI gets the ``.bin`` (installed by a command) and the others their own file.
     Two encoders are asked for: SDXL's second diffusers file is named only when it exists.
     """
-    names = OutputLayout(output_dir, trigger, encoders=2).embeddings(None if final else step)
+    names = dataclasses.replace(layout, encoders=2).embeddings(None if final else step)
     found = [
         ("InvokeAI", [names.invokeai]),
         ("diffusers", [path for path in names.diffusers if path.is_file()]),
@@ -231,20 +144,18 @@ def installed_embedding(settings: dict) -> Path | None:
     return path if path.is_file() else None
 
 
-def is_installed(preview: Preview, output_dir: Path, trigger: str, installed: bytes | None) -> bool:
+def is_installed(preview: Preview, layout: OutputLayout, installed: bytes | None) -> bool:
     """Whether the installed file is a copy of this step's (the final step's: of either file)."""
     if installed is None:
         return False
-    layout = OutputLayout(output_dir, trigger)
     candidates = [layout.embeddings(preview.step).invokeai]
     if preview.final:
         candidates.append(layout.embeddings().invokeai)
     return any(path.is_file() and path.read_bytes() == installed for path in candidates)
 
 
-def embedding_caption(preview: Preview, output_dir: Path, settings: dict, installed: bytes | None = None) -> str:
-    trigger = bare_trigger(str(settings.get("placeholder_token", "")))
-    files = tool_files(output_dir, trigger, preview.step, preview.final)
+def embedding_caption(preview: Preview, layout: OutputLayout, settings: dict, installed: bytes | None = None) -> str:
+    files = tool_files(layout, preview.step, preview.final)
     if not files:
         if preview.step == 0:
             return "before training: the starting vectors"
@@ -252,10 +163,11 @@ def embedding_caption(preview: Preview, output_dir: Path, settings: dict, instal
     items = []
     for tool, found in files:
         names = " + ".join(f"<code>{html.escape(name)}</code>" for name in found)
-        if tool == "InvokeAI" and is_installed(preview, output_dir, trigger, installed):
-            text = f"{names}, <strong>installed</strong> in <code>{html.escape(str(installed_embedding(settings).parent))}</code>"
+        if tool == "InvokeAI" and is_installed(preview, layout, installed):
+            where = html.escape(str(installed_embedding(settings).parent))
+            text = f"{names}, <strong>installed</strong> in <code>{where}</code>"
         elif tool == "InvokeAI":
-            text = f"<code>{html.escape(install_command(settings, output_dir, preview.step))}</code> installs {names}"
+            text = f"<code>{html.escape(install_command(settings, layout.folder, preview.step))}</code> installs {names}"
         else:
             text = names
         items.append(f"<li>{tool}: {text}</li>")
@@ -371,15 +283,15 @@ def photos_html(settings: dict) -> str:
 
 def verdicts_html(previews: list[Preview]) -> str:
     """The judge's share by step, present only where the previews carry a verdict (world models)."""
-    judged = [preview for preview in previews if preview.judged_share is not None]
+    judged = [preview for preview in previews if preview.judgement is not None]
     if not judged:
         return ""
-    steps = ", ".join(f"step {preview.step}: {preview.judged_share:.0%}" for preview in judged)
+    steps = ", ".join(f"step {preview.step}: {preview.judgement.share:.0%}" for preview in judged)
     return (f"<p>The world model's judge looked at every preview; share of pictures showing the "
             f"concept of the training photos: {steps}.</p>")
 
 
-def previews_html(previews: list[Preview], output_dir: Path, settings: dict) -> str:
+def previews_html(previews: list[Preview], layout: OutputLayout, settings: dict) -> str:
     """The previews by step, each with the files of that step each tool takes; the one whose file
     is installed for InvokeAI says so (read from disk, so an install after training shows too)."""
     installed = None if (path := installed_embedding(settings)) is None else path.read_bytes()
@@ -388,7 +300,7 @@ def previews_html(previews: list[Preview], output_dir: Path, settings: dict) -> 
     first = previews[0]
     intro = (
         f"<p>Prompt <q>{html.escape(first.prompt)}</q>, the same starting noise (seed "
-        f"{html.escape(first.seed)}) at every step, so each preview differs from the one before "
+        f"{first.seed}) at every step, so each preview differs from the one before "
         "only by what was learned. Pick the step you like best and give each tool the file named "
         "under it (each tool reads another layout). Newest last.</p>"
     ) + verdicts_html(previews)
@@ -396,24 +308,25 @@ def previews_html(previews: list[Preview], output_dir: Path, settings: dict) -> 
     for preview in previews:
         label = f"Step {preview.step}" + (" (final)" if preview.final else "")
         relative = preview.path.relative_to(preview.path.parent.parent).as_posix()
-        verdict = f'<span class="verdict">{html.escape(preview.verdict)}</span>' if preview.verdict else ""
+        judged = preview.judgement
+        verdict = f'<span class="verdict">{html.escape(judged.verdict)}</span>' if judged else ""
         figures.append(
             f'<figure id="step-{preview.step}">\n<figcaption><strong>{label}</strong>: '
-            f"{embedding_caption(preview, output_dir, settings, installed)}{verdict}</figcaption>\n"
+            f"{embedding_caption(preview, layout, settings, installed)}{verdict}</figcaption>\n"
             f'<a href="{html.escape(relative)}"><img class="preview" alt="preview of step {preview.step}" '
             f'src="{jpeg_uri(preview.path)}"></a>\n</figure>'
         )
     return intro + '\n<div class="previews">\n' + "\n".join(figures) + "\n</div>"
 
 
-def write_report(output_dir: Path) -> Path:
+def write_report(layout: OutputLayout) -> Path:
     """``report.html``: the run's trigger, model, loss plot, training photos, previews by step (with
     the judge's verdict where the previews carry one) and settings."""
     try:
-        settings = json.loads((output_dir / SETTINGS_RECORD).read_text(encoding="utf-8"))
+        settings = json.loads(layout.settings_record.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         settings = {}
-    losses = read_loss_log(output_dir / LOSS_LOG)
+    losses = read_loss_log(layout.loss_log)
     trigger = str(settings.get("placeholder_token", "?"))
     if not trigger.startswith("<"):
         trigger = f"<{trigger}>"
@@ -422,25 +335,24 @@ def write_report(output_dir: Path) -> Path:
         ("Steps trained", str(losses[-1].step) if losses else "0"),
         ("Last loss", f"{losses[-1].loss:.4f}" if losses else "-"),
         ("Seed", html.escape(str(settings.get("seed", "?")))),
-        ("Output folder", html.escape(str(output_dir))),
+        ("Output folder", html.escape(str(layout.folder))),
     ]
-    plot = output_dir / LOSS_PLOT
+    plot = layout.loss_plot
     page = PAGE.format(
         title=html.escape(f"invokeai-ti: {trigger}"),
         trigger=html.escape(trigger),
         summary=rows(summary),
         plot=data_uri(plot.read_bytes(), "image/png") if plot.exists() else "",
         photos=photos_html(settings),
-        previews=previews_html(read_previews(output_dir), output_dir, settings),
+        previews=previews_html(read_previews(layout), layout, settings),
         settings=rows([(html.escape(key), f"<code>{html.escape(json.dumps(value))}</code>")
                        for key, value in settings.items()]),
     )
-    path = output_dir / REPORT
-    atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
-    return path
+    atomic_write(layout.report, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    return layout.report
 
 
-def refresh_report(output_dir: Path) -> Path:
+def refresh_report(layout: OutputLayout) -> Path:
     """Redraw the loss plot and the page from what is on disk now; returns the page."""
-    write_loss_plot(output_dir)
-    return write_report(output_dir)
+    write_loss_plot(layout)
+    return write_report(layout)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import UserError
+from ..errors import Problem, UserError
 from ..files import atomic_write
 from ..models import BASE_BY_TOKEN_WIDTH
 from ..settings import bare_trigger
@@ -86,13 +86,14 @@ def sdxl_files(folder: Path, token: str, step: int | None = None) -> SDXLFiles:
     )
 
 
-def sdxl_trigger_problem(token: str) -> str | None:
+def sdxl_trigger_problem(token: str) -> Problem | None:
     """A trigger whose single file would overwrite one of the diffusers pair."""
     trigger = bare_trigger(token)
     if trigger in (EMBEDDING_NAME, EMBEDDING_NAME + SECOND_ENCODER_SUFFIX):
-        return (
+        return Problem(
             f"the trigger term '{trigger}' is the name of one of the files an SDXL embedding is saved "
-            "in; choose another trigger term"
+            "in; choose another trigger term",
+            "placeholder_token",
         )
     return None
 
@@ -106,7 +107,7 @@ def save_sdxl_embeddings(
     good set with a broken one.
     """
     if (problem := sdxl_trigger_problem(token)) is not None:
-        raise ValueError(problem)
+        raise ValueError(problem.sentence)
     clip_l, clip_g = _storable(vectors.clip_l), _storable(vectors.clip_g)
     files = sdxl_files(folder, token, step)
     both = {CLIP_L: clip_l, CLIP_G: clip_g}

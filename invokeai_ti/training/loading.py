@@ -1,19 +1,33 @@
-"""Loading the frozen parts of a diffusers pipeline, one at a time and straight in their precision.
+"""Loading a model for training, one part at a time and straight in its precision, and what a
+run holds once it is loaded.
 
-Every load failure becomes one sentence naming the part and the folder: a half-downloaded model
-is the usual cause, and a traceback from deep inside transformers does not say so.
+``PartLoader`` reads one part of a diffusers pipeline; every load failure becomes one sentence
+naming the part and the folder (a half-downloaded model is the usual cause, and a traceback from
+deep inside transformers does not say so). ``ModelLoader`` is a model family's loader: it loads
+the text encoders with the trigger's tokens added (``TextEncoders``), and later, once the latents
+are cached and the VAE freed, the UNet beside them (``LoadedModel``), from which the training
+step and the previews are built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ..errors import UserError
 from ..models import ModelInfo
 from ..quiet import quiet_imports, quiet_library_progress
+from ..settings import TrainingSettings
+from .family import ModelFamily
+from .tokens import add_tokens, new_tokens
+
+PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# Reads the vectors a run starts from, given the text encoders' widths; None: the initializer's.
+InitialVectors = Callable[[tuple[int, ...]], "tuple[torch.Tensor, ...] | None"]
 
 
 class PartLoader:
@@ -71,3 +85,101 @@ class PartLoader:
                 f"The {part} of {self.model.name} at {self.location} could not be loaded "
                 f"({error}); check that it is a complete diffusers Stable Diffusion folder."
             ) from error
+
+
+@dataclass(frozen=True)
+class TextEncoders:
+    """The text encoders with the trigger's new tokens added, and those tokens' trainable vectors.
+
+    One entry per text encoder in each list, in the model family's order.
+    """
+
+    tokenizers: list
+    encoders: list[torch.nn.Module]
+    tokens: list[str]
+    token_ids: list[list[int]]
+    vectors: tuple[torch.nn.Parameter, ...]
+
+    @property
+    def placeholder(self) -> str:
+        """How a caption names the trigger: all its tokens, ``<t> <t>_1 ...``."""
+        return " ".join(self.tokens)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(encoder.get_input_embeddings().embedding_dim for encoder in self.encoders)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The model a run trains with: its family, the text encoders and the frozen UNet with its
+    noise scheduler in ``weight_dtype``, and how previews load the VAE again to decode."""
+
+    family: ModelFamily
+    text: TextEncoders
+    unet: torch.nn.Module
+    noise_scheduler: Any
+    weight_dtype: torch.dtype
+    load_vae: Callable[[], torch.nn.Module]
+    # Pixels per latent cell along a side: the VAE halves the picture once per block after its first.
+    vae_factor: int = 8
+
+    def latent_shape(self, resolution: int) -> tuple[int, int, int]:
+        """The latents of a square picture of ``resolution`` pixels (the previews')."""
+        side = resolution // self.vae_factor
+        return (self.unet.config.in_channels, side, side)
+
+
+class ModelLoader(PartLoader):
+    """A model family's loader for one run's settings."""
+
+    def __init__(self, model: ModelInfo, family: ModelFamily, settings: TrainingSettings) -> None:
+        super().__init__(model, settings.tokenizer_name)
+        self.family = family
+        self.settings = settings
+        self.weight_dtype = PRECISION_DTYPES.get(settings.mixed_precision, torch.float32)
+
+    @property
+    def vae_dtype(self) -> torch.dtype:
+        """The precision the latent cache is encoded in (the family's rule: SDXL's VAE overflows in fp16)."""
+        return self.family.vae_dtype(self.weight_dtype, self.config("vae"))
+
+    def vae_factor(self) -> int:
+        return 2 ** (len(self.config("vae")["block_out_channels"]) - 1)
+
+    def side_multiple(self) -> int:
+        """What a picture's sides must be a multiple of for the UNet to halve them as often as it
+        downsamples, after the VAE's own halving."""
+        return self.vae_factor() * 2 ** (len(self.config("unet")["block_out_channels"]) - 1)
+
+    def text_encoders(self, initial_vectors: InitialVectors = lambda _widths: None) -> TextEncoders:
+        """Tokenizers and text encoders with the trigger's tokens added, each starting from the
+        initializer's row, or from what ``initial_vectors`` reads for the encoders' widths
+        (``--initial_embedding``: one tensor per encoder, its rows the number of tokens)."""
+        s = self.settings
+        slots = self.family.encoders
+        tokenizers = [self.tokenizer(slot.tokenizer) for slot in slots]
+        encoders = [self.text_encoder(slot.encoder, slot.kind) for slot in slots]
+        initial = initial_vectors(tuple(encoder.get_input_embeddings().embedding_dim for encoder in encoders))
+        tokens = new_tokens(s.token, initial[0].shape[0] if initial is not None else s.num_vectors)
+        added = [
+            add_tokens(tokenizer, encoder, tokens, s.initializer_token, None if initial is None else initial[i])
+            for i, (tokenizer, encoder) in enumerate(zip(tokenizers, encoders))
+        ]
+        return TextEncoders(tokenizers, encoders, tokens, [ids for ids, _ in added],
+                            tuple(parameter for _, parameter in added))
+
+    def vae(self) -> torch.nn.Module:
+        """The VAE's encoder, in the latent cache's precision."""
+        vae = self.part("vae", self.vae_dtype)
+        vae.decoder = None
+        return vae
+
+    def load_model(self, text: TextEncoders, device: torch.device) -> LoadedModel:
+        """The UNet and its noise scheduler beside ``text``: the whole model a run trains with."""
+        unet = self.part("unet", self.weight_dtype).to(device)
+        vae_dtype = self.vae_dtype
+        return LoadedModel(
+            self.family, text, unet, self.part("scheduler", None), self.weight_dtype,
+            lambda: self.part("vae", vae_dtype), self.vae_factor(),
+        )

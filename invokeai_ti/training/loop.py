@@ -1,86 +1,66 @@
-"""The loop: steps, the processes agreeing on each one, and the files written along the way."""
+"""The loop: steps, the processes agreeing on each one, and the files written along the way.
+
+Built from the run (``run.Run``), its optimizer state, its training step and what each checkpoint
+records of it (``RunShape`` and the data's fingerprint). With progress bars off (output that is
+not a terminal) it says where it is in plain lines instead, ten times a run.
+"""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import TrainingInterrupted, UserError
 from ..outputs.checkpoints import RunShape, write_checkpoint
-from ..settings import TrainingSettings
-from .family import ModelFamily
+from ..outputs.loss_log import LossLog, LossRow
 from .guard import StopRequest, interrupted_message, nan_message, out_of_memory_message
-from .losslog import LossLog
+from .run import Run
 from .state import TrainingState
-from .step import Notify, TrainingStep, largest_divisor_at_most
+from .step import TrainingStep, largest_divisor_at_most
 
-
-@dataclass(frozen=True)
-class Topology:
-    """This process's place in the run."""
-
-    processes: int
-    rank: int
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
+# How many plain progress lines a run prints when it has no progress bar.
+PROGRESS_LINES = 10
 
 
 class TrainingLoop:
+    """The steps of one run on this process; ``tracker`` is accelerate's (TensorBoard, wandb) or
+    None, and ``before_step`` runs before each step (the previews)."""
+
     def __init__(
-        self,
-        *,
-        settings: TrainingSettings,
-        family: ModelFamily,
-        output_dir: Path,
-        state: TrainingState,
-        step: TrainingStep,
-        shape: RunShape,
-        seed: int,
-        total_steps: int,
-        topology: Topology,
-        tracker,
-        notify: Notify,
-        show_progress: bool,
+        self, run: Run, state: TrainingState, step: TrainingStep, *, shape: RunShape,
+        data: dict[str, Any] | None = None, tracker: Any = None,
         before_step: Callable[[int], None] = lambda _step: None,
-        data: dict[str, Any] | None = None,
     ) -> None:
-        self.settings = settings
-        self.family = family
-        self.output_dir = output_dir
+        self.run = run
+        self.settings = run.settings
         self.state = state
         self.step_unit = step
         self.shape = shape
-        self.seed = seed
-        self.total_steps = total_steps
-        self.topology = topology
-        self.tracker = tracker
-        self.notify = notify
-        self.before_step = before_step
-        self.show_progress = show_progress
-        self.last_loss: float | None = None
         self.data = data
+        self.tracker = tracker
+        self.before_step = before_step
+        self.total_steps = run.total_steps
+        self.topology = run.topology
+        self.last_loss: float | None = None
 
     def save_embedding(self, step: int, *, snapshot: bool = False) -> None:
-        self.family.files.save_files(
-            self.output_dir, self.settings.token, self.state.vectors, step, self.shape.model, snapshot=snapshot
+        self.run.files.save_files(
+            self.run.layout.folder, self.settings.token, self.state.vectors, step, self.shape.model,
+            snapshot=snapshot,
         )
 
     def save_checkpoint(self, step: int) -> None:
         write_checkpoint(
-            self.output_dir,
+            self.run.layout.folder,
             step=step,
-            seed=self.seed,
+            seed=self.run.seed,
             shape=self.shape,
             total_steps=self.total_steps,
-            files=self.family.files,
+            files=self.run.files,
             state=self.state,
             keep=self.settings.checkpoints_total_limit,
             data=self.data,
@@ -102,18 +82,13 @@ class TrainingLoop:
         torch.distributed.all_reduce(shared)
         return float(shared[0]) / processes, bool(shared[1] > 0)
 
-    def run(self, start_step: int) -> int:
+    def train(self, start_step: int) -> int:
         """Train from ``start_step`` to the run's last step; returns the last step reached."""
-        from tqdm.auto import tqdm
-
         s = self.settings
         total_steps = self.total_steps
         main = self.topology.main
-        progress = tqdm(
-            total=total_steps, initial=start_step, disable=not (main and self.show_progress),
-            unit="step", dynamic_ncols=True, desc=f"Training {s.token}",
-        )
-        log = LossLog(self.family.files.output_layout(self.output_dir, s.token).loss_log, start_step) if main else None
+        progress = self.run.progress_bar(total_steps, f"Training {s.token}", initial=start_step, leave=True)
+        log = LossLog(self.run.layout.loss_log, start_step) if main else None
         stop = StopRequest()
         step = start_step
         started = time.monotonic()
@@ -132,28 +107,35 @@ class TrainingLoop:
                         raise UserError(nan_message(step + 1, s.mixed_precision))
                     step += 1
                     self.last_loss = loss_value
-                    if not main:
-                        if stopping and step < total_steps:
-                            raise TrainingInterrupted(interrupted_message(stop.requested, step, total_steps))
-                        continue
-                    log.write(step, loss_value, rate, time.monotonic() - started)
-                    if self.tracker is not None:
-                        self.tracker.log({"loss": loss_value, "lr": rate}, step=step)
-                    progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{rate:.2e}", refresh=False)
-                    progress.update(1)
-                    if step % s.save_steps == 0:
-                        self.save_embedding(step, snapshot=True)
-                    # Every multiple, the last step and a stop: a finished run can be continued.
-                    if step % s.checkpointing_steps == 0 or step >= total_steps or stopping:
-                        self.save_checkpoint(step)
+                    if main:
+                        row = LossRow(step, loss_value, rate, time.monotonic() - started)
+                        self.record(row, log, progress, stopping)
                     if stopping and step < total_steps:
-                        self.save_embedding(step)
                         raise TrainingInterrupted(interrupted_message(stop.requested, step, total_steps))
         finally:
             progress.close()
             if log:
                 log.close()
         return step
+
+    def record(self, row: LossRow, log: LossLog, progress: Any, stopping: bool) -> None:
+        """The main process's part of a step: the loss log, the trackers, the progress shown, and
+        the snapshot and checkpoint when one is due (a stop saves both, to resume from)."""
+        s, step = self.settings, row.step
+        log.write(row)
+        if self.tracker is not None:
+            self.tracker.log({"loss": row.loss, "lr": row.learning_rate}, step=step)
+        progress.set_postfix(loss=f"{row.loss:.4f}", lr=f"{row.learning_rate:.2e}", refresh=False)
+        progress.update(1)
+        if not self.run.show_progress and step % max(1, self.total_steps // PROGRESS_LINES) == 0:
+            self.run.notify(f"Step {step} of {self.total_steps}: loss {row.loss:.4f}.")
+        if step % s.save_steps == 0:
+            self.save_embedding(step, snapshot=True)
+        # Every multiple, the last step and a stop: a finished run can be continued.
+        if step % s.checkpointing_steps == 0 or step >= self.total_steps or stopping:
+            self.save_checkpoint(step)
+        if stopping and step < self.total_steps:
+            self.save_embedding(step)
 
     def forward_backward(self, step: int) -> torch.Tensor:
         """The step's passes; running out of memory keeps the work so far and says what fits."""
@@ -167,7 +149,7 @@ class TrainingLoop:
                     break
                 unit.fold = largest_divisor_at_most(unit.accumulation, unit.fold // 2)
                 if self.topology.main:
-                    self.notify(f"Memory is short: now {unit.fold} micro-batch(es) per forward pass.")
+                    self.run.say(f"Memory is short: now {unit.fold} micro-batch(es) per forward pass.")
         fits = unit.largest_batch_that_fits()
         if self.topology.main and step > 0:
             self.save_checkpoint(step)

@@ -11,7 +11,8 @@ generator inside a fork of the global generators (training draws from its own se
 but a library could use the global ones), and only reads the vectors.
 
 Only the main process renders; the others wait for it outside the run's collectives
-(``waiting.MainProcessWait``). Refreshing the report around the pictures is the report's job
+(``waiting.MainProcessWait``). The file it writes is ``outputs.preview_png``'s format, at the
+place ``OutputLayout`` names. Refreshing the report around the pictures is the report's job
 (``outputs.report.refresh_report``), called by the trainer when a preview was drawn.
 """
 
@@ -26,20 +27,20 @@ from typing import Any
 
 import torch
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 
 from ..data.templates import default_prompt
-from ..files import atomic_write
-from ..outputs.report import sample_files, sample_path
+from ..outputs.preview_png import Judgement, Preview, write_preview
 from ..settings import TrainingSettings
+from .loading import LoadedModel
+from .run import Run
 from .waiting import MainProcessWait
 
 DENOISING_STEPS = 25
 GUIDANCE_SCALE = 7.5
 
-Verdict = Callable[[list[Image.Image]], dict[str, str]]
-"""What a judge says of one preview's pictures, as text chunks stored in the preview's PNG
-(``verdict``, ``judged_share``); only the world model has a judge, so only its previews carry one."""
+Verdict = Callable[[list[Image.Image]], Judgement]
+"""What a judge says of one preview's pictures, stored in the preview's PNG; only the world model
+has a judge, so only its previews carry one."""
 
 
 def preview_prompt(settings: TrainingSettings) -> str | None:
@@ -56,10 +57,17 @@ def preview_seed(settings: TrainingSettings, seed: int) -> int:
     return settings.validation_seed if settings.validation_seed is not None else seed
 
 
+def grid_shape(count: int) -> tuple[int, int]:
+    """Columns and rows: no wider than twice as tall, then as few empty cells as can be, then as
+    square as can be. 4 pictures make 2 x 2, 6 make 3 x 2, 8 make 4 x 2 (not 3 x 3 with a hole)."""
+    shapes = [(columns, math.ceil(count / columns)) for columns in range(1, count + 1)]
+    fitting = [(c, r) for c, r in shapes if r <= c <= 2 * r] or [shapes[-1]]
+    return min(fitting, key=lambda shape: (shape[0] * shape[1] - count, shape[0] - shape[1]))
+
+
 def grid(images: list[Image.Image]) -> Image.Image:
-    """As square as the count allows: 4 images make 2 x 2, 6 make 3 x 2."""
-    columns = math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / columns)
+    """The pictures side by side, in rows (``grid_shape``)."""
+    columns, rows = grid_shape(len(images))
     width, height = images[0].size
     sheet = Image.new("RGB", (columns * width, rows * height), "white")
     for index, image in enumerate(images):
@@ -94,63 +102,31 @@ def own_randomness(device: torch.device) -> Iterator[None]:
         yield
 
 
-@contextmanager
-def quiet_bar() -> Iterator[Any]:
-    """A progress bar that shows nothing, for previews drawn without a terminal."""
-    from tqdm.auto import tqdm
-
-    with tqdm(disable=True) as bar:
-        yield bar
-
-
 class Previews:
-    """The previews of one run: when they are due, and rendering them.
+    """The previews of one run: when they are due, and rendering them with the run's own model.
 
-    ``load_vae`` loads the model's VAE in the training precision (the trainer's own loader, with
-    its error messages); only its decoder is kept, and only for the length of one preview.
+    The model's ``load_vae`` loads its VAE in the training precision (the trainer's own loader,
+    with its error messages); only its decoder is kept, and only for the length of one preview.
     """
 
-    def __init__(
-        self,
-        settings: TrainingSettings,
-        output_dir: Path,
-        *,
-        seed: int,
-        placeholder: str,
-        family: Any,
-        resolution: int,
-        latent_shape: tuple[int, ...],
-        scheduler_config: Any,
-        load_vae: Callable[[], Any],
-        device: torch.device,
-        main: bool,
-        processes: int,
-        start_step: int,
-        notify: Callable[[str], None],
-        progress_bar: Callable[[int, str], Any] | None = None,
-        verdict: Verdict | None = None,
-    ) -> None:
+    def __init__(self, model: LoadedModel, run: Run, *, start_step: int = 0, verdict: Verdict | None = None) -> None:
+        settings = run.settings
+        self.model = model
+        self.run = run
         self.settings = settings
-        self.output_dir = output_dir
+        self.layout = run.layout
         self.prompt = preview_prompt(settings)
         self.every = settings.preview_every
-        self.seed = preview_seed(settings, seed)
-        self.placeholder = placeholder
-        self.family = family
-        self.resolution = resolution
-        self.latent_shape = latent_shape
-        self.scheduler_config = scheduler_config
-        self.load_vae = load_vae
-        self.device = device
-        self.main = main
+        self.seed = preview_seed(settings, run.seed)
+        self.resolution = settings.resolution
+        self.device = run.device
+        self.main = run.main
         self.start_step = start_step
-        self.notify = notify
-        self.progress_bar = progress_bar or (lambda total, label: quiet_bar())
         self.verdict = verdict
         self.said = ""
-        self.gate = MainProcessWait(processes)
+        self.gate = MainProcessWait(run.topology.processes)
         self.stopped = False
-        if main:
+        if self.main:
             self._drop_later_samples()
 
     def _drop_later_samples(self) -> None:
@@ -159,7 +135,7 @@ class Previews:
         Previews past the checkpoint a run resumes from (or any at all, for a fresh run in a used
         folder) belong to a run that did not get there; they would otherwise sit among the new ones.
         """
-        for step, path in sample_files(self.output_dir).items():
+        for step, path in self.layout.samples().items():
             if step > self.start_step or self.start_step == 0:
                 path.unlink(missing_ok=True)
 
@@ -167,7 +143,7 @@ class Previews:
         """Decided from the settings alone, so every process agrees without talking."""
         return self.prompt is not None and step % self.every == 0
 
-    def at_step(self, step: int, tokenizers, text_encoders, unet) -> bool:
+    def at_step(self, step: int) -> bool:
         """Before training step ``step + 1``: the main process renders, the others wait for it.
 
         Returns whether a new preview is on disk (only ever on the main process). The start
@@ -180,90 +156,80 @@ class Previews:
             self.gate.wait()
             return False
         try:
-            if step != self.start_step or step == 0 or not sample_path(self.output_dir, step).exists():
-                return self._preview(step, tokenizers, text_encoders, unet, final=False)
+            if step != self.start_step or step == 0 or not self.layout.sample(step).exists():
+                return self._preview(step, final=False)
             return False
         finally:
             self.gate.done()
 
-    def finish(self, step: int, tokenizers, text_encoders, unet) -> None:
+    def finish(self, step: int) -> None:
         """After the final embedding is saved: its preview."""
         if self.prompt is not None:
-            self._preview(step, tokenizers, text_encoders, unet, final=True)
+            self._preview(step, final=True)
 
-    def _preview(self, step: int, tokenizers, text_encoders, unet, *, final: bool) -> bool:
+    def _preview(self, step: int, *, final: bool) -> bool:
         """Render and say where it went (and what the judge saw, on the world model); a preview
         that runs out of memory ends the previews only."""
         if self.stopped:
             return False
         count = self.settings.num_validation_images
-        self.notify(
+        self.run.say(
             f"Drawing the preview of step {step}{' (the final one)' if final else ''}: {count} "
             f"picture{'s' if count != 1 else ''} of {DENOISING_STEPS} denoising steps each..."
         )
         try:
-            path = self.render(step, tokenizers, text_encoders, unet, final=final)
+            path = self.render(step, final=final)
         except (torch.OutOfMemoryError, MemoryError):
             gc.collect()
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             self.stopped = True
-            self.notify(
+            self.run.say(
                 f"Previews stopped: memory ran out while rendering the preview of step {step}. "
                 "Training goes on without them; --validation_prompt none turns them off."
             )
             return False
-        self.notify(f"Preview of step {step}: {path}" + (f" ({self.said})" if self.said else ""))
+        self.run.say(f"Preview of step {step}: {path}" + (f" ({self.said})" if self.said else ""))
         return True
 
     def embedding_file(self, step: int, *, final: bool) -> str:
         """The saved embedding holding exactly the vectors this preview was made with."""
-        layout = self.family.files.output_layout(self.output_dir, self.settings.token)
         if final:
-            names = layout.embeddings()
+            names = self.layout.embeddings()
         elif step and step % self.settings.save_steps == 0:
-            names = layout.embeddings(step)
+            names = self.layout.embeddings(step)
         else:
             return ""
         file = names.diffusers[0]
         return file.name if file.exists() else ""
 
-    def render(self, step: int, tokenizers, text_encoders, unet, *, final: bool = False) -> Path:
+    def render(self, step: int, *, final: bool = False) -> Path:
         """Write ``samples/step-N.png``: a grid of the preview images, step and prompt in its text,
         and the verdict of the run's judge (a world model's) beside them for the report to show."""
         count = self.settings.num_validation_images
+        unet, encoders = self.model.unet, self.model.text.encoders
         with torch.no_grad(), own_randomness(self.device), \
-                self.progress_bar(count * (DENOISING_STEPS + 1), f"Preview of step {step}") as bar:
-            with evaluating(unet, *text_encoders):
-                conditioning = self._encode(tokenizers, text_encoders, unet.dtype)
+                self.run.progress_bar(count * (DENOISING_STEPS + 1), f"Preview of step {step}") as bar:
+            with evaluating(unet, *encoders):
+                conditioning = self._encode(unet.dtype)
                 latents = [self._denoise(unet, conditioning, noise, bar) for noise in self._noise()]
             images = self._decode(latents, bar)
-        judged = self.verdict(images) if self.verdict is not None else {}
-        self.said = judged.get("verdict", "")
-        info = PngInfo()
-        for key, value in {
-            "step": str(step),
-            "prompt": self.prompt,
-            "seed": str(self.seed),
-            "trigger": self.settings.token,
-            "embedding": self.embedding_file(step, final=final),
-            "final": "yes" if final else "no",
-            "software": "invokeai-ti",
-            **judged,
-        }.items():
-            info.add_text(key, value)
-        sheet = grid(images)
-        path = sample_path(self.output_dir, step)
-        atomic_write(path, lambda tmp: sheet.save(tmp, format="PNG", pnginfo=info))
+        judged = self.verdict(images) if self.verdict is not None else None
+        self.said = judged.verdict if judged is not None else ""
+        preview = Preview(step=step, prompt=self.prompt, seed=self.seed, trigger=self.settings.token,
+                          embedding=self.embedding_file(step, final=final), final=final, judgement=judged)
+        path = self.layout.sample(step)
+        write_preview(path, grid(images), preview)
         return path
 
     def _noise(self) -> torch.Tensor:
         """The same starting noise at every step, from the preview seed alone."""
         generator = torch.Generator().manual_seed(self.seed)
         count = self.settings.num_validation_images
-        return torch.randn((count, 1, *self.latent_shape), generator=generator, dtype=torch.float32)
+        shape = self.model.latent_shape(self.resolution)
+        return torch.randn((count, 1, *shape), generator=generator, dtype=torch.float32)
 
-    def _encode(self, tokenizers, text_encoders, dtype: torch.dtype) -> dict[str, Any]:
+    def _encode(self, dtype: torch.dtype) -> dict[str, Any]:
         """The UNet's conditioning for the empty negative prompt and the prompt, in that order.
 
         The model family builds it, as for training: SDXL's pooled output and time ids included
@@ -271,7 +237,8 @@ class Previews:
         """
         from .step import in_dtype
 
-        prompt = self.prompt.replace(self.settings.token, self.placeholder)
+        text = self.model.text
+        prompt = self.prompt.replace(self.settings.token, text.placeholder)
         ids = [
             tokenizer(
                 ["", prompt],
@@ -280,16 +247,17 @@ class Previews:
                 max_length=tokenizer.model_max_length,
                 return_tensors="pt",
             ).input_ids.to(self.device)
-            for tokenizer in tokenizers
+            for tokenizer in text.tokenizers
         ]
-        time_ids = self.family.size_time_ids(self.resolution, len(ids[0]), self.device)
-        return in_dtype(self.family.conditioning(text_encoders, ids, time_ids), dtype)
+        family = self.model.family
+        time_ids = family.size_time_ids(self.resolution, len(ids[0]), self.device)
+        return in_dtype(family.conditioning(text.encoders, ids, time_ids), dtype)
 
     def _denoise(self, unet, conditioning: dict[str, Any], noise: torch.Tensor, bar: Any) -> torch.Tensor:
         """One image at a time, so the pass needs no more memory than two training samples."""
         from diffusers import DPMSolverMultistepScheduler
 
-        scheduler = DPMSolverMultistepScheduler.from_config(self.scheduler_config)
+        scheduler = DPMSolverMultistepScheduler.from_config(self.model.noise_scheduler.config)
         scheduler.set_timesteps(DENOISING_STEPS, device=self.device)
         latents = noise.to(self.device) * scheduler.init_noise_sigma
         for timestep in scheduler.timesteps:
@@ -302,7 +270,7 @@ class Previews:
         return latents
 
     def _decode(self, latents: list[torch.Tensor], bar: Any) -> list[Image.Image]:
-        vae = self.load_vae()
+        vae = self.model.load_vae()
         vae.encoder = None
         vae.quant_conv = None
         vae.to(self.device).eval()

@@ -12,7 +12,7 @@ run computes exactly what it always did.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,10 +20,10 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from .latents import LatentCache
-from .plan import SamplePlan
+from .loading import LoadedModel
+from .plan import Batch, SamplePlan
 from .prompts import Prompts
-
-Notify = Callable[[str], None]
+from .run import Run
 
 
 def largest_divisor_at_most(n: int, limit: int) -> int:
@@ -87,51 +87,55 @@ def in_dtype(conditioning: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]
     }
 
 
-class TrainingStep:
-    """Runs the forward and backward passes of one optimizer step on this process."""
+@dataclass(frozen=True)
+class Samples:
+    """What the step's samples are drawn from: the plan decides each sample's random choices, the
+    cache holds its image's latents, the prompts its text."""
 
-    def __init__(
-        self,
-        *,
-        family,
-        text_encoders: list,
-        unet,
-        noise_scheduler,
-        plan: SamplePlan,
-        cache: LatentCache,
-        prompts: Prompts,
-        vectors: tuple[torch.nn.Parameter, ...],
-        batch: int,
-        accumulation: int,
-        processes: int,
-        rank: int,
-        weight_dtype: torch.dtype,
-        grad_scaler: torch.amp.GradScaler | None,
-        device: torch.device,
-        notify: Notify,
-        snr_gamma: float = 0.0,
-    ) -> None:
-        self.family = family
-        self.text_encoders = text_encoders
-        self.eager_unet = unet
-        self.unet = unet
-        self.noise_scheduler = noise_scheduler
-        self.plan = plan
-        self.cache = cache
-        self.prompts = prompts
-        self.snr_gamma = snr_gamma
-        self.vectors = vectors
-        self.batch = batch
-        self.accumulation = accumulation
-        self.processes = processes
-        self.rank = rank
-        self.weight_dtype = weight_dtype
+    plan: SamplePlan
+    cache: LatentCache
+    prompts: Prompts
+
+    def batch(self, numbers: list[int]) -> tuple[Batch, list[torch.Tensor]]:
+        """The samples stacked for one forward pass, and their token ids (one tensor per encoder)."""
+        batch = self.plan.batch(numbers, self.cache)
+        return batch, self.prompts.ids(batch)
+
+
+class TrainingStep:
+    """Runs the forward and backward passes of one optimizer step on this process.
+
+    Built from the loaded model, where the samples come from and the run (its batch size,
+    accumulation, min-SNR gamma, this process's place and device); ``grad_scaler`` is the run's
+    fp16 loss scaler, or None.
+    """
+
+    def __init__(self, model: LoadedModel, samples: Samples, run: Run,
+                 grad_scaler: torch.amp.GradScaler | None = None) -> None:
+        s = run.settings
+        self.model = model
+        self.samples = samples
+        self.run = run
+        self.eager_unet = model.unet
+        self.unet = model.unet
+        self.noise_scheduler = model.noise_scheduler
+        self.vectors = model.text.vectors
+        self.batch = s.train_batch_size
+        self.accumulation = s.gradient_accumulation_steps
+        self.snr_gamma = s.snr_gamma
+        self.processes = run.topology.processes
+        self.rank = run.topology.rank
+        self.weight_dtype = model.weight_dtype
         self.grad_scaler = grad_scaler
-        self.device = device
-        self.notify = notify
+        self.device = run.device
         self.fold = 1
         self.compiled = False
-        self.v_prediction = noise_scheduler.config.prediction_type == "v_prediction"
+        self.v_prediction = self.noise_scheduler.config.prediction_type == "v_prediction"
+
+    def notify(self, message: str) -> None:
+        """Only the main process speaks."""
+        if self.run.main:
+            self.run.say(message)
 
     # Which samples ------------------------------------------------------------------------
 
@@ -155,8 +159,7 @@ class TrainingStep:
 
     def loss(self, numbers: list[int]) -> torch.Tensor:
         """Mean squared error of the noise (or velocity) prediction over these samples."""
-        batch = self.plan.batch(numbers, self.cache)
-        ids = self.prompts.ids(batch)
+        batch, ids = self.samples.batch(numbers)
         noisy = self.noise_scheduler.add_noise(batch.latents, batch.noise, batch.timesteps)
         if self.v_prediction:
             target = self.noise_scheduler.get_velocity(batch.latents, batch.noise, batch.timesteps)
@@ -166,7 +169,7 @@ class TrainingStep:
         # runs in the training precision without it, which keeps no fp32 activation copies.
         with torch.autocast(self.device.type, dtype=self.weight_dtype,
                             enabled=self.weight_dtype != torch.float32):
-            conditioning = self.family.conditioning(self.text_encoders, ids, batch.time_ids)
+            conditioning = self.model.family.conditioning(self.model.text.encoders, ids, batch.time_ids)
         conditioning = in_dtype(conditioning, self.weight_dtype)
         prediction = self.unet(noisy.to(self.weight_dtype), batch.timesteps, **conditioning).sample
         snr_weights = None

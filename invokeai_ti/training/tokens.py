@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import UserError
+from ..errors import Problem, UserError
 
 
 def new_tokens(token: str, num_vectors: int) -> list[str]:
@@ -17,24 +17,26 @@ def new_tokens(token: str, num_vectors: int) -> list[str]:
     return [token] + [f"{token}_{i}" for i in range(1, num_vectors)]
 
 
-def token_problems(tokenizer, tokens: list[str], initializer: str) -> list[str]:
-    """What stops these tokens from being added to this tokenizer, in sentences."""
+def token_problems(tokenizer, tokens: list[str], initializer: str) -> list[Problem]:
+    """What stops these tokens from being added to this tokenizer."""
     problems = []
     vocab = tokenizer.get_vocab()
     taken = [t for t in tokens if t in vocab]
     if taken:
-        problems.append(
+        problems.append(Problem(
             f"The trigger {taken[0]} is already a token of this model's vocabulary; choose "
-            "another trigger term."
-        )
+            "another trigger term.",
+            "placeholder_token",
+        ))
     init_ids = tokenizer.encode(initializer, add_special_tokens=False)
     if len(init_ids) != 1:
         pieces = tokenizer.convert_ids_to_tokens(init_ids)
-        problems.append(
+        problems.append(Problem(
             f"The initializer '{initializer}' is not a single token: the tokenizer makes "
             f"{len(pieces)} of it ({' '.join(pieces) or 'nothing'}); choose a single common word "
-            "such as '*', 'cat' or 'painting'."
-        )
+            "such as '*', 'cat' or 'painting'.",
+            "initializer_token",
+        ))
     return problems
 
 
@@ -73,7 +75,7 @@ def add_tokens(
     """
     problems = token_problems(tokenizer, tokens, initializer)
     if problems:
-        raise UserError(problems[0])
+        raise UserError(problems[0].text)
     init_ids = tokenizer.encode(initializer, add_special_tokens=False)
     original_size = text_encoder.get_input_embeddings().num_embeddings
     if len(tokenizer) != original_size:

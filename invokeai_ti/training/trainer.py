@@ -13,21 +13,22 @@ nothing is done twice. The trainer knows nothing of terminals or forms: it repor
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import math
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..cpu_threads import CpuThreads
 from ..data.buckets import step_with_buckets
 from ..data.folder import TrainingData, read_training_data
-from ..cpu_threads import CpuThreads
 from ..data.templates import caption, templates_for
 from ..device import probe_xformers, training_device
 from ..errors import UserError
@@ -36,6 +37,7 @@ from ..models import ModelInfo
 from ..outputs.checkpoints import (
     Checkpoint,
     RunShape,
+    checkpoint_bytes,
     checkpoint_to_resume,
     checkpoints_on_disk,
     restore_checkpoint,
@@ -49,17 +51,19 @@ from ..quiet import quiet_imports
 from ..settings import TrainingSettings
 from .family import family_for
 from .latents import LatentCache, cache_latents
-from .loading import PartLoader
-from .loop import Topology, TrainingLoop
+from .loading import LoadedModel, ModelLoader, TextEncoders
+from .loop import TrainingLoop
 from .plan import SamplePlan
-from .previews import Previews, Verdict, preview_seed
+from .previews import Previews, Verdict, preview_prompt, preview_seed
 from .prompts import Prompts
+from .run import Notify, Run, Topology
 from .state import TrainingState
-from .step import Notify, TrainingStep
-from .tokens import ExtendedEmbedding, add_tokens, new_tokens
+from .step import Samples, TrainingStep
+from .tokens import ExtendedEmbedding
 
 SPARE_BYTES = 16 * 2**20
-PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# The token width assumed for the disk estimate when a model's configs do not say (SD-2's).
+UNKNOWN_WIDTH = 1024
 
 
 def folder_size(folder: Path | None) -> int:
@@ -78,32 +82,6 @@ class TrainingResult:
     seed: int
     final_loss: float | None
     main_process: bool
-
-
-@dataclass(frozen=True)
-class TextSide:
-    """The text encoders with the trigger's tokens added, and the captions to train on.
-
-    One entry per text encoder in each list, in the model family's order.
-    """
-
-    tokenizers: list
-    encoders: list[torch.nn.Module]
-    tokens: list[str]
-    widths: tuple[int, ...]
-    token_ids: list[list[int]]
-    vectors: tuple[torch.nn.Parameter, ...]
-    captions: list[str]
-
-
-@dataclass(frozen=True)
-class ImageSide:
-    """The frozen UNet and its noise scheduler, and how previews load the VAE again."""
-
-    unet: torch.nn.Module
-    noise_scheduler: Any
-    weight_dtype: torch.dtype
-    load_vae: Callable[[], torch.nn.Module]
 
 
 @contextlib.contextmanager
@@ -149,7 +127,7 @@ class Trainer:
         show_progress: bool = True,
         preview_verdict: Verdict | None = None,
     ) -> None:
-        self.settings = settings
+        self.settings = dataclasses.replace(settings, resolution=settings.resolution or model.native_resolution)
         self.model = model
         self.family = family_for(model)
         self.data_dir = data_dir
@@ -160,18 +138,15 @@ class Trainer:
         self.preview_verdict = preview_verdict
         # The bucket step trained with: the setting's, or a finer one when it leaves only the square.
         self.bucket_step = settings.bucket_reso_steps
-        self.text: TextSide | None = None
+        self.text: TextEncoders | None = None
         self.cache: LatentCache | None = None
         self.step: TrainingStep | None = None
-
-    def resolution(self) -> int:
-        return self.settings.resolution or self.model.native_resolution
 
     def training_data(self) -> TrainingData:
         """The data folder read and checked, captions, masks and buckets included."""
         s = self.settings
         return read_training_data(
-            self.data_dir, trigger=s.trigger, resolution=self.resolution(), bucket=s.bucket,
+            self.data_dir, trigger=s.trigger, resolution=s.resolution, bucket=s.bucket,
             bucket_step=self.bucket_step, masked_loss=s.masked_loss,
         )
 
@@ -218,7 +193,10 @@ class Trainer:
         held = threads.held() if device.type == "cpu" else contextlib.nullcontext()
         try:
             with deterministic_mode(s.deterministic), held:
-                return self._run_locked(seed, device, topology, tracker, threads)
+                return self._run_locked(Run(
+                    s, self.layout, self.family.files, seed, total_steps=0, topology=topology, device=device,
+                    notify=self.notify, show_progress=self.show_progress,
+                ), tracker, threads)
         finally:
             lock.release()
             if tracker is not None:
@@ -236,26 +214,29 @@ class Trainer:
             )
 
     def _bytes_needed(self) -> int:
-        s = self.settings
-        vector_bytes = s.num_vectors * (sum(self.model.token_dims) or 1024) * 4 + 4096
-        steps = s.max_train_steps
-        checkpoints = checkpoints_on_disk(steps, s.checkpointing_steps, s.checkpoints_total_limit)
-        snapshots = steps // s.save_steps
+        """The most the run holds at once: its checkpoints, its snapshots, the final files with the
+        installed copy and its backup, and the exported pipeline."""
+        s, files = self.settings, self.family.files
+        widths = self.model.token_dims or (UNKNOWN_WIDTH,)
+        checkpoints = checkpoints_on_disk(s.max_train_steps, s.checkpointing_steps, s.checkpoints_total_limit)
+        saves = s.max_train_steps // s.save_steps + 1
+        installed = 2 * s.num_vectors * sum(widths) * 4
         pipeline = 0 if s.only_save_embeds else folder_size(self.model.path)
-        # A checkpoint: three embedding files and AdamW's two moments; a snapshot: three files; the
-        # end: three files, the installed copy and its backup.
-        return checkpoints * (5 * vector_bytes + 65536) + (3 * snapshots + 5) * vector_bytes + pipeline + SPARE_BYTES
+        return (checkpoints * checkpoint_bytes(files, s.num_vectors, widths)
+                + saves * files.save_bytes(s.num_vectors, widths) + installed + pipeline + SPARE_BYTES)
 
-    def _record_settings(self, seed: int, processes: int) -> None:
+    def _record_settings(self, run: Run) -> None:
         """Write what this run used, the seed included, before the first step."""
         record = self.settings.to_dict() | {
-            "seed": seed,
+            # What the previews used, not "the default" (None): the report shows the record.
+            "validation_prompt": preview_prompt(self.settings) or "none",
+            "validation_steps": self.settings.preview_every,
+            "seed": run.seed,
             "model_location": str(self.model.path or self.model.location),
             "train_data_dir": str(self.data_dir),
             "output_dir": str(self.output_dir),
-            "resolution": self.resolution(),
-            "num_processes": processes,
-            "validation_seed": preview_seed(self.settings, seed),
+            "num_processes": run.topology.processes,
+            "validation_seed": preview_seed(self.settings, run.seed),
         } | ({"bucket_step_used": self.bucket_step} if self.settings.bucket else {})
         self.output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(
@@ -272,64 +253,45 @@ class Trainer:
             self.notify(f"{s.initial_embedding.name} has {initial[0].shape[0]} vectors; training that many.")
         return initial
 
-    def _run_locked(self, seed: int, device: torch.device, topology: Topology, tracker,
-                    threads: CpuThreads) -> TrainingResult:
+    def _run_locked(self, run: Run, tracker: Any, threads: CpuThreads) -> TrainingResult:
         """The run, phase by phase; each phase returns what the next ones need."""
-        loader = PartLoader(self.model, self.settings.tokenizer_name)
-        multiple = self.latent_multiple(loader)
+        s, main = self.settings, run.main
+        loader = ModelLoader(self.model, self.family, s)
+        multiple = loader.side_multiple()
         self._take_a_bucket_step_with_buckets(multiple)
-        s = self.settings
-        data = self._read_data(topology.main, multiple)
+        data = self._read_data(main, multiple)
         self._check_bucket_sides(data, multiple)
-        text = self._load_text_side(loader, topology.main)
-        samples_per_step = s.train_batch_size * topology.processes * s.gradient_accumulation_steps
-        total_steps = self._total_steps(len(data.images), samples_per_step)
+        text = self._load_text(loader, main)
+        run = dataclasses.replace(run, total_steps=self._total_steps(len(data.images), run.samples_per_step))
         shape = RunShape.of_run(
-            s, model=self.model.name, resolution=self.resolution(), num_vectors=len(text.tokens),
-            token_dims=text.widths, num_processes=topology.processes,
+            s, model=self.model.name, resolution=s.resolution, num_vectors=len(text.tokens),
+            token_dims=text.widths, num_processes=run.topology.processes,
         )
         record = data.record()
         # Before the latents and the UNet: a refused resume costs seconds, not minutes of caching.
-        checkpoint = self._checkpoint_to_resume(shape, total_steps, topology.main, record)
-
-        cache, image = self._load_image_side(loader, data, device, topology.main)
-        self._make_vectors_trainable(text, image.weight_dtype, device)
-        self._save_memory(image.unet, text.encoders, device)
-        self.text, self.cache = text, cache
+        checkpoint = self._checkpoint_to_resume(shape, run.total_steps, main, record)
+        self.text, self.cache = text, self._cache_latents(loader, data, run)
+        model = self._load_model(loader, text, run.device, main)
         state = TrainingState.create(
-            text.vectors, s, samples_per_step=samples_per_step, total_steps=total_steps, device=device
+            text.vectors, s, samples_per_step=run.samples_per_step, total_steps=run.total_steps, device=run.device
         )
-        start_step, seed = self._resume(checkpoint, shape, seed, state, total_steps, topology.main)
+        start_step, seed = self._resume(checkpoint, shape, run.seed, state, run.total_steps, main)
         # Only now: a refused resume must not overwrite the record of the run it belongs to, and
         # a resumed run records the checkpoint's seed, which is the one it trains with.
-        if topology.main:
-            self._record_settings(seed, topology.processes)
-
-        plan = SamplePlan(
-            seed, len(data.images), len(text.captions), image.noise_scheduler.config.num_train_timesteps,
-            buckets=data.bucket_numbers(), samples_per_step=samples_per_step, noise_offset=s.noise_offset,
-        )
-        prompts = Prompts(
-            text.tokenizers, text.captions, data.captions(" ".join(text.tokens)),
-            placeholder=" ".join(text.tokens), seed=seed, shuffle=s.shuffle_caption,
-            keep_tokens=s.keep_tokens, dropout=s.caption_tag_dropout_rate, device=device,
-        )
-        self.step = self._build_step(text, image, plan, prompts, cache, state, topology, device)
+        run = dataclasses.replace(run, seed=seed)
+        if main:
+            self._record_settings(run)
+        self.step = self._build_step(model, self._samples(run, data, text, model), run, state)
         self._start_trackers(tracker)
-        previews = self._build_previews(text, image, loader, cache, seed, start_step, topology, device)
-        loop = TrainingLoop(
-            settings=s, family=self.family, output_dir=self.output_dir, state=state, step=self.step,
-            shape=shape, seed=seed, total_steps=total_steps, topology=topology, tracker=tracker,
-            notify=self.notify, show_progress=self.show_progress, data=record,
-            before_step=lambda at: (threads.follow_load(), self._preview(previews, at, text, image.unet)),
-        )
-        reached = loop.run(start_step)
-        if topology.main:
-            self._finish(reached, text, image.unet, previews)
+        previews = Previews(model, run, start_step=start_step, verdict=self.preview_verdict)
+        loop = TrainingLoop(run, state, self.step, shape=shape, data=record, tracker=tracker,
+                            before_step=lambda at: (threads.follow_load(), self._preview(previews, at)))
+        reached = loop.train(start_step)
+        if main:
+            self._finish(reached, text, previews, run)
         return TrainingResult(
             token=s.token, vectors=tuple(parameter.detach().float().cpu() for parameter in text.vectors),
-            output_dir=self.output_dir, steps=reached, seed=seed, final_loss=loop.last_loss,
-            main_process=topology.main,
+            output_dir=self.output_dir, steps=reached, seed=seed, final_loss=loop.last_loss, main_process=main,
         )
 
     def _read_data(self, main: bool, multiple: int) -> TrainingData:
@@ -343,13 +305,6 @@ class Trainer:
                 self.notify(summary)
         return data
 
-    @staticmethod
-    def latent_multiple(loader: PartLoader) -> int:
-        """What every picture side must be a multiple of: the VAE's and the UNet's downsampling."""
-        unet = loader.config("unet")
-        vae = loader.config("vae")
-        return 2 ** (len(vae["block_out_channels"]) - 1) * 2 ** (len(unet["block_out_channels"]) - 1)
-
     def _take_a_bucket_step_with_buckets(self, multiple: int) -> None:
         """A bucket step too coarse for the resolution leaves only the square; a finer one the
         model takes is trained with instead. The step asked for stays the setting (a resume with
@@ -357,13 +312,13 @@ class Trainer:
         each picture's bucket is in the checkpoints' data record, the step used in the settings
         record for the report."""
         s = self.settings
-        if s.bucket and (step := step_with_buckets(self.resolution(), s.bucket_reso_steps, multiple)) is not None:
+        if s.bucket and (step := step_with_buckets(s.resolution, s.bucket_reso_steps, multiple)) is not None:
             self.bucket_step = step
 
     def _bucket_note(self, data: TrainingData, multiple: int) -> str | None:
         """One line when buckets do not do what the step asked for, said only where it changes
         how some picture trains."""
-        s, resolution = self.settings, self.resolution()
+        s, resolution = self.settings, self.settings.resolution
         fits = [image.fit for image in data.images if image.fit is not None]
         if self.bucket_step != s.bucket_reso_steps and any(f.bucket.width != f.bucket.height for f in fits):
             return (
@@ -387,70 +342,53 @@ class Trainer:
         odd = [side for side in sides if side % multiple]
         if odd:
             raise UserError(
-                f"the bucket step {self.bucket_step} gives {odd[0]}-pixel sides, but "
+                f"The bucket step {self.bucket_step} gives {odd[0]}-pixel sides, but "
                 f"{self.model.name} needs sides in multiples of {multiple}; use --bucket_reso_steps "
-                f"{multiple} (or --no-bucket)"
+                f"{multiple} (or --no-bucket)."
             )
 
-    def _load_text_side(self, loader: PartLoader, main: bool) -> TextSide:
-        """Tokenizers and text encoders with the trigger's new tokens added, and the captions.
+    def _load_text(self, loader: ModelLoader, main: bool) -> TextEncoders:
+        """Tokenizers and text encoders with the trigger's new tokens added.
 
         Loading and caching take from seconds to minutes before the first step; each is announced
         so a terminal never sits silent.
         """
-        s = self.settings
         if main:
             self.notify(f"Loading the text encoder and VAE of {self.model.name} from {loader.location}...")
-        slots = self.family.encoders
-        tokenizers = [loader.tokenizer(slot.tokenizer) for slot in slots]
-        encoders = [loader.text_encoder(slot.encoder, slot.kind) for slot in slots]
-        widths = tuple(encoder.get_input_embeddings().embedding_dim for encoder in encoders)
-        initial = self._initial_vectors(list(widths), main)
-        tokens = new_tokens(s.token, initial[0].shape[0] if initial is not None else s.num_vectors)
-        added = [
-            add_tokens(tokenizer, encoder, tokens, s.initializer_token, None if initial is None else initial[i])
-            for i, (tokenizer, encoder) in enumerate(zip(tokenizers, encoders))
-        ]
-        captions = [caption(template, " ".join(tokens)) for template in templates_for(s.learnable_property)]
-        return TextSide(
-            tokenizers, encoders, tokens, widths, [ids for ids, _ in added],
-            tuple(parameter for _, parameter in added), captions,
-        )
+        return loader.text_encoders(lambda widths: self._initial_vectors(list(widths), main))
 
-    def _load_image_side(self, loader: PartLoader, data: TrainingData,
-                         device: torch.device, main: bool) -> tuple[LatentCache, ImageSide]:
-        """Every image's latents, then the UNet and its noise scheduler.
-
-        One big part at a time: the VAE is loaded, used and freed before the UNet arrives, so
-        peak memory is the UNet's training footprint, not the sum of every part.
-        """
+    def _cache_latents(self, loader: ModelLoader, data: TrainingData, run: Run) -> LatentCache:
+        """Every image's latents, through the VAE's encoder, which is freed again before the UNet
+        arrives: peak memory is the UNet's training footprint, not the sum of every part."""
         s = self.settings
-        weight_dtype = PRECISION_DTYPES.get(s.mixed_precision, torch.float32)
-        vae_dtype = self.family.vae_dtype(weight_dtype, loader.config("vae"))
-        vae = loader.part("vae", vae_dtype)
-        vae.decoder = None
+        vae = loader.vae().to(run.device)
         count = len(data.images)
-        if main:
+        if run.main:
             self.notify(f"Caching the latents of {count} image{'s' if count != 1 else ''} (each image and "
                         "its mirror image go through the VAE once)...")
-        with self.progress_bar(count, "Caching latents", "image", main) as bar:
+        with run.progress_bar(count, "Caching latents", "image") as bar:
             cache = cache_latents(
-                data.images, vae.to(device), resolution=self.resolution(), center_crop=s.center_crop,
-                workers=s.dataloader_num_workers, device=device, dtype=vae_dtype,
-                time_ids=self.family.image_time_ids(data.images, self.resolution(), s.center_crop),
+                data.images, vae, resolution=s.resolution, center_crop=s.center_crop,
+                workers=s.dataloader_num_workers, device=run.device, dtype=loader.vae_dtype,
+                time_ids=self.family.image_time_ids(data.images, s.resolution, s.center_crop),
                 encoded=lambda: bar.update(1),
             )
         del vae
         gc.collect()
-        if device.type == "cuda":
+        if run.device.type == "cuda":
             torch.cuda.empty_cache()
+        return cache
+
+    def _load_model(self, loader: ModelLoader, text: TextEncoders, device: torch.device, main: bool) -> LoadedModel:
+        """The UNet beside the text encoders, the new vectors made trainable, memory saved as asked."""
         if main:
             self.notify(f"Loading the UNet of {self.model.name}...")
-        unet = loader.part("unet", weight_dtype).to(device)
-        noise_scheduler = loader.part("scheduler", None)
-        return cache, ImageSide(unet, noise_scheduler, weight_dtype, lambda: loader.part("vae", vae_dtype))
+        model = loader.load_model(text, device)
+        self._make_vectors_trainable(text, model.weight_dtype, device)
+        self._save_memory(model.unet, text.encoders, device)
+        return model
 
-    def _make_vectors_trainable(self, text: TextSide, weight_dtype: torch.dtype, device: torch.device) -> None:
+    def _make_vectors_trainable(self, text: TextEncoders, weight_dtype: torch.dtype, device: torch.device) -> None:
         for text_encoder, parameter in zip(text.encoders, text.vectors):
             text_encoder.requires_grad_(False)
             text_encoder.to(device, dtype=weight_dtype)
@@ -479,81 +417,54 @@ class Trainer:
             return s.num_train_epochs * math.ceil(images * s.repeats / samples_per_step)
         return s.max_train_steps
 
-    def _build_step(self, text: TextSide, image: ImageSide, plan: SamplePlan, prompts: Prompts,
-                    cache: LatentCache, state: TrainingState, topology: Topology,
-                    device: torch.device) -> TrainingStep:
-        """The step's passes, its fold measured and the UNet compiled when asked."""
-        s = self.settings
-        step = TrainingStep(
-            family=self.family, text_encoders=text.encoders, unet=image.unet, noise_scheduler=image.noise_scheduler,
-            plan=plan, cache=cache, prompts=prompts, vectors=text.vectors,
-            batch=s.train_batch_size, accumulation=s.gradient_accumulation_steps,
-            processes=topology.processes, rank=topology.rank, weight_dtype=image.weight_dtype,
-            grad_scaler=state.grad_scaler, device=device,
-            notify=self.notify if topology.main else (lambda _message: None), snr_gamma=s.snr_gamma,
+    def _samples(self, run: Run, data: TrainingData, text: TextEncoders, model: LoadedModel) -> Samples:
+        """Where every sample comes from: the plan's draws from the seed, the cached latents, and
+        each image's caption or the templates with the trigger's tokens in."""
+        s, placeholder = self.settings, text.placeholder
+        templates = [caption(template, placeholder) for template in templates_for(s.learnable_property)]
+        plan = SamplePlan(
+            run.seed, len(data.images), len(templates), model.noise_scheduler.config.num_train_timesteps,
+            buckets=data.bucket_numbers(), samples_per_step=run.samples_per_step, noise_offset=s.noise_offset,
         )
+        prompts = Prompts(
+            text.tokenizers, templates, data.captions(placeholder), placeholder=placeholder, seed=run.seed,
+            shuffle=s.shuffle_caption, keep_tokens=s.keep_tokens, dropout=s.caption_tag_dropout_rate,
+            device=run.device,
+        )
+        return Samples(plan, self.cache, prompts)
+
+    def _build_step(self, model: LoadedModel, samples: Samples, run: Run, state: TrainingState) -> TrainingStep:
+        """The step's passes, its fold measured and the UNet compiled when asked."""
+        step = TrainingStep(model, samples, run, state.grad_scaler)
         # Measured eagerly, before compiling: a compiled UNet would capture the one-micro-batch
         # shape of the measurement as well as the folded shape training uses.
         step.measure_fold()
-        if s.compile:
+        if self.settings.compile:
             step.compile()
         return step
 
-    def _build_previews(self, text: TextSide, image: ImageSide, loader: PartLoader, cache: LatentCache,
-                        seed: int, start_step: int, topology: Topology, device: torch.device) -> Previews:
-        """Beside the loop, not in it: the main process renders, the others wait outside collectives.
-
-        Previews stay square at the resolution whatever the buckets' shapes.
-        """
-        factor = 2 ** (len(loader.config("vae")["block_out_channels"]) - 1)
-        side = self.resolution() // factor
-        return Previews(
-            self.settings, self.output_dir, seed=seed, placeholder=" ".join(text.tokens), family=self.family,
-            resolution=self.resolution(), latent_shape=(cache.mean[0].shape[1], side, side),
-            scheduler_config=image.noise_scheduler.config, load_vae=image.load_vae,
-            device=device, main=topology.main, processes=topology.processes, start_step=start_step,
-            notify=self._above_progress,
-            progress_bar=lambda total, label: self.progress_bar(total, label, "step", topology.main),
-            verdict=self.preview_verdict,
-        )
-
-    def _preview(self, previews: Previews, step: int, text: TextSide, unet) -> None:
+    def _preview(self, previews: Previews, step: int) -> None:
         """A preview when one is due, and the report around it once it is on disk."""
-        if previews.at_step(step, text.tokenizers, text.encoders, unet):
-            refresh_report(self.output_dir)
+        if previews.at_step(step):
+            refresh_report(self.layout)
 
     def _start_trackers(self, tracker) -> None:
         if tracker is not None:
             scalars = {k: v for k, v in self.settings.to_dict().items() if isinstance(v, (int, float, str, bool))}
             tracker.init_trackers("textual_inversion", config=scalars)
 
-    def _finish(self, reached: int, text: TextSide, unet, previews: Previews) -> None:
+    def _finish(self, reached: int, text: TextEncoders, previews: Previews, run: Run) -> None:
         """The final embedding, the last preview and the exported pipeline (main process only)."""
         s = self.settings
         self.family.files.save_files(self.output_dir, s.token, text.vectors, reached, self.model.name)
-        previews.finish(reached, text.tokenizers, text.encoders, unet)
-        report = refresh_report(self.output_dir)
-        self._above_progress(f"Report with the loss and the previews: {report} (open it in a browser).")
+        previews.finish(reached)
+        report = refresh_report(self.layout)
+        shown = "the loss" if s.previews_off else "the loss and the previews"
+        run.say(f"Report with {shown}: {report} (open it in a browser).")
         if not s.only_save_embeds and self.model.path is not None:
             self._export_pipeline(text)
 
-    def progress_bar(self, total: int, label: str, unit: str, main: bool):
-        """A bar of its own for a pause of more than a few seconds; it disappears when done."""
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=label, unit=unit, leave=False, dynamic_ncols=True,
-                    disable=not (main and self.show_progress))
-
-    def _above_progress(self, message: str) -> None:
-        """A line printed above the progress bar, which would otherwise draw over it."""
-        if not self.show_progress:
-            self.notify(message)
-            return
-        from tqdm.auto import tqdm
-
-        tqdm.write(message)
-
-    def _export_pipeline(self, text: TextSide) -> None:
+    def _export_pipeline(self, text: TextEncoders) -> None:
         trained = [
             TrainedEncoder(slot.encoder, slot.tokenizer, slot.kind, tokenizer, ids, parameter.detach().cpu())
             for slot, tokenizer, ids, parameter in zip(
@@ -597,12 +508,7 @@ class Trainer:
         """The step to start from and the seed to use: the checkpoint's when resuming."""
         if checkpoint is None:
             return 0, seed
-        restore_checkpoint(
-            checkpoint,
-            shape=shape,
-            files=self.family.files,
-            state=state,
-        )
+        restore_checkpoint(checkpoint, shape=shape, files=self.family.files, state=state)
         before, after = continue_schedule(state.lr_scheduler, checkpoint.step)
         if main:
             self.notify(f"Resuming from {checkpoint.path.name} (step {checkpoint.step} of {total_steps}).")

@@ -1,8 +1,10 @@
 """A small world of coloured shapes, a text-to-image model that has learned it, and a judge.
 
-The model ships inside the package (``WORLD_MODEL``, the SD-1 diffusers layout, under 10 MB) so the
-demo, the learning tests and CI can watch textual inversion teach it a concept without
-downloading or pretraining anything; the judge says which colour and shape a picture shows.
+Two models of the same world ship inside the package, so the demo, the learning tests and CI can
+watch textual inversion teach a concept to either family without downloading or pretraining
+anything: ``WORLD_MODEL`` in the SD-1 diffusers layout (one text encoder) and ``WORLD_MODEL_SDXL``
+in the SDXL one (two text encoders, the pooled text and the time ids). The judge, the same for
+both, says which colour and shape a picture shows.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from pathlib import Path
 
 WORLD_MODEL: Path = Path(__file__).resolve().parent / "model"
+WORLD_MODEL_SDXL: Path = Path(__file__).resolve().parent / "model_sdxl"
 MARKER = "world.json"
 MARKER_KIND = "invokeai-ti world"
 JUDGE_WEIGHTS = "judge.safetensors"

@@ -2,8 +2,8 @@
 
 The concept a run teaches is whatever its training photos show, so the judge reads the photos
 first (as the trainer sees them) and then says of every preview how many of its pictures show
-that same colour and shape. The verdict travels in the preview's PNG text chunks, where the
-report finds it without knowing that a judge exists.
+that same colour and shape. The ``Judgement`` travels in the preview's PNG (``outputs.preview_png``),
+where the report finds it without knowing that a judge exists.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..data.images import load_image, scan_images
+from ..outputs.preview_png import Judgement
 from .judge import judge_many, share_showing
 
 
@@ -38,11 +39,8 @@ class ConceptVerdict:
     def concept(self) -> str:
         return f"{self.colour} {self.shape}"
 
-    def __call__(self, images: list[Image.Image]) -> dict[str, str]:
+    def __call__(self, images: list[Image.Image]) -> Judgement:
         share = share_showing(images, self.colour, self.shape)
         shown = round(share * len(images))
-        return {
-            "verdict": f"the judge sees a {self.concept} in {shown} of {len(images)} pictures",
-            "judged_share": f"{share:.4f}",
-            "judged_concept": self.concept,
-        }
+        return Judgement(f"the judge sees a {self.concept} in {shown} of {len(images)} pictures", share,
+                         self.concept)
