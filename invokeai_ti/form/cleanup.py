@@ -68,7 +68,7 @@ def delete_question(layout: OutputLayout, leftovers: list[Path], last: Path | No
     """InvokeAI 2.3's question, naming what goes and what stays so nobody deletes the run's way
     forward, or an earlier run's, unknowingly."""
     kept = [f"{last.name}, the last, is kept to continue from"] if last else []
-    if (layout.folder / SET_ASIDE).exists():
+    if layout.set_aside.exists():
         kept.append(f"the earlier run in {SET_ASIDE}/ is kept")
     what = "; ".join([f"deletes {', '.join(deleted_names(layout, leftovers))}", *kept])
     return f"Delete training logs and intermediate checkpoints ({what})? [y] "

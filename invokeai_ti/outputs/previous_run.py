@@ -47,7 +47,7 @@ def set_aside_previous_run(layout: OutputLayout, logging_dir: Path) -> str | Non
     if summary is None:
         return None
     files = layout.run_files(logging_dir)
-    aside = layout.folder / SET_ASIDE
+    aside = layout.set_aside
     staging = layout.folder / f".{SET_ASIDE}.partial"
     staging.mkdir(exist_ok=True)
     for path in files:
@@ -65,7 +65,7 @@ def set_aside_previous_run(layout: OutputLayout, logging_dir: Path) -> str | Non
 def set_aside_problem(layout: OutputLayout, checkpoint: Path) -> None:
     """Refuse to resume a set-aside run in the folder of the run that replaced it: their loss
     logs, snapshots and previews would mix."""
-    aside = (layout.folder / SET_ASIDE).resolve()
+    aside = layout.set_aside.resolve()
     if checkpoint.resolve().is_relative_to(aside):
         raise UserError(
             f"{checkpoint} belongs to the earlier run set aside in {aside}, and resuming it in "
