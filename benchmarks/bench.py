@@ -163,11 +163,13 @@ def install_step_recorder(result_path: Path):
     import torch
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
-    record: dict = {"step_times": [], "step_cpu_s": [], "child_started": time.time()}
+    record: dict = {"step_times": [], "step_cpu_s": [], "step_threads": [], "child_started": time.time()}
 
     def after_step(_optimizer, _args, _kwargs) -> None:
         record["step_times"].append(time.time())
         record["step_cpu_s"].append(time.process_time())
+        # The trainer may follow the load (invokeai_ti/cpu_threads.py): the count each step ran with.
+        record["step_threads"].append(torch.get_num_threads())
 
     register_optimizer_step_post_hook(after_step)
 
@@ -178,7 +180,6 @@ def install_step_recorder(result_path: Path):
             record["cuda_peak_allocated"] = torch.cuda.max_memory_allocated()
             record["cuda_peak_reserved"] = torch.cuda.max_memory_reserved()
             record["device"] = torch.cuda.get_device_name(0)
-        record["torch_threads"] = torch.get_num_threads()
         record["self_maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         result_path.write_text(json.dumps(record), encoding="utf-8")
 
@@ -372,7 +373,7 @@ def run_one(trainer: str, spec: dict, work: Path, shim: Path | None, log_dir: Pa
         "cuda_peak_allocated": record.get("cuda_peak_allocated"),
         "cuda_peak_reserved": record.get("cuda_peak_reserved"),
         "device": record.get("device", "CPU"),
-        "torch_threads": record.get("torch_threads"),
+        "threads_used": record["step_threads"],
     }
 
 

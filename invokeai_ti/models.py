@@ -214,28 +214,33 @@ def no_model_message(layout: RootLayout) -> str:
     )
 
 
-def find_model(spec: str | None, layout: RootLayout) -> ModelInfo:
-    """Resolve ``--model`` to a complete local pipeline, or say exactly what to do instead.
+def find_model(spec: str | None, layout: RootLayout, revision: str | None = None) -> ModelInfo:
+    """Resolve ``--model`` (at ``--revision``) to a complete local pipeline, or say exactly what
+    to do instead.
 
     Checking the folder here, before any weights load, turns diffusers' tracebacks about a
     missing config into a sentence that names the missing part.
     """
+
+    def usable(model: ModelInfo) -> ModelInfo:
+        return _usable(_at_revision(model, revision, layout))
+
     scan = scan_models(layout)
     spec = (spec or "").strip()
     if not spec:
         model = default_model(scan.models)
         if model is None:
             raise UserError(no_model_message(layout) + _notes_suffix(scan))
-        return _usable(model)
+        return usable(model)
     if (model := scan.lookup(spec)) is not None:
-        return _usable(model)
+        return usable(model)
     for candidate in (Path(spec).expanduser(), layout.root / spec):
         if candidate.exists():
             folder = candidate.resolve()
-            return _usable(describe_model(folder.name, str(folder), folder, SOURCE_GIVEN))
+            return usable(describe_model(folder.name, str(folder), folder, SOURCE_GIVEN))
     if HUB_ID.match(spec):
         snapshot = _cached_snapshot(spec, hub_caches(layout))
-        return _usable(describe_model(spec, spec, snapshot, SOURCE_HUB))
+        return usable(describe_model(spec, spec, snapshot, SOURCE_HUB))
     if _looks_like_path(spec):
         raise _unusable(f"the folder {spec} does not exist", MISSING_FOLDER_HINT)
     known = ", ".join(model.name for model in scan.models) or "none"
@@ -452,6 +457,58 @@ def _cached_snapshot(repo_id: str, caches: list[Path]) -> Path | None:
         (snapshot for cache in caches if (snapshot := _snapshot_of(cache / folder_name)) is not None),
         None,
     )
+
+
+def _hub_repo(model: ModelInfo) -> str | None:
+    """The repo id behind ``model`` when it comes from a Hugging Face cache (a hub id, or a
+    models.yaml ``repo_id``), else None: a folder has only the version it holds."""
+    in_cache = model.path is None or (
+        model.path.parent.name == "snapshots" and model.path.parent.parent.name.startswith(HUB_REPO_PREFIX)
+    )
+    if model.source in (SOURCE_HUB, SOURCE_YAML) and in_cache and HUB_ID.match(model.location):
+        return model.location
+    return None
+
+
+def _at_revision(model: ModelInfo, revision: str | None, layout: RootLayout) -> ModelInfo:
+    """``model`` at ``--revision``: the cached snapshot that branch, tag or commit names.
+
+    The default resolution takes the snapshot ``refs/main`` names, and that folder is what every
+    part is loaded from; a revision handed on to ``from_pretrained`` with a local folder would be
+    ignored, so it is resolved here or refused.
+    """
+    if not revision:
+        return model
+    repo_id = _hub_repo(model)
+    if repo_id is None:
+        raise UserError(
+            f"--revision {revision} picks a version of a Hugging Face repo id, but {model.name} is "
+            f"the folder {model.path or model.location}, which holds one version; leave --revision out."
+        )
+    snapshot = _revision_snapshot(repo_id, revision, hub_caches(layout))
+    if snapshot is None:
+        raise UserError(
+            f"Revision {revision} of {repo_id} is not in the local Hugging Face cache; fetch it with "
+            f"`hf download {repo_id} --revision {revision}`, or leave --revision out to train on the "
+            "cached main revision."
+        )
+    return describe_model(model.name, model.location, snapshot, model.source,
+                          is_default=model.is_default, description=model.description)
+
+
+def _revision_snapshot(repo_id: str, revision: str, caches: list[Path]) -> Path | None:
+    """The cached snapshot of a branch or tag (``refs/<revision>``) or of a full commit hash."""
+    folder_name = HUB_REPO_PREFIX + repo_id.replace("/", "--")
+    for cache in caches:
+        repo = cache / folder_name
+        try:
+            commit = (repo / "refs" / revision).read_text(encoding="utf-8").strip()
+        except OSError:
+            commit = revision
+        snapshot = repo / "snapshots" / commit
+        if commit and "/" not in commit and (snapshot / "model_index.json").is_file():
+            return snapshot.resolve()
+    return None
 
 
 def _snapshot_of(repo: Path) -> Path | None:

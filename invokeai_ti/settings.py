@@ -138,7 +138,12 @@ class TrainingSettings:
         aliases=("--pretrained_model_name_or_path",),
         label="Model Name",
     )
-    revision: str | None = setting(None, "revision of a Hugging Face repo id", group="model")
+    revision: str | None = setting(
+        None,
+        "a branch, tag or commit of a Hugging Face repo id in your cache (default: main); "
+        "fetch it first with hf download <repo id> --revision <revision>",
+        group="model",
+    )
     tokenizer_name: str | None = setting(
         None, "load the tokenizer from this folder or repo id instead of the model's", group="model"
     )
@@ -369,9 +374,10 @@ class TrainingSettings:
     )
     deterministic: bool = setting(
         False,
-        "make CUDA runs bit-identical for the same seed and after a resume, at some speed "
-        "(CPU runs always are)",
-        group="training", label="Bit-identical results (slower on a GPU)",
+        "make runs bit-identical for the same seed and after a resume, at some speed (on a CUDA "
+        "GPU: deterministic kernels; on a CPU: one thread, whatever the load; OMP_NUM_THREADS also "
+        "fixes the CPU's thread count)",
+        group="training", label="Bit-identical results (slower)",
     )
     dataloader_num_workers: int = setting(
         0, "threads that decode and resize images while the VAE encodes them", group="training"

@@ -22,6 +22,7 @@ from .outputs.embeddings import install_embedding
 from .outputs.family_files import files_for
 from .outputs.layout import INSTALLED_BACKUP, INSTALLED_NAME, OutputLayout, own_files_problem
 from .outputs.loss_log import read_loss_log
+from .outputs.report import write_report
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports
 from .settings import TrainingSettings, trigger_problem
@@ -94,7 +95,7 @@ def tokenizer_problems(model: ModelInfo, settings: TrainingSettings) -> list[Pro
     trainer loads them but without any weights; SDXL's two usually agree, and a problem both have
     is reported once."""
     tokens = new_tokens(settings.token, settings.num_vectors)
-    loader = PartLoader(model, settings.revision, settings.tokenizer_name)
+    loader = PartLoader(model, settings.tokenizer_name)
     problems: list[Problem] = []
     for slot in family_for(model).encoders:
         try:
@@ -121,7 +122,7 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     caps = caps or detect()
     layout = RootLayout(resolve_root(settings.root))
     try:
-        model = find_model(settings.model, layout)
+        model = find_model(settings.model, layout, settings.revision)
     except UserError as error:
         return None, problems + [Problem(str(error), "model")]
     plan = resolved_plan(settings, caps, layout, model)
@@ -232,9 +233,11 @@ def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool | Non
     result = trainer.run()
     installed = None
     if result.main_process:
-        installed = files_for(plan.model).install(
+        files = files_for(plan.model)
+        installed = files.install(
             result.output_dir, plan.layout.embedding_dir(plan.settings.trigger), plan.settings.token
         )
+        write_report(files.output_layout(result.output_dir, plan.settings.token))
     return RunOutcome(result, installed)
 
 
@@ -273,9 +276,15 @@ def final_step(outputs: OutputLayout) -> int | None:
 
 
 def steps_to_install(outputs: OutputLayout) -> list[int]:
-    """Every step whose embedding can be installed: the snapshots and the final one."""
+    """Every step of this run whose embedding can be installed: the snapshots and the final one.
+
+    A new run moves an earlier run's files aside, so the folder holds one run's snapshots; one
+    beyond the final step can only be left from a run in a folder an older version shared, and
+    is another run's, never offered.
+    """
     final = final_step(outputs)
-    return sorted(set(outputs.snapshot_steps()) | ({final} if final is not None else set()))
+    snapshots = [step for step in outputs.snapshot_steps() if final is None or step <= final]
+    return sorted(set(snapshots) | ({final} if final is not None else set()))
 
 
 def describe_steps(outputs: OutputLayout) -> str:
@@ -322,4 +331,5 @@ def install_step(settings: TrainingSettings, step: int) -> StepInstalled:
     embedding_dir = layout.embedding_dir(settings.trigger)
     replaced = (embedding_dir / INSTALLED_NAME).is_file()
     installed = install_embedding(output_dir, embedding_dir, source)
+    write_report(outputs)
     return StepInstalled(installed, output_dir, replaced)

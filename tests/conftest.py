@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
-# The suite shares a few CPU cores with other work. OpenMP threads that spin while they wait for a
-# descheduled peer make every small operation cost a scheduler time slice: a preview's hundred
-# tiny-UNet calls took 100 times longer. Waiting threads that sleep keep the time proportional to
-# the work. Set before torch is imported (below, through invokeai_ti), and inherited by the
-# training subprocesses the tests start.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Tests compare runs bit for bit, and the number of threads rounds float sums differently, so
+# every test process computes with one thread, fixed (a trainer then never follows the load), and
+# so does every training it starts, which inherits it. Set before torch is imported (below,
+# through invokeai_ti). The machine's idle cores are used by running that many test processes
+# side by side instead: `pytest -n auto` asks pytest_xdist_auto_num_workers, the trainer's rule.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import shutil
 from pathlib import Path
@@ -17,8 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from invokeai_ti.cpu_threads import threads_now
 from invokeai_ti.demo import draw_sample_photos
 from tools.pipelines import build_tiny_pipeline, build_tiny_sdxl_pipeline
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """One test process per core that other programs leave idle (invokeai_ti.cpu_threads)."""
+    return threads_now()
 
 
 def isolate(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from invokeai_ti.form import cleanup
-from invokeai_ti.form.cleanup import ask_to_delete_leftovers
+from invokeai_ti.form.cleanup import ask_to_delete_leftovers, delete_question
 from invokeai_ti.outputs.family_files import FamilyFiles, StableDiffusionFiles, StableDiffusionXLFiles
-from invokeai_ti.outputs.layout import CHECKPOINT_STATE, INSTALLED_BACKUP, OutputLayout
+from invokeai_ti.outputs.layout import CHECKPOINT_STATE, INSTALLED_BACKUP, SET_ASIDE, OutputLayout
 
 SD, SDXL = StableDiffusionFiles(), StableDiffusionXLFiles()
 FAMILIES = {
@@ -91,8 +91,9 @@ def test_delete_question_needs_a_yes_from_a_person(tmp_path, monkeypatch, capsys
     layout = finished_run(tmp_path, SDXL, (32, 48), 1)
 
     def fake_input(prompt: str) -> str:
-        assert prompt == ("Delete training logs and intermediate checkpoints (checkpoint-1000, the last, "
-                          "is kept to continue from)? [y] ")
+        assert prompt == ("Delete training logs and intermediate checkpoints (deletes checkpoint-500, the "
+                          "learned_embeds-steps-N snapshots of steps 250, 500, logs/, loss_log.csv; "
+                          "checkpoint-1000, the last, is kept to continue from)? [y] ")
         if answer is EOFError:
             raise EOFError
         return answer
@@ -108,3 +109,31 @@ def test_delete_question_needs_a_yes_from_a_person(tmp_path, monkeypatch, capsys
     assert (tmp_path / "embeddings" / "cat" / "learned_embeds.bin").exists()
     assert ("Deleted" if deleted else "Kept") in capsys.readouterr().out
 
+
+
+def test_an_earlier_run_set_aside_is_kept_and_the_question_says_so(tmp_path, monkeypatch):
+    """The reported case: the question kept "checkpoint-20, the last" and silently deleted
+    previous-run-checkpoints/checkpoint-100, the run the form had just offered to resume."""
+    layout = finished_run(tmp_path, SD, (32,), 1)
+    aside = layout.folder / SET_ASIDE / "checkpoint-100"
+    SD.save_files(aside, "<cat>", [torch.randn(1, 32)], 100, "tiny")
+    (aside / CHECKPOINT_STATE).write_text("{}", encoding="utf-8")
+    assert layout.folder / SET_ASIDE not in layout.leftovers(Path("logs"))
+    asked = []
+    monkeypatch.setattr(cleanup.sys, "stdin", FakeStdin(True))
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "y")
+    ask_to_delete_leftovers(layout, Path("logs"))
+    assert asked[0].endswith("checkpoint-1000, the last, is kept to continue from; the earlier run in "
+                             "previous-run/ is kept)? [y] ")
+    assert (aside / CHECKPOINT_STATE).is_file()
+
+
+def test_the_question_names_every_checkpoint_folder_it_deletes(tmp_path):
+    layout = finished_run(tmp_path, SD, (32,), 1)
+    leftovers = layout.leftovers(Path("logs"))
+    assert "deletes checkpoint-500, " in delete_question(layout, leftovers, layout.last_checkpoint())
+    for step in (100, 200, 300, 400):
+        (layout.folder / f"checkpoint-{step}").mkdir()
+        (layout.folder / f"checkpoint-{step}" / CHECKPOINT_STATE).write_text("{}", encoding="utf-8")
+    question = delete_question(layout, layout.leftovers(Path("logs")), layout.last_checkpoint())
+    assert "deletes checkpoint-100 to checkpoint-500 (5 checkpoint folders), " in question

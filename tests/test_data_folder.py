@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from invokeai_ti.cli import main
-from invokeai_ti.data.buckets import Bucket, bucket_for, buckets_for, fit
+from invokeai_ti.data.buckets import Bucket, bucket_for, buckets_for, fit, step_with_buckets
 from invokeai_ti.data.captions import caption_sources, captions_for, varied
 from invokeai_ti.data.folder import read_training_data
 from invokeai_ti.data.images import image_geometry, scan_images
@@ -217,6 +217,75 @@ def mixed_shapes(root: Path) -> None:
         photo(folder / f"photo{index}.png", width, height, seed=index)
 
 
+def test_a_bucket_step_too_coarse_for_the_resolution_becomes_the_largest_one_the_model_takes():
+    """64 at 32 or 64 px leaves only the square; the step must stay a multiple of the model's
+    latent downsampling (16 for the world and tiny models, 64 for SD-1.5)."""
+    assert step_with_buckets(1024, 64, 32) == 64 and step_with_buckets(512, 64, 64) == 64
+    assert step_with_buckets(32, 64, 16) == 16
+    assert step_with_buckets(64, 64, 16) == 32
+    assert step_with_buckets(64, 64, 64) is None, "SD-1.5 at 64 px has no step with buckets"
+    assert len(buckets_for(32, 64)) == 1 and len(buckets_for(32, 16)) > 1
+
+
+def bucket_photos(root: Path) -> None:
+    """The reported shapes: 3:2, 1:2, 16:9 and 1:1."""
+    folder = data_dir(root)
+    shutil.rmtree(folder)
+    folder.mkdir()
+    for index, (width, height) in enumerate([(96, 64), (50, 100), (160, 90), (80, 80)]):
+        photo(folder / f"photo{index}.png", width, height, seed=index)
+
+
+def report_photo_sizes(output: Path) -> dict[str, tuple[int, int]]:
+    """Each training photo's thumbnail in the report, by name: the picture as it trained."""
+    import base64
+    import io
+    import re
+
+    page = (output / "report.html").read_text()
+    found = {}
+    for name, data in re.findall(r'alt="training photo ([^"]+)" title="[^"]*" src="data:image/jpeg;base64,([^"]+)"', page):
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            found[name] = image.size
+    return found
+
+
+def test_a_coarse_bucket_step_is_refined_said_in_one_line_and_the_report_shows_the_crops(make_root, capsys):
+    root = make_root()
+    bucket_photos(root)
+    flags = [a for a in command(root, "--max_train_steps=1", "--validation_prompt=none", "--checkpointing_steps=1")
+             if not a.startswith("--bucket_reso_steps")]
+    assert main(flags) == 0
+    out = capsys.readouterr().out
+    assert ("Buckets: a step of 64 px leaves only the 64x64 bucket at 64 px, so pictures train with a step "
+            "of 32 px, the largest that keeps their shapes (--bucket_reso_steps sets it).") in out
+    assert "Training data: 3 aspect-ratio buckets (32x96, 64x64, 96x32)." in out
+    record = json.loads((output_of(root) / "training_settings.json").read_text())
+    assert (record["bucket_reso_steps"], record["bucket_step_used"]) == (64, 32)
+    shapes = {name: value["bucket"] for name, value in json.loads(
+        (output_of(root) / "checkpoint-1" / "trainer_state.json").read_text())["data"].items()}
+    assert shapes == {"photo0.png": "64x64", "photo1.png": "32x96", "photo2.png": "96x32", "photo3.png": "64x64"}
+    sizes = report_photo_sizes(output_of(root))
+    for name, bucket in shapes.items():
+        width, height = map(int, bucket.split("x"))
+        assert sizes[name][0] * height == sizes[name][1] * width, f"{name} is shown cut to {bucket}"
+    capsys.readouterr()
+    assert main([*flags, "--max_train_steps=2", "--resume_from_checkpoint=latest"]) == 0, (
+        "the same flags make the same choice, so the run resumes")
+
+
+def test_a_model_too_coarse_for_any_bucket_says_in_one_line_that_pictures_train_square(make_root, capsys):
+    root = make_root()
+    bucket_photos(root)
+    flags = [a for a in command(root, "--max_train_steps=1", "--validation_prompt=none", "--resolution=16")
+             if not a.startswith(("--bucket_reso_steps", "--resolution=64"))]
+    assert main(flags) == 0
+    out = capsys.readouterr().out
+    assert ("Every picture trains square at 16 px: stable-diffusion-1.5 takes sides in steps of 16 px, too "
+            "coarse for buckets at this size (train at a higher --resolution to keep the pictures' shapes).") in out
+    assert set(report_photo_sizes(output_of(root)).values()) == {(16, 16)}, "the 16-pixel squares trained"
+
+
 def test_a_bucketed_shuffled_run_resumed_equals_the_straight_run_bit_for_bit(make_root, tmp_path, capsys):
     from safetensors.torch import load_file
 
@@ -235,6 +304,7 @@ def test_a_bucketed_shuffled_run_resumed_equals_the_straight_run_bit_for_bit(mak
                        load_file(str(straight / "learned_embeds.safetensors"))[key])
 
 
+@pytest.mark.slow
 def test_a_bucketed_two_process_run_equals_a_one_process_run(make_root, tmp_path):
     from safetensors.torch import load_file
 

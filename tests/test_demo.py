@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -16,6 +17,7 @@ from invokeai_ti.outputs.layout import OutputLayout
 from invokeai_ti.outputs.preview_png import read_previews
 
 
+@pytest.mark.slow
 def test_demo_teaches_the_world_model_a_concept_and_the_report_shows_it_arrive(tmp_path, capsys):
     root = tmp_path / "demo"
     assert main(["--demo", "--root", str(root)]) == 0

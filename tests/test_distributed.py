@@ -16,13 +16,21 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
+    """A port free a moment ago: another process may take it before the launched one binds it,
+    so ``launch_two`` tries again on a clash."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+PORT_TAKEN = ("EADDRINUSE", "Address already in use", "address already in use")
+LAUNCH_TRIES = 3
 
 
 def invokeai_ti_command() -> str:
@@ -36,15 +44,21 @@ CPU_ONLY_ENV = {"CUDA_VISIBLE_DEVICES": ""}
 
 
 def launch_two(root: Path, *flags: str) -> subprocess.CompletedProcess:
+    """Two processes through ``accelerate launch``, on a port found free; a port another process
+    took between finding and binding it fails before any training, and is tried again."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **CPU_ONLY_ENV}
-    return subprocess.run(
-        [
-            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--main_process_port", str(free_port()), invokeai_ti_command(), *flags,
-        ],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
+    for _ in range(LAUNCH_TRIES):
+        done = subprocess.run(
+            [
+                sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                "--main_process_port", str(free_port()), invokeai_ti_command(), *flags,
+            ],
+            capture_output=True, text=True, env=env, timeout=300,
+        )
+        if done.returncode == 0 or not any(text in done.stderr for text in PORT_TAKEN):
+            return done
+    return done
 
 
 def run_one(*flags: str) -> subprocess.CompletedProcess:
@@ -117,23 +131,35 @@ def test_distributed_checkpoints_resume_with_the_same_number_of_processes(root, 
     assert "number of processes 2 (checkpoint) vs 1 (now)" in single.stderr
 
 
+# Rank 0 binds the store on a port the system picks and prints it; rank 1 is started with it, so
+# no other process can take the port in between. Starting and meeting may take long on a busy
+# machine; only the training group's collectives have the short timeout under test, and rank 0's
+# slow preview lasts three times that timeout counted from when rank 1 is known to be waiting.
 GATE_SCRIPT = """
 import datetime, sys, time
 import torch
 import torch.distributed as dist
 from invokeai_ti.training.waiting import MainProcessWait
 
-rank, port, gate = int(sys.argv[1]), sys.argv[2], sys.argv[3] == "gate"
-dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
-                        timeout=datetime.timedelta(seconds=2))
+rank, gate = int(sys.argv[1]), sys.argv[2] == "gate"
+timeout, starting = 2, datetime.timedelta(seconds=120)
+port = 0 if rank == 0 else int(sys.argv[3])
+store = dist.TCPStore("127.0.0.1", port, 2, is_master=rank == 0, timeout=starting, wait_for_workers=False)
+if rank == 0:
+    print("port", store.port, flush=True)
+dist.init_process_group("gloo", store=store, rank=rank, world_size=2, timeout=starting)
+training = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=timeout))
 wait = MainProcessWait(2)
 if rank == 0:
-    time.sleep(6)  # a preview that takes longer than the collectives' timeout
+    store.wait(["waiting"])
+    time.sleep(3 * timeout)  # a preview that takes longer than the collectives' timeout
     wait.done()
-elif gate:
-    wait.wait()
+else:
+    store.set("waiting", "yes")
+    if gate:
+        wait.wait()
 total = torch.ones(1)
-dist.all_reduce(total)
+dist.all_reduce(total, group=training)
 print("sum", total.item(), flush=True)
 # Without it, the process that did not host the store can abort at exit once rank 0 is gone.
 dist.destroy_process_group()
@@ -145,12 +171,15 @@ def test_other_processes_wait_for_a_slow_preview_outside_any_collective(tmp_path
     """Waiting in the next step's all-reduce instead would hit its timeout (the control case)."""
     script = tmp_path / "gate.py"
     script.write_text(GATE_SCRIPT)
-    port = str(free_port())
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     mode = "gate" if gate else "no-gate"
-    ranks = [subprocess.Popen([sys.executable, str(script), str(rank), port, mode], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
-    results = [(rank.wait(timeout=120), rank.communicate()) for rank in ranks]
+    first = subprocess.Popen([sys.executable, str(script), "0", mode], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    announced = first.stdout.readline()
+    assert announced.startswith("port "), first.communicate()
+    second = subprocess.Popen([sys.executable, str(script), "1", mode, announced.split()[1]], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = [(rank.wait(timeout=120), rank.communicate()) for rank in (first, second)]
     if gate:
         assert [code for code, _ in results] == [0, 0], results[1][1][1][-2000:]
         assert all("sum 2.0" in out for _, (out, _err) in results)

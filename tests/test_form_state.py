@@ -74,7 +74,7 @@ def test_the_18_fields_of_invokeai_in_order_with_their_labels_then_the_previews_
         "Learning rate scheduler",
         "Previews (p1 | p2; none=off)",
         "Preview every N steps",
-        "Bit-identical results (slower on a GPU)",
+        "Bit-identical results (slower)",
         "Keep aspect ratios (buckets)",
         "Learn only the masked part (alpha or .mask.png)",
         "Shuffle caption tags",
@@ -343,13 +343,26 @@ def test_ticking_resume_fills_in_the_checkpoints_run_and_unticking_puts_back_the
     assert v["num_vectors"] == 1
     assert state.resume_status() == "(a new run from step 0)"
     assert state.resume_details(74) == [
-        "checkpoint-20 and older will be moved to previous-run-checkpoints/."]
+        "A new run moves the earlier run's files to previous-run/: checkpoint-20",
+        "and older."]
 
     state.resume_toggled(True)
     v["train_batch_size"] = 6
     state.resume_toggled(False)
     assert v["train_batch_size"] == 6, "a value typed after the fill is the user's and stays"
     assert v["gradient_accumulation_steps"] == 4
+
+
+def test_the_new_run_line_names_an_earlier_runs_files_when_it_left_no_checkpoint(tmp_path):
+    output = RootLayout(tmp_path).output_dir("toy")
+    output.mkdir(parents=True)
+    (output / "loss_log.csv").write_text("step,loss,learning_rate\n", encoding="utf-8")
+    (output / "learned_embeds-steps-10.bin").write_bytes(b"")
+    state = build(tmp_path)
+    state.trigger_edited("toy")
+    assert state.values["resume_from_checkpoint"] is False
+    assert " ".join(state.resume_details(200)) == (
+        "A new run moves the earlier run's files to previous-run/: the snapshots of step 10, loss_log.csv.")
 
 
 def test_the_resume_line_names_the_checkpoint_and_follows_the_max_steps(tmp_path):

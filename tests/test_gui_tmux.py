@@ -6,7 +6,6 @@ Each test gets its own tmux server (``-L``), so it never touches a tmux the deve
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shutil
 import subprocess
@@ -21,8 +20,10 @@ import yaml
 
 from invokeai_ti.demo import DEMO_MODEL_DESCRIPTION, DEMO_TRIGGER, demo_settings, make_demo_root
 from invokeai_ti.workflow import plan_run, run_plan
+from tests.screens import press_and_wait, terminal_environment
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+              pytest.mark.slow]
 
 # Loading torch and the form takes about ten seconds here; training the tiny model a few more.
 START_TIMEOUT = 90
@@ -36,7 +37,7 @@ class Terminal:
 
     def __init__(self, command: str, *, columns: int = 200, lines: int = 64) -> None:
         self.tmux = ["tmux", "-L", f"invokeai-ti-test-{uuid.uuid4().hex[:8]}"]
-        env = {k: v for k, v in os.environ.items() if k != "TMUX"}
+        env = terminal_environment()
         # The shell reports the exit status and whether the terminal got echo back, on one line
         # so both are on screen together, then waits so the screen can still be read.
         script = (f"{command}; code=$?; echo EXIT=$code TTY=$(stty -a | tr ' ;' '\\n\\n' | "
@@ -46,14 +47,13 @@ class Terminal:
             check=True, env=env,
         )
 
-    def keys(self, *keys: str, pause: float = 0.15) -> None:
+    def keys(self, *keys: str) -> None:
+        """Queue keys; the form reads them in order, so what they did is read with ``wait_for``."""
         for key in keys:
             subprocess.run([*self.tmux, "send-keys", "-t", "gui", key], check=True)
-            time.sleep(pause)
 
     def type(self, text: str) -> None:
         subprocess.run([*self.tmux, "send-keys", "-t", "gui", "-l", text], check=True)
-        time.sleep(0.3)
 
     def screen(self, colours: bool = False) -> str:
         command = [*self.tmux, "capture-pane", "-p", "-J", "-t", "gui"] + (["-e"] if colours else [])
@@ -70,11 +70,12 @@ class Terminal:
             time.sleep(0.3)
 
     def focus_ok(self) -> None:
-        """^N through the fields and pages until the OK button is highlighted."""
+        """^N through the fields and pages, one redraw at a time, until OK is highlighted."""
+        screen = self.screen(colours=True)
         for _ in range(40):
-            if FOCUSED_OK.search(self.screen(colours=True)):
+            if FOCUSED_OK.search(screen):
                 return
-            self.keys("C-n")
+            screen = press_and_wait(lambda: self.screen(colours=True), lambda: self.keys("C-n"))
         pytest.fail(f"^N never reached OK; the screen shows:\n{self.screen()}")
 
     def type_trigger(self, trigger: str, *shown: str) -> str:
@@ -162,8 +163,9 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
     final = installed.read_bytes()
     t.type("2")
     t.keys("Enter")
-    t.wait_for("Delete training logs and intermediate checkpoints (checkpoint-4, the last, is kept to continue "
-               "from)? [y]", timeout=30)
+    t.wait_for("Delete training logs and intermediate checkpoints (deletes checkpoint-2, the learned_embeds-steps-N "
+               "snapshots of steps 2, 4, loss_log.csv; checkpoint-4, the last, is kept to continue from)? [y]",
+               timeout=30)
     assert f"The embedding of step 2 is installed at {installed}" in t.screen()
     assert installed.read_bytes() == (output / "learned_embeds-steps-2.bin").read_bytes()
     assert (output / "learned_embeds.bin.previous").read_bytes() == final
@@ -191,6 +193,40 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
     screen = t.wait_for("EXIT=", timeout=30)
     assert "Cancelled; nothing was trained." in screen and "EXIT=1" in screen
     assert "TTY=echo" in screen
+
+
+def test_a_new_run_over_an_older_one_offers_and_installs_only_its_own_steps(demo_root, terminals):
+    """The reported case: the install question offered the older run's steps beside the new
+    run's, installed one, and the clean-up deleted the older run's resumable checkpoint."""
+    older = dataclasses.replace(demo_settings(demo_root), max_train_steps=6, save_steps=2, checkpointing_steps=6,
+                                train_batch_size=1, validation_prompt="none")
+    run_plan(plan_run(older), show_progress=False)
+    output = demo_root / "text-inversion-output" / DEMO_TRIGGER
+    older_final = (output / "learned_embeds.bin").read_bytes()
+    t = terminals(demo_root, "--max_train_steps", "4", "--train_batch_size", "1", "--gradient_accumulation_steps",
+                  "1", "--checkpointing_steps", "4", "--save_steps", "2", "--validation_prompt", "none")
+    t.wait_for("Trigger Term:", "Use xformers acceleration")
+    t.type_trigger(DEMO_TRIGGER, "[X]  Resume from last saved checkpoint")
+    t.keys("C-n", "C-n", "Space")  # the initializer, then the resume box: untick it
+    t.wait_for("[ ]  Resume from last saved checkpoint  (a new run from step 0)",
+               "A new run moves the earlier run's files to previous-run/: checkpoint-6")
+    t.focus_ok()
+    t.keys("Enter")
+    screen = t.wait_for("Type 2, or press Enter to keep step 4:", timeout=TRAIN_TIMEOUT)
+    assert "the earlier run's files (checkpoint-6 and older, the snapshots of steps 2, 4, 6," in " ".join(
+        screen.split()), "the new run said where the older one went"
+    t.type("6")
+    t.keys("Enter")
+    screen = t.wait_for("the earlier run in previous-run/ is kept)? [y]", timeout=30)
+    assert "No embedding of step 6 was saved; the embedding of step 4 stays installed." in screen
+    installed = demo_root / "embeddings" / DEMO_TRIGGER / "learned_embeds.bin"
+    assert installed.read_bytes() == (output / "learned_embeds.bin").read_bytes() != older_final
+    t.keys("Enter")
+    assert "EXIT=0" in t.wait_for("EXIT=", timeout=30)
+    aside = output / "previous-run"
+    assert (aside / "checkpoint-6" / "trainer_state.json").is_file(), "the older run can still be resumed"
+    assert (aside / "learned_embeds-steps-6.bin").is_file() and (aside / "learned_embeds.bin").read_bytes() == older_final
+    assert not (output / "learned_embeds-steps-6.bin").exists()
 
 
 def test_resuming_the_demo_with_other_saved_preferences_trains_on_from_the_form(trained_demo_root, terminals):
@@ -256,7 +292,7 @@ def test_a_bad_trigger_is_named_while_typing_and_the_popup_returns_to_it(demo_ro
     assert "* The trigger term 'bad trigger!' contains space, '!'" in screen
     t.keys("Enter")
     # The cursor is back in the trigger, on the first page: typing goes on where it stopped.
-    t.keys("BSpace", pause=0.3)
+    t.keys("BSpace")
     t.type("X")
     screen = t.wait_for(f"Page 1 of {pages}", "bad triggerX", "(contains space;")
     assert "The following problems" not in screen
@@ -325,7 +361,7 @@ def test_max_training_steps_takes_a_typed_number_and_the_previews_follow_a_short
     t.keys(*["C-n"] * 9)
     t.type("30")
     screen = t.wait_for("30 / 10000", "15 / 2000")
-    t.keys("BSpace", pause=0.3)
+    t.keys("BSpace")
     t.type("0000")
     screen = t.wait_for("30000 / 30000")
     assert "500 / 2000" in screen, "back to the default interval for a long run"

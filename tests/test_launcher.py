@@ -17,6 +17,7 @@ import pytest
 from invokeai_ti.demo import make_demo_root
 from invokeai_ti.errors import UserError
 from invokeai_ti.launcher import MARKER, PROMPT, Launcher, launcher_scripts, main, run_write_launcher, write_launcher
+from tests.screens import press_and_wait, terminal_environment
 
 MENU_PROMPT = PROMPT.strip()
 INVOKEAI_PROGRAMS = (
@@ -249,8 +250,7 @@ class Terminal:
         self.socket = f"invokeai-ti-test-{os.getpid()}-{time.monotonic_ns()}"
         config = tmp_path / "tmux.conf"
         config.write_text("set -g remain-on-exit on\nset -g history-limit 10000\n")
-        env = {**os.environ, "SHELL": "/bin/bash"}
-        env.pop("TMUX", None)
+        env = {**terminal_environment(), "SHELL": "/bin/bash"}
         command = f"bash {shlex.quote(str(script))}; echo \"[launcher exited with status $?]\""
         self.tmux(
             "-f", str(config), "new-session", "-d", "-s", "t", "-x", "120", "-y", "50", command, env=env
@@ -349,11 +349,8 @@ def test_menu_in_a_terminal_opens_the_form_console_and_help(tmp_path, terminal):
     for _ in range(60):
         if cancel_button_focused(term):
             break
-        before = term.screen(escapes=True)
-        term.send("C-n")
-        settle = time.monotonic() + 3  # one key at a time, so a slow redraw cannot skip past Cancel
-        while term.screen(escapes=True) == before and time.monotonic() < settle:
-            time.sleep(0.05)
+        # One key at a time, each after the redraw, so a slow one cannot skip past Cancel.
+        press_and_wait(lambda: term.screen(escapes=True), lambda: term.send("C-n"))
     assert cancel_button_focused(term), term.screen()
     term.send("Enter")
     term.wait_for_text("Cancelled")

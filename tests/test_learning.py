@@ -27,6 +27,8 @@ from invokeai_ti.world.judge import share_showing
 from invokeai_ti.world.photos import write_photos
 from tools.sampling import TRIGGER, TriggerSampler, saved_vectors
 
+pytestmark = pytest.mark.slow
+
 CONCEPT = ("red", "triangle")
 INITIALIZER = "toy"
 STEPS = 120

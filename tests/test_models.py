@@ -388,6 +388,71 @@ def test_hub_id_in_the_cache_is_found_even_when_not_listed(root, template, hub_c
     assert (model.source, model.path) == ("hub cache", snapshot.resolve())
 
 
+MAIN_COMMIT, V2_COMMIT = "a" * 40, "b" * 40
+
+
+def two_revisions(hub_cache: Path, template: Path) -> tuple[Path, Path]:
+    """``org/name`` cached at two commits: ``refs/main`` names one, the tag ``refs/v2`` the other.
+
+    The v2 commit's text encoder maps the initializer ``*`` to a row of 0.5s, so a run can tell
+    which commit it trained on.
+    """
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    main_snapshot = cache_repo(hub_cache, "org/name", template, revision=MAIN_COMMIT)
+    v2_snapshot = copy_pipeline(template, hub_cache / "models--org--name" / "snapshots" / V2_COMMIT)
+    (hub_cache / "models--org--name" / "refs" / "v2").write_text(V2_COMMIT, encoding="utf-8")
+    star = CLIPTokenizer.from_pretrained(str(v2_snapshot / "tokenizer")).convert_tokens_to_ids("*</w>")
+    encoder = CLIPTextModel.from_pretrained(str(v2_snapshot / "text_encoder"))
+    encoder.get_input_embeddings().weight.data[star] = 0.5
+    encoder.save_pretrained(str(v2_snapshot / "text_encoder"))
+    return main_snapshot.resolve(), v2_snapshot.resolve()
+
+
+def test_revision_picks_the_cached_snapshot_of_a_tag_or_commit_instead_of_main(root, template, hub_cache):
+    main_snapshot, v2_snapshot = two_revisions(hub_cache, template)
+    write_models_yaml(root, {"mine": {"repo_id": "org/name", "format": "diffusers"}})
+    layout = RootLayout(root)
+    assert find_model("org/name", layout).path == main_snapshot
+    assert find_model("org/name", layout, "v2").path == v2_snapshot
+    assert find_model("org/name", layout, V2_COMMIT).path == v2_snapshot
+    assert find_model("org/name", layout, "main").path == main_snapshot
+    assert find_model("mine", layout, "v2").path == v2_snapshot, "a models.yaml repo_id entry too"
+    with pytest.raises(UserError) as caught:
+        find_model("org/name", layout, "v3")
+    assert "Revision v3 of org/name is not in the local Hugging Face cache" in str(caught.value)
+    assert "hf download org/name --revision v3" in str(caught.value)
+
+
+def test_revision_of_a_folder_is_refused_since_a_folder_holds_one_version(root, template):
+    folder = copy_pipeline(template, root / "models" / "diffusers" / "sd15")
+    with pytest.raises(UserError) as caught:
+        find_model(str(folder), RootLayout(root), "v2")
+    assert str(caught.value).startswith(f"--revision v2 picks a version of a Hugging Face repo id, but sd15 is the folder {folder}")
+    assert str(caught.value).endswith("leave --revision out.")
+
+
+def test_training_with_revision_trains_on_that_commits_weights(root, template, hub_cache, tmp_path):
+    """--revision used to reach only from_pretrained, which ignores it for the refs/main folder
+    find_model had already chosen: the run trained on main whatever was asked."""
+    import torch
+
+    from invokeai_ti.cli import main
+    from invokeai_ti.demo import draw_sample_photos
+
+    two_revisions(hub_cache, template)
+    data = draw_sample_photos(tmp_path / "photos", count=2, size=64)[0].parent
+    common = [f"--root={root}", "--model=org/name", "--placeholder_token=rev", f"--train_data_dir={data}",
+              "--resolution=64", "--train_batch_size=1", "--gradient_accumulation_steps=1",
+              "--max_train_steps=1", "--learning_rate=1e-6", "--no-scale_lr", "--validation_prompt=none",
+              "--seed=1"]
+    for revision, row in ((["--revision=v2"], 0.5), ([], None)):
+        assert main([*common, f"--output_dir={tmp_path / 'out' / str(row)}", *revision]) == 0
+        vector = torch.load(root / "embeddings" / "rev" / "learned_embeds.bin", weights_only=True)["<rev>"]
+        # One AdamW step moves each element by about the learning rate (1e-6) from the initializer's row.
+        assert torch.allclose(vector, torch.full_like(vector, 0.5), atol=1e-4) == (row == 0.5)
+
+
 def remove(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path)

@@ -74,6 +74,7 @@ def test_several_gpus_run_through_accelerate_launch_and_one_gpu_through_its_visi
     assert env["CUDA_VISIBLE_DEVICES"] == "1" and "accelerate" not in " ".join(command)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     torch.cuda.is_available() and torch.cuda.device_count() < 2,
     reason="two GPUs are asked for and this machine has one (without CUDA the test runs over gloo)",

@@ -69,6 +69,7 @@ def straight_run(root: Path, steps: int) -> torch.Tensor:
     return load_file(str(other / "learned_embeds.safetensors"))["<psychedelic>"]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_prints_the_resume_command_and_resume_is_exact(make_root, capsys):
     root = make_root()
     process = start(root, KILLED_RUN_STEPS, "--checkpointing_steps=1000")
@@ -89,6 +90,7 @@ def test_sigterm_saves_a_checkpoint_prints_the_resume_command_and_resume_is_exac
     assert torch.equal(final_vectors(root), straight_run(root, total))
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_then_resume_ends_bit_identical(make_root, capsys):
     """Randomness comes from seed and sample number, so a resumed run replays the same samples."""
     root = make_root()
@@ -161,7 +163,10 @@ def test_nan_loss_stops_at_once_and_keeps_the_last_good_embedding(make_root, cap
     err = capsys.readouterr().err
     assert "NaN or infinite" in err and "learning rate" in err and "Traceback" not in err
     assert installed.read_bytes() == good
-    assert torch.isfinite(final_vectors(root)).all()
+    earlier = load_file(str(output_of(root) / "previous-run" / "learned_embeds.safetensors"))["<psychedelic>"]
+    assert torch.isfinite(earlier).all(), "the earlier run's embedding is kept, moved aside for the new run"
+    for saved in output_of(root).glob("*.safetensors"):
+        assert torch.isfinite(load_file(str(saved))["<psychedelic>"]).all(), f"{saved.name} holds NaN"
 
 
 def test_too_little_disk_is_refused_before_training(make_root, capsys, monkeypatch):

@@ -236,7 +236,8 @@ def test_each_step_names_the_file_each_tool_takes_and_installing_one_works_like_
     command = re.search(r"InvokeAI: <code>(invokeai-ti --install-step 2 [^<]*)</code> installs "
                         r"<code>learned_embeds-steps-2.bin</code>", caption).group(1)
     final = html.unescape(caption_of(page, 5))
-    assert "InvokeAI: <code>learned_embeds.bin</code>, installed at the end of training" in final
+    installed_here = f"<strong>installed</strong> in <code>{output.parent / 'embeddings' / 'psychedelic'}</code>"
+    assert f"InvokeAI: <code>learned_embeds.bin</code>, {installed_here}" in final
     assert "AUTOMATIC1111, ComfyUI, kohya: <code>psychedelic.safetensors</code>" in final
     assert "learned_embeds-steps-2.safetensors</code>" not in final
 
@@ -250,10 +251,15 @@ def test_each_step_names_the_file_each_tool_takes_and_installing_one_works_like_
     assert (output / "learned_embeds.bin.previous").read_bytes() == before
     assert list(installed.parent.iterdir()) == [installed], "InvokeAI loads every file there"
     assert printed.getvalue().startswith(f"The embedding of step 2 is installed at {installed}; type <psychedelic>")
+    page = (output / "report.html").read_text()
+    assert installed_here in html.unescape(caption_of(page, 2)), "the report says which step is installed"
+    assert installed_here not in html.unescape(caption_of(page, 5))
     words = shlex.split(command)[1:]
     words[1] = "5"
     assert main(words) == 0, "the final step is installed from the final file"
     assert installed.read_bytes() == (output / "learned_embeds.bin").read_bytes()
+    page = (output / "report.html").read_text()
+    assert installed_here in html.unescape(caption_of(page, 5)) and installed_here not in caption_of(page, 2)
 
 
 def test_install_step_names_the_steps_there_are(trained, capsys):
@@ -357,14 +363,15 @@ def test_previews_never_change_the_trained_embedding(make_root, tmp_path):
 
 
 def test_none_turns_previews_off_but_keeps_the_loss_plot_and_report(make_root, capsys):
-    """A new run in a used folder also removes the previews of the run before it."""
+    """A new run in a used folder also moves the previews of the run before it aside."""
     root = make_root()
     output = root / "out"
     assert main(command(root, output, "--max_train_steps=1", "--num_validation_images=1")) == 0
     assert len(list((output / "samples").iterdir())) == 2
     capsys.readouterr()
     assert main(command(root, output, "--max_train_steps=2", "--validation_prompt=none")) == 0
-    assert list((output / "samples").iterdir()) == []
+    assert not (output / "samples").exists()
+    assert len(list((output / "previous-run" / "samples").iterdir())) == 2
     assert (output / "loss.png").exists()
     assert "turned off" in (output / "report.html").read_text()
     out = capsys.readouterr().out

@@ -138,17 +138,65 @@ def test_a_checkpoint_from_before_the_new_fields_still_resumes(make_root, capsys
     assert "Resuming from checkpoint-1 (step 1 of 2)." in capsys.readouterr().out
 
 
-def test_a_new_run_moves_the_earlier_runs_checkpoints_aside(make_root, capsys):
-    """Left in place, the earlier checkpoint-2 would outrank the new run's checkpoint-1."""
+def test_a_new_run_moves_every_file_of_the_earlier_run_aside(make_root, capsys):
+    """Left in place, the earlier checkpoint-2 would outrank the new run's checkpoint-1, and its
+    snapshots, loss log and previews would pass for the new run's."""
     root = make_root()
-    assert main(command(root, "--max_train_steps=2")) == 0
+    output = output_of(root)
+    previews = ["--num_validation_images=1", "--save_steps=1"]
+    assert main(command(root, "--max_train_steps=2", *previews)) == 0
+    earlier = sorted(path.name for path in output.iterdir() if not path.name.startswith("."))
+    assert {"checkpoint-2", "learned_embeds-steps-1.bin", "samples", "loss_log.csv", "report.html"} <= set(earlier)
     capsys.readouterr()
-    assert main(command(root, "--max_train_steps=1", "--seed=6")) == 0
-    assert "the earlier run's checkpoints (checkpoint-2 and older) were moved to" in capsys.readouterr().out
-    assert checkpoint_names(output_of(root)) == ["checkpoint-1"]
-    assert checkpoint_names(output_of(root) / SET_ASIDE) == ["checkpoint-2"]
+    assert main(command(root, "--max_train_steps=1", "--seed=6", *previews)) == 0
+    out = capsys.readouterr().out
+    assert "Starting a new run: the earlier run's files (checkpoint-2 and older, the snapshots of steps 1, 2," in out
+    assert sorted(path.name for path in (output / SET_ASIDE).iterdir()) == earlier
+    assert checkpoint_names(output) == ["checkpoint-1"]
+    assert not (output / "learned_embeds-steps-2.bin").exists()
+    assert sorted(path.name for path in (output / "samples").iterdir()) == ["step-000000.png", "step-000001.png"]
+    assert [row["step"] for row in csv.DictReader((output / "loss_log.csv").open())] == ["1"]
+
+    assert main(command(root, "--max_train_steps=1", "--seed=7", *previews)) == 0
+    assert checkpoint_names(output / SET_ASIDE / SET_ASIDE) == ["checkpoint-2"], (
+        "a run set aside before is kept inside the newer one, never deleted")
+    capsys.readouterr()
     assert main(command(root, "--max_train_steps=2", "--resume_from_checkpoint=latest")) == 0
     assert "Resuming from checkpoint-1" in capsys.readouterr().out
+
+
+def test_install_step_offers_and_installs_only_the_current_runs_steps(make_root, capsys):
+    root = make_root()
+    output = output_of(root)
+    assert main(command(root, "--max_train_steps=4", "--save_steps=1", "--validation_prompt=none")) == 0
+    assert main(command(root, "--max_train_steps=2", "--save_steps=1", "--validation_prompt=none", "--seed=6")) == 0
+    install = ["--install-step", "--root", str(root), "--placeholder_token", "psychedelic"]
+    capsys.readouterr()
+    install[1:1] = ["4"]
+    assert main(install) == 2
+    assert "has no embedding of step 4; the steps saved there are 1, 2 (the final one)" in capsys.readouterr().err
+    # A folder an older version shared between runs still holds the earlier run's later snapshots.
+    for path in (output / SET_ASIDE).glob("*-steps-4.*"):
+        path.replace(output / path.name)
+    assert main(install) == 2, "a snapshot past the run's last step is another run's"
+    install[1] = "1"
+    assert main(install) == 0
+    installed = root / "embeddings" / "psychedelic" / "learned_embeds.bin"
+    assert installed.read_bytes() == (output / "learned_embeds-steps-1.bin").read_bytes()
+    assert installed.read_bytes() != (output / SET_ASIDE / "learned_embeds-steps-1.bin").read_bytes()
+
+
+def test_resuming_a_set_aside_run_in_the_folder_of_the_run_that_replaced_it_is_refused(make_root, capsys):
+    root = make_root()
+    assert main(command(root, "--max_train_steps=2")) == 0
+    assert main(command(root, "--max_train_steps=1", "--seed=6")) == 0
+    capsys.readouterr()
+    aside = f"{SET_ASIDE}/checkpoint-2"
+    assert main(command(root, "--max_train_steps=3", f"--resume_from_checkpoint={aside}")) == 2
+    err = capsys.readouterr().err
+    assert f"belongs to the earlier run set aside in {output_of(root) / SET_ASIDE}" in err
+    assert err.strip().endswith("resume there with --output_dir that folder --resume_from_checkpoint latest.")
+    assert checkpoint_names(output_of(root)) == ["checkpoint-1"], "nothing was trained or moved"
 
 
 def shape_of(**settings) -> RunShape:

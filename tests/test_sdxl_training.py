@@ -180,6 +180,7 @@ def test_a_resumed_sdxl_run_ends_bit_identical_to_one_left_alone(root, tmp_path)
     assert state["shape"]["token_dims"] == [32, 48]
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_sdxl_embedding_like_one_process_at_twice_the_batch(root, tmp_path):
     if invokeai_ti_command() is None:
         pytest.skip("the invokeai-ti console script is not installed")

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from invokeai_ti.cpu_threads import fixed_threads, threads_now
 from invokeai_ti.world import JUDGE_WEIGHTS, WORLD_MODEL
 from invokeai_ti.world.judge import judge_many
 from invokeai_ti.world.scene import COLOURS, PAIRS, SHAPES, SIZE, caption
@@ -81,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=WORLD_MODEL)
     parser.add_argument("--per-pair", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="CPU threads (default: one per idle core, as the trainer)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or fixed_threads() or threads_now())
     print(evaluate(args.model, args.per_pair, args.seed).format())
     return 0
 

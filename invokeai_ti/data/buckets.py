@@ -68,6 +68,23 @@ def buckets_for(resolution: int, step: int) -> list[Bucket]:
     return sorted(found)
 
 
+def step_with_buckets(resolution: int, requested: int, multiple: int) -> int | None:
+    """The bucket step to train with: ``requested`` when it gives buckets besides the square, else
+    the largest step under it that does and that the model takes (a multiple of ``multiple``, its
+    latent downsampling, and of 8); None when no such step does.
+
+    A step of more than half the resolution leaves only the square (64 at 32 or 64 px): every
+    picture would silently train square, which is what buckets are there to avoid.
+    """
+    if len(buckets_for(resolution, requested)) > 1:
+        return requested
+    unit = math.lcm(multiple, 8)
+    for step in range(min(requested, resolution) // unit * unit, 0, -unit):
+        if len(buckets_for(resolution, step)) > 1:
+            return step
+    return None
+
+
 def bucket_for(width: int, height: int, buckets: list[Bucket]) -> Bucket:
     """The bucket closest in shape (by log aspect ratio); ties go to the larger one."""
     aspect = math.log(width / height)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .buckets import Fit, bucket_for, buckets_for, fit
+from .buckets import Bucket, Fit, bucket_for, buckets_for, fit
 from .captions import caption_sources, captions_for, with_trigger
 from .images import ImageScan, require_images, upright_size
 from .masks import ALPHA, check_mask, mask_source
@@ -100,13 +100,16 @@ def read_training_data(
         mask = mask_source(path) if masked_loss else None
         if mask is not None:
             check_mask(path, mask)
-        cut = None
-        if bucket:
-            width, height = upright_size(path)
-            cut = fit(width, height, bucket_for(width, height, buckets))
+        cut = fit_to_bucket(path, buckets) if bucket else None
         text = sources.get(path)
         images.append(TrainingImage(path, None if text is None else text[0], mask, cut))
     return TrainingData(scan, images, trigger)
+
+
+def fit_to_bucket(path: Path, buckets: list[Bucket]) -> Fit:
+    """How the picture at ``path``, upright, is cut to the bucket closest to its shape."""
+    width, height = upright_size(path)
+    return fit(width, height, bucket_for(width, height, buckets))
 
 
 def data_changes(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:

@@ -34,7 +34,8 @@ from ..outputs.checkpoints import (
     list_checkpoints,
     shown,
 )
-from ..outputs.layout import SET_ASIDE
+from ..outputs.layout import SET_ASIDE, OutputLayout
+from ..outputs.previous_run import earlier_run_summary
 from ..outputs.resume import nothing_left
 from ..paths import RootLayout
 from ..settings import (
@@ -548,12 +549,21 @@ class FormState:
                 texts.append(f"{name}'s run set (untick to undo): {', '.join(set_here)}.")
             else:
                 texts.append(f"Continues {name} with its run's settings.")
-        elif checkpoint is not None:
-            texts.append(f"{checkpoint.path.name} and older will be moved to {SET_ASIDE}/.")
+        elif (summary := self.earlier_run()) is not None:
+            texts.append(f"A new run moves the earlier run's files to {SET_ASIDE}/: {summary}.")
         lines = [line for text in texts for line in textwrap.wrap(text, width)]
         if len(lines) > most:
             lines[most - 1:] = [textwrap.shorten(" ".join(lines[most - 1:]), width, placeholder=" ...")]
         return lines
+
+    def earlier_run(self) -> str | None:
+        """The files of an earlier run that a new run in the output folder moves aside, in a few
+        words; None when there are none. SDXL's second encoder's names are looked for too."""
+        text = self.values["output_dir"].strip()
+        if not text:
+            return None
+        layout = OutputLayout(Path(text).expanduser(), self.folder_trigger or "untitled", encoders=2)
+        return earlier_run_summary(layout, self.base.logging_dir)
 
     def set_from_checkpoint(self) -> list[str]:
         """The values ticking resume changed and that still hold, as "batch 2"."""

@@ -31,7 +31,6 @@ from .layout import (
     OPTIMIZER_STATE,
     SCALER_STATE,
     SCHEDULER_STATE,
-    SET_ASIDE,
     checkpoint_name,
     checkpoint_staging_name,
 )
@@ -308,28 +307,6 @@ def checkpoints_on_disk(steps: int, every: int, keep: int | None) -> int:
     """
     written = math.ceil(steps / every)
     return min(written, keep + 1) if keep else written
-
-
-def set_aside_checkpoints(output_dir: Path) -> str | None:
-    """Move an earlier run's checkpoints out of the way of a new run in the same folder.
-
-    Left in place they would outrank the new run's checkpoints: ``latest`` and the pruning go
-    by step, so an earlier run's checkpoint-3000 would be resumed instead of the new
-    checkpoint-500. They are kept (only the previous set), never deleted unasked.
-    """
-    found = list_checkpoints(output_dir)
-    if not found:
-        return None
-    aside = output_dir / SET_ASIDE
-    shutil.rmtree(aside, ignore_errors=True)
-    aside.mkdir()
-    for _, path in found:
-        os.replace(path, aside / path.name)
-    return (
-        f"Starting a new run: the earlier run's checkpoints ({found[-1][1].name} and older) were "
-        f"moved to {aside}; resume one of them with --resume_from_checkpoint "
-        f"{SET_ASIDE}/{found[-1][1].name}."
-    )
 
 
 def find_checkpoint(output_dir: Path, request: str) -> Path | None:

@@ -47,7 +47,10 @@ LOCK_NAME = ".training.lock"
 OWNER_NAME = ".training.owner"
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-SET_ASIDE = "previous-run-checkpoints"
+# Where a new run moves every file of the run it replaces, and where earlier versions of this
+# trainer moved only that run's checkpoints.
+SET_ASIDE = "previous-run"
+LEGACY_SET_ASIDE = "previous-run-checkpoints"
 # Inside a checkpoint folder, beside the family's embedding files.
 CHECKPOINT_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "optimizer.pt"
@@ -198,19 +201,39 @@ class OutputLayout:
                 found.append((int(match.group(1)), path))
         return max(found)[1] if found else None
 
+    def logs(self, logging_dir: Path) -> Path | None:
+        """The run's log folder when it lies inside the output folder (and is not the folder)."""
+        logs = logging_dir if logging_dir.is_absolute() else self.folder / logging_dir
+        inside = logs.resolve().is_relative_to(self.folder.resolve())
+        return logs if inside and logs.resolve() != self.folder.resolve() else None
+
     def leftovers(self, logging_dir: Path) -> list[Path]:
         """What "delete training logs and intermediate checkpoints" removes.
 
-        Only the step snapshots, checkpoints but the last (an earlier run's set aside too) and
-        logs: the last checkpoint, the only way to continue the run with more steps, the final
-        embedding, its backup and the recorded settings stay, and nothing outside the folder (the
-        installed embedding above all) is touched.
+        Only this run's step snapshots, checkpoints but the last, loss log and logs: the last
+        checkpoint, the only way to continue the run with more steps, the final embedding, its
+        backup and the recorded settings stay, an earlier run set aside in ``previous-run/`` (whose
+        checkpoints can still be resumed) is not this run's to delete, and nothing outside the
+        folder (the installed embedding above all) is touched.
         """
-        logs = logging_dir if logging_dir.is_absolute() else self.folder / logging_dir
         last = self.last_checkpoint()
         checkpoints = [path for path in self.folder.glob("checkpoint-*") if path != last]
-        found = [*checkpoints, *self.snapshots(), self.set_aside, self.loss_log, self.norm_log, self.evaluation_log]
-        inside = logs.resolve().is_relative_to(self.folder.resolve())
-        if inside and logs.resolve() != self.folder.resolve():
+        found = [*checkpoints, *self.snapshots(), self.loss_log, self.norm_log, self.evaluation_log,
+                 self.logs(logging_dir)]
+        return sorted(path for path in found if path is not None and path.exists())
+
+    def run_files(self, logging_dir: Path) -> list[Path]:
+        """Every file and folder a run leaves in the output folder, an earlier run set aside
+        included: what a new run moves out of its way. The lock, the installed embedding's
+        backup and files the trainer never writes stay where they are."""
+        if not self.folder.is_dir():
+            return []
+        names = {SETTINGS_RECORD, LOSS_LOG, LOSS_PLOT, NORM_LOG, EVALUATION_LOG, REPORT, SAMPLES_DIR, PIPELINE_DIR,
+                 SET_ASIDE, LEGACY_SET_ASIDE}
+        names |= {path.name for path in self.embeddings().all()}
+        checkpoints = re.compile(r"^\.?checkpoint-\d+(\.partial)?$")
+        found = [path for path in self.folder.iterdir() if path.name in names or checkpoints.match(path.name)]
+        found += self.snapshots()
+        if (logs := self.logs(logging_dir)) is not None and logs.exists():
             found.append(logs)
-        return sorted(path for path in found if path.exists())
+        return sorted(set(found))

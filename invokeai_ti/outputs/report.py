@@ -21,13 +21,15 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..data.buckets import buckets_for
+from ..data.folder import fit_to_bucket
 from ..data.images import load_image, scan_images
 from ..errors import UserError
 from ..files import atomic_write
 from ..paths import RootLayout
 from ..settings import bare_trigger
 from . import learning_report
-from .layout import OutputLayout
+from .layout import INSTALLED_NAME, OutputLayout
 from .loss_log import LossRow, read_loss_log
 from .preview_png import Preview, read_previews
 
@@ -133,7 +135,27 @@ def tool_files(layout: OutputLayout, step: int, final: bool) -> list[tuple[str, 
     return [(tool, [path.name for path in paths]) for tool, paths in found if paths and paths[0].is_file()]
 
 
-def embedding_caption(preview: Preview, layout: OutputLayout, settings: dict) -> str:
+def installed_embedding(settings: dict) -> Path | None:
+    """The file installed for InvokeAI in the run's root, when there is one."""
+    trigger = bare_trigger(str(settings.get("placeholder_token", "")))
+    root = settings.get("root")
+    if not (root and trigger):
+        return None
+    path = RootLayout(Path(root)).embedding_dir(trigger) / INSTALLED_NAME
+    return path if path.is_file() else None
+
+
+def is_installed(preview: Preview, layout: OutputLayout, installed: bytes | None) -> bool:
+    """Whether the installed file is a copy of this step's (the final step's: of either file)."""
+    if installed is None:
+        return False
+    candidates = [layout.embeddings(preview.step).invokeai]
+    if preview.final:
+        candidates.append(layout.embeddings().invokeai)
+    return any(path.is_file() and path.read_bytes() == installed for path in candidates)
+
+
+def embedding_caption(preview: Preview, layout: OutputLayout, settings: dict, installed: bytes | None = None) -> str:
     files = tool_files(layout, preview.step, preview.final)
     if not files:
         if preview.step == 0:
@@ -142,8 +164,9 @@ def embedding_caption(preview: Preview, layout: OutputLayout, settings: dict) ->
     items = []
     for tool, found in files:
         names = " + ".join(f"<code>{html.escape(name)}</code>" for name in found)
-        if tool == "InvokeAI" and preview.final:
-            text = f"{names}, installed at the end of training"
+        if tool == "InvokeAI" and is_installed(preview, layout, installed):
+            where = html.escape(str(installed_embedding(settings).parent))
+            text = f"{names}, <strong>installed</strong> in <code>{where}</code>"
         elif tool == "InvokeAI":
             text = f"<code>{html.escape(install_command(settings, layout.folder, preview.step))}</code> installs {names}"
         else:
@@ -172,7 +195,7 @@ figcaption {{ margin-bottom: .4rem; min-height: 2.6em; }}
 .files {{ margin: .2rem 0 0; padding-left: 1.1rem; font-size: .85rem; overflow-wrap: anywhere; }}
 .preview {{ width: 100%; image-rendering: pixelated; border: 1px solid #ccc; }}
 .photos {{ display: flex; flex-wrap: wrap; gap: .5rem; }}
-.photo {{ width: 6rem; height: 6rem; border: 1px solid #ccc; }}
+.photo {{ height: 6rem; width: auto; border: 1px solid #ccc; image-rendering: pixelated; }}
 .verdict {{ display: block; color: #155724; }}
 .failed {{ color: #a00; }}
 table {{ border-collapse: collapse; }}
@@ -223,8 +246,24 @@ def rows(pairs: list[tuple[str, str]]) -> str:
     return "\n".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in pairs)
 
 
-def photos_html(folder: str | None, center_crop: bool) -> str:
-    """What the previews should come to look like: the photos as the trainer sees them (square)."""
+def as_trained(path: Path, settings: dict) -> tuple[Image.Image, str]:
+    """A thumbnail of the photo as the run trained it, and its size in training: cut to its
+    bucket when buckets were on (at the step the run used), else square, squashed or cropped."""
+    center_crop = bool(settings.get("center_crop"))
+    resolution = settings.get("resolution")
+    step = settings.get("bucket_step_used") or settings.get("bucket_reso_steps")
+    if not (settings.get("bucket") and isinstance(resolution, int) and isinstance(step, int)):
+        image = load_image(path, PHOTO_THUMBNAIL, center_crop)
+        return image, f"{resolution}x{resolution}" if isinstance(resolution, int) else "square"
+    cut = fit_to_bucket(path, buckets_for(resolution, step))
+    image = load_image(path, resolution, center_crop, cut)
+    image.thumbnail((PHOTO_THUMBNAIL * 4, PHOTO_THUMBNAIL), Image.Resampling.LANCZOS)
+    return image, str(cut.bucket)
+
+
+def photos_html(settings: dict) -> str:
+    """What the previews should come to look like: the photos as the trainer sees them."""
+    folder = settings.get("train_data_dir")
     if not folder:
         return "<p>The run's data folder is not recorded.</p>"
     images = scan_images(Path(folder)).images
@@ -233,11 +272,11 @@ def photos_html(folder: str | None, center_crop: bool) -> str:
     figures = []
     for path in images[:PHOTOS_SHOWN]:
         try:
-            thumbnail = load_image(path, PHOTO_THUMBNAIL, center_crop)
+            thumbnail, size = as_trained(path, settings)
         except UserError:  # A photo broken since training is left out, never the report.
             continue
         figures.append(f'<img class="photo" alt="training photo {html.escape(path.name)}" '
-                       f'title="{html.escape(path.name)}" src="{image_uri(thumbnail)}">')
+                       f'title="{html.escape(path.name)}, trained at {size}" src="{image_uri(thumbnail)}">')
     more = len(images) - PHOTOS_SHOWN
     tail = f"<p>and {more} more.</p>" if more > 0 else ""
     return (f"<p>{len(images)} in <code>{html.escape(folder)}</code>:</p>\n"
@@ -255,6 +294,9 @@ def verdicts_html(previews: list[Preview]) -> str:
 
 
 def previews_html(previews: list[Preview], layout: OutputLayout, settings: dict) -> str:
+    """The previews by step, each with the files of that step each tool takes; the one whose file
+    is installed for InvokeAI says so (read from disk, so an install after training shows too)."""
+    installed = None if (path := installed_embedding(settings)) is None else path.read_bytes()
     if not previews:
         return "<p>No previews: they were turned off with <code>--validation_prompt none</code>.</p>"
     first = previews[0]
@@ -275,7 +317,7 @@ def previews_html(previews: list[Preview], layout: OutputLayout, settings: dict)
         verdict = f'<span class="verdict">{html.escape(judged.verdict)}</span>' if judged else ""
         figures.append(
             f'<figure id="step-{preview.step}">\n<figcaption><strong>{label}</strong>: '
-            f"{embedding_caption(preview, layout, settings)}{verdict}</figcaption>\n"
+            f"{embedding_caption(preview, layout, settings, installed)}{verdict}</figcaption>\n"
             f'<a href="{html.escape(relative)}"><img class="preview" alt="preview of step {preview.step}" '
             f'src="{jpeg_uri(preview.path)}"></a>\n</figure>'
         )
@@ -313,7 +355,7 @@ def write_report(layout: OutputLayout) -> Path:
         trigger=html.escape(trigger),
         summary=rows(summary),
         plot=data_uri(plot.read_bytes(), "image/png") if plot.exists() else "",
-        photos=photos_html(settings.get("train_data_dir"), bool(settings.get("center_crop"))),
+        photos=photos_html(settings),
         previews=previews_html(read_previews(layout), layout, settings),
         settings=rows([(html.escape(key), f"<code>{html.escape(json.dumps(value))}</code>")
                        for key, value in settings.items()]),

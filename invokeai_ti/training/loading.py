@@ -31,12 +31,12 @@ InitialVectors = Callable[[tuple[int, ...]], "tuple[torch.Tensor, ...] | None"]
 
 
 class PartLoader:
-    """Loads the parts of ``model`` at the settings' revision."""
+    """Loads the parts of ``model`` from its folder, which ``find_model`` resolved at the
+    settings' revision (a local folder has no other revision to ask ``from_pretrained`` for)."""
 
-    def __init__(self, model: ModelInfo, revision: str | None, tokenizer_name: str | None) -> None:
+    def __init__(self, model: ModelInfo, tokenizer_name: str | None) -> None:
         self.model = model
         self.location = str(model.path or model.location)
-        self.options = {"revision": revision} if revision else {}
         self.tokenizer_name = tokenizer_name
 
     def tokenizer(self, subfolder: str):
@@ -46,16 +46,14 @@ class PartLoader:
         with self.errors("tokenizer"), quiet_library_progress():
             if self.tokenizer_name and subfolder == "tokenizer":
                 return CLIPTokenizer.from_pretrained(self.tokenizer_name)
-            return CLIPTokenizer.from_pretrained(self.location, subfolder=subfolder, **self.options)
+            return CLIPTokenizer.from_pretrained(self.location, subfolder=subfolder)
 
     def text_encoder(self, subfolder: str, kind: str = "CLIPTextModel"):
         with quiet_imports():
             import transformers
 
         with self.errors("text encoder"), quiet_library_progress():
-            return getattr(transformers, kind).from_pretrained(
-                self.location, subfolder=subfolder, **self.options
-            )
+            return getattr(transformers, kind).from_pretrained(self.location, subfolder=subfolder)
 
     def config(self, part: str) -> dict:
         """A part's ``config.json``, read before its weights to choose how to load them."""
@@ -64,7 +62,7 @@ class PartLoader:
 
         kind = {"vae": AutoencoderKL, "unet": UNet2DConditionModel}[part]
         with self.errors(part), quiet_library_progress():
-            return dict(kind.load_config(self.location, subfolder=part, **self.options))
+            return dict(kind.load_config(self.location, subfolder=part))
 
     def part(self, part: str, dtype: torch.dtype | None):
         """A frozen VAE or UNet in ``dtype``, or the noise scheduler (``dtype`` None)."""
@@ -74,8 +72,8 @@ class PartLoader:
         kind = {"vae": AutoencoderKL, "unet": UNet2DConditionModel, "scheduler": DDPMScheduler}[part]
         with self.errors(part), quiet_library_progress():
             if dtype is None:
-                return kind.from_pretrained(self.location, subfolder=part, **self.options)
-            loaded = kind.from_pretrained(self.location, subfolder=part, torch_dtype=dtype, **self.options)
+                return kind.from_pretrained(self.location, subfolder=part)
+            loaded = kind.from_pretrained(self.location, subfolder=part, torch_dtype=dtype)
         return loaded.requires_grad_(False)
 
     @contextmanager
@@ -136,7 +134,7 @@ class ModelLoader(PartLoader):
     """A model family's loader for one run's settings."""
 
     def __init__(self, model: ModelInfo, family: ModelFamily, settings: TrainingSettings) -> None:
-        super().__init__(model, settings.revision, settings.tokenizer_name)
+        super().__init__(model, settings.tokenizer_name)
         self.family = family
         self.settings = settings
         self.weight_dtype = PRECISION_DTYPES.get(settings.mixed_precision, torch.float32)

@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from ..cpu_threads import CpuThreads
+from ..data.buckets import step_with_buckets
 from ..data.folder import TrainingData, read_training_data
 from ..data.templates import caption, templates_for
 from ..device import probe_xformers, training_device
@@ -39,10 +41,10 @@ from ..outputs.checkpoints import (
     checkpoint_to_resume,
     checkpoints_on_disk,
     restore_checkpoint,
-    set_aside_checkpoints,
 )
 from ..outputs.lock import OutputLock
 from ..outputs.pipeline_export import TrainedEncoder, export_pipeline
+from ..outputs.previous_run import set_aside_previous_run, set_aside_problem
 from ..outputs.report import refresh_report
 from ..outputs.resume import check_resumable, continue_schedule, schedule_note
 from ..quiet import quiet_imports
@@ -137,6 +139,8 @@ class Trainer:
         self.notify = notify
         self.show_progress = show_progress
         self.preview_verdict = preview_verdict
+        # The bucket step trained with: the setting's, or a finer one when it leaves only the square.
+        self.bucket_step = settings.bucket_reso_steps
         self.text: TextEncoders | None = None
         self.cache: LatentCache | None = None
         self.step: TrainingStep | None = None
@@ -146,7 +150,7 @@ class Trainer:
         s = self.settings
         return read_training_data(
             self.data_dir, trigger=s.trigger, resolution=s.resolution, bucket=s.bucket,
-            bucket_step=s.bucket_reso_steps, masked_loss=s.masked_loss,
+            bucket_step=self.bucket_step, masked_loss=s.masked_loss,
         )
 
     def run(self) -> TrainingResult:
@@ -186,12 +190,16 @@ class Trainer:
             lock.release()
             raise UserError(problem)
         tracker = accelerator if s.report_to != "none" else None
+        # On a CPU, as many threads as there are idle cores (cpu_threads); a GPU keeps torch's own.
+        threads = CpuThreads(deterministic=s.deterministic,
+                             notify=self.notify if topology.main else (lambda _message: None))
+        held = threads.held() if device.type == "cpu" else contextlib.nullcontext()
         try:
-            with deterministic_mode(s.deterministic):
+            with deterministic_mode(s.deterministic), held:
                 return self._run_locked(Run(
                     s, self.layout, self.family.files, seed, total_steps=0, topology=topology, device=device,
                     notify=self.notify, show_progress=self.show_progress,
-                ), tracker)
+                ), tracker, threads)
         finally:
             lock.release()
             if tracker is not None:
@@ -232,7 +240,7 @@ class Trainer:
             "output_dir": str(self.output_dir),
             "num_processes": run.topology.processes,
             "validation_seed": preview_seed(self.settings, run.seed),
-        }
+        } | ({"bucket_step_used": self.bucket_step} if self.settings.bucket else {})
         self.output_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(
             self.layout.settings_record,
@@ -248,12 +256,14 @@ class Trainer:
             self.notify(f"{s.initial_embedding.name} has {initial[0].shape[0]} vectors; training that many.")
         return initial
 
-    def _run_locked(self, run: Run, tracker: Any) -> TrainingResult:
+    def _run_locked(self, run: Run, tracker: Any, threads: CpuThreads) -> TrainingResult:
         """The run, phase by phase; each phase returns what the next ones need."""
         s, main = self.settings, run.main
-        data = self._read_data(main)
         loader = ModelLoader(self.model, self.family, s)
-        self._check_bucket_sides(data, loader)
+        multiple = loader.side_multiple()
+        self._take_a_bucket_step_with_buckets(multiple)
+        data = self._read_data(main, multiple)
+        self._check_bucket_sides(data, multiple)
         text = self._load_text(loader, main)
         run = dataclasses.replace(run, total_steps=self._total_steps(len(data.images), run.samples_per_step))
         shape = RunShape.of_run(
@@ -281,7 +291,7 @@ class Trainer:
         self._start_trackers(tracker)
         previews = Previews(model, run, start_step=start_step, verdict=self.preview_verdict)
         loop = TrainingLoop(run, state, self.step, shape=shape, data=record, tracker=tracker,
-                            before_step=lambda at: self._preview(previews, at), watch=watch)
+                            before_step=lambda at: (threads.follow_load(), self._preview(previews, at)), watch=watch)
         reached = loop.train(start_step)
         if main:
             self._finish(reached, text, previews, run)
@@ -290,24 +300,55 @@ class Trainer:
             output_dir=self.output_dir, steps=reached, seed=seed, final_loss=loop.last_loss, main_process=main,
         )
 
-    def _read_data(self, main: bool) -> TrainingData:
+    def _read_data(self, main: bool, multiple: int) -> TrainingData:
         data = self.training_data()
         if main:
             for path, reason in data.scan.skipped:
                 self.notify(f"Skipping {path.name}: {reason}.")
+            if (note := self._bucket_note(data, multiple)) is not None:
+                self.notify(note)
             if (summary := data.summary()) is not None:
                 self.notify(summary)
         return data
 
-    def _check_bucket_sides(self, data: TrainingData, loader: ModelLoader) -> None:
+    def _take_a_bucket_step_with_buckets(self, multiple: int) -> None:
+        """A bucket step too coarse for the resolution leaves only the square; a finer one the
+        model takes is trained with instead. The step asked for stays the setting (a resume with
+        the same flags makes the same choice, and every checkpoint made before still resumes);
+        each picture's bucket is in the checkpoints' data record, the step used in the settings
+        record for the report."""
+        s = self.settings
+        if s.bucket and (step := step_with_buckets(s.resolution, s.bucket_reso_steps, multiple)) is not None:
+            self.bucket_step = step
+
+    def _bucket_note(self, data: TrainingData, multiple: int) -> str | None:
+        """One line when buckets do not do what the step asked for, said only where it changes
+        how some picture trains."""
+        s, resolution = self.settings, self.settings.resolution
+        fits = [image.fit for image in data.images if image.fit is not None]
+        if self.bucket_step != s.bucket_reso_steps and any(f.bucket.width != f.bucket.height for f in fits):
+            return (
+                f"Buckets: a step of {s.bucket_reso_steps} px leaves only the {resolution}x{resolution} bucket "
+                f"at {resolution} px, so pictures train with a step of {self.bucket_step} px, the largest "
+                f"that keeps their shapes (--bucket_reso_steps sets it)."
+            )
+        if s.bucket and any(f.scaled_width != f.scaled_height for f in fits) and all(
+                f.bucket.width == f.bucket.height for f in fits):
+            return (
+                f"Every picture trains square at {resolution} px: {self.model.name} takes sides in steps "
+                f"of {multiple} px, too coarse for buckets at this size (train at a higher "
+                "--resolution to keep the pictures' shapes)."
+            )
+        return None
+
+    def _check_bucket_sides(self, data: TrainingData, multiple: int) -> None:
         """A side the UNet cannot halve as often as it downsamples fails deep inside it; say so first."""
-        multiple = loader.side_multiple()
         sides = sorted({side for image in data.images if image.fit is not None
                         for side in (image.fit.bucket.width, image.fit.bucket.height)})
         odd = [side for side in sides if side % multiple]
         if odd:
             raise UserError(
-                f"The bucket step {self.settings.bucket_reso_steps} gives {odd[0]}-pixel sides, but "
+                f"The bucket step {self.bucket_step} gives {odd[0]}-pixel sides, but "
                 f"{self.model.name} needs sides in multiples of {multiple}; use --bucket_reso_steps "
                 f"{multiple} (or --no-bucket)."
             )
@@ -477,15 +518,14 @@ class Trainer:
     ) -> Checkpoint | None:
         """The checkpoint this run continues, already checked against the run; None for a new run."""
         request = self.settings.resume_from_checkpoint
-        if not request:
-            if main and (note := set_aside_checkpoints(self.output_dir)) is not None:
+        checkpoint = checkpoint_to_resume(self.output_dir, request) if request else None
+        if checkpoint is None:
+            if main and request:
+                self.notify("No checkpoint to resume from yet; starting a new run.")
+            if main and (note := set_aside_previous_run(self.layout, self.settings.logging_dir)) is not None:
                 self.notify(note)
             return None
-        checkpoint = checkpoint_to_resume(self.output_dir, request)
-        if checkpoint is None:
-            if main:
-                self.notify("No checkpoint to resume from yet; starting a new run.")
-            return None
+        set_aside_problem(self.layout, checkpoint.path)
         check_resumable(
             checkpoint, shape, total_steps, by_epochs=bool(self.settings.num_train_epochs), data=data
         )
