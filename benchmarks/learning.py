@@ -29,6 +29,13 @@ the fixed evaluation batch's score settled, ``invokeai_ti.settling``) is checked
 judge: is its share within 10 points of the run's best snapshot? Every snapshot's vector norm is
 kept, to see where fidelity and prompt-following part.
 
+The same runs measure speed: the steps, wall seconds and CPU seconds (from the trainer process's
+start, so loading and the latent cache count) at which a concept first reaches 80% and 90%. With
+``--model-dir`` pointing at the SDXL world model (``invokeai_ti/world/model_sdxl``) and
+``--example`` at ``textual_inversion_sdxl.py``, every run, judging included, goes through SDXL:
+the snapshots' ``clip_l`` and ``clip_g`` vectors into their encoders, drawn by
+``StableDiffusionXLPipeline``.
+
 Results are written to ``--json`` after every run, so a long benchmark can be read while it runs
 and summarised again with ``--summarise FILE``. See docs/benchmarks.md.
 """
@@ -191,6 +198,14 @@ def snapshot_vectors(output: Path, step: int):
     return saved_vectors(path if path.exists() else output / "learned_embeds.safetensors")
 
 
+def vector_norm(vectors) -> float:
+    """The vectors' size; for SDXL, the second encoder's (the one that carries the concept,
+    docs/world.md), since the two encoders' vectors live on different scales."""
+    if isinstance(vectors, dict):
+        return float(vectors["clip_g"].norm())
+    return float(vectors.norm())
+
+
 def recommended(output: Path) -> int | None:
     from invokeai_ti.outputs.learning_log import read_evaluation
 
@@ -222,10 +237,12 @@ def run_variant(args, variant: Variant, task: Task, seed: int, photos: tuple[Pat
     logs.mkdir(parents=True, exist_ok=True)
     run = bench.run_one(variant.trainer, spec, work, shim, logs, keep=True)
     output = Path(run["output"])
-    curve = [{"step": 0, "shares": judging.initializer_shares(task), "norm": float(judging.start.norm())}]
+    curve = [{"step": 0, "shares": judging.initializer_shares(task), "norm": vector_norm(judging.start),
+              "seconds": 0.0, "cpu_seconds": 0.0}]
     for step in range(args.every, args.steps + 1, args.every):
         vectors = snapshot_vectors(output, step)
-        curve.append({"step": step, "shares": judging.shares(vectors, task), "norm": float(vectors.norm())})
+        curve.append({"step": step, "shares": judging.shares(vectors, task), "norm": vector_norm(vectors),
+                      "seconds": run["elapsed_s"][step - 1], "cpu_seconds": run["cpu_s"][step - 1]})
     result = {
         "task": task.name, "kind": task.kind, "seed": seed, "variant": variant.name,
         "trainer": variant.trainer, "mode": variant.mode, "lr": variant.lr, "curve": curve,
@@ -333,10 +350,44 @@ def norm_rows(results: list[dict]) -> list[str]:
     return lines
 
 
+def first_reaching(result: dict, threshold: float) -> dict | None:
+    return next((p for p in result["curve"] if p["step"] > 0 and share(p) >= threshold), None)
+
+
+def speed_rows(results: list[dict]) -> list[str]:
+    """Steps, wall seconds and CPU seconds to first reach 80% and 90% (median over the seeds that
+    reached it, with how many did), and the initializer alone, per fidelity concept and trainer."""
+    variants = list(dict.fromkeys(r["variant"] for r in results))
+    tasks = list(dict.fromkeys(r["task"] for r in results if r["kind"] == "fidelity"))
+    lines = ["| concept | trainer | initializer alone | 80%: steps, s, CPU s | 90%: steps, s, CPU s | best / final |",
+             "|---|---|---|---|---|---|"]
+    for task in tasks:
+        for name in variants:
+            runs = [r for r in results if r["variant"] == name and r["task"] == task]
+            if not runs:
+                continue
+            cells = [pct(statistics.median(share(r["curve"][0]) for r in runs))]
+            for threshold in (REACHED, 0.9):
+                reached = [p for r in runs if (p := first_reaching(r, threshold)) is not None and "seconds" in p]
+                if not reached:
+                    cells.append(f"never ({len(runs)} runs)")
+                    continue
+                seen = "" if len(reached) == len(runs) else f" ({len(reached)} of {len(runs)} runs)"
+                cells.append(f"{statistics.median(p['step'] for p in reached):g}, "
+                             f"{statistics.median(p['seconds'] for p in reached):.1f}, "
+                             f"{statistics.median(p['cpu_seconds'] for p in reached):.1f}{seen}")
+            best = statistics.median(best_and_final(r)[0] for r in runs)
+            final = statistics.median(best_and_final(r)[1] for r in runs)
+            cells.append(f"{pct(best)} / {pct(final)}")
+            lines.append(f"| {task} | {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def report(results: list[dict], args_line: str, steps: int) -> str:
     parts = [args_line, "", *summary(results, steps), "", "Best / final share per task (median of seeds):", "",
              *concept_rows(results), "", "By the vector's norm (runs without size control, ours and the example, every snapshot after step 0):", "",
-             *norm_rows(results)]
+             *norm_rows(results), "", "Speed: the first snapshot at 80% and 90% (median of the seeds that got there):", "",
+             *speed_rows(results)]
     return "\n".join(parts)
 
 
@@ -347,7 +398,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma list of trainer:mode:lr (trainer ours or example; mode free, preserve, "
                              "direction; for direction the lr is --direction_learning_rate)")
     parser.add_argument("--tasks", default="fidelity,shape,colour", help="comma list of fidelity, shape, colour")
-    parser.add_argument("--model-dir", type=Path, help="the world model (default: the one shipped in the package)")
+    parser.add_argument("--model-dir", type=Path, help="the world model (default: the SD-1 one shipped in the package; "
+                        "invokeai_ti/world/model_sdxl for SDXL, with textual_inversion_sdxl.py as --example)")
     parser.add_argument("--concepts", default=DEFAULT_CONCEPTS, help="fidelity: comma list of 'colour shape'")
     parser.add_argument("--shapes", default=DEFAULT_SHAPES, help="shape editability: shape:seen colours:new colours,...")
     parser.add_argument("--colours", default=DEFAULT_COLOURS, help="colour editability: colour:seen shapes:new shapes,...")

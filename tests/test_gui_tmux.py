@@ -85,11 +85,20 @@ class Terminal:
         return self.wait_for(*shown)
 
     def train_keeping_leftovers(self) -> str:
-        """OK, wait for the training to end, answer no to deleting its leftovers; the last screen."""
+        """OK, wait for the training to end, keep the final embedding installed (Enter, when the run
+        has earlier snapshots to offer) and answer no to deleting its leftovers; the last screen."""
         self.focus_ok()
         self.keys("Enter")
-        self.wait_for("Delete training logs and intermediate checkpoints (", "is kept to continue from)? [y]",
-                      timeout=TRAIN_TIMEOUT)
+        cleanup = "is kept to continue from)? [y]"
+        deadline = time.monotonic() + TRAIN_TIMEOUT
+        while cleanup not in (screen := self.screen()):
+            if "or press Enter to keep step" in (screen.rstrip().splitlines() or [""])[-1]:
+                self.keys("Enter")
+                self.wait_for(cleanup, timeout=30)
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"the clean-up question did not appear within {TRAIN_TIMEOUT} s; the screen shows:\n{screen}")
+            time.sleep(0.3)
         self.type("n")
         self.keys("Enter")
         return self.wait_for("EXIT=", timeout=30)
@@ -164,7 +173,8 @@ def test_type_a_trigger_press_ok_and_the_embedding_is_installed(demo_root, termi
     t.type("2")
     t.keys("Enter")
     t.wait_for("Delete training logs and intermediate checkpoints (deletes checkpoint-2, the learned_embeds-steps-N "
-               "snapshots of steps 2, 4, loss_log.csv; checkpoint-4, the last, is kept to continue from)? [y]",
+               "snapshots of steps 2, 4, evaluation.csv, loss_log.csv, vector_norms.csv; checkpoint-4, the last, is kept "
+               "to continue from)? [y]",
                timeout=30)
     assert f"The embedding of step 2 is installed at {installed}" in t.screen()
     assert installed.read_bytes() == (output / "learned_embeds-steps-2.bin").read_bytes()

@@ -285,8 +285,10 @@ def test_report_opens_from_disk_in_chromium_with_every_image_shown(trained, tmp_
          (output / "report.html").as_uri()],
         capture_output=True, text=True, timeout=120,
     ).stdout
-    assert 'data-images-shown="8 of 8"' in dom, dom[-2000:]
-    assert dom.count('data-loaded="yes"') == 8 and 'data-loaded="no"' not in dom
+    # The loss plot, the figure of the evaluation score and the vectors' size, three photos and
+    # four previews.
+    assert 'data-images-shown="9 of 9"' in dom, dom[-2000:]
+    assert dom.count('data-loaded="yes"') == 9 and 'data-loaded="no"' not in dom
     assert "<li>InvokeAI: <code>invokeai-ti --install-step 4 " in caption_of(dom, 4)
 
 
@@ -298,7 +300,7 @@ def test_report_marks_an_image_that_cannot_be_shown(tmp_path):
     from invokeai_ti.outputs.report import PAGE
 
     page.write_text(PAGE.format(title="t", trigger="t", summary="", plot="data:image/png;base64,AAAA",
-                                photos="", previews="", settings=""))
+                                photos="", previews="", settings="", learning=""))
     dom = subprocess.run(
         [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
