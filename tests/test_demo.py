@@ -125,6 +125,23 @@ def test_a_demo_root_made_before_the_sdxl_model_gains_it_and_keeps_the_users_ent
     assert [name for name, entry in entries.items() if entry.get("default")] == [DEMO_MODEL]
 
 
+def test_a_world_model_an_earlier_version_installed_is_replaced_and_a_current_one_left_alone(tmp_path):
+    from invokeai_ti.demo import DEMO_MODELS, make_demo_root
+
+    root = tmp_path / "demo"
+    make_demo_root(root)
+    sdxl, sd1 = root / DEMO_MODELS[1].folder, root / DEMO_MODELS[0].folder
+    (sdxl / "world.json").write_text('{"recipe": "an earlier pretraining"}')
+    (sdxl / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"an earlier UNet")
+    (sd1 / "unet" / "a file of the user's").write_text("kept")
+    make_demo_root(root)
+    shipped = DEMO_MODELS[1].source
+    assert (sdxl / "world.json").read_bytes() == (shipped / "world.json").read_bytes()
+    unet = "unet/diffusion_pytorch_model.safetensors"
+    assert (sdxl / unet).read_bytes() == (shipped / unet).read_bytes()
+    assert (sd1 / "unet" / "a file of the user's").read_text() == "kept", "a current copy is not copied again"
+
+
 def test_the_demo_runs_on_the_sdxl_world_model_under_its_own_trigger(tmp_path, capsys, monkeypatch):
     import dataclasses
 
