@@ -363,12 +363,14 @@ def speed_rows(results: list[dict]) -> list[str]:
              "|---|---|---|---|---|---|"]
     for task in tasks:
         for name in variants:
-            runs = [r for r in results if r["variant"] == name and r["task"] == task]
+            # Runs recorded before the curves carried seconds have no speed to show.
+            runs = [r for r in results if r["variant"] == name and r["task"] == task
+                    and all("seconds" in p for p in r["curve"])]
             if not runs:
                 continue
             cells = [pct(statistics.median(share(r["curve"][0]) for r in runs))]
             for threshold in (REACHED, 0.9):
-                reached = [p for r in runs if (p := first_reaching(r, threshold)) is not None and "seconds" in p]
+                reached = [p for r in runs if (p := first_reaching(r, threshold)) is not None]
                 if not reached:
                     cells.append(f"never ({len(runs)} runs)")
                     continue

@@ -69,6 +69,16 @@ class Terminal:
                 pytest.fail(f"{texts} did not appear within {timeout} s; the screen shows:\n{screen}")
             time.sleep(0.3)
 
+    def wait_for_gone(self, text: str, timeout: float = START_TIMEOUT) -> str:
+        """The screen once ``text`` has left it (a popup closed: the form behind it was on the
+        screen all along, so waiting for the form's own words alone can read the popup's last frame)."""
+        deadline = time.monotonic() + timeout
+        while text in (screen := self.screen()):
+            if time.monotonic() > deadline:
+                pytest.fail(f"{text!r} was still on the screen after {timeout} s:\n{screen}")
+            time.sleep(0.3)
+        return screen
+
     def focus_ok(self) -> None:
         """^N through the fields and pages, one redraw at a time, until OK is highlighted."""
         screen = self.screen(colours=True)
@@ -277,6 +287,7 @@ def test_changing_the_batch_size_while_resuming_names_the_difference_and_keeps_t
     assert "batch size 2 (checkpoint) vs 3 (now)" in text
     assert "untick it to start a new run with these values" in text
     t.keys("Enter")
+    t.wait_for_gone("The following problems were detected")
     screen = t.wait_for("Trigger Term:", "(from step 4 of 6)")
     assert "The following problems" not in screen and "3 / 50" in screen
     t.keys("C-c")
@@ -301,6 +312,7 @@ def test_a_bad_trigger_is_named_while_typing_and_the_popup_returns_to_it(demo_ro
     screen = t.wait_for("The following problems were detected and must be corrected:")
     assert "* The trigger term 'bad trigger!' contains space, '!'" in screen
     t.keys("Enter")
+    t.wait_for_gone("The following problems were detected")
     # The cursor is back in the trigger, on the first page: typing goes on where it stopped.
     t.keys("BSpace")
     t.type("X")
@@ -326,6 +338,7 @@ def test_a_caption_without_the_trigger_puts_the_cursor_on_the_data_folder_field(
     text = " ".join(line.strip("│ ") for line in screen.splitlines())
     assert caption.name in text and f"<{DEMO_TRIGGER}>" in text
     t.keys("Enter")
+    t.wait_for_gone("The following problems were detected")
     t.type("_captioned")
     screen = t.wait_for(f"{data}_captioned")
     assert "The following problems" not in screen
