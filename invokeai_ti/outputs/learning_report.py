@@ -21,9 +21,11 @@ from ..settling import settled
 from .layout import OutputLayout
 from .learning_log import NormRow, read_evaluation, read_norms
 
-# Where fidelity and prompt-following part on the world model (docs/benchmarks.md): a trigger
-# larger than this many times the vocabulary's median norm stopped taking orders from the prompt.
-OVERSIZE = 4.0
+# Where the world model's learning benchmark (docs/benchmarks.md, 36 fidelity runs and 8 editability
+# tasks, every snapshot binned by its norm) turns down: past 5 times the vocabulary's median norm
+# (0.78 there) the share of snapshots right fell for fidelity (85% -> 78% -> 74% -> 66%) and for new
+# shapes asked of a colour (90% -> 77%). A demo run ends at 4.2 times, drawing 8 of 8 right.
+OVERSIZE = 5.0
 
 
 def oversize_message(step: int, encoder: str, norm: float, median: float) -> str:
