@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -59,25 +60,25 @@ class Terminal:
         command = [*self.tmux, "capture-pane", "-p", "-J", "-t", "gui"] + (["-e"] if colours else [])
         return subprocess.run(command, check=True, capture_output=True, text=True).stdout
 
-    def wait_for(self, *texts: str, timeout: float = START_TIMEOUT) -> str:
+    def poll(self, done: Callable[[str], bool], failure: str, timeout: float) -> str:
+        """The first screen ``done`` accepts, read every 0.3 s; past ``timeout`` the test fails
+        with ``failure`` and the screen as it is."""
         deadline = time.monotonic() + timeout
-        while True:
-            screen = self.screen()
-            if all(text in screen for text in texts):
-                return screen
+        while not done(screen := self.screen()):
             if time.monotonic() > deadline:
-                pytest.fail(f"{texts} did not appear within {timeout} s; the screen shows:\n{screen}")
+                pytest.fail(f"{failure}; the screen shows:\n{screen}")
             time.sleep(0.3)
+        return screen
+
+    def wait_for(self, *texts: str, timeout: float = START_TIMEOUT) -> str:
+        return self.poll(lambda screen: all(text in screen for text in texts),
+                         f"{texts} did not appear within {timeout} s", timeout)
 
     def wait_for_gone(self, text: str, timeout: float = START_TIMEOUT) -> str:
         """The screen once ``text`` has left it (a popup closed: the form behind it was on the
         screen all along, so waiting for the form's own words alone can read the popup's last frame)."""
-        deadline = time.monotonic() + timeout
-        while text in (screen := self.screen()):
-            if time.monotonic() > deadline:
-                pytest.fail(f"{text!r} was still on the screen after {timeout} s:\n{screen}")
-            time.sleep(0.3)
-        return screen
+        return self.poll(lambda screen: text not in screen, f"{text!r} was still on the screen after {timeout} s",
+                         timeout)
 
     def focus_ok(self) -> None:
         """^N through the fields and pages, one redraw at a time, until OK is highlighted."""
@@ -100,15 +101,15 @@ class Terminal:
         self.focus_ok()
         self.keys("Enter")
         cleanup = "is kept to continue from)? [y]"
-        deadline = time.monotonic() + TRAIN_TIMEOUT
-        while cleanup not in (screen := self.screen()):
-            if "or press Enter to keep step" in (screen.rstrip().splitlines() or [""])[-1]:
-                self.keys("Enter")
-                self.wait_for(cleanup, timeout=30)
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"the clean-up question did not appear within {TRAIN_TIMEOUT} s; the screen shows:\n{screen}")
-            time.sleep(0.3)
+
+        def install_question(screen: str) -> bool:
+            return "or press Enter to keep step" in (screen.rstrip().splitlines() or [""])[-1]
+
+        screen = self.poll(lambda screen: cleanup in screen or install_question(screen),
+                           f"the clean-up question did not appear within {TRAIN_TIMEOUT} s", TRAIN_TIMEOUT)
+        if cleanup not in screen:
+            self.keys("Enter")
+            self.wait_for(cleanup, timeout=30)
         self.type("n")
         self.keys("Enter")
         return self.wait_for("EXIT=", timeout=30)
