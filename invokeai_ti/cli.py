@@ -37,6 +37,15 @@ LONGEST_CHOICES = 30
 USAGE = "%(prog)s [--gui | --demo | --list-models | ...] [SETTING ...]"
 
 
+def closest_flag(flag: str, known: list[str]) -> str | None:
+    """The known flag most like ``flag``, preferring one that has all its words: ``--max_steps``
+    means ``--max_train_steps`` more likely than the closer-spelled ``--max_timestep``."""
+    close = difflib.get_close_matches(flag, known, n=5)
+    words = set(flag.strip("-").split("_"))
+    return next((option for option in close if words <= set(option.strip("-").split("_"))),
+                close[0] if close else None)
+
+
 class HelpFormatter(argparse.HelpFormatter):
     """``--[no-]flag`` for an on/off setting, instead of both spellings side by side."""
 
@@ -68,8 +77,8 @@ class Parser(argparse.ArgumentParser):
         hints = []
         for word in message.removeprefix("unrecognized arguments:").split():
             flag = word.split("=")[0]
-            if flag.startswith("--") and (close := difflib.get_close_matches(flag, known, n=1)):
-                hints.append(f"{flag}: did you mean {close[0]}?")
+            if flag.startswith("--") and (close := closest_flag(flag, known)):
+                hints.append(f"{flag}: did you mean {close}?")
             elif not word.startswith("-") and (hint := self.split_value_hint(word)):
                 hints.append(hint)
         hints = list(dict.fromkeys(hints))
