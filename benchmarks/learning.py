@@ -24,7 +24,8 @@ in the editability tasks it learns from the same photos under "a photo of a <t>"
 
 Trainers (``--variants``): invokeai-ti with each way of holding the vectors' size (``free``,
 ``preserve`` = ``--preserve_embedding_norm``, ``direction`` = ``--learn_direction_only``) at a
-learning rate, and the diffusers example. For invokeai-ti the step its report recommends (where
+learning rate, optionally from another lowest timestep (``ours:free:5e-3:0`` trains on every
+timestep, as before ``--min_timestep``), and the diffusers example. For invokeai-ti the step its report recommends (where
 the fixed evaluation batch's score settled, ``invokeai_ti.settling``) is checked against the
 judge: is its share within 10 points of the run's best snapshot? Every snapshot's vector norm is
 kept, to see where fidelity and prompt-following part.
@@ -90,17 +91,28 @@ class Variant:
     trainer: str
     mode: str
     lr: float
+    # invokeai-ti's --min_timestep; None: its default.
+    min_timestep: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """``trainer:mode:lr`` or ``ours:mode:lr:N``, N the lowest timestep trained."""
+        trainer, mode, lr, *lowest = text.split(":")
+        return cls(trainer, mode, float(lr), int(lowest[0]) if lowest else None)
 
     @property
     def name(self) -> str:
         who = "invokeai-ti" if self.trainer == "ours" else "diffusers example"
         mode = "" if self.trainer == "example" else f" {self.mode}"
-        return f"{who}{mode} @ {self.lr:g}"
+        lowest = "" if self.min_timestep is None else f", timesteps from {self.min_timestep}"
+        return f"{who}{mode} @ {self.lr:g}{lowest}"
 
     def settings(self) -> dict:
         found = dict(MODE_SETTINGS[self.mode])
         if self.mode == "direction":
             found["direction_learning_rate"] = self.lr
+        if self.min_timestep is not None:
+            found["min_timestep"] = self.min_timestep
         return found
 
 
@@ -398,7 +410,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--example", type=Path, help="path of diffusers' examples/textual_inversion/textual_inversion.py")
     parser.add_argument("--variants", default=DEFAULT_VARIANTS,
                         help="comma list of trainer:mode:lr (trainer ours or example; mode free, preserve, "
-                             "direction; for direction the lr is --direction_learning_rate)")
+                             "direction; for direction the lr is --direction_learning_rate), for ours optionally "
+                             ":N, the lowest timestep trained (--min_timestep; default: the trainer's)")
     parser.add_argument("--tasks", default="fidelity,shape,colour", help="comma list of fidelity, shape, colour")
     parser.add_argument("--model-dir", type=Path, help="the world model (default: the SD-1 one shipped in the package; "
                         "invokeai_ti/world/model_sdxl for SDXL, with textual_inversion_sdxl.py as --example)")
@@ -425,7 +438,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write every curve here after each run")
     parser.add_argument("--summarise", type=Path, nargs="+", help="only print the tables of --json files written before")
     args = parser.parse_args(argv)
-    args.variants = [Variant(t, m, float(lr)) for t, m, lr in (v.split(":") for v in args.variants.split(",") if v)]
+    args.variants = [Variant.parse(v) for v in args.variants.split(",") if v]
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     if unknown := {v.trainer for v in args.variants} - set(bench.TRAINERS):
         parser.error(f"unknown trainers {sorted(unknown)}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,18 @@ def test_the_full_size_vocabulary_is_clips_size_and_keeps_every_template_word_wh
     bench = load_bench()
     assert {name: builder.__module__ for name, builder in bench.BUILDERS.items()} == dict.fromkeys(
         ("sd15", "sdxl", "tiny", "tiny-sdxl"), "tools.pipelines")
+
+
+def test_the_learning_benchmark_can_train_ours_from_another_lowest_timestep():
+    """The rows measured before --min_timestep stay reproducible: ``ours:free:5e-3:0``."""
+    path = BENCH.parent / "learning.py"
+    spec = importlib.util.spec_from_file_location("invokeai_ti_learning_bench", path)
+    learning = importlib.util.module_from_spec(spec)
+    # Its dataclasses look their module up by name.
+    sys.modules[spec.name] = learning
+    spec.loader.exec_module(learning)
+    every = learning.Variant.parse("ours:free:5e-3:0")
+    assert every.settings() == {"min_timestep": 0} and every.name == "invokeai-ti free @ 0.005, timesteps from 0"
+    default = learning.Variant.parse("ours:direction:1e-2")
+    assert default.settings() == {"learn_direction_only": True, "direction_learning_rate": 0.01}
+    assert default.name == "invokeai-ti direction @ 0.01"
