@@ -38,6 +38,13 @@ FORM_RESOLUTIONS = (512, 768, 1024)
 # torch.compile with CUDA graphs took about 130 s on first use and saved about 70 ms a step at
 # batch 4 on an H100 (issue 13's measurements), so it pays back after roughly 2000 steps.
 COMPILE_MIN_STEPS = 2000
+# The timesteps of every Stable Diffusion scheduler (num_train_timesteps); a model with fewer
+# trains up to its own number.
+MAX_TIMESTEP = 1000
+# Where an object trains from by default: on the world model's photos the timesteps below it
+# taught outlines and shading instead of the object (docs/benchmarks.md, "Learning what users
+# care about").
+OBJECT_MIN_TIMESTEP = 250
 TRIGGER_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
 # Counts that must be at least 1, by what a problem calls them.
 AT_LEAST_ONE = {
@@ -64,6 +71,10 @@ NOT_NEGATIVE_HINTS = {"checkpoints_total_limit": "; use 0 to keep every checkpoi
 def setting(default: Any, help: str, *, group: str, aliases: tuple[str, ...] = (), **meta: Any) -> Any:
     """A dataclass field carrying what the CLI and the form need to present it."""
     return field(default=default, metadata={"help": help, "group": group, "aliases": aliases, **meta})
+
+
+def default_min_timestep(learnable_property: str) -> int:
+    return OBJECT_MIN_TIMESTEP if learnable_property == "object" else 0
 
 
 def bare_trigger(placeholder: str) -> str:
@@ -357,6 +368,20 @@ class TrainingSettings:
         "very dark and very bright pictures; 0 is off",
         group="training", label="Noise offset",
     )
+    min_timestep: int | None = setting(
+        None,
+        "train only on noise levels from this timestep up (0-999; kohya's name). The nearly "
+        "noise-free ones below it ask the vector for the photos' fine detail (outlines, grain, "
+        f"shading) rather than the object (default: {OBJECT_MIN_TIMESTEP} for an object, measured on "
+        "the world model; 0 for a style, whose texture is that detail)",
+        group="training", label="Lowest timestep trained", slider=(0, 999),
+    )
+    max_timestep: int = setting(
+        1000,
+        "train only on noise levels below this timestep (1-1000; kohya's name); 1000 is the "
+        "noisiest a Stable Diffusion model knows",
+        group="training", label="Timesteps trained below", slider=(1, 1000),
+    )
     mixed_precision: str | None = setting(
         None, "mixed precision (default: fp16 on a GPU, no on a CPU)", group="training",
         choices=PRECISIONS, label="Mixed Precision",
@@ -413,6 +438,13 @@ class TrainingSettings:
             return self.save_steps
         return max(1, min(self.save_steps, math.ceil(self.max_train_steps / 2)))
 
+    @property
+    def lowest_timestep(self) -> int:
+        """``--min_timestep``, else the learnable property's own."""
+        if self.min_timestep is not None:
+            return self.min_timestep
+        return default_min_timestep(self.learnable_property)
+
     def problems(self) -> list[Problem]:
         """Every value problem, each with the field that fixes it; empty when the settings can run."""
         checks = (self._word_problems, self._count_problems, self._training_problems, self._data_problems)
@@ -468,6 +500,13 @@ class TrainingSettings:
         if not (math.isfinite(self.noise_offset) and 0.0 <= self.noise_offset <= 1.0):
             found.append(Problem(f"the noise offset {self.noise_offset} is not between 0 and 1; use 0.05 or 0",
                                  "noise_offset"))
+        if not 1 <= self.max_timestep <= MAX_TIMESTEP:
+            found.append(Problem(f"--max_timestep {self.max_timestep} is not between 1 and {MAX_TIMESTEP}; "
+                                 f"use {MAX_TIMESTEP}, the noisiest", "max_timestep"))
+        elif not 0 <= self.lowest_timestep < self.max_timestep:
+            found.append(Problem(
+                f"--min_timestep {self.lowest_timestep} is not between 0 and --max_timestep {self.max_timestep}; "
+                f"give a lower one, such as 250", "min_timestep"))
         return found
 
     def _data_problems(self) -> list[Problem]:

@@ -21,7 +21,7 @@ from invokeai_ti.data.captions import caption_sources, captions_for, varied
 from invokeai_ti.data.folder import read_training_data
 from invokeai_ti.data.images import image_geometry, scan_images
 from invokeai_ti.errors import UserError
-from invokeai_ti.training.plan import SamplePlan
+from invokeai_ti.training.plan import SamplePlan, timestep_range
 from invokeai_ti.training.step import min_snr_weights, weighted_mse
 
 TRIGGER = "psychedelic"
@@ -432,12 +432,43 @@ def test_noise_offset_shifts_each_channel_of_the_noise_by_one_amount():
     assert torch.allclose(shift, shift[:, :1, :1].expand_as(shift))
 
 
+def test_a_timestep_range_draws_only_its_timesteps_and_the_full_range_draws_as_before():
+    from invokeai_ti.training.latents import LatentCache
+
+    cache = LatentCache([torch.zeros(2, 4, 8, 8)], [torch.ones(2, 4, 8, 8)])
+    plain, full, high = SamplePlan(5, 1, 1, 1000), SamplePlan(5, 1, 1, 1000, timesteps=(0, 1000)), \
+        SamplePlan(5, 1, 1, 1000, timesteps=(250, 1000))
+    drawn = [high.draw(n, cache).timestep for n in range(400)]
+    assert min(drawn) >= 250 and max(drawn) <= 999
+    assert min(drawn) < 260 and max(drawn) > 990, "the whole range is drawn from"
+    assert [plain.draw(n, cache).timestep for n in range(50)] == [full.draw(n, cache).timestep for n in range(50)]
+
+
+def test_a_lowest_timestep_beyond_the_model_is_one_sentence_and_a_high_one_means_the_noisiest():
+    assert timestep_range(250, 1000, 1000) == (250, 1000)
+    assert timestep_range(0, 1000, 500) == (0, 500)
+    with pytest.raises(UserError, match="--min_timestep 600 is beyond this model's 500 timesteps"):
+        timestep_range(600, 1000, 500)
+
+
+def test_the_timestep_range_trains_is_recorded_and_a_resume_with_another_is_refused(make_root, capsys):
+    root = make_root()
+    assert main(command(root, "--max_train_steps=1", "--min_timestep=300", "--validation_prompt=none")) == 0
+    record = json.loads((output_of(root) / "training_settings.json").read_text())
+    assert record["min_timestep"] == 300 and record["max_timestep"] == 1000
+    capsys.readouterr()
+    assert main(command(root, "--max_train_steps=2", "--resume_from_checkpoint=latest", "--min_timestep=0")) != 0
+    err = capsys.readouterr().err
+    assert "lowest timestep 300 (checkpoint) vs 0 (now)" in err and "--min_timestep=300" in err
+
+
 def test_min_snr_and_noise_offset_train_and_are_recorded(make_root):
     root = make_root()
     assert main(command(root, "--max_train_steps=2", "--snr_gamma=5", "--noise_offset=0.05",
                         "--validation_prompt=none")) == 0
     record = json.loads((output_of(root) / "training_settings.json").read_text())
     assert record["snr_gamma"] == 5.0 and record["noise_offset"] == 0.05
+    assert record["min_timestep"] == 250, "the record says which timesteps an object trained on by default"
     assert record["bucket"] is True and record["shuffle_caption"] is False
 
 

@@ -82,6 +82,8 @@ def test_the_18_fields_of_invokeai_in_order_with_their_labels_then_the_previews_
         "Tag dropout rate (0-1)",
         "Min-SNR gamma (0 = off)",
         "Noise offset",
+        "Lowest timestep trained",
+        "Timesteps trained below",
         "Vectors per trigger",
         "Keep the vectors at the vocabulary's size",
         "Learn only the vectors' direction",
@@ -91,7 +93,7 @@ def test_the_18_fields_of_invokeai_in_order_with_their_labels_then_the_previews_
     kinds = {name: widget_kind(name) for name in FORM_FIELDS}
     assert [n for n, k in kinds.items() if k == "slider"] == [
         "max_train_steps", "train_batch_size", "gradient_accumulation_steps", "lr_warmup_steps",
-        "validation_steps", "keep_tokens", "num_vectors"]
+        "validation_steps", "keep_tokens", "min_timestep", "max_timestep", "num_vectors"]
     assert [n for n, k in kinds.items() if k == "folder"] == ["train_data_dir", "output_dir"]
     assert kinds["resume_from_checkpoint"] == "checkbox" and kinds["learning_rate"] == "text"
 
@@ -279,6 +281,20 @@ def test_the_default_preview_prompt_follows_the_trigger_and_property_and_means_d
     assert state.to_settings()[0].validation_prompt == ("a {} at dawn", "{} in the snow"), "a row per prompt"
     given = build(tmp_path, {"validation_prompt": "none", "validation_steps": 50}).values
     assert (given["validation_prompt"], given["validation_steps"]) == ("none", 50)
+
+
+def test_the_lowest_timestep_follows_the_property_while_at_its_default_and_means_default(tmp_path):
+    state = build(tmp_path)
+    assert state.values["min_timestep"] == 250 and state.values["max_timestep"] == 1000
+    state.learnable_property_chosen("style")
+    assert state.values["min_timestep"] == 0, "a style's texture is the fine detail"
+    assert state.to_settings()[0].min_timestep is None
+    state.values["min_timestep"] = 100
+    state.learnable_property_chosen("object")
+    assert state.values["min_timestep"] == 100, "a number the user chose stays"
+    settings = state.to_settings()[0]
+    assert (settings.min_timestep, settings.lowest_timestep) == (100, 100)
+    assert build(tmp_path, {"learnable_property": "style"}).values["min_timestep"] == 0
 
 
 def test_a_folder_the_user_typed_does_not_follow_the_trigger(tmp_path):

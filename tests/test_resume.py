@@ -123,8 +123,9 @@ def test_another_learning_rate_or_schedule_is_refused_with_the_checkpoints_flags
 
 
 def test_a_checkpoint_from_before_the_new_fields_still_resumes(make_root, capsys):
+    """Those runs trained on every timestep: resuming one keeps that, once asked to."""
     root = make_root()
-    assert main(command(root, "--max_train_steps=1")) == 0
+    assert main(command(root, "--max_train_steps=1", "--min_timestep=0")) == 0
     state_file = output_of(root) / "checkpoint-1" / "trainer_state.json"
     state = json.loads(state_file.read_text())
     (state["shape"]["token_dim"],) = state["shape"].pop("token_dims")
@@ -134,7 +135,9 @@ def test_a_checkpoint_from_before_the_new_fields_still_resumes(make_root, capsys
     del state["total_steps"]
     state_file.write_text(json.dumps(state))
     capsys.readouterr()
-    assert main(command(root, "--max_train_steps=2", "--resume_from_checkpoint=latest")) == 0
+    assert main(command(root, "--max_train_steps=2", "--resume_from_checkpoint=latest")) != 0
+    assert "lowest timestep 0 (checkpoint) vs 250 (now)" in capsys.readouterr().err
+    assert main(command(root, "--max_train_steps=2", "--resume_from_checkpoint=latest", "--min_timestep=0")) == 0
     assert "Resuming from checkpoint-1 (step 1 of 2)." in capsys.readouterr().out
 
 
@@ -216,8 +219,13 @@ def test_a_schedule_parameter_the_scheduler_does_not_read_is_not_compared():
 
 def test_a_field_an_older_checkpoint_did_not_record_is_not_compared():
     old = RunShape.from_record({"model": "sd", "train_batch_size": 3, "added_later": 1})
-    assert old.differences(shape_of(train_batch_size=2, learning_rate=1.0)) == [
+    assert old.differences(shape_of(train_batch_size=2, learning_rate=1.0, min_timestep=0)) == [
         "batch size 3 (checkpoint) vs 2 (now)"]
+
+
+def test_an_older_checkpoint_trained_on_every_timestep():
+    old = RunShape.from_record({"model": "sd", "train_batch_size": 3})
+    assert (old.min_timestep, old.max_timestep) == (0, 1000)
 
 
 def test_a_refused_resume_keeps_the_runs_record_and_a_resume_records_the_seed_it_trains_with(make_root, capsys):

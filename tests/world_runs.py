@@ -20,7 +20,7 @@ from tools.sampling import TRIGGER
 MODEL_NAME = "world"
 CONCEPT = ("red", "triangle")
 INITIALIZER = "toy"
-STEPS = 120
+STEPS = 160
 PICTURES = 24
 LEARNED = 0.75
 INITIALIZER_ONLY = 0.25

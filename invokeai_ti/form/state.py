@@ -42,6 +42,7 @@ from ..settings import (
     FORM_RESOLUTIONS,
     TrainingSettings,
     bare_trigger,
+    default_min_timestep,
     field_named,
     field_types,
     trigger_problem,
@@ -86,6 +87,8 @@ FORM_FIELDS = (
     "caption_tag_dropout_rate",
     "snr_gamma",
     "noise_offset",
+    "min_timestep",
+    "max_timestep",
     # The vectors: how many, and how their size is held; and where to stop.
     "num_vectors",
     "preserve_embedding_norm",
@@ -315,6 +318,7 @@ class FormState:
             validation_prompt=PROMPT_SEPARATOR.join(settings.preview_prompts)
             or form_default_prompt(settings.placeholder_token, settings.learnable_property),
             validation_steps=settings.preview_every,
+            min_timestep=settings.lowest_timestep,
             **{name: f"{getattr(settings, name):g}" for name in NUMBER_FIELDS},
             **{
                 name: str(getattr(settings, name) or derive(layout, settings.trigger))
@@ -359,7 +363,11 @@ class FormState:
         return dataclasses.replace(self.base, validation_steps=None, max_train_steps=steps).preview_every
 
     def learnable_property_chosen(self, choice: str | None) -> None:
+        """The preview prompt and the lowest timestep, where still at the old property's defaults,
+        follow to the new property's."""
         self.follow_default_prompt(self.folder_trigger, choice, self.folder_trigger)
+        if choice and int(self.values["min_timestep"]) == default_min_timestep(self.values["learnable_property"]):
+            self.values["min_timestep"] = default_min_timestep(choice)
         self.values["learnable_property"] = choice
 
     def follow_default_prompt(self, trigger: str, learnable_property: str | None, old_trigger: str) -> None:
@@ -610,9 +618,10 @@ class FormState:
             if problem:
                 problems.append(problem)
             changes[name] = getattr(self.base, name) if number is None else number
-        preview_every = int(v["validation_steps"])
+        preview_every, lowest = int(v["validation_steps"]), int(v["min_timestep"])
         changes.update(
             validation_steps=None if preview_every == self.default_preview_every() else preview_every,
+            min_timestep=None if lowest == default_min_timestep(v["learnable_property"]) else lowest,
             placeholder_token=v["placeholder_token"].strip(),
             validation_prompt=self.typed_prompt(),
             initializer_token=v["initializer_token"].strip(),

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import UserError
 from ..files import disk_full_message
-from ..settings import TrainingSettings
+from ..settings import MAX_TIMESTEP, TrainingSettings
 from .layout import (
     CHECKPOINT_PATTERN,
     CHECKPOINT_STATE,
@@ -65,6 +65,8 @@ SHAPE_LABELS = {
     "caption_tag_dropout_rate": "tag dropout rate",
     "snr_gamma": "min-SNR gamma",
     "noise_offset": "noise offset",
+    "min_timestep": "lowest timestep",
+    "max_timestep": "timesteps below",
     "preserve_embedding_norm": "vectors kept at the vocabulary's size",
     "learn_direction_only": "direction-only learning",
     "direction_learning_rate": "direction learning rate",
@@ -129,6 +131,8 @@ class RunShape:
     caption_tag_dropout_rate: float | None = None
     snr_gamma: float | None = None
     noise_offset: float | None = None
+    min_timestep: int | None = None
+    max_timestep: int | None = None
     preserve_embedding_norm: bool | None = None
     learn_direction_only: bool | None = None
     direction_learning_rate: float | None = None
@@ -153,6 +157,7 @@ class RunShape:
             values["bucket_reso_steps"] = None
         if not settings.learn_direction_only:
             values["direction_learning_rate"] = None
+        values["min_timestep"] = settings.lowest_timestep
         return cls(model=model, token=settings.token, token_dims=token_dims,
                    num_processes=num_processes, **values)
 
@@ -161,6 +166,7 @@ class RunShape:
         """Read a recorded shape; fields a later version added are simply unknown.
 
         Checkpoints from before SDXL recorded one ``token_dim``; it is the one width of ``token_dims``.
+        Those from before the timestep range trained on all of them, which a resume now keeps.
         """
         record = dict(record)
         if "token_dim" in record:
@@ -168,6 +174,9 @@ class RunShape:
             record.setdefault("token_dims", None if width is None else [width])
         if record.get("token_dims") is not None:
             record["token_dims"] = tuple(int(width) for width in record["token_dims"])
+        # Runs from before the timestep range trained on every timestep.
+        record.setdefault("min_timestep", 0)
+        record.setdefault("max_timestep", MAX_TIMESTEP)
         known = {f.name for f in fields(cls)}
         return cls(**{name: value for name, value in record.items() if name in known})
 

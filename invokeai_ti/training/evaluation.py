@@ -41,6 +41,7 @@ class FixedEvaluation:
         fixed = SamplePlan(
             sample_seed(plan.seed, "evaluation"), plan.num_images, plan.num_templates, plan.num_timesteps,
             buckets=plan.buckets, samples_per_step=plan.samples_per_step, noise_offset=plan.noise_offset,
+            timesteps=plan.timesteps,
         )
         self.samples = dataclasses.replace(step.samples, plan=fixed)
         self.size = evaluation_size(images, plan.samples_per_step)

@@ -15,7 +15,22 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import UserError
 from .latents import LatentCache
+
+
+def timestep_range(low: int, high: int, num_timesteps: int) -> tuple[int, int]:
+    """The ``[low, high)`` timesteps a run trains on, within the model's scheduler.
+
+    ``high`` past the scheduler's last timestep means "up to the noisiest", so the default of
+    1000 suits a model trained on fewer; a ``low`` the model does not have cannot be honoured.
+    """
+    if low >= num_timesteps:
+        raise UserError(
+            f"--min_timestep {low} is beyond this model's {num_timesteps} timesteps; give a number below "
+            f"{num_timesteps}, such as {num_timesteps // 4}"
+        )
+    return low, min(high, num_timesteps)
 
 
 def sample_seed(seed: int, *parts: object) -> int:
@@ -64,11 +79,14 @@ class SamplePlan:
         buckets: list[int] | None = None,
         samples_per_step: int = 1,
         noise_offset: float = 0.0,
+        timesteps: tuple[int, int] | None = None,
     ) -> None:
         self.seed = seed
         self.num_images = num_images
         self.num_templates = num_templates
         self.num_timesteps = num_timesteps
+        # The timesteps drawn from, [low, high); every one of the scheduler's by default.
+        self.timesteps = timesteps or (0, num_timesteps)
         self.noise_offset = noise_offset
         self.samples_per_step = samples_per_step
         self._orders: dict[int, list[int]] = {}
@@ -116,7 +134,8 @@ class SamplePlan:
         image = self.image_for(n)
         mirrored = int(torch.randint(2, (1,), generator=generator))
         template = int(torch.randint(self.num_templates, (1,), generator=generator))
-        timestep = int(torch.randint(self.num_timesteps, (1,), generator=generator))
+        low, high = self.timesteps
+        timestep = low + int(torch.randint(high - low, (1,), generator=generator))
         latent = cache.sample(image, mirrored, generator)
         noise = torch.randn(latent.shape, generator=generator, dtype=torch.float32)
         if self.noise_offset:

@@ -54,7 +54,7 @@ from .family import family_for
 from .latents import LatentCache, cache_latents
 from .loading import LoadedModel, ModelLoader, TextEncoders
 from .loop import TrainingLoop
-from .plan import SamplePlan
+from .plan import SamplePlan, timestep_range
 from .previews import Previews, Verdict, preview_prompts, preview_seed
 from .prompts import Prompts
 from .run import Notify, Run, Topology
@@ -234,6 +234,7 @@ class Trainer:
             # What the previews used, not "the default" (None): the report shows the record.
             "validation_prompt": list(preview_prompts(self.settings)) or "none",
             "validation_steps": self.settings.preview_every,
+            "min_timestep": self.settings.lowest_timestep,
             "seed": run.seed,
             "model_location": str(self.model.path or self.model.location),
             "train_data_dir": str(self.data_dir),
@@ -434,9 +435,11 @@ class Trainer:
         each image's caption or the templates with the trigger's tokens in."""
         s, placeholder = self.settings, text.placeholder
         templates = [caption(template, placeholder) for template in templates_for(s.learnable_property)]
+        num_timesteps = model.noise_scheduler.config.num_train_timesteps
         plan = SamplePlan(
-            run.seed, len(data.images), len(templates), model.noise_scheduler.config.num_train_timesteps,
+            run.seed, len(data.images), len(templates), num_timesteps,
             buckets=data.bucket_numbers(), samples_per_step=run.samples_per_step, noise_offset=s.noise_offset,
+            timesteps=timestep_range(s.lowest_timestep, s.max_timestep, num_timesteps),
         )
         prompts = Prompts(
             text.tokenizers, templates, data.captions(placeholder), placeholder=placeholder, seed=run.seed,
