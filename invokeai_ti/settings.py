@@ -377,7 +377,7 @@ class TrainingSettings:
         group="training", label="Lowest timestep trained", slider=(0, 999),
     )
     max_timestep: int = setting(
-        1000,
+        MAX_TIMESTEP,
         "train only on noise levels below this timestep (1-1000; kohya's name); 1000 is the "
         "noisiest a Stable Diffusion model knows",
         group="training", label="Timesteps trained below", slider=(1, 1000),
@@ -506,7 +506,7 @@ class TrainingSettings:
         elif not 0 <= self.lowest_timestep < self.max_timestep:
             found.append(Problem(
                 f"--min_timestep {self.lowest_timestep} is not between 0 and --max_timestep {self.max_timestep}; "
-                f"give a lower one, such as 250", "min_timestep"))
+                f"give a lower one, such as {OBJECT_MIN_TIMESTEP}", "min_timestep"))
         return found
 
     def _data_problems(self) -> list[Problem]:

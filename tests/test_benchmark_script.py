@@ -16,11 +16,17 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("invokeai_ti_bench", BENCH)
+def load_script(path: Path, name: str):
+    """A benchmark script as a module; registered under ``name``, as its dataclasses look it up."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_bench():
+    return load_script(BENCH, "invokeai_ti_bench")
 
 
 @pytest.mark.parametrize("model", ["tiny_model", "tiny_sdxl_model"])
@@ -99,12 +105,7 @@ def test_the_full_size_vocabulary_is_clips_size_and_keeps_every_template_word_wh
 
 def test_the_learning_benchmark_can_train_ours_from_another_lowest_timestep():
     """The rows measured before --min_timestep stay reproducible: ``ours:free:5e-3:0``."""
-    path = BENCH.parent / "learning.py"
-    spec = importlib.util.spec_from_file_location("invokeai_ti_learning_bench", path)
-    learning = importlib.util.module_from_spec(spec)
-    # Its dataclasses look their module up by name.
-    sys.modules[spec.name] = learning
-    spec.loader.exec_module(learning)
+    learning = load_script(BENCH.parent / "learning.py", "invokeai_ti_learning_bench")
     every = learning.Variant.parse("ours:free:5e-3:0")
     assert every.settings() == {"min_timestep": 0} and every.name == "invokeai-ti free @ 0.005, timesteps from 0"
     default = learning.Variant.parse("ours:direction:1e-2")
