@@ -42,6 +42,15 @@ class RootLayout:
         return self.root / "configs" / "models.yaml"
 
     @property
+    def invokeai_yaml(self) -> Path:
+        return self.root / "invokeai.yaml"
+
+    @property
+    def database(self) -> Path:
+        """InvokeAI 4.x and later keep their models here (table ``models``), not in models.yaml."""
+        return self.root / "databases" / "invokeai.db"
+
+    @property
     def models(self) -> Path:
         return self.root / "models"
 
