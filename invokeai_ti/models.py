@@ -29,6 +29,7 @@ SOURCE_GIVEN = "given"
 
 BASE_SD1, BASE_SD2, BASE_SDXL, BASE_UNKNOWN = "SD-1", "SD-2", "SDXL", "unknown"
 BASE_SDXL_REFINER = "SDXL-refiner"
+FORMAT_DIFFUSERS, FORMAT_CHECKPOINT = "diffusers", "checkpoint"
 BASE_BY_TOKEN_WIDTH = {768: BASE_SD1, 1024: BASE_SD2}
 # InvokeAI 3.x names the base in the first part of a models.yaml key (sdxl-refiner/main/<name>).
 BASE_BY_INVOKEAI3_KEY = {
@@ -95,6 +96,8 @@ class ModelInfo:
     description: str = ""
     # SDXL's second text encoder (clip_g); ``token_dim`` is always the first one's (clip_l).
     token_dim_2: int | None = None
+    # FORMAT_DIFFUSERS (a pipeline folder) or FORMAT_CHECKPOINT (one file in the original layout).
+    format: str = FORMAT_DIFFUSERS
 
     @property
     def token_dims(self) -> tuple[int, ...]:
