@@ -248,11 +248,12 @@ def train_headless(settings: TrainingSettings) -> int:
 
 
 def list_models(settings: TrainingSettings) -> int:
-    from .models import format_model_table, no_model_message, scan_models
+    from .models import format_model_table, no_model_message, root_line, scan_models
     from .paths import RootLayout, resolve_root
 
     layout = RootLayout(resolve_root(settings.root))
     scan = scan_models(layout)
+    print(root_line(layout, scan.kind))
     for note in scan.notes:
         print(f"Note: {note}", file=sys.stderr)
     if not scan.models:

@@ -1,7 +1,8 @@
 """Which Stable Diffusion models can be trained, found where InvokeAI users already keep them.
 
-Users come with an InvokeAI root (2.3 or 3.x ``configs/models.yaml``, a ``models/`` folder) and
-often a Hugging Face cache; they expect ``--model`` to accept the names InvokeAI shows them.
+Users come with an InvokeAI root (2.3 or 3.x ``configs/models.yaml``, 4.x-7.x's database, a
+``models/`` folder) and often a Hugging Face cache; they expect ``--model`` to accept the names
+InvokeAI shows them.
 Discovery only reads folders and small JSON/YAML files: listing models must be instant, must work
 offline, and must never start a multi-gigabyte download or load a weight.
 """
@@ -20,18 +21,22 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .invokeai_db import ModelRecord, models_dir, read_model_records
 from .paths import DEMO_ROOT, RootLayout
+from .root_kind import RootKind, detect_root_kind
 
 SOURCE_YAML = "models.yaml"
 SOURCE_FOLDER = "models folder"
 SOURCE_HUB = "hub cache"
 SOURCE_GIVEN = "given"
+SOURCE_DATABASE = "InvokeAI database"
 
 BASE_SD1, BASE_SD2, BASE_SDXL, BASE_UNKNOWN = "SD-1", "SD-2", "SDXL", "unknown"
 BASE_SDXL_REFINER = "SDXL-refiner"
 FORMAT_DIFFUSERS, FORMAT_CHECKPOINT = "diffusers", "checkpoint"
 BASE_BY_TOKEN_WIDTH = {768: BASE_SD1, 1024: BASE_SD2}
-# InvokeAI 3.x names the base in the first part of a models.yaml key (sdxl-refiner/main/<name>).
+# InvokeAI 3.x names the base in the first part of a models.yaml key (sdxl-refiner/main/<name>);
+# 4.x and later use the same names in a database record's ``base``.
 BASE_BY_INVOKEAI3_KEY = {
     "sd-1": BASE_SD1, "sd-2": BASE_SD2, "sdxl": BASE_SDXL, "sdxl-refiner": BASE_SDXL_REFINER,
 }
@@ -78,6 +83,19 @@ REFINER_PROBLEM = (
     "encoders and only refines images an SDXL base model made"
 )
 REFINER_HINT = "train on an SDXL base model instead"
+UNTRAINABLE_HINT = "train on an SD-1, SD-2 or SDXL model instead (see `invokeai-ti --list-models`)"
+# The text encoder widths each InvokeAI base has, for a checkpoint whose configs are not on disk.
+TOKEN_DIMS_BY_BASE = {
+    BASE_SD1: (768, None), BASE_SD2: (1024, None), BASE_SDXL: (768, 1280), BASE_SDXL_REFINER: (None, 1280),
+}
+# An SD-2 checkpoint that predicts the noise is the 512-pixel model; v-prediction the 768 one.
+SD2_EPSILON_RESOLUTION = 512
+# Why an InvokeAI variant of an SD model cannot be trained: its UNet wants more than the noise.
+VARIANT_PROBLEMS = {
+    "inpaint": "is an inpainting model: its UNet also takes a mask and a masked image, which "
+               "training does not give it",
+    "depth": "is a depth-to-image model: its UNet also takes a depth map, which training does not give it",
+}
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,9 @@ class ModelInfo:
     token_dim_2: int | None = None
     # FORMAT_DIFFUSERS (a pipeline folder) or FORMAT_CHECKPOINT (one file in the original layout).
     format: str = FORMAT_DIFFUSERS
+    # Why this model cannot be trained, as a fragment after its name (``is a flux model ...``),
+    # where its record says so before any file is read; empty for a model that may be trained.
+    refusal: str = ""
 
     @property
     def token_dims(self) -> tuple[int, ...]:
@@ -106,7 +127,7 @@ class ModelInfo:
 
     @property
     def trainable(self) -> bool:
-        return self.base != BASE_SDXL_REFINER
+        return self.base != BASE_SDXL_REFINER and not self.refusal
 
 
 @dataclass
@@ -119,6 +140,8 @@ class ModelScan:
 
     models: list[ModelInfo] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Which InvokeAI the root belongs to, which decides where its models are registered.
+    kind: RootKind = RootKind.NEW
     # Every string that names a model (shown name, 3.x full key, names of its duplicates).
     names: dict[str, ModelInfo] = field(default_factory=dict, init=False)
     _by_folder: dict[str, ModelInfo] = field(default_factory=dict, init=False, repr=False)
@@ -155,17 +178,30 @@ def discover_models(layout: RootLayout) -> list[ModelInfo]:
 
 
 def scan_models(layout: RootLayout) -> ModelScan:
-    """models.yaml first, so the user's names and default win over what the folder scans find."""
-    scan = ModelScan()
+    """The root's registered models first (InvokeAI 4.x and later: its database; 2.3 and 3.x:
+    models.yaml), so the names and default the user chose win over what the folder scans find.
+
+    A 4.x root never reads the models.yaml a migration from 3.x left beside its database, so
+    neither do we: its entries may be long deleted.
+    """
+    scan = ModelScan(kind=detect_root_kind(layout.root))
     caches = hub_caches(layout)
-    for model, key in _models_yaml_entries(layout, caches, scan.notes):
-        scan.add(model, key)
-        if (problem := _model_problem(model)) is not None:
-            scan.notes.append(f"The models.yaml entry {key} cannot be used: {problem[0]}.")
+    if scan.kind is RootKind.INVOKEAI_4_PLUS:
+        for model, key in _database_entries(layout, scan.notes):
+            listed = scan.add(model, key)
+            if listed is not None and (not listed.trainable or not _exists(listed.path)):
+                if (problem := _model_problem(listed)) is not None:
+                    scan.notes.append(f"InvokeAI's model {listed.name} cannot be used: {problem[0]}.")
+    else:
+        for model, key in _models_yaml_entries(layout, caches, scan.notes):
+            scan.add(model, key)
+            if (problem := _model_problem(model)) is not None:
+                scan.notes.append(f"The models.yaml entry {key} cannot be used: {problem[0]}.")
+    folder = models_dir(layout.root)
     found = [
-        (describe_model(folder.name, str(folder), folder, SOURCE_FOLDER),
-         folder.relative_to(layout.models).as_posix())
-        for folder in _pipeline_folders(layout.models, MODELS_SCAN_DEPTH)
+        (describe_model(pipeline.name, str(pipeline), pipeline, SOURCE_FOLDER),
+         Path(os.path.relpath(pipeline, folder.resolve())).as_posix())
+        for pipeline in _pipeline_folders(folder, MODELS_SCAN_DEPTH)
     ]
     found += [
         (describe_model(repo_id, repo_id, snapshot, SOURCE_HUB), repo_id)
@@ -178,6 +214,11 @@ def scan_models(layout: RootLayout) -> ModelScan:
         if listed is not None and not listed.trainable and (problem := _model_problem(listed)):
             scan.notes.append(f"{listed.name} ({listed.location}) cannot be used: {problem[0]}.")
     return scan
+
+
+def root_line(layout: RootLayout, kind: RootKind) -> str:
+    """What ``--list-models`` and the form say first, so a user sees which InvokeAI was read."""
+    return f"Found {kind.value} at {layout.root}."
 
 
 def default_model(models: list[ModelInfo], last_used: str | None = None) -> ModelInfo | None:
@@ -266,7 +307,7 @@ def pipeline_problem(folder: Path) -> str | None:
 def format_model_table(models: list[ModelInfo]) -> str:
     """The ``--list-models`` table; the marked model is the one used when --model is left out."""
     chosen = default_model(models)
-    rows = [("", "NAME", "BASE", "TOKEN WIDTH", "RESOLUTION", "LOCATION")]
+    rows = [("", "NAME", "BASE", "FORMAT", "TOKEN WIDTH", "RESOLUTION", "LOCATION")]
     for model in models:
         location = model.location
         if model.path is None:
@@ -274,7 +315,7 @@ def format_model_table(models: list[ModelInfo]) -> str:
         if not model.trainable:
             location += " (cannot be trained)"
         width = "+".join(str(width) for width in model.token_dims) or "-"
-        rows.append(("*" if model is chosen else "", model.name, model.base, width,
+        rows.append(("*" if model is chosen else "", model.name, model.base, model.format, width,
                      str(model.native_resolution), location))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
     lines = [
@@ -417,6 +458,55 @@ def _models_yaml_entries(
             description=str(entry.get("description") or ""),
             stated_base=stated_base,
         ), key
+
+
+def _database_entries(layout: RootLayout, notes: list[str]) -> Iterator[tuple[ModelInfo, str]]:
+    """InvokeAI 4.x-7.x's main models with their keys; LoRAs, VAEs, embeddings and the other
+    types are skipped without a note: valid, just not something to train an embedding on."""
+    read = read_model_records(layout.root)
+    notes.extend(read.notes)
+    for record in read.records:
+        if record.is_main:
+            yield _database_model(record), record.key
+
+
+def _database_model(record: ModelRecord) -> ModelInfo:
+    """A record as a model to list: the folder's own configs where there is a diffusers folder,
+    the record's base (InvokeAI's probe of the weights) for a checkpoint and for other bases.
+
+    The configs of another base's folder are not read: FLUX's T5 encoder sits in
+    ``text_encoder_2`` and would read as SDXL.
+    """
+    base = BASE_BY_INVOKEAI3_KEY.get(record.base, record.base)
+    location = str(record.path)
+    if base not in TOKEN_DIMS_BY_BASE:
+        refusal = (
+            f"has the base {record.base}, and textual inversion here trains SD-1, SD-2 and SDXL "
+            "models only"
+        )
+    elif base == BASE_SDXL_REFINER:
+        refusal = REFINER_PROBLEM
+    elif record.format not in (FORMAT_DIFFUSERS, FORMAT_CHECKPOINT):
+        refusal = f"is stored as {record.format}, which only InvokeAI itself can load"
+    else:
+        refusal = VARIANT_PROBLEMS.get(record.variant or "", "")
+    if record.format == FORMAT_DIFFUSERS and not refusal:
+        model = describe_model(record.name, location, record.path, SOURCE_DATABASE,
+                               description=record.description, stated_base=base)
+        return model if model.base != BASE_UNKNOWN else dataclasses.replace(model, base=base)
+    token_dim, token_dim_2 = TOKEN_DIMS_BY_BASE.get(base, (None, None))
+    prediction_type = record.prediction_type or "epsilon"
+    if base == BASE_SD2 and prediction_type == "epsilon":
+        resolution = SD2_EPSILON_RESOLUTION
+    else:
+        resolution = FALLBACK_RESOLUTION.get(base, DEFAULT_RESOLUTION)
+    return ModelInfo(record.name, location, record.path, SOURCE_DATABASE, base, token_dim, resolution,
+                     prediction_type, False, record.description, token_dim_2=token_dim_2,
+                     format=record.format, refusal=refusal)
+
+
+def _exists(path: Path | None) -> bool:
+    return path is not None and path.exists()
 
 
 def _configured_folder(layout: RootLayout, configured: str) -> Path:
@@ -586,6 +676,9 @@ def _has_part(folder: Path, index: dict[str, Any], part: str) -> bool:
 
 def _model_problem(model: ModelInfo) -> tuple[str, str] | None:
     """Why a listed model cannot be trained and the fix; a refiner is known even undownloaded."""
+    if model.refusal:
+        hint = REFINER_HINT if model.base == BASE_SDXL_REFINER else UNTRAINABLE_HINT
+        return f"the model {model.name} {model.refusal}", hint
     if model.path is not None and (found := _pipeline_problem(model.path)) is not None:
         return found
     if not model.trainable:

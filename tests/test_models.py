@@ -292,7 +292,7 @@ def test_sdxl_from_every_source_is_listed_with_base_widths_and_resolution(root, 
         ("stabilityai/stable-diffusion-xl-base-1.0", "hub cache", "SDXL", (768, 1280)),
     ]
     table = format_model_table(scan.models).splitlines()
-    assert table[1].split() == ["*", "juggernaut-xl", "SDXL", "768+1280", "1024", "sdxl/main/juggernaut-xl"]
+    assert table[1].split() == ["*", "juggernaut-xl", "SDXL", "diffusers", "768+1280", "1024", "sdxl/main/juggernaut-xl"]
     assert find_model("sdxl/main/juggernaut-xl", RootLayout(root)).name == "juggernaut-xl"
 
 
@@ -306,7 +306,7 @@ def test_sdxl_refiner_is_listed_as_not_trainable_with_the_reason(root, template,
     [note] = scan.notes
     assert note.startswith("refiner (") and "is an SDXL refiner, which cannot be trained" in note
     row = next(line for line in format_model_table(scan.models).splitlines() if line.split()[0] == "refiner")
-    assert row.split()[:3] == ["refiner", "SDXL-refiner", "1280"] and row.endswith("(cannot be trained)")
+    assert row.split()[:4] == ["refiner", "SDXL-refiner", "diffusers", "1280"] and row.endswith("(cannot be trained)")
     assert default_model(scan.models).name == "sd15"
     with pytest.raises(UserError) as caught:
         find_model("refiner", layout)
@@ -525,7 +525,7 @@ def test_malformed_models_yaml_is_skipped_and_other_sources_still_work(root, tem
     assert find_model(None, layout).name == "scanned"
 
 
-def test_model_table_shows_name_base_width_resolution_location_and_marks_the_default(root, template):
+def test_model_table_shows_name_base_format_width_resolution_location_and_marks_the_default(root, template):
     copy_pipeline(template, root / "models" / "diffusers" / "tiny")
     sd2 = copy_pipeline(template, root / "models" / "diffusers" / "big")
     edit_json(sd2 / "text_encoder" / "config.json", hidden_size=1024)
@@ -534,7 +534,7 @@ def test_model_table_shows_name_base_width_resolution_location_and_marks_the_def
         "big": {"path": "models/diffusers/big", "format": "diffusers", "default": True},
     })
     table = format_model_table(discover_models(RootLayout(root))).splitlines()
-    assert table[0].split() == ["NAME", "BASE", "TOKEN", "WIDTH", "RESOLUTION", "LOCATION"]
-    assert table[1].split() == ["tiny", "SD-1", "32", "64", "models/diffusers/tiny"]
-    assert table[2].split() == ["*", "big", "SD-2", "1024", "64", "models/diffusers/big"]
+    assert table[0].split() == ["NAME", "BASE", "FORMAT", "TOKEN", "WIDTH", "RESOLUTION", "LOCATION"]
+    assert table[1].split() == ["tiny", "SD-1", "diffusers", "32", "64", "models/diffusers/tiny"]
+    assert table[2].split() == ["*", "big", "SD-2", "diffusers", "1024", "64", "models/diffusers/big"]
     assert table[-1].startswith("* ")

@@ -25,7 +25,7 @@ from typing import Any
 from ..data.templates import default_prompts
 from ..device import DeviceCaps
 from ..errors import Problem, UserError, as_sentence
-from ..models import SOURCE_GIVEN, ModelInfo, default_model, find_model, no_model_message
+from ..models import FORMAT_DIFFUSERS, SOURCE_GIVEN, ModelInfo, default_model, find_model, no_model_message
 from ..outputs.checkpoints import (
     SHAPE_LABELS,
     Checkpoint,
@@ -188,9 +188,13 @@ def model_spec(model: ModelInfo) -> str:
 
 
 def model_label(model: ModelInfo) -> str:
-    """A line of the model list: the name and base only; the chosen model's description is shown
-    whole under the list, where a list line at 80 columns would cut it off."""
-    text = f"{model.name} ({model.base})"
+    """A line of the model list: the name, base and (for one file) format only; the chosen
+    model's description is shown whole under the list, where a list line at 80 columns would cut
+    it off."""
+    kind = model.base if model.format == FORMAT_DIFFUSERS else f"{model.base} {model.format}"
+    text = f"{model.name} ({kind})"
+    if not model.trainable:
+        return text + " (cannot be trained)"
     return text + " (not downloaded)" if model.path is None else text
 
 
