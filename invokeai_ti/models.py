@@ -88,8 +88,6 @@ UNTRAINABLE_HINT = "train on an SD-1, SD-2 or SDXL model instead (see `invokeai-
 TOKEN_DIMS_BY_BASE = {
     BASE_SD1: (768, None), BASE_SD2: (1024, None), BASE_SDXL: (768, 1280), BASE_SDXL_REFINER: (None, 1280),
 }
-# An SD-2 checkpoint that predicts the noise is the 512-pixel model; v-prediction the 768 one.
-SD2_EPSILON_RESOLUTION = 512
 # Why an InvokeAI variant of an SD model cannot be trained: its UNet wants more than the noise.
 VARIANT_PROBLEMS = {
     "inpaint": "is an inpainting model: its UNet also takes a mask and a masked image, which "
@@ -471,11 +469,12 @@ def _database_entries(layout: RootLayout, notes: list[str]) -> Iterator[tuple[Mo
 
 
 def _database_model(record: ModelRecord) -> ModelInfo:
-    """A record as a model to list: the folder's own configs where there is a diffusers folder,
-    the record's base (InvokeAI's probe of the weights) for a checkpoint and for other bases.
+    """A record as a model to list: described from its files like any other model, with what
+    the record knows (InvokeAI's probe of the weights: base, widths, prediction type) filling in
+    what the files do not say, e.g. for a checkpoint whose file listing never opens.
 
-    The configs of another base's folder are not read: FLUX's T5 encoder sits in
-    ``text_encoder_2`` and would read as SDXL.
+    The files of another base are not read: FLUX's T5 encoder sits in ``text_encoder_2`` and
+    would read as SDXL.
     """
     base = BASE_BY_INVOKEAI3_KEY.get(record.base, record.base)
     location = str(record.path)
@@ -490,19 +489,22 @@ def _database_model(record: ModelRecord) -> ModelInfo:
         refusal = f"is stored as {record.format}, which only InvokeAI itself can load"
     else:
         refusal = VARIANT_PROBLEMS.get(record.variant or "", "")
-    if record.format == FORMAT_DIFFUSERS and not refusal:
-        model = describe_model(record.name, location, record.path, SOURCE_DATABASE,
-                               description=record.description, stated_base=base)
-        return model if model.base != BASE_UNKNOWN else dataclasses.replace(model, base=base)
     token_dim, token_dim_2 = TOKEN_DIMS_BY_BASE.get(base, (None, None))
-    prediction_type = record.prediction_type or "epsilon"
-    if base == BASE_SD2 and prediction_type == "epsilon":
-        resolution = SD2_EPSILON_RESOLUTION
-    else:
-        resolution = FALLBACK_RESOLUTION.get(base, DEFAULT_RESOLUTION)
-    return ModelInfo(record.name, location, record.path, SOURCE_DATABASE, base, token_dim, resolution,
-                     prediction_type, False, record.description, token_dim_2=token_dim_2,
-                     format=record.format, refusal=refusal)
+    if refusal:
+        return ModelInfo(record.name, location, record.path, SOURCE_DATABASE, base, token_dim,
+                         FALLBACK_RESOLUTION.get(base, DEFAULT_RESOLUTION), record.prediction_type or "epsilon",
+                         False, record.description, token_dim_2=token_dim_2, format=record.format,
+                         refusal=refusal)
+    model = describe_model(record.name, location, record.path, SOURCE_DATABASE,
+                           description=record.description, stated_base=base)
+    if not model.token_dims:
+        model = dataclasses.replace(model, token_dim=token_dim, token_dim_2=token_dim_2)
+    return dataclasses.replace(
+        model,
+        base=base if model.base == BASE_UNKNOWN else model.base,
+        format=record.format,
+        prediction_type=record.prediction_type or model.prediction_type,
+    )
 
 
 def _exists(path: Path | None) -> bool:
