@@ -114,7 +114,7 @@ class ModelInfo:
     token_dim_2: int | None = None
     # FORMAT_DIFFUSERS (a pipeline folder) or FORMAT_CHECKPOINT (one file in the original layout).
     format: str = FORMAT_DIFFUSERS
-    # Why this model cannot be trained, as a fragment after its name (``is a flux model ...``),
+    # Why this model cannot be trained, as a fragment after its name (``has the base flux ...``),
     # where its record says so before any file is read; empty for a model that may be trained.
     refusal: str = ""
 
@@ -469,9 +469,9 @@ def _database_entries(layout: RootLayout, notes: list[str]) -> Iterator[tuple[Mo
 
 
 def _database_model(record: ModelRecord) -> ModelInfo:
-    """A record as a model to list: described from its files like any other model, with what
-    the record knows (InvokeAI's probe of the weights: base, widths, prediction type) filling in
-    what the files do not say, e.g. for a checkpoint whose file listing never opens.
+    """A record as a model to list: described from its files like any other model, so it is
+    trained as it will load, with what the record knows (InvokeAI's probe of the weights: base
+    and widths) filling in what the files do not say, e.g. for a checkpoint listing never opens.
 
     The files of another base are not read: FLUX's T5 encoder sits in ``text_encoder_2`` and
     would read as SDXL.
@@ -499,12 +499,7 @@ def _database_model(record: ModelRecord) -> ModelInfo:
                            description=record.description, stated_base=base)
     if not model.token_dims:
         model = dataclasses.replace(model, token_dim=token_dim, token_dim_2=token_dim_2)
-    return dataclasses.replace(
-        model,
-        base=base if model.base == BASE_UNKNOWN else model.base,
-        format=record.format,
-        prediction_type=record.prediction_type or model.prediction_type,
-    )
+    return dataclasses.replace(model, base=base if model.base == BASE_UNKNOWN else model.base, format=record.format)
 
 
 def _exists(path: Path | None) -> bool:

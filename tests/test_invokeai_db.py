@@ -103,11 +103,10 @@ def test_main_models_are_listed_under_invokeais_names_with_base_and_format(root,
     )
     scan = scan_models(RootLayout(root))
     assert scan.kind is RootKind.INVOKEAI_4_PLUS
-    assert [(m.name, m.base, m.format, m.token_dims, m.native_resolution, m.prediction_type)
-            for m in scan.models] == [
-        ("Stable Diffusion v1.5", "SD-1", "diffusers", (768,), 64, "epsilon"),
-        ("SD 2.1 768", "SD-2", "checkpoint", (1024,), 768, "v_prediction"),
-        ("Juggernaut XL", "SDXL", "checkpoint", (768, 1280), 1024, "epsilon"),
+    assert [(m.name, m.base, m.format, m.token_dims, m.native_resolution) for m in scan.models] == [
+        ("Stable Diffusion v1.5", "SD-1", "diffusers", (768,), 64),
+        ("SD 2.1 768", "SD-2", "checkpoint", (1024,), 768),
+        ("Juggernaut XL", "SDXL", "checkpoint", (768, 1280), 1024),
     ]
     assert scan.notes == []
     assert scan.models[0].path == (root / "models" / str(sd15["key"])).resolve()
