@@ -1,0 +1,228 @@
+#!/usr/bin/env python
+"""The GPU table of docs/benchmarks.md, made from one results file of benchmarks/gpu_check.sh.
+
+Prints the section (every figure the check brought, each ratio against its target, and whether it
+was met); with ``--docs FILE`` it also rewrites the part of FILE between the two ``gpu-check``
+markers. A dry run's results (a CPU, the tiny models) are printed with a warning and never written
+into the docs: they prove the script, not the GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+BEGIN = "<!-- gpu-check:begin (written by benchmarks/gpu_report.py from gpu_check.sh's results) -->"
+END = "<!-- gpu-check:end -->"
+
+# The targets of the GPU issue (docs/gpu.md, "Running the GPU check").
+SPEED_SD15 = 3.0  # batch 8 steps/s, as a multiple of the example's
+MEMORY_RATIO = 0.85  # peak CUDA memory, as a fraction of the example's
+MEMORY_LIMIT = 8 * 10**9  # peak CUDA memory at batch 8, bytes
+RSS_RATIO = 1.0  # peak host memory, as a fraction of the example's
+SPEED_SDXL = 2.0  # SDXL batch 4 steps/s, as a multiple of the example's bf16
+CAT_TOY_STEPS = 3000  # the seed's cat-toy run: 3000 steps of batch 1 x accumulation 4
+CAT_TOY_LIMIT = 180.0  # seconds
+
+
+def gib(value: float | None) -> str:
+    return "not measured" if value is None else f"{value / 2**30:.2f} GiB"
+
+
+def verdict(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("**met**" if ok else "**missed**")
+
+
+def measured(part: dict) -> bool:
+    return part.get("status") == "ok" and part.get("median_step_s") is not None
+
+
+def why_not(part: dict) -> str:
+    return f"not measured ({part.get('status')}{': ' + part['reason'] if part.get('reason') else ''})"
+
+
+def speed(part: dict) -> str:
+    if not measured(part):
+        return why_not(part)
+    return f"{part['steps_per_s']:.2f} steps/s ({part['median_step_s']:.3f} s/step)"
+
+
+def ratio(ours: dict, theirs: dict, key: str, invert: bool = False) -> float | None:
+    if not (measured(ours) and measured(theirs)) or not ours.get(key) or not theirs.get(key):
+        return None
+    return theirs[key] / ours[key] if invert else ours[key] / theirs[key]
+
+
+def shown(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def comparison(ours: dict, theirs: dict, label: str, speed_target: float | None) -> tuple[list[str], dict]:
+    """Rows for steps/s, peak CUDA memory and peak RSS of two runs, with the ratios judged."""
+    faster = ratio(ours, theirs, "median_step_s", invert=True)
+    memory = ratio(ours, theirs, "cuda_peak_allocated")
+    rss = ratio(ours, theirs, "peak_rss_bytes")
+    judged = {}
+    rows = []
+    if speed_target is not None:
+        judged[f"{label}: steps/s >= {speed_target:g}x"] = None if faster is None else faster >= speed_target
+        rows.append(f"| {label}: steps/s | {speed(ours)} | {speed(theirs)} | {shown(faster)} | >= {speed_target:g}x "
+                    f"| {verdict(judged[f'{label}: steps/s >= {speed_target:g}x'])} |")
+    else:
+        rows.append(f"| {label}: steps/s | {speed(ours)} | {speed(theirs)} | {shown(faster)} | | |")
+    cuda = ours.get("cuda_peak_allocated") if measured(ours) else None
+    if speed_target is not None:
+        judged[f"{label}: peak CUDA <= {MEMORY_RATIO}x"] = None if memory is None else memory <= MEMORY_RATIO
+        target = f"<= {MEMORY_RATIO}x"
+        met = judged[f"{label}: peak CUDA <= {MEMORY_RATIO}x"]
+        if speed_target == SPEED_SD15:
+            judged[f"{label}: peak CUDA <= 8 GB"] = None if cuda is None else cuda <= MEMORY_LIMIT
+            target += " and <= 8 GB"
+            met = None if met is None or cuda is None else met and cuda <= MEMORY_LIMIT
+        rows.append(f"| {label}: peak CUDA allocated | {gib(cuda)} | "
+                    f"{gib(theirs.get('cuda_peak_allocated') if measured(theirs) else None)} | {shown(memory)} | "
+                    f"{target} | {verdict(met)} |")
+    else:
+        rows.append(f"| {label}: peak CUDA allocated | {gib(cuda)} | "
+                    f"{gib(theirs.get('cuda_peak_allocated') if measured(theirs) else None)} | {shown(memory)} | | |")
+    if speed_target == SPEED_SD15:
+        judged[f"{label}: peak RSS <= {RSS_RATIO}x"] = None if rss is None else rss <= RSS_RATIO
+        rows.append(f"| {label}: peak host RSS | {gib(ours.get('peak_rss_bytes') if measured(ours) else None)} | "
+                    f"{gib(theirs.get('peak_rss_bytes') if measured(theirs) else None)} | {shown(rss)} | "
+                    f"<= {RSS_RATIO}x | {verdict(judged[f'{label}: peak RSS <= {RSS_RATIO}x'])} |")
+    return rows, judged
+
+
+def cat_toy_projection(part: dict) -> float | None:
+    """Seconds for the cat-toy run: the time to the first step, then 3000 steps at the measured pace."""
+    if not measured(part):
+        return None
+    return part["first_step_s"] + CAT_TOY_STEPS * part["median_step_s"]
+
+
+def tests_line(part: dict) -> tuple[str, bool | None]:
+    if part.get("passed") is None and part.get("status") not in ("ok", "failed", "timeout"):
+        return why_not(part), None
+    text = (f"{part['passed']} passed, {part['failed']} failed, {part['errors']} errors, "
+            f"{part['timeouts']} timed out, {part['skipped']} skipped")
+    if part.get("collected") is not None:
+        text += f" of {part['collected']} collected"
+    if not part.get("finished"):
+        text += f"; the run did not finish ({part.get('status')})"
+    failures = [f["nodeid"] for f in part.get("failures") or []]
+    if failures:
+        text += ": " + ", ".join(f"`{name}`" for name in failures[:6]) + (" ..." if len(failures) > 6 else "")
+    green = bool(part.get("finished")) and part["passed"] > 0 and not (part["failed"] or part["errors"] or part["timeouts"])
+    return text, green
+
+
+def report(results: dict) -> tuple[str, dict]:
+    parts = results["parts"]
+    machine = parts["machine"]
+    packages = machine.get("packages") or {}
+    installed = (parts["install"].get("versions") or {})
+    diffusers = (installed.get("diffusers") or {}).get("version") or packages.get("diffusers")
+    lines = [BEGIN]
+    if results["mode"] != "gpu":
+        lines += ["", "> **Dry run on a CPU with the tiny models: these figures prove the script, not the GPU.**"]
+    lines += [
+        "",
+        f"Measured by `benchmarks/gpu_check.sh` on {results['started']}: GPU **{machine.get('gpu') or 'none'}**"
+        f" ({gib(machine.get('gpu_memory_bytes'))}), driver {machine.get('driver') or '-'}, CUDA "
+        f"{machine.get('cuda') or '-'}; {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('ram_gib')} GiB;"
+        f" Python {machine.get('python')}, torch {machine.get('torch')}, transformers {packages.get('transformers')},"
+        f" diffusers {diffusers}. The whole check took {results['wall_s']:.0f} s of its {results['budget_s']} s.",
+        "",
+        "| what | invokeai-ti | diffusers example | ratio | target | |",
+        "|---|---|---|---|---|---|",
+    ]
+    judged: dict[str, bool | None] = {}
+    sd15 = parts["sd15_ours"]
+    res = sd15.get("resolution") or parts["sd15_example"].get("resolution")
+    batch = sd15.get("batch") or parts["sd15_example"].get("batch")
+    precision = sd15.get("precision") or parts["sd15_example"].get("precision")
+    rows, found = comparison(sd15, parts["sd15_example"], f"SD-1.5 {res} px {precision} batch {batch}", SPEED_SD15)
+    lines += rows
+    judged.update(found)
+    checkpointed = parts["sd15_ours_checkpointing"]
+    lines.append(f"| the same, `--gradient_checkpointing` | {speed(checkpointed)}, "
+                 f"{gib(checkpointed.get('cuda_peak_allocated') if measured(checkpointed) else None)} CUDA | | | | |")
+    xl_ours, xl_example = parts["sdxl_ours_fp16"], parts["sdxl_example_bf16"]
+    xl = f"SDXL {xl_ours.get('resolution') or xl_example.get('resolution')} px batch {xl_ours.get('batch') or xl_example.get('batch')}"
+    rows, found = comparison(xl_ours, xl_example, f"{xl}, ours {xl_ours.get('precision') or '-'} vs example bf16",
+                             SPEED_SDXL)
+    lines += rows
+    judged.update(found)
+    rows, _ = comparison(parts["sdxl_ours_bf16"], xl_example, f"{xl}, bf16 vs bf16", None)
+    lines += rows
+    rows, _ = comparison(xl_ours, parts["sdxl_example_fp16"],
+                         f"{xl}, {xl_ours.get('precision') or 'fp16'} vs {parts['sdxl_example_fp16'].get('precision') or 'fp16'}",
+                         None)
+    lines += rows
+    cat = parts["cat_toy_ours"]
+    projected = cat_toy_projection(cat)
+    judged[f"cat-toy projected <= {CAT_TOY_LIMIT:.0f} s"] = None if projected is None else projected <= CAT_TOY_LIMIT
+    lines.append(
+        f"| cat-toy ({CAT_TOY_STEPS} steps of batch 1 x accumulation 4), projected: first step + {CAT_TOY_STEPS} x "
+        f"s/step, uncompiled | "
+        + (f"{projected:.0f} s ({cat['first_step_s']:.1f} s + {CAT_TOY_STEPS} x {cat['median_step_s']:.4f} s)"
+           if projected is not None else why_not(cat))
+        + f" | | | <= {CAT_TOY_LIMIT:.0f} s | {verdict(judged[f'cat-toy projected <= {CAT_TOY_LIMIT:.0f} s'])} |"
+    )
+    resume = parts["resume"]
+    identical = resume.get("bit_identical") if resume.get("status") == "ok" else None
+    judged["--deterministic resume after SIGKILL bit-identical"] = identical
+    if identical is None:
+        text = why_not(resume)
+    else:
+        text = (f"killed at step {resume['killed_at_step']} of {resume['steps']}, resumed from step "
+                f"{resume['resumed_from_step']}: " + ("bit-identical" if identical else
+                                                      f"differs, max abs difference {resume['max_abs_diff']:.3g}"))
+    lines.append(f"| `--deterministic` {resume.get('precision') or ''} run, SIGKILL and resume, against a run left "
+                 f"alone | {text} | | | bit-identical | {verdict(identical)} |")
+    for name, label in (("tests", "the CUDA-relevant tests"), ("learning", "the learning tests (SD-1 and SDXL)")):
+        text, green = tests_line(parts[name])
+        judged[f"{label} green"] = green
+        lines.append(f"| {label} | {text} | | | green | {verdict(green)} |")
+    probe = parts["probe"]
+    if probe.get("status") == "ok":
+        backends = ", ".join(f"{k.lower()} {v.split(':')[0]}" for k, v in (probe.get("backends") or {}).items())
+        text = (f"memory-efficient attention: {'works' if probe['sdpa_efficient'] else 'does not work'}"
+                f"{' (' + backends + ')' if backends else ''}; xFormers: {probe['xformers_reason']}; "
+                f"batch {probe['batch_sd1']} for SD-1 ({probe['reason_sd1']}), {probe['batch_sdxl']} for SDXL")
+    else:
+        text = why_not(probe)
+    lines.append(f"| the batch the form and the CLI pick here | {text} | | | | |")
+    lines += ["", "Targets: " + "; ".join(f"{name}: {verdict(ok)}" for name, ok in judged.items()) + ".", "", END]
+    return "\n".join(lines), judged
+
+
+def rewrite(docs: Path, section: str) -> None:
+    text = docs.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{docs} has no {BEGIN} ... {END} pair to write the table between.")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    docs.write_text(head + section + tail, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path, help="gpu_check.json written by benchmarks/gpu_check.sh")
+    parser.add_argument("--docs", type=Path, help="rewrite the table between the gpu-check markers of this file")
+    parser.add_argument("--allow-dry-run", action="store_true", help="write a dry run's figures too (for testing)")
+    args = parser.parse_args(argv)
+    results = json.loads(args.results.read_text(encoding="utf-8"))
+    section, _ = report(results)
+    print(section)
+    if args.docs:
+        if results["mode"] != "gpu" and not args.allow_dry_run:
+            raise SystemExit("these are a dry run's figures (a CPU, the tiny models): not written into the docs")
+        rewrite(args.docs, section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
