@@ -145,9 +145,23 @@ def prepare_images(args: argparse.Namespace) -> Path:
     from invokeai_ti.demo import draw_sample_photos
 
     folder = Path(args.cache_dir).expanduser() / f"images-{args.images}"
-    if args.rebuild or not folder.is_dir() or len(list(folder.iterdir())) != args.images:
-        shutil.rmtree(folder, ignore_errors=True)
-        draw_sample_photos(folder, count=args.images, size=512, seed=7)
+
+    def complete() -> bool:
+        return folder.is_dir() and len(list(folder.iterdir())) == args.images
+
+    if args.rebuild or not complete():
+        # Drawn aside and renamed into place: benchmarks/gpu_check.sh builds two models at once,
+        # and neither may see, or remove, the other's half-drawn photos (the same ones: one seed).
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
+        draw_sample_photos(partial, count=args.images, size=512, seed=7)
+        if args.rebuild or not complete():
+            shutil.rmtree(folder, ignore_errors=True)
+            try:
+                partial.rename(folder)
+            except OSError:  # the other build put the same photos there first
+                pass
+        shutil.rmtree(partial, ignore_errors=True)
     return folder.resolve()
 
 

@@ -44,7 +44,7 @@ TEST_FIELDS = ("collected", "passed", "failed", "skipped", "errors", "timeouts",
 FIELDS: dict[str, tuple[str, ...]] = {
     "machine": ("gpu", "gpu_memory_bytes", "driver", "cuda", "torch", "python", "cpu", "cores", "ram_gib",
                 "packages", "nvidia_smi"),
-    "install": ("wheels", "target", "versions"),
+    "install": ("wheels", "target", "versions", "examples"),
     "probe": ("device", "memory_bytes", "fp16", "bf16", "sdpa_efficient", "sdpa_reason", "xformers",
               "xformers_reason", "backends", "batch_sd1", "batch_sdxl", "reason_sd1", "reason_sdxl"),
     "tests": TEST_FIELDS,
@@ -141,8 +141,14 @@ def installed(args: argparse.Namespace) -> dict:
         imported = importlib.import_module(module)
         versions[module] = {"version": getattr(imported, "__version__", None), "from": str(Path(imported.__file__).parent)}
     versions.update({name: {"version": version} for name, version in package_versions().items() if name not in versions})
-    print(json.dumps(versions, indent=2))
-    return {"wheels": sorted(Path(w).name for w in args.wheels), "target": args.target, "versions": versions}
+    revision = args.examples / "REVISION"
+    examples = {
+        "scripts": sorted(path.name for path in args.examples.glob("*.py")),
+        "diffusers_revision": revision.read_text(encoding="utf-8").strip() if revision.exists() else None,
+    }
+    print(json.dumps({"versions": versions, "examples": examples}, indent=2))
+    return {"wheels": sorted(Path(w).name for w in args.wheels), "target": args.target, "versions": versions,
+            "examples": examples}
 
 
 def probe(args: argparse.Namespace) -> dict:
@@ -365,9 +371,9 @@ def part_record(name: str, parts: Path) -> dict:
         record["reason"] = f"stopped at its budget of {status['budget_s']} s"
     elif rc == 0 and (data_path.exists() or lines_path.exists() or name in ("tests", "learning")):
         record["status"] = "ok"
-    elif rc == 1 and name in ("tests", "learning"):
+    elif name in ("tests", "learning"):
         record["status"] = "failed"
-        record["reason"] = "some tests failed"
+        record["reason"] = "some tests failed" if rc == 1 else f"pytest ended with exit {rc}"
     else:
         record["status"] = "failed"
         record["reason"] = f"exit {rc}" + ("" if data_path.exists() else ", no results written")
@@ -404,6 +410,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     command = commands.add_parser("installed")
     command.add_argument("--json", type=Path, required=True)
     command.add_argument("--target")
+    command.add_argument("--examples", type=Path, required=True)
     command.add_argument("wheels", nargs="*")
     command = commands.add_parser("resume")
     command.add_argument("--json", type=Path, required=True)
