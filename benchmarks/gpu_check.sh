@@ -91,7 +91,7 @@ if [[ $MODE == gpu ]]; then
          tests/test_training_step.py tests/test_sdxl_training.py tests/test_tiny_sdxl.py tests/test_bad_input.py
          tests/test_previews.py tests/test_vector_size.py tests/test_initializer.py tests/test_demo.py)
   TEST_XDIST=(-n 6 --dist loadscope); LEARNING_XDIST=(-n 2 --dist loadscope); LEARNING_ARGS=(); TEST_TIMEOUT=150
-  BUDGETS=(machine=40 install=90 build_sd15=150 build_sdxl=240 probe=60 tests=240 learning=240 resume=150
+  BUDGETS=(machine=40 install=90 build_sd15=150 build_sdxl=240 probe=60 tests=200 learning=200 resume=150
            sd15=120 sdxl=150 cat_toy=100)
 else
   BUDGET=${BUDGET:-1800}
