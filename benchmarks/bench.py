@@ -145,9 +145,23 @@ def prepare_images(args: argparse.Namespace) -> Path:
     from invokeai_ti.demo import draw_sample_photos
 
     folder = Path(args.cache_dir).expanduser() / f"images-{args.images}"
-    if args.rebuild or not folder.is_dir() or len(list(folder.iterdir())) != args.images:
-        shutil.rmtree(folder, ignore_errors=True)
-        draw_sample_photos(folder, count=args.images, size=512, seed=7)
+
+    def complete() -> bool:
+        return folder.is_dir() and len(list(folder.iterdir())) == args.images
+
+    if args.rebuild or not complete():
+        # Drawn aside and renamed into place: benchmarks/gpu_check.sh builds two models at once,
+        # and neither may see, or remove, the other's half-drawn photos (the same ones: one seed).
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=folder.parent))
+        draw_sample_photos(partial, count=args.images, size=512, seed=7)
+        if args.rebuild or not complete():
+            shutil.rmtree(folder, ignore_errors=True)
+            try:
+                partial.rename(folder)
+            except OSError:  # the other build put the same photos there first
+                pass
+        shutil.rmtree(partial, ignore_errors=True)
     return folder.resolve()
 
 
@@ -515,6 +529,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="let an example that wants a newer diffusers run anyway (patches check_min_version)",
     )
+    parser.add_argument(
+        "--prepare-only", action="store_true",
+        help="build the model and the photos into --cache-dir and stop (benchmarks/gpu_check.sh builds "
+        "while it runs the tests, then times)",
+    )
     parser.add_argument("--json", type=Path, help="also write every run and the summary here")
     parser.add_argument("--logs", type=Path, help="keep each run's output in this folder")
     args = parser.parse_args(argv)
@@ -522,7 +541,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     if unknown := set(args.trainers) - set(TRAINERS):
         parser.error(f"unknown trainers {sorted(unknown)}")
-    if "example" in args.trainers and not args.example:
+    if "example" in args.trainers and not args.example and not args.prepare_only:
         parser.error("--example PATH is needed to run the diffusers example (or pass --trainers ours)")
     if args.steps < 1 or args.warmup < 1:
         parser.error("--steps and --warmup must be at least 1")
@@ -532,11 +551,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     shim_dir = None
-    if "example" in args.trainers:
+    if "example" in args.trainers and not args.prepare_only:
         args.example = args.example.expanduser().resolve()
         check_example(args.example)
     model = prepare_model(args)
     images = prepare_images(args)
+    if args.prepare_only:
+        print(f"Model {model}, photos {images}.", flush=True)
+        return {"model": str(model), "images": str(images)}
     work = Path(tempfile.mkdtemp(prefix="invokeai-ti-bench-"))
     log_dir = args.logs or work / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
