@@ -89,6 +89,9 @@ def test_the_18_fields_of_invokeai_in_order_with_their_labels_then_the_previews_
         "Learn only the vectors' direction",
         "Direction learning rate",
         "Stop when the evaluation score settles",
+        "InvokeAI web address",
+        "InvokeAI sign-in email",
+        "InvokeAI password",
     ]
     kinds = {name: widget_kind(name) for name in FORM_FIELDS}
     assert [n for n, k in kinds.items() if k == "slider"] == [
@@ -96,6 +99,7 @@ def test_the_18_fields_of_invokeai_in_order_with_their_labels_then_the_previews_
         "validation_steps", "keep_tokens", "min_timestep", "max_timestep", "num_vectors"]
     assert [n for n, k in kinds.items() if k == "folder"] == ["train_data_dir", "output_dir"]
     assert kinds["resume_from_checkpoint"] == "checkbox" and kinds["learning_rate"] == "text"
+    assert [n for n, k in kinds.items() if k == "password"] == ["invokeai_password"]
 
 
 def test_defaults_come_from_the_settings_dataclass(tmp_path):
