@@ -59,13 +59,13 @@ class InvokeAIClient:
     def call(self, method: str, path: str, what: str, body: Any = None, timeout: float = REQUEST_TIMEOUT_S) -> Any:
         """The decoded answer; any failure is one sentence naming ``what`` was asked."""
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        request.add_header("Accept", "application/json")
+        headers = {"Accept": "application/json"}
         if data is not None:
-            request.add_header("Content-Type", "application/json")
+            headers["Content-Type"] = "application/json"
         if self.token:
-            request.add_header("Authorization", f"Bearer {self.token}")
+            headers["Authorization"] = f"Bearer {self.token}"
         try:
+            request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
             with urllib.request.urlopen(request, timeout=timeout) as answer:
                 raw = answer.read()
         except urllib.error.HTTPError as error:
@@ -93,8 +93,8 @@ class InvokeAIClient:
             return SignInNeeded(f"InvokeAI at {self.url} refused {what} ({detail}); sign in as an "
                                 "administrator of that InvokeAI")
         if status == 404:
-            return InvokeAIError(f"{self.url} has no {what} ({detail}); check that --invokeai_url is "
-                                 "InvokeAI 4.0 or later")
+            return InvokeAIError(f"{self.url} answered {what} with 404 ({detail}); check that "
+                                 "--invokeai_url is an InvokeAI 4.0 or later")
         return InvokeAIError(f"InvokeAI at {self.url} refused {what} with {status} ({detail})")
 
     def version(self) -> str:

@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 ENV_VARIABLE = "INVOKEAI_ENV"
 DEFAULT_ENV = REPO / ".invokeai-env"
 STANDINS = Path(__file__).resolve().parent / "invokeai_standins"
+# Scripts run by the InvokeAI environment's own Python, to see our files through its code.
+SCRIPTS = Path(__file__).resolve().parent / "invokeai_scripts"
 
 # Seen 40-60 s on two idle cores; a machine shared with other test processes needs more.
 START_TIMEOUT_S = 420.0
@@ -211,6 +213,20 @@ def wait_until_up(server: InvokeAIServer, timeout_s: float) -> None:
                     return
         time.sleep(1)
     raise ServerError(f"invokeai-web did not answer within {timeout_s:.0f} s:\n{server.log_tail()}")
+
+
+def run_invokeai_script(name: str, *args: object) -> str:
+    """Run ``tests/invokeai_scripts/<name>`` with the InvokeAI environment's Python; its stdout."""
+    env_dir = find_environment()
+    if env_dir is None:
+        raise ServerError(missing_reason())
+    done = subprocess.run(
+        [str(env_dir / "bin" / "python"), str(SCRIPTS / name), *map(str, args)],
+        env=server_environment(), capture_output=True, text=True, timeout=600,
+    )
+    if done.returncode != 0:
+        raise ServerError(f"{name} failed with {done.returncode}:\n{done.stderr[-4000:]}")
+    return done.stdout
 
 
 @contextlib.contextmanager
