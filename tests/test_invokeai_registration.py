@@ -35,11 +35,11 @@ def sd1_model(tmp_path_factory) -> Path:
     return build_tiny_pipeline(tmp_path_factory.mktemp("models") / "tiny-sd1", token_dim=768)
 
 
-def train(server: InvokeAIServer, model: Path, trigger: str, seed: int, capsys) -> str:
+def train(server: InvokeAIServer, model: Path, trigger: str, seed: int, capsys, *extra: str) -> str:
     """Train ``trigger`` on the server's own root, as a user of that InvokeAI would; the output."""
     draw_sample_photos(server.root / "text-inversion-training-data" / trigger, count=2, size=64)
     code = main([f"--root={server.root}", f"--model={model}", f"--placeholder_token={trigger}",
-                 f"--invokeai_url={server.url}", f"--seed={seed}", *FAST])
+                 f"--invokeai_url={server.url}", f"--seed={seed}", *FAST, *extra])
     out = capsys.readouterr().out
     assert code == 0, out
     return out
@@ -87,6 +87,22 @@ def test_a_second_run_replaces_the_first_with_one_record_that_prompts_read_as_th
     assert seen["records"] == {"twicefox": 1}
     # InvokeAI copies the float32 vector into the float32 text encoder: exactly the new one.
     assert torch.equal(torch.tensor(seen["rows"]), new_vector.unsqueeze(0))
+
+
+def test_installing_an_earlier_step_registers_that_step_in_place_of_the_final_one(
+        invokeai_server, sd1_model, capsys):
+    train(invokeai_server, sd1_model, "stepfox", 3, capsys, "--save_steps=1")
+    output = invokeai_server.root / "text-inversion-output" / "stepfox"
+    snapshot = torch.load(output / "learned_embeds-steps-1.bin", weights_only=True)["<stepfox>"]
+    assert not torch.equal(snapshot, trained_vector(invokeai_server, "stepfox"))
+
+    code = main([f"--root={invokeai_server.root}", "--placeholder_token=stepfox",
+                 f"--invokeai_url={invokeai_server.url}", "--install-step=1"])
+
+    assert code == 0 and "in place of the one registered before" in capsys.readouterr().out
+    seen = prompt_rows(invokeai_server, sd1_model, "<stepfox>")
+    assert seen["records"] == {"stepfox": 1}
+    assert torch.equal(torch.tensor(seen["rows"]), snapshot.unsqueeze(0))
 
 
 def test_an_embedding_of_that_name_and_base_registered_elsewhere_is_replaced_not_duplicated(
