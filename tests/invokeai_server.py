@@ -15,10 +15,13 @@ A script uses it as::
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -176,6 +179,14 @@ def server_environment() -> dict[str, str]:
     return env
 
 
+def stop_with_parent() -> None:
+    """On Linux, the server gets SIGTERM when the process that started it dies, so a test run
+    killed by a timeout leaves no server behind (the fixture's own stop covers every other end)."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start_server(root: Path, multiuser: bool = False, timeout_s: float = START_TIMEOUT_S) -> InvokeAIServer:
     """Start ``invokeai-web`` on ``root`` (created and migrated by InvokeAI when new) on a free
     port, and wait until it answers; a multiuser server comes back signed in as its admin."""
@@ -189,7 +200,7 @@ def start_server(root: Path, multiuser: bool = False, timeout_s: float = START_T
         process = subprocess.Popen(
             [str(env_dir / "bin" / "invokeai-web"), "--root", str(root)],
             stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=server_environment(), cwd=root,
+            env=server_environment(), cwd=root, preexec_fn=stop_with_parent,
         )
     server = InvokeAIServer(root, port, multiuser, process, log)
     try:
