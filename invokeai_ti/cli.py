@@ -22,6 +22,7 @@ from .settings import TrainingSettings, field_types, fields_by_group
 
 GROUP_TITLES = {
     "general": "General",
+    "invokeai": "InvokeAI 4.x-7.x (registering the embedding)",
     "model": "Model",
     "images": "Images",
     "token": "Token",
@@ -134,7 +135,8 @@ def build_parser() -> Parser:
     for group_name, fields in fields_by_group().items():
         group = parser.add_argument_group(GROUP_TITLES[group_name])
         for f in fields:
-            add_setting(group, f)
+            if f.metadata.get("flag", True):
+                add_setting(group, f)
     return parser
 
 
@@ -233,6 +235,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
 
 
 def train_headless(settings: TrainingSettings) -> int:
+    from .registration import root_kind_line
     from .workflow import end_lines, header_line, plan_run, run_plan
 
     if not settings.placeholder_token.strip():
@@ -241,6 +244,7 @@ def train_headless(settings: TrainingSettings) -> int:
             "with --gui)."
         )
     plan = plan_run(settings)
+    print(root_kind_line(plan.layout))
     print(header_line(plan))
     for line in end_lines(plan, run_plan(plan)):
         print(line)

@@ -46,6 +46,14 @@ MAX_TIMESTEP = 1000
 # care about").
 OBJECT_MIN_TIMESTEP = 250
 TRIGGER_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
+# What InvokeAI 3.x and later look up as an embedding in a prompt's ``<name>``: any other
+# character ends the match, so an embedding named with one can never be used there.
+INVOKEAI_NAME_PATTERN = re.compile(r"^[A-Za-z0-9., _-]+$")
+# Where InvokeAI's web server listens unless its invokeai.yaml says otherwise.
+DEFAULT_INVOKEAI_URL = "http://127.0.0.1:9090"
+# Sign-in secrets may come from the environment, so they never need to be typed on a command line.
+TOKEN_VARIABLE = "INVOKEAI_TOKEN"
+PASSWORD_VARIABLE = "INVOKEAI_PASSWORD"
 # Counts that must be at least 1, by what a problem calls them.
 AT_LEAST_ONE = {
     "max_train_steps": "training steps",
@@ -69,8 +77,15 @@ NOT_NEGATIVE_HINTS = {"checkpoints_total_limit": "; use 0 to keep every checkpoi
 
 
 def setting(default: Any, help: str, *, group: str, aliases: tuple[str, ...] = (), **meta: Any) -> Any:
-    """A dataclass field carrying what the CLI and the form need to present it."""
-    return field(default=default, metadata={"help": help, "group": group, "aliases": aliases, **meta})
+    """A dataclass field carrying what the CLI and the form need to present it.
+
+    ``secret=True`` marks a sign-in secret: it is never written to a file (preferences, the run's
+    training_settings.json), never read from one, never put on a child's command line and never
+    shown in a repr; ``flag=False`` gives it no command-line flag either (a password would stay in
+    the shell's history), so it comes from the environment or the form's hidden field.
+    """
+    return field(default=default, repr=not meta.get("secret", False),
+                 metadata={"help": help, "group": group, "aliases": aliases, **meta})
 
 
 def default_min_timestep(learnable_property: str) -> int:
@@ -83,6 +98,22 @@ def bare_trigger(placeholder: str) -> str:
     if len(text) >= 2 and text.startswith("<") and text.endswith(">"):
         text = text[1:-1]
     return text
+
+
+def invokeai_trigger_problem(placeholder: str) -> Problem | None:
+    """A trigger InvokeAI could register but never use: its prompts only match ``<name>`` of
+    letters, digits, '.', ',', space, '_' and '-'."""
+    trigger = bare_trigger(placeholder)
+    if not trigger or INVOKEAI_NAME_PATTERN.match(trigger):
+        return None
+    bad = sorted({c for c in trigger if not INVOKEAI_NAME_PATTERN.match(c)})
+    fixed = re.sub(r"[^A-Za-z0-9._-]+", "_", trigger).strip("_") or "embedding"
+    return Problem(
+        f"InvokeAI cannot use the trigger '{trigger}' in a prompt, because its prompts match only "
+        f"letters, digits, '.', ',', space, '_' and '-' between < and > (not {', '.join(map(repr, bad))}); "
+        f"use '{fixed}' instead",
+        "placeholder_token",
+    )
 
 
 def trigger_problem(placeholder: str) -> Problem | None:
@@ -139,6 +170,29 @@ class TrainingSettings:
     )
     logging_dir: Path = setting(
         Path("logs"), "log folder, relative to the output folder", group="general"
+    )
+    # InvokeAI 4.x-7.x: the running server that registers the embedding
+    invokeai_url: str = setting(
+        DEFAULT_INVOKEAI_URL,
+        "the running InvokeAI 4.x-7.x that registers the embedding after training, as its web page's "
+        "address (used for a 4.x-7.x root; when nothing answers there, the end of the run says how "
+        "to add it in InvokeAI)",
+        group="invokeai", label="InvokeAI web address",
+    )
+    invokeai_token: str | None = setting(
+        None,
+        f"an administrator's sign-in token for an InvokeAI with multiuser on (default: ${TOKEN_VARIABLE})",
+        group="invokeai", secret=True, metavar="TOKEN",
+    )
+    invokeai_email: str | None = setting(
+        None,
+        f"sign in to an InvokeAI with multiuser on as this administrator; the password is read from "
+        f"${PASSWORD_VARIABLE} (never from a flag, never saved)",
+        group="invokeai", label="InvokeAI sign-in email", metavar="EMAIL",
+    )
+    invokeai_password: str | None = setting(
+        None, f"the sign-in password (${PASSWORD_VARIABLE}, or the form's hidden field)",
+        group="invokeai", label="InvokeAI password", secret=True, flag=False,
     )
     # Model
     model: str | None = setting(
@@ -456,6 +510,9 @@ class TrainingSettings:
             found.append(Problem("the initializer is empty; use a word such as '*' or 'painting', or a short "
                                  "phrase", "initializer_token"))
         found.append(self.preview_prompt_problem())
+        if not self.invokeai_url.strip().lower().startswith(("http://", "https://")):
+            found.append(Problem(f"the InvokeAI web address '{self.invokeai_url}' is not a web address; write it "
+                                 f"as {DEFAULT_INVOKEAI_URL}", "invokeai_url"))
         return [problem for problem in found if problem is not None]
 
     def _count_problems(self) -> list[Problem]:
@@ -571,10 +628,12 @@ class TrainingSettings:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values (paths as strings, several values as lists) for JSON and YAML files."""
+        """Plain values (paths as strings, several values as lists) for JSON and YAML files;
+        sign-in secrets are left out, since every such file may be shared or read by others."""
         return {
             f.name: str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
             for f in dataclasses.fields(self)
+            if not f.metadata.get("secret")
             for v in [getattr(self, f.name)]
         }
 
@@ -589,7 +648,7 @@ class TrainingSettings:
         known = {f.name: f for f in dataclasses.fields(cls)}
         changes: dict[str, Any] = {}
         for key, value in values.items():
-            if key not in known:
+            if key not in known or known[key].metadata.get("secret"):
                 continue
             converted = coerce(known[key], value)
             if converted is not _INVALID:
@@ -650,16 +709,23 @@ def field_named(name: str) -> dataclasses.Field:
     raise KeyError(name)
 
 
+def secret_environment(settings: TrainingSettings) -> dict[str, str]:
+    """The sign-in secrets as the environment variables a child ``invokeai-ti`` reads them from."""
+    found = {TOKEN_VARIABLE: settings.invokeai_token, PASSWORD_VARIABLE: settings.invokeai_password}
+    return {name: value for name, value in found.items() if value}
+
+
 def settings_to_argv(settings: TrainingSettings) -> list[str]:
     """The flags that make ``invokeai-ti`` train with exactly ``settings``.
 
     The form uses it to start a distributed run through ``accelerate launch``; parsing the
-    result gives back the same settings.
+    result gives back the same settings, less the sign-in secrets: a command line is visible to
+    every user of the machine, so those travel in the environment (``secret_environment``).
     """
     argv = []
     for f in dataclasses.fields(TrainingSettings):
         value = getattr(settings, f.name)
-        if value is None:
+        if value is None or f.metadata.get("secret"):
             continue
         if isinstance(value, bool):
             argv.append(f"--{f.name}" if value else f"--no-{f.name}")

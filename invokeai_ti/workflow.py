@@ -25,6 +25,7 @@ from .outputs.loss_log import read_loss_log
 from .outputs.report import write_report
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports
+from .registration import after_install, registration_problem
 from .settings import TrainingSettings, trigger_problem
 from .training import Notify, Trainer, TrainingResult, new_tokens, token_problems
 from .training.family import family_for
@@ -47,6 +48,8 @@ class RunPlan:
 class RunOutcome:
     result: TrainingResult
     installed: Path | None
+    # What the root's InvokeAI was told (a registration, an autoimport copy), as sentences.
+    notes: tuple[str, ...] = ()
 
 
 def folder_write_problem(folder: Path) -> Problem | None:
@@ -127,6 +130,8 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
         return None, problems + [Problem(str(error), "model")]
     plan = resolved_plan(settings, caps, layout, model)
     found = [*device_problems(plan, caps), *folder_problems(plan), *model_problems(plan, settings)]
+    if not problems and not found and (problem := registration_problem(settings, layout)) is not None:
+        found.append(problem)
     return plan, problems + found
 
 
@@ -232,13 +237,15 @@ def run_plan(plan: RunPlan, *, notify: Notify = print, show_progress: bool | Non
     )
     result = trainer.run()
     installed = None
+    notes: list[str] = []
     if result.main_process:
         files = files_for(plan.model)
         installed = files.install(
             result.output_dir, plan.layout.embedding_dir(plan.settings.trigger), plan.settings.token
         )
         write_report(files.output_layout(result.output_dir, plan.settings.token))
-    return RunOutcome(result, installed)
+        notes = after_install(plan.settings, plan.layout, plan.model.base, installed)
+    return RunOutcome(result, installed, tuple(notes))
 
 
 def header_line(plan: RunPlan) -> str:
@@ -258,6 +265,7 @@ def end_lines(plan: RunPlan, outcome: RunOutcome) -> list[str]:
     return [
         f"Trained {result.token} for {result.steps} steps; the training files are in {plan.output_dir}.",
         installed_message(outcome.installed, result.token),
+        *outcome.notes,
     ]
 
 
@@ -297,12 +305,13 @@ class StepInstalled:
     installed: Path
     output_dir: Path
     replaced: bool
+    notes: tuple[str, ...] = ()
 
     def message(self, token: str, step: int) -> str:
         text = installed_message(self.installed, token, step)
         if self.replaced:
             text += f" The embedding it replaced is kept as {self.output_dir / INSTALLED_BACKUP}."
-        return text
+        return " ".join((text, *self.notes))
 
 
 def install_step(settings: TrainingSettings, step: int) -> StepInstalled:
@@ -332,4 +341,5 @@ def install_step(settings: TrainingSettings, step: int) -> StepInstalled:
     replaced = (embedding_dir / INSTALLED_NAME).is_file()
     installed = install_embedding(output_dir, embedding_dir, source)
     write_report(outputs)
-    return StepInstalled(installed, output_dir, replaced)
+    notes = after_install(settings, layout, None, installed)
+    return StepInstalled(installed, output_dir, replaced, tuple(notes))

@@ -15,10 +15,13 @@ A script uses it as::
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -33,6 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 ENV_VARIABLE = "INVOKEAI_ENV"
 DEFAULT_ENV = REPO / ".invokeai-env"
 STANDINS = Path(__file__).resolve().parent / "invokeai_standins"
+# Scripts run by the InvokeAI environment's own Python, to see our files through its code.
+SCRIPTS = Path(__file__).resolve().parent / "invokeai_scripts"
 
 # Seen 40-60 s on two idle cores; a machine shared with other test processes needs more.
 START_TIMEOUT_S = 420.0
@@ -174,6 +179,14 @@ def server_environment() -> dict[str, str]:
     return env
 
 
+def stop_with_parent() -> None:
+    """On Linux, the server gets SIGTERM when the process that started it dies, so a test run
+    killed by a timeout leaves no server behind (the fixture's own stop covers every other end)."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start_server(root: Path, multiuser: bool = False, timeout_s: float = START_TIMEOUT_S) -> InvokeAIServer:
     """Start ``invokeai-web`` on ``root`` (created and migrated by InvokeAI when new) on a free
     port, and wait until it answers; a multiuser server comes back signed in as its admin."""
@@ -187,7 +200,7 @@ def start_server(root: Path, multiuser: bool = False, timeout_s: float = START_T
         process = subprocess.Popen(
             [str(env_dir / "bin" / "invokeai-web"), "--root", str(root)],
             stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=server_environment(), cwd=root,
+            env=server_environment(), cwd=root, preexec_fn=stop_with_parent,
         )
     server = InvokeAIServer(root, port, multiuser, process, log)
     try:
@@ -211,6 +224,20 @@ def wait_until_up(server: InvokeAIServer, timeout_s: float) -> None:
                     return
         time.sleep(1)
     raise ServerError(f"invokeai-web did not answer within {timeout_s:.0f} s:\n{server.log_tail()}")
+
+
+def run_invokeai_script(name: str, *args: object) -> str:
+    """Run ``tests/invokeai_scripts/<name>`` with the InvokeAI environment's Python; its stdout."""
+    env_dir = find_environment()
+    if env_dir is None:
+        raise ServerError(missing_reason())
+    done = subprocess.run(
+        [str(env_dir / "bin" / "python"), str(SCRIPTS / name), *map(str, args)],
+        env=server_environment(), capture_output=True, text=True, timeout=600,
+    )
+    if done.returncode != 0:
+        raise ServerError(f"{name} failed with {done.returncode}:\n{done.stderr[-4000:]}")
+    return done.stdout
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ import pytest
 
 from invokeai_ti.device import DeviceCaps
 from invokeai_ti.errors import Problem, UserError
+from invokeai_ti.form.preferences import load_preferences, save_preferences
 from invokeai_ti.form.state import (
     FORM_FIELDS,
     PROBLEMS_HEADING,
@@ -89,6 +90,9 @@ def test_the_18_fields_of_invokeai_in_order_with_their_labels_then_the_previews_
         "Learn only the vectors' direction",
         "Direction learning rate",
         "Stop when the evaluation score settles",
+        "InvokeAI web address",
+        "InvokeAI sign-in email",
+        "InvokeAI password",
     ]
     kinds = {name: widget_kind(name) for name in FORM_FIELDS}
     assert [n for n, k in kinds.items() if k == "slider"] == [
@@ -96,6 +100,7 @@ def test_the_18_fields_of_invokeai_in_order_with_their_labels_then_the_previews_
         "validation_steps", "keep_tokens", "min_timestep", "max_timestep", "num_vectors"]
     assert [n for n, k in kinds.items() if k == "folder"] == ["train_data_dir", "output_dir"]
     assert kinds["resume_from_checkpoint"] == "checkbox" and kinds["learning_rate"] == "text"
+    assert [n for n, k in kinds.items() if k == "password"] == ["invokeai_password"]
 
 
 def test_defaults_come_from_the_settings_dataclass(tmp_path):
@@ -654,3 +659,18 @@ def test_the_data_and_loss_fields_are_typed_numbers_checked_on_ok_and_remembered
     state.values["snr_gamma"] = "five"
     _, problems = state.to_settings()
     assert [p.field for p in problems] == ["snr_gamma"] and "'five' is not a number" in problems[0].text
+
+
+def test_the_password_typed_in_the_form_signs_in_this_run_and_is_never_remembered(tmp_path):
+    state = build(tmp_path)
+    state.values.update(invokeai_url=" http://192.168.1.5:9090 ", invokeai_email="me@example.com",
+                        invokeai_password="Typed-Secret-99")
+
+    settings = state.to_settings()[0]
+    assert (settings.invokeai_url, settings.invokeai_email) == ("http://192.168.1.5:9090", "me@example.com")
+    assert settings.invokeai_password == "Typed-Secret-99"
+    saved = save_preferences(RootLayout(tmp_path), state.settings_to_remember(settings)).read_text(encoding="utf-8")
+    assert "me@example.com" in saved and "Typed-Secret-99" not in saved
+
+    again = build(tmp_path, saved=load_preferences(RootLayout(tmp_path))[0])
+    assert again.values["invokeai_email"] == "me@example.com" and again.values["invokeai_password"] == ""

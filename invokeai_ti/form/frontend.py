@@ -25,6 +25,7 @@ from ..models import scan_models
 from ..outputs.family_files import files_for
 from ..outputs.layout import OutputLayout
 from ..paths import RootLayout, resolve_root
+from ..registration import root_kind_line
 from ..settings import TrainingSettings
 from ..workflow import (
     RunPlan,
@@ -207,6 +208,9 @@ class SettingsForm(npyscreen.FormMultiPageAction):
             return self.add_widget_intelligent(
                 TitleIntSlider, out_of=high, lowest=low, step=slider_step(low, high), **title
             )
+        if kind == "password":
+            # Shown as stars, never echoed; its value lives only in this process.
+            return self.add_widget_intelligent(npyscreen.TitlePassword, **title)
         widget = TitleFolder if kind == "folder" else npyscreen.TitleText
         return self.add_widget_intelligent(widget, **title)
 
@@ -363,7 +367,7 @@ def run_form(typed: Mapping[str, Any]) -> int:
     layout = RootLayout(resolve_root(typed.get("root")))
     scan = scan_models(layout)
     saved, note = load_preferences(layout)
-    notes = ([note] if note else []) + scan.notes
+    notes = [root_kind_line(layout)] + ([note] if note else []) + scan.notes
     state = FormState.build(typed, layout=layout, caps=detect(), models=scan.models,
                             saved=saved, notes=notes)
     try:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from ..settings import settings_to_argv
+from ..settings import secret_environment, settings_to_argv
 from ..workflow import RunPlan
 
 
@@ -29,7 +29,7 @@ def launch_command(plan: RunPlan, gpus: Sequence[int]) -> tuple[list[str], dict[
     """The command and environment that train ``plan`` on ``gpus``."""
     settings = dataclasses.replace(plan.settings, train_data_dir=plan.data_dir, output_dir=plan.output_dir)
     flags = settings_to_argv(settings)
-    env = dict(os.environ)
+    env = dict(os.environ) | secret_environment(plan.settings)
     if len(gpus) == 1:
         env["CUDA_VISIBLE_DEVICES"] = str(gpus[0])
         return [sys.executable, "-m", "invokeai_ti", *flags], env

@@ -95,6 +95,10 @@ FORM_FIELDS = (
     "learn_direction_only",
     "direction_learning_rate",
     "stop_when_settled",
+    # Where a 4.x-7.x InvokeAI registers the embedding, and the sign-in it may ask for.
+    "invokeai_url",
+    "invokeai_email",
+    "invokeai_password",
 )
 # Numbers typed as text (the learning rate has its own format); checked on OK like any value.
 NUMBER_FIELDS = {"caption_tag_dropout_rate": "0.1", "snr_gamma": "5", "noise_offset": "0.05",
@@ -136,6 +140,8 @@ def widget_kind(name: str) -> str:
         return "select"
     if name == "resume_from_checkpoint" or field_types(f)[0] is bool:
         return "checkbox"
+    if f.metadata.get("secret"):
+        return "password"
     if f.metadata.get("slider"):
         return "slider"
     if field_types(f)[0] is Path:
@@ -323,6 +329,8 @@ class FormState:
             or form_default_prompt(settings.placeholder_token, settings.learnable_property),
             validation_steps=settings.preview_every,
             min_timestep=settings.lowest_timestep,
+            invokeai_email=settings.invokeai_email or "",
+            invokeai_password=settings.invokeai_password or "",
             **{name: f"{getattr(settings, name):g}" for name in NUMBER_FIELDS},
             **{
                 name: str(getattr(settings, name) or derive(layout, settings.trigger))
@@ -629,6 +637,9 @@ class FormState:
             placeholder_token=v["placeholder_token"].strip(),
             validation_prompt=self.typed_prompt(),
             initializer_token=v["initializer_token"].strip(),
+            invokeai_url=v["invokeai_url"].strip(),
+            invokeai_email=v["invokeai_email"].strip() or None,
+            invokeai_password=v["invokeai_password"] or None,
             resume_from_checkpoint="latest" if v["resume_from_checkpoint"] else None,
             learning_rate=self.base.learning_rate if rate is None else rate,
             **{
