@@ -235,7 +235,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainingSettings:
 
 
 def train_headless(settings: TrainingSettings) -> int:
-    from .registration import root_kind_line
+    from .root_kind import found_line
     from .workflow import end_lines, header_line, plan_run, run_plan
 
     if not settings.placeholder_token.strip():
@@ -244,7 +244,7 @@ def train_headless(settings: TrainingSettings) -> int:
             "with --gui)."
         )
     plan = plan_run(settings)
-    print(root_kind_line(plan.layout))
+    print(found_line(plan.layout.root))
     print(header_line(plan))
     for line in end_lines(plan, run_plan(plan)):
         print(line)
@@ -252,12 +252,13 @@ def train_headless(settings: TrainingSettings) -> int:
 
 
 def list_models(settings: TrainingSettings) -> int:
-    from .models import format_model_table, no_model_message, root_line, scan_models
+    from .models import format_model_table, no_model_message, scan_models
+    from .root_kind import found_line
     from .paths import RootLayout, resolve_root
 
     layout = RootLayout(resolve_root(settings.root))
     scan = scan_models(layout)
-    print(root_line(layout, scan.kind))
+    print(found_line(layout.root, scan.kind))
     for note in scan.notes:
         print(f"Note: {note}", file=sys.stderr)
     if not scan.models:

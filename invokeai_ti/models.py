@@ -214,11 +214,6 @@ def scan_models(layout: RootLayout) -> ModelScan:
     return scan
 
 
-def root_line(layout: RootLayout, kind: RootKind) -> str:
-    """What ``--list-models`` and the form say first, so a user sees which InvokeAI was read."""
-    return f"Found {kind.value} at {layout.root}."
-
-
 def default_model(models: list[ModelInfo], last_used: str | None = None) -> ModelInfo | None:
     """The last-used model first, so a user who picked one keeps getting it without asking.
 

@@ -28,11 +28,6 @@ INVOKEAI_BASES = {BASE_SD1: "sd-1", BASE_SD2: "sd-2", BASE_SDXL: "sdxl"}
 DEFAULT_AUTOIMPORT = "autoimport"
 
 
-def root_kind_line(layout: RootLayout) -> str:
-    """What the CLI and the form say about the root before anything else."""
-    return f"Found {detect_root_kind(layout.root).value} at {layout.root}."
-
-
 def signed_in_client(settings: TrainingSettings) -> InvokeAIClient:
     """A client of ``--invokeai_url`` with the token given, or signed in with the email and the
     password (the settings', else the environment's: a secret need never be on a command line)."""

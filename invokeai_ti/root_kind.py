@@ -51,6 +51,12 @@ def detect_root_kind(root: Path) -> RootKind:
     return RootKind.NEW
 
 
+def found_line(root: Path, kind: RootKind | None = None) -> str:
+    """What ``--list-models``, a training run and the form say first, so a user sees which
+    InvokeAI was read (``kind`` when the caller has already detected it)."""
+    return f"Found {(kind or detect_root_kind(root)).value} at {root}."
+
+
 def invokeai_setting(root: Path, name: str) -> Any:
     """One setting of ``invokeai.yaml`` (``models_dir``, ``autoimport_dir``, ``multiuser`` ...).
 

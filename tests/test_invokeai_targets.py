@@ -13,7 +13,8 @@ import yaml
 from invokeai_ti.cli import build_parser, settings_from_args
 from invokeai_ti.form.preferences import save_preferences
 from invokeai_ti.paths import RootLayout
-from invokeai_ti.registration import after_install, register_with_server, root_kind_line
+from invokeai_ti.registration import after_install, register_with_server
+from invokeai_ti.root_kind import found_line
 from invokeai_ti.settings import (
     PASSWORD_VARIABLE,
     TOKEN_VARIABLE,
@@ -73,7 +74,7 @@ def test_the_front_ends_say_which_kind_of_root_was_found(tmp_path, files, kind):
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text, encoding="utf-8")
-    assert root_kind_line(RootLayout(tmp_path)) == f"Found {kind} at {tmp_path}."
+    assert found_line(tmp_path) == f"Found {kind} at {tmp_path}."
 
 
 def test_with_no_server_answering_one_sentence_names_the_folder_to_scan_in_place(tmp_path):

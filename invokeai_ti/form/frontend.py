@@ -25,7 +25,7 @@ from ..models import scan_models
 from ..outputs.family_files import files_for
 from ..outputs.layout import OutputLayout
 from ..paths import RootLayout, resolve_root
-from ..registration import root_kind_line
+from ..root_kind import found_line
 from ..settings import TrainingSettings
 from ..workflow import (
     RunPlan,
@@ -367,7 +367,7 @@ def run_form(typed: Mapping[str, Any]) -> int:
     layout = RootLayout(resolve_root(typed.get("root")))
     scan = scan_models(layout)
     saved, note = load_preferences(layout)
-    notes = [root_kind_line(layout)] + ([note] if note else []) + scan.notes
+    notes = [found_line(layout.root, scan.kind)] + ([note] if note else []) + scan.notes
     state = FormState.build(typed, layout=layout, caps=detect(), models=scan.models,
                             saved=saved, notes=notes)
     try:
