@@ -25,7 +25,8 @@ from .bases import (
 from .errors import UserError
 from .paths import DEMO_ROOT, RootLayout
 from .single_file import (
-    CHECKPOINT_SUFFIXES, CheckpointProblem, config_problem, is_checkpoint_file, read_shape, shipped_config,
+    CHECKPOINT_SUFFIXES, CheckpointProblem, config_problem, diffusers_problem, is_checkpoint_file, read_shape,
+    shipped_config,
 )
 
 SOURCE_YAML = "models.yaml"
@@ -671,6 +672,8 @@ def _checkpoint_problem(model: ModelInfo) -> tuple[str, str] | None:
         return problem.problem, problem.fix
     if shape.base == BASE_SDXL_REFINER:
         return f"the checkpoint {path} {REFINER_PROBLEM}", REFINER_HINT
+    if (problem := diffusers_problem()) is not None:
+        return problem.problem, problem.fix
     if model.config is None:
         return (f"no configs for a {shape.base} checkpoint ship with invokeai-ti, so {path} cannot be read",
                 "pass --model_config with a weightless diffusers folder of its shape")

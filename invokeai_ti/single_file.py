@@ -23,7 +23,6 @@ import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +66,9 @@ CROSS_ATTENTION = re.compile(
     r"^model\.diffusion_model\.(input_blocks|middle_block|output_blocks)\.[\d.]*transformer_blocks\.0\.attn2\.to_k\.weight$"
 )
 WEIGHTS_ONLY_REFUSAL = "Weights only load failed"
+# The first diffusers whose single-file code converts each part on its own with a local config
+# (``create_diffusers_clip_model_from_ldm``, ``UNet2DConditionModel.from_single_file(config=...)``).
+DIFFUSERS_FOR_CHECKPOINTS = (0, 28)
 
 CONVERT_PICKLE_HINT = (
     "convert it to .safetensors with a tool you trust (InvokeAI's model manager does) and pass that "
@@ -132,6 +134,24 @@ def read_shape(path: Path) -> CheckpointShape:
     return CheckpointShape(base, widths, contexts.pop() if len(contexts) == 1 else None)
 
 
+def diffusers_problem() -> CheckpointProblem | None:
+    """An older diffusers cannot read a checkpoint part by part; said before anything loads, from
+    the installed version alone (importing diffusers would slow every listing of models)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version("diffusers")
+    except PackageNotFoundError:
+        installed = "none"
+    numbers = tuple(int(part) for part in re.findall(r"\d+", installed)[:2])
+    if numbers >= DIFFUSERS_FOR_CHECKPOINTS:
+        return None
+    return CheckpointProblem(
+        f"training on a single-file checkpoint needs diffusers 0.28 or later, and {installed} is installed",
+        "upgrade it (pip install -U 'diffusers>=0.28') or pass a diffusers folder",
+    )
+
+
 def shipped_config(base: str) -> Path | None:
     """The weightless folder shipped for ``base``, or None for a base with none (a refiner)."""
     return CONFIGS / SHIPPED[base] if base in SHIPPED else None
@@ -162,14 +182,15 @@ def config_problem(path: Path, shape: CheckpointShape, config: Path) -> Checkpoi
 def weightless_folder(config: Path) -> Path:
     """The folder the parts' configs and tokenizers load from.
 
-    A shipped folder holds no vocabulary (one copy serves all three bases); the first use assembles
-    it, with vocab.json and merges.txt derived from CLIP's BPE file, in the user's cache, where it
-    stays for later runs. A folder of the user's is used as it is.
+    A shipped folder holds no vocabulary (one copy serves all three bases), and neither need a
+    copy of one that a user edited: the first use assembles the folder, with vocab.json and
+    merges.txt derived from CLIP's BPE file, in the user's cache, where it stays for later runs.
+    A folder whose tokenizers are complete is used as it is.
     """
     config = Path(config)
-    if config.parent != CONFIGS:
+    if all(_has_vocabulary(tokenizer) for tokenizer in config.glob("tokenizer*")):
         return config
-    target = cache_folder() / f"{config.name}-{_shipped_digest(config)}"
+    target = cache_folder() / f"{config.name}-{_digest(config)}"
     if not (target / "model_index.json").is_file():
         _assemble(config, target)
     return target
@@ -326,10 +347,15 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-@cache
-def _shipped_digest(config: Path) -> str:
-    """Names the assembled copy by what it was made from, so a newer package never reuses an
-    older copy."""
+def _has_vocabulary(tokenizer: Path) -> bool:
+    return (tokenizer / "tokenizer.json").is_file() or (
+        (tokenizer / "vocab.json").is_file() and (tokenizer / "merges.txt").is_file()
+    )
+
+
+def _digest(config: Path) -> str:
+    """Names the assembled copy by what it was made from, so an edited folder or a newer package
+    never reuses an older copy."""
     digest = hashlib.sha256(BPE_FILE.read_bytes())
     for file in sorted(p for p in config.rglob("*") if p.is_file()):
         digest.update(file.relative_to(config).as_posix().encode() + b"\0" + file.read_bytes())
@@ -345,6 +371,8 @@ def _assemble(config: Path, target: Path) -> None:
     shutil.copytree(config, partial)
     vocabulary, merges = clip_vocabulary()
     for tokenizer in partial.glob("tokenizer*"):
+        if _has_vocabulary(tokenizer):
+            continue
         (tokenizer / "vocab.json").write_text(json.dumps(vocabulary, ensure_ascii=False), encoding="utf-8")
         (tokenizer / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
     try:

@@ -292,3 +292,44 @@ def test_model_config_for_a_diffusers_folder_is_refused(make_root, sd_checkpoint
     code = main([f"--root={root}", "--placeholder_token=psychedelic", f"--model_config={sd_checkpoint[1]}", *FAST])
     err = capsys.readouterr().err
     assert code != 0 and "is a diffusers folder with configs of its own; leave --model_config out" in err
+
+
+def test_the_form_takes_a_checkpoint_with_its_config_folder(make_root, sd_checkpoint):
+    """--model and --model_config given with --gui fill the form; OK hands both to the run. A
+    saved config folder is dropped when the model chosen is a diffusers folder, which has its own."""
+    from invokeai_ti.device import DeviceCaps
+    from invokeai_ti.form.state import FormState
+    from invokeai_ti.models import discover_models
+    from invokeai_ti.workflow import check_run
+
+    cpu = DeviceCaps("cpu", "CPU", 1, fp16=False, bf16=True, xformers=False, xformers_reason="not installed")
+    root = make_root()
+    file, config = sd_checkpoint
+    layout = RootLayout(root)
+    state = FormState.build({"model": str(file), "model_config": config, "placeholder_token": "psychedelic"},
+                            layout=layout, caps=cpu, models=discover_models(layout), saved={})
+    assert (state.values["model"], state.values["model_config"]) == (str(file), str(config))
+    settings, problems = state.to_settings()
+    assert not problems and settings.model_config == config
+    plan, problems = check_run(settings, cpu)
+    assert not problems and plan.model.format == FORMAT_CHECKPOINT and plan.model.config == config
+
+    state = FormState.build({}, layout=layout, caps=cpu, models=discover_models(layout),
+                            saved={"model_config": str(config)})
+    assert state.values["model_config"] == "" and state.to_settings()[0].model_config is None
+
+
+def test_an_edited_copy_of_a_shipped_folder_reads_an_sd2_512_base_checkpoint(tmp_path):
+    """SD-2's 512 base and 768-v weights have the same shapes; the docs' recipe for the former
+    (epsilon, 64 latents, no vocabulary of its own) gives its native size, prediction and CLIP's
+    tokenizer."""
+    config = Path(shutil.copytree(shipped_config(BASE_SD2), tmp_path / "sd-2.1-base"))
+    scheduler, unet = config / "scheduler" / "scheduler_config.json", config / "unet" / "config.json"
+    scheduler.write_text(json.dumps(json.loads(scheduler.read_text()) | {"prediction_type": "epsilon"}))
+    unet.write_text(json.dumps(json.loads(unet.read_text()) | {"sample_size": 64}))
+    file = shapes_only(tmp_path / "v2-1_512-ema-pruned.safetensors", REAL_SHAPES[BASE_SD2])
+    model = find_model(str(file), RootLayout(tmp_path / "root"), model_config=config)
+    assert (model.base, model.native_resolution, model.prediction_type) == (BASE_SD2, 512, "epsilon")
+    tokenizer = PartLoader(model, None).tokenizer("tokenizer")
+    assert len(tokenizer) == 49408 and tokenizer.pad_token_id == 0
+    assert not (config / "tokenizer" / "vocab.json").exists(), "the user's folder is left as it was"
