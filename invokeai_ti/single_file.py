@@ -53,13 +53,13 @@ PART_PREFIXES = {
     "text_encoder": ("cond_stage_model.", SDXL_TEXT_L),
     "text_encoder_2": (SDXL_TEXT_G,),
 }
-# The token embedding of each text encoder layout: its second dimension is the encoder's width.
+# Each base's token embeddings, one per text encoder: their second dimension is its width.
 TOKEN_EMBEDDINGS = {
-    SD1_TEXT: SD1_TEXT + "text_model.embeddings.token_embedding.weight",
-    SD2_TEXT: SD2_TEXT + "token_embedding.weight",
-    SDXL_TEXT_L + "transformer.": SDXL_TEXT_L + "transformer.text_model.embeddings.token_embedding.weight",
-    SDXL_TEXT_G + "model.": SDXL_TEXT_G + "model.token_embedding.weight",
-    SDXL_TEXT_L + "model.": SDXL_TEXT_L + "model.token_embedding.weight",
+    BASE_SD1: (SD1_TEXT + "text_model.embeddings.token_embedding.weight",),
+    BASE_SD2: (SD2_TEXT + "token_embedding.weight",),
+    BASE_SDXL: (SDXL_TEXT_L + "transformer.text_model.embeddings.token_embedding.weight",
+                SDXL_TEXT_G + "model.token_embedding.weight"),
+    BASE_SDXL_REFINER: (SDXL_TEXT_L + "model.token_embedding.weight",),
 }
 # The UNet's cross-attention keys: their width is the text context the UNet attends to.
 CROSS_ATTENTION = re.compile(
@@ -94,17 +94,10 @@ class CheckpointShape:
     """What the weights say about a checkpoint, read from its tensors' names and shapes."""
 
     base: str
-    # One width per text encoder (clip_l then clip_g for SDXL); None where the layout has none.
+    # One width per text encoder (clip_l then clip_g for SDXL).
     token_dims: tuple[int, ...]
+    # The text width the UNet's cross-attention expects; None when its layers disagree or are absent.
     context_width: int | None
-
-    @property
-    def token_dim(self) -> int | None:
-        return self.token_dims[0] if self.token_dims else None
-
-    @property
-    def token_dim_2(self) -> int | None:
-        return self.token_dims[1] if len(self.token_dims) > 1 else None
 
 
 def is_checkpoint_file(path: Path) -> bool:
@@ -126,10 +119,7 @@ def read_shape(path: Path) -> CheckpointShape:
             "pass a checkpoint of a whole model (a LoRA, VAE or embedding file cannot be trained on), "
             "or a diffusers folder",
         )
-    widths = tuple(
-        shapes[key][1] for prefix, key in TOKEN_EMBEDDINGS.items()
-        if key in shapes and len(shapes[key]) == 2 and _text_prefix_applies(prefix, base)
-    )
+    widths = tuple(shapes[key][1] for key in TOKEN_EMBEDDINGS[base] if len(shapes.get(key, ())) == 2)
     contexts = {shape[1] for key, shape in shapes.items() if CROSS_ATTENTION.match(key) and len(shape) == 2}
     return CheckpointShape(base, widths, contexts.pop() if len(contexts) == 1 else None)
 
@@ -324,13 +314,6 @@ def _base_of(shapes: dict[str, tuple[int, ...]]) -> str:
     if has(SD1_TEXT):
         return BASE_SD1
     return BASE_UNKNOWN
-
-
-def _text_prefix_applies(prefix: str, base: str) -> bool:
-    return {
-        BASE_SD1: (SD1_TEXT,), BASE_SD2: (SD2_TEXT,), BASE_SDXL: (SDXL_TEXT_L + "transformer.", SDXL_TEXT_G + "model."),
-        BASE_SDXL_REFINER: (SDXL_TEXT_L + "model.",),
-    }[base].__contains__(prefix)
 
 
 def _widths_text(token_dims: tuple, context: Any) -> str:
