@@ -49,6 +49,13 @@ class PartLoader:
             self.location = str(model.path or model.location)
         self.tokenizer_name = tokenizer_name
 
+    @property
+    def source(self) -> str:
+        """Where the weights come from, as a run announces it."""
+        if self.checkpoint is not None:
+            return f"{self.checkpoint.path}, with the configs in {self.model.config}"
+        return self.location
+
     def tokenizer(self, subfolder: str):
         with quiet_imports():
             from transformers import CLIPTokenizer
