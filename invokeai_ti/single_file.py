@@ -63,7 +63,8 @@ TOKEN_EMBEDDINGS = {
 }
 # The UNet's cross-attention keys: their width is the text context the UNet attends to.
 CROSS_ATTENTION = re.compile(
-    r"^model\.diffusion_model\.(input_blocks|middle_block|output_blocks)\.[\d.]*transformer_blocks\.0\.attn2\.to_k\.weight$"
+    r"^model\.diffusion_model\.(input_blocks|middle_block|output_blocks)\.[\d.]*"
+    r"transformer_blocks\.0\.attn2\.to_k\.weight$"
 )
 WEIGHTS_ONLY_REFUSAL = "Weights only load failed"
 # The first diffusers whose single-file code converts each part on its own with a local config

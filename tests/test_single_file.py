@@ -135,7 +135,8 @@ def test_checkpoint_parts_load_bit_identical_to_the_folder(layout, sd_checkpoint
 
     pairs = [(loader.part(part, torch.float32), kind.from_pretrained(str(folder), subfolder=part))
              for part, kind in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL))]
-    pairs += [(loader.text_encoder(part, kind), getattr(transformers, kind).from_pretrained(str(folder), subfolder=part))
+    pairs += [(loader.text_encoder(part, kind),
+               getattr(transformers, kind).from_pretrained(str(folder), subfolder=part))
               for part, kind in TEXT_ENCODERS.items() if (folder / part).is_dir()]
     for from_file, from_folder in pairs:
         loaded, expected = from_file.state_dict(), from_folder.state_dict()
@@ -146,7 +147,8 @@ def test_checkpoint_parts_load_bit_identical_to_the_folder(layout, sd_checkpoint
 def shapes_only(path: Path, widths: dict[str, int]) -> Path:
     """A file with an original checkpoint's names and, where the base is read from them, its real
     widths; one row each, since telling the base reads shapes and never values."""
-    tensors = {"model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": torch.zeros(1, widths["context"]),
+    attention = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+    tensors = {attention: torch.zeros(1, widths["context"]),
                "model.diffusion_model.out.2.weight": torch.zeros(1),
                "first_stage_model.decoder.conv_out.weight": torch.zeros(1)}
     tensors |= {key: torch.zeros(1, width) for key, width in widths.items() if key != "context"}
@@ -214,7 +216,8 @@ def test_shipped_configs_build_the_published_architectures(name):
             if (folder / part).is_dir():
                 config = transformers.CLIPTextConfig.from_pretrained(str(folder / part))
                 counts[part] = getattr(transformers, kind)(config)
-    assert {part: sum(p.numel() for p in module.parameters()) for part, module in counts.items()} == PUBLISHED_COUNTS[name]
+    built = {part: sum(p.numel() for p in module.parameters()) for part, module in counts.items()}
+    assert built == PUBLISHED_COUNTS[name]
     assert name in SHIPPED.values()
 
 
