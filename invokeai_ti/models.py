@@ -683,8 +683,16 @@ def _checkpoint_problem(model: ModelInfo) -> tuple[str, str] | None:
 
 
 def _with_model_config(model: ModelInfo, model_config: Path | None) -> ModelInfo:
-    """``model`` read with ``--model_config``'s configs: only a checkpoint has none of its own."""
+    """``model`` read with ``--model_config``'s configs: only a checkpoint has none of its own.
+
+    A checkpoint listed without configs (a database row names only its file and base) is read
+    again from its weights, which pick the shipped configs.
+    """
     if model_config is None:
+        if model.format == FORMAT_CHECKPOINT and model.config is None and model.path is not None:
+            return describe_checkpoint(model.name, model.location, model.path, model.source,
+                                       is_default=model.is_default, description=model.description,
+                                       stated_base=model.base)
         return model
     if model.format != FORMAT_CHECKPOINT:
         raise UserError(

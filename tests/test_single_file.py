@@ -336,3 +336,19 @@ def test_an_edited_copy_of_a_shipped_folder_reads_an_sd2_512_base_checkpoint(tmp
     tokenizer = PartLoader(model, None).tokenizer("tokenizer")
     assert len(tokenizer) == 49408 and tokenizer.pad_token_id == 0
     assert not (config / "tokenizer" / "vocab.json").exists(), "the user's folder is left as it was"
+
+
+def test_a_checkpoint_listed_without_configs_gets_the_shipped_ones(tmp_path, monkeypatch):
+    """Discovery may list a checkpoint from InvokeAI's database with its file and base alone (a
+    stand-in list here: discovery is not what is checked); choosing it reads the weights, which
+    pick the shipped configs."""
+    from invokeai_ti.models import ModelInfo, ModelScan
+
+    file = shapes_only(tmp_path / "dreamshaper.safetensors", REAL_SHAPES[BASE_SDXL])
+    listed = ModelInfo("DreamShaper XL", str(file), file, "database", BASE_SDXL, None, 1024, "epsilon", False,
+                       format=FORMAT_CHECKPOINT)
+    scan = ModelScan()
+    scan.add(listed, listed.name)
+    monkeypatch.setattr("invokeai_ti.models.scan_models", lambda layout: scan)
+    model = find_model("DreamShaper XL", RootLayout(tmp_path / "root"))
+    assert (model.name, model.config, model.token_dims) == ("DreamShaper XL", shipped_config(BASE_SDXL), (768, 1280))
