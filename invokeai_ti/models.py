@@ -20,10 +20,17 @@ from typing import Any
 
 import yaml
 
+from .bases import (
+    BASE_SD1, BASE_SD2, BASE_SDXL, BASE_SDXL_REFINER, BASE_UNKNOWN, FORMAT_CHECKPOINT, FORMAT_DIFFUSERS,
+)
 from .errors import UserError
 from .invokeai_db import ModelRecord, models_dir, read_model_records
 from .paths import DEMO_ROOT, RootLayout
 from .root_kind import RootKind, detect_root_kind
+from .single_file import (
+    CHECKPOINT_SUFFIXES, CheckpointProblem, config_problem, diffusers_problem, is_checkpoint_file, read_shape,
+    shipped_config,
+)
 
 SOURCE_YAML = "models.yaml"
 SOURCE_FOLDER = "models folder"
@@ -31,9 +38,6 @@ SOURCE_HUB = "hub cache"
 SOURCE_GIVEN = "given"
 SOURCE_DATABASE = "InvokeAI database"
 
-BASE_SD1, BASE_SD2, BASE_SDXL, BASE_UNKNOWN = "SD-1", "SD-2", "SDXL", "unknown"
-BASE_SDXL_REFINER = "SDXL-refiner"
-FORMAT_DIFFUSERS, FORMAT_CHECKPOINT = "diffusers", "checkpoint"
 BASE_BY_TOKEN_WIDTH = {768: BASE_SD1, 1024: BASE_SD2}
 # InvokeAI 3.x names the base in the first part of a models.yaml key (sdxl-refiner/main/<name>);
 # 4.x and later use the same names in a database record's ``base``.
@@ -52,7 +56,6 @@ METADATA_KEY = "__metadata__"
 
 HUB_REPO_PREFIX = "models--"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-CHECKPOINT_SUFFIXES = (".ckpt", ".safetensors")
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
 WEIGHTED_PARTS = ("text_encoder", "unet", "vae")
 TOKENIZER_FILES = (("vocab.json", "merges.txt"), ("tokenizer.json",))
@@ -71,11 +74,6 @@ SDXL_REQUIRED_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 SDXL_WEIGHTED_PARTS = ("text_encoder_2",)
 
-CONVERT_HINT = (
-    "convert it to a diffusers folder first, with InvokeAI's model manager or with diffusers' "
-    "StableDiffusionPipeline.from_single_file(...).save_pretrained(...) (the README's 'Getting a "
-    "model' shows how), and pass that folder"
-)
 MISSING_FOLDER_HINT = "check the path, or pick a model from `invokeai-ti --list-models`"
 INCOMPLETE_HINT = "download or convert the model again so that every part is complete"
 REFINER_PROBLEM = (
@@ -114,6 +112,9 @@ class ModelInfo:
     token_dim_2: int | None = None
     # FORMAT_DIFFUSERS (a pipeline folder) or FORMAT_CHECKPOINT (one file in the original layout).
     format: str = FORMAT_DIFFUSERS
+    # A checkpoint's weightless diffusers folder (the shipped one for its base, or --model_config),
+    # which says each part's shape; None for a diffusers folder, which has its own.
+    config: Path | None = None
     # Why this model cannot be trained, as a fragment after its name (``has the base flux ...``),
     # where its record says so before any file is read; empty for a model that may be trained.
     refusal: str = ""
@@ -251,16 +252,18 @@ def no_model_message(layout: RootLayout) -> str:
     )
 
 
-def find_model(spec: str | None, layout: RootLayout, revision: str | None = None) -> ModelInfo:
-    """Resolve ``--model`` (at ``--revision``) to a complete local pipeline, or say exactly what
-    to do instead.
+def find_model(
+    spec: str | None, layout: RootLayout, revision: str | None = None, model_config: Path | None = None
+) -> ModelInfo:
+    """Resolve ``--model`` (at ``--revision``, a checkpoint with ``--model_config``) to a complete
+    local pipeline or checkpoint, or say exactly what to do instead.
 
     Checking the folder here, before any weights load, turns diffusers' tracebacks about a
     missing config into a sentence that names the missing part.
     """
 
     def usable(model: ModelInfo) -> ModelInfo:
-        return _usable(_at_revision(model, revision, layout))
+        return _usable(_with_model_config(_at_revision(model, revision, layout), model_config))
 
     scan = scan_models(layout)
     spec = (spec or "").strip()
@@ -338,22 +341,62 @@ def describe_model(
         return ModelInfo(name, location, None, source, stated_base, None,
                          FALLBACK_RESOLUTION.get(stated_base, DEFAULT_RESOLUTION), "epsilon",
                          is_default, description)
+    if path.is_file():
+        return describe_checkpoint(name, location, path, source, is_default=is_default,
+                                   description=description, stated_base=stated_base)
     index = _read_json(path / "model_index.json")
     token_dim = _token_width(path / "text_encoder")
     token_dim_2 = _token_width(path / "text_encoder_2")
     base = _base(path, index, token_dim)
     if base == BASE_UNKNOWN:
         base = stated_base
-    sample_size = _read_json(path / "unet" / "config.json").get("sample_size")
-    vae_blocks = _read_json(path / "vae" / "config.json").get("block_out_channels")
-    if isinstance(sample_size, int) and isinstance(vae_blocks, list) and vae_blocks:
-        resolution = sample_size * 2 ** (len(vae_blocks) - 1)
-    else:
-        resolution = FALLBACK_RESOLUTION.get(base, DEFAULT_RESOLUTION)
-    scheduler = _read_json(path / "scheduler" / "scheduler_config.json")
-    prediction_type = str(scheduler.get("prediction_type") or "epsilon")
-    return ModelInfo(name, location, path, source, base, token_dim, resolution, prediction_type,
+    resolution = _native_resolution(path) or FALLBACK_RESOLUTION.get(base, DEFAULT_RESOLUTION)
+    return ModelInfo(name, location, path, source, base, token_dim, resolution, _prediction_type(path),
                      is_default, description, token_dim_2)
+
+
+def _native_resolution(folder: Path) -> int | None:
+    sample_size = _read_json(folder / "unet" / "config.json").get("sample_size")
+    vae_blocks = _read_json(folder / "vae" / "config.json").get("block_out_channels")
+    if isinstance(sample_size, int) and isinstance(vae_blocks, list) and vae_blocks:
+        return sample_size * 2 ** (len(vae_blocks) - 1)
+    return None
+
+
+def _prediction_type(folder: Path) -> str:
+    scheduler = _read_json(folder / "scheduler" / "scheduler_config.json")
+    return str(scheduler.get("prediction_type") or "epsilon")
+
+
+def describe_checkpoint(
+    name: str,
+    location: str,
+    path: Path,
+    source: str,
+    *,
+    config: Path | None = None,
+    is_default: bool = False,
+    description: str = "",
+    stated_base: str = BASE_UNKNOWN,
+) -> ModelInfo:
+    """A single-file checkpoint: base and token widths from its weights' names and shapes (the
+    header alone for .safetensors), sizes and prediction type from ``config`` (default: the
+    folder shipped for its base). An unreadable file is described from ``stated_base``, and
+    ``_usable`` says what is wrong with it."""
+    try:
+        shape = read_shape(path)
+    except CheckpointProblem:
+        base, token_dims = stated_base, ()
+    else:
+        base, token_dims = shape.base, shape.token_dims
+    config = config or shipped_config(base)
+    resolution, prediction_type = FALLBACK_RESOLUTION.get(base, DEFAULT_RESOLUTION), "epsilon"
+    if config is not None:
+        resolution = _native_resolution(config) or resolution
+        prediction_type = _prediction_type(config)
+    widths = (*token_dims, None, None)
+    return ModelInfo(name, location, path, source, base, widths[0], resolution, prediction_type, is_default,
+                     description, widths[1], FORMAT_CHECKPOINT, config)
 
 
 def hub_caches(layout: RootLayout) -> list[Path]:
@@ -622,16 +665,17 @@ def _pipeline_problem(folder: Path) -> tuple[str, str] | None:
     if not folder.exists():
         return f"the folder {folder} does not exist", MISSING_FOLDER_HINT
     if folder.is_file():
-        if folder.suffix.lower() in CHECKPOINT_SUFFIXES:
-            return f"the file {folder} is a single-file checkpoint, not a diffusers pipeline", CONVERT_HINT
-        return f"the file {folder} is not a diffusers pipeline folder", MISSING_FOLDER_HINT
+        if is_checkpoint_file(folder):
+            return _checkpoint_problem(describe_checkpoint(folder.name, str(folder), folder, SOURCE_GIVEN))
+        return (f"the file {folder} is neither a diffusers pipeline folder nor a checkpoint "
+                "(.safetensors or .ckpt)", MISSING_FOLDER_HINT)
     if not (folder / "model_index.json").is_file():
         checkpoints = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in CHECKPOINT_SUFFIXES)
         if checkpoints:
             return (
                 f"the folder {folder} is not a diffusers pipeline: it has no model_index.json, "
                 f"only the single-file checkpoint {checkpoints[0]}",
-                CONVERT_HINT,
+                f"pass the file {folder / checkpoints[0]} itself",
             )
         return (
             f"the folder {folder} is not a diffusers pipeline: it has no model_index.json",
@@ -671,7 +715,7 @@ def _model_problem(model: ModelInfo) -> tuple[str, str] | None:
     if model.refusal:
         hint = REFINER_HINT if model.base == BASE_SDXL_REFINER else UNTRAINABLE_HINT
         return f"the model {model.name} {model.refusal}", hint
-    if model.path is not None and (found := _pipeline_problem(model.path)) is not None:
+    if model.path is not None and (found := _files_problem(model)) is not None:
         return found
     if not model.trainable:
         return f"the model {model.name} {REFINER_PROBLEM}", REFINER_HINT
@@ -692,9 +736,63 @@ def _usable(model: ModelInfo) -> ModelInfo:
             f"download it with `hf download {model.location}` (or `huggingface-cli download "
             f"{model.location}` with older huggingface_hub), or pass a local diffusers folder."
         )
-    if (found := _pipeline_problem(model.path)) is not None:
+    if (found := _files_problem(model)) is not None:
         raise _unusable(*found)
     return model
+
+
+def _files_problem(model: ModelInfo) -> tuple[str, str] | None:
+    if model.format == FORMAT_CHECKPOINT and model.path is not None and model.path.is_file():
+        return _checkpoint_problem(model)
+    return _pipeline_problem(model.path) if model.path is not None else None
+
+
+def _checkpoint_problem(model: ModelInfo) -> tuple[str, str] | None:
+    """What stops training on a checkpoint file: unreadable, a refiner, no shipped folder for its
+    base, or configs (shipped or --model_config) of another shape than its weights."""
+    path = model.path
+    try:
+        shape = read_shape(path)
+    except CheckpointProblem as problem:
+        return problem.problem, problem.fix
+    if shape.base == BASE_SDXL_REFINER:
+        return f"the checkpoint {path} {REFINER_PROBLEM}", REFINER_HINT
+    if (problem := diffusers_problem()) is not None:
+        return problem.problem, problem.fix
+    if model.config is None:
+        return (f"no configs for a {shape.base} checkpoint ship with invokeai-ti, so {path} cannot be read",
+                "pass --model_config with a weightless diffusers folder of its shape")
+    if (problem := config_problem(path, shape, model.config)) is not None:
+        return problem.problem, problem.fix
+    return None
+
+
+def _with_model_config(model: ModelInfo, model_config: Path | None) -> ModelInfo:
+    """``model`` read with ``--model_config``'s configs: only a checkpoint has none of its own.
+
+    A checkpoint listed without configs (a database row names only its file and base) is read
+    again from its weights, which pick the shipped configs.
+    """
+    if model.refusal:
+        return model
+    if model_config is None:
+        if model.format == FORMAT_CHECKPOINT and model.config is None and model.path is not None:
+            return describe_checkpoint(model.name, model.location, model.path, model.source,
+                                       is_default=model.is_default, description=model.description,
+                                       stated_base=model.base)
+        return model
+    if model.format != FORMAT_CHECKPOINT:
+        raise UserError(
+            f"--model_config describes the shape of a single-file checkpoint, but {model.name} is a "
+            "diffusers folder with configs of its own; leave --model_config out."
+        )
+    folder = Path(model_config).expanduser()
+    if not folder.is_dir():
+        raise UserError(f"The --model_config folder {folder} does not exist; pass the folder of a diffusers model "
+                        "(its weights may be left out).")
+    return describe_checkpoint(model.name, model.location, model.path, model.source, config=folder.resolve(),
+                               is_default=model.is_default, description=model.description,
+                               stated_base=model.base)
 
 
 def _unusable(problem: str, fix: str) -> UserError:

@@ -197,8 +197,9 @@ class TrainingSettings:
     # Model
     model: str | None = setting(
         None,
-        "a model name from models.yaml (see --list-models), a diffusers folder or a Hugging Face "
-        "repo id (default: the model marked default, else the first one found)",
+        "a model name from models.yaml (see --list-models), a diffusers folder, a single-file "
+        "checkpoint (.safetensors) or a Hugging Face repo id (default: the model marked default, "
+        "else the first one found)",
         group="model",
         aliases=("--pretrained_model_name_or_path",),
         label="Model Name",
@@ -211,6 +212,14 @@ class TrainingSettings:
     )
     tokenizer_name: str | None = setting(
         None, "load the tokenizer from this folder or repo id instead of the model's", group="model"
+    )
+    model_config: Path | None = setting(
+        None,
+        "for a single-file checkpoint (.safetensors) of another shape than SD-1.5, SD-2.1 768-v or "
+        "SDXL base: a diffusers folder whose configs and tokenizers describe it; its weights may be "
+        "left out (default: the configs shipped for the base its weights show)",
+        group="model",
+        label="Checkpoint config folder",
     )
     # Images
     train_data_dir: Path | None = setting(

@@ -17,7 +17,7 @@ from .data.captions import caption_problem
 from .data.images import data_folder_problem
 from .device import DeviceCaps, detect
 from .errors import Problem, UserError, sentences
-from .models import ModelInfo, find_model
+from .models import FORMAT_CHECKPOINT, ModelInfo, find_model
 from .outputs.embeddings import install_embedding
 from .outputs.family_files import files_for
 from .outputs.layout import INSTALLED_BACKUP, INSTALLED_NAME, OutputLayout, own_files_problem
@@ -125,9 +125,11 @@ def check_run(settings: TrainingSettings, caps: DeviceCaps | None = None) -> tup
     caps = caps or detect()
     layout = RootLayout(resolve_root(settings.root))
     try:
-        model = find_model(settings.model, layout, settings.revision)
+        model = find_model(settings.model, layout, settings.revision, settings.model_config)
     except UserError as error:
-        return None, problems + [Problem(str(error), "model")]
+        # A checkpoint's shape problem is fixed in --model_config, any other in --model.
+        field = "model_config" if "--model_config" in str(error) else "model"
+        return None, problems + [Problem(str(error), field)]
     plan = resolved_plan(settings, caps, layout, model)
     found = [*device_problems(plan, caps), *folder_problems(plan), *model_problems(plan, settings)]
     if not problems and not found and (problem := registration_problem(settings, layout)) is not None:
@@ -185,6 +187,12 @@ def model_problems(plan: RunPlan, settings: TrainingSettings) -> list[Problem]:
         if settings.initializer_token.strip():
             found.extend(tokenizer_problems(plan.model, plan.settings))
     found.append(initial_embedding_problem(settings.initial_embedding, plan.model))
+    if plan.model.format == FORMAT_CHECKPOINT and not settings.only_save_embeds:
+        found.append(Problem(
+            f"--no-only_save_embeds copies the diffusers folder a run trained on, and {plan.model.name} is a "
+            "single-file checkpoint; leave it out and load the embedding with the checkpoint",
+            "only_save_embeds",
+        ))
     return [problem for problem in found if problem is not None]
 
 

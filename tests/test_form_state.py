@@ -76,6 +76,7 @@ def test_the_18_fields_of_invokeai_in_order_with_their_labels_then_the_previews_
         "Previews (p1 | p2; none=off)",
         "Preview every N steps",
         "Bit-identical results (slower)",
+        "Checkpoint config folder",
         "Keep aspect ratios (buckets)",
         "Learn only the masked part (alpha or .mask.png)",
         "Shuffle caption tags",
@@ -98,7 +99,7 @@ def test_the_18_fields_of_invokeai_in_order_with_their_labels_then_the_previews_
     assert [n for n, k in kinds.items() if k == "slider"] == [
         "max_train_steps", "train_batch_size", "gradient_accumulation_steps", "lr_warmup_steps",
         "validation_steps", "keep_tokens", "min_timestep", "max_timestep", "num_vectors"]
-    assert [n for n, k in kinds.items() if k == "folder"] == ["train_data_dir", "output_dir"]
+    assert [n for n, k in kinds.items() if k == "folder"] == ["train_data_dir", "output_dir", "model_config"]
     assert kinds["resume_from_checkpoint"] == "checkbox" and kinds["learning_rate"] == "text"
     assert [n for n, k in kinds.items() if k == "password"] == ["invokeai_password"]
 

@@ -485,13 +485,13 @@ def test_complete_folder_has_no_problem(template):
     assert pipeline_problem(template) is None
 
 
-def test_single_file_checkpoint_is_told_to_convert(root, tmp_path):
+def test_folder_holding_only_a_checkpoint_points_at_the_file(root, tmp_path):
     folder = tmp_path / "ckpts"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"")
-    with pytest.raises(UserError, match="single-file checkpoint model.safetensors.*convert"):
+    with pytest.raises(UserError, match="only the single-file checkpoint model.safetensors; pass the file .*itself"):
         find_model(str(folder), RootLayout(root))
-    with pytest.raises(UserError, match="single-file checkpoint.*convert"):
+    with pytest.raises(UserError, match="could not be read as a checkpoint"):
         find_model(str(folder / "model.safetensors"), RootLayout(root))
 
 

@@ -25,7 +25,9 @@ from typing import Any
 from ..data.templates import default_prompts
 from ..device import DeviceCaps
 from ..errors import Problem, UserError, as_sentence
-from ..models import FORMAT_DIFFUSERS, SOURCE_GIVEN, ModelInfo, default_model, find_model, no_model_message
+from ..models import (
+    FORMAT_CHECKPOINT, FORMAT_DIFFUSERS, SOURCE_GIVEN, ModelInfo, default_model, find_model, no_model_message,
+)
 from ..outputs.checkpoints import (
     SHAPE_LABELS,
     Checkpoint,
@@ -79,7 +81,9 @@ FORM_FIELDS = (
     "validation_prompt",
     "validation_steps",
     "deterministic",
-    # Later pages: the data folder's conventions and the loss weightings users know from kohya.
+    # Later pages: a checkpoint file's configs, the data folder's conventions and the loss
+    # weightings users know from kohya.
+    "model_config",
     "bucket",
     "masked_loss",
     "shuffle_caption",
@@ -107,6 +111,8 @@ NUMBER_FIELDS = {"caption_tag_dropout_rate": "0.1", "snr_gamma": "5", "noise_off
 # --validation_prompt instead).
 PROMPT_SEPARATOR = " | "
 FOLDER_FIELDS = {"train_data_dir": RootLayout.data_dir, "output_dir": RootLayout.output_dir}
+# Folders typed as text with no default to follow; empty is None.
+OPTIONAL_FOLDERS = ("model_config",)
 
 # npyscreen's own minimum form size. Every field fits in that width, and the form pages through
 # the fields at that height, so this is all the terminal needs.
@@ -305,7 +311,7 @@ class FormState:
         if spec:
             chosen = next((m for m in models if spec in (m.name, m.location)), None)
             if chosen is None:
-                chosen = find_model(spec, layout)
+                chosen = find_model(spec, layout, model_config=typed.get("model_config"))
                 models.append(chosen)
         else:
             chosen = default_model(models, last_used=saved.get("model"))
@@ -313,6 +319,8 @@ class FormState:
             raise UserError(no_model_message(layout), exit_code=1)
         if "resolution" not in typed and saved.get("model") not in (chosen.name, chosen.location):
             saved.pop("resolution", None)
+        if chosen.format != FORMAT_CHECKPOINT:
+            saved.pop("model_config", None)  # a checkpoint's configs; a folder has its own
 
         settings = TrainingSettings.from_dict(saved)
         settings = dataclasses.replace(settings, **(typed | {"root": layout.root}))
@@ -336,6 +344,7 @@ class FormState:
                 name: str(getattr(settings, name) or derive(layout, settings.trigger))
                 for name, derive in FOLDER_FIELDS.items()
             },
+            **{name: str(getattr(settings, name) or "") for name in OPTIONAL_FOLDERS},
         )
         state = cls(base=settings, layout=layout, caps=caps, models=models, values=values,
                     notes=list(notes))
@@ -623,7 +632,7 @@ class FormState:
             name: v[name]
             for name in FORM_FIELDS
             if name not in FOLDER_FIELDS and name not in ("resume_from_checkpoint", "learning_rate")
-            and name not in NUMBER_FIELDS
+            and name not in NUMBER_FIELDS and name not in OPTIONAL_FOLDERS
         }
         for name in NUMBER_FIELDS:
             number, problem = parse_number(name, v[name])
@@ -644,7 +653,7 @@ class FormState:
             learning_rate=self.base.learning_rate if rate is None else rate,
             **{
                 name: Path(v[name].strip()).expanduser() if v[name].strip() else None
-                for name in FOLDER_FIELDS
+                for name in (*FOLDER_FIELDS, *OPTIONAL_FOLDERS)
             },
         )
         for name in FORM_FIELDS:

@@ -19,9 +19,10 @@ from typing import Any
 import torch
 
 from ..errors import UserError
-from ..models import ModelInfo
+from ..models import FORMAT_CHECKPOINT, ModelInfo
 from ..quiet import quiet_imports, quiet_library_progress
 from ..settings import TrainingSettings
+from ..single_file import CheckpointFile, weightless_folder
 from .family import ModelFamily
 from .tokens import add_tokens, new_tokens
 
@@ -32,12 +33,28 @@ InitialVectors = Callable[[tuple[int, ...]], "tuple[torch.Tensor, ...] | None"]
 
 class PartLoader:
     """Loads the parts of ``model`` from its folder, which ``find_model`` resolved at the
-    settings' revision (a local folder has no other revision to ask ``from_pretrained`` for)."""
+    settings' revision (a local folder has no other revision to ask ``from_pretrained`` for).
+
+    A single-file checkpoint's weights come from the file (``checkpoint``); its configs,
+    tokenizers and scheduler from its weightless folder, which is then ``location``.
+    """
 
     def __init__(self, model: ModelInfo, tokenizer_name: str | None) -> None:
         self.model = model
-        self.location = str(model.path or model.location)
+        self.checkpoint: CheckpointFile | None = None
+        if model.format == FORMAT_CHECKPOINT and model.path is not None and model.config is not None:
+            self.checkpoint = CheckpointFile(model.path, weightless_folder(model.config))
+            self.location = str(self.checkpoint.config)
+        else:
+            self.location = str(model.path or model.location)
         self.tokenizer_name = tokenizer_name
+
+    @property
+    def source(self) -> str:
+        """Where the weights come from, as a run announces it."""
+        if self.checkpoint is not None:
+            return f"{self.checkpoint.path}, with the configs in {self.model.config}"
+        return self.location
 
     def tokenizer(self, subfolder: str):
         with quiet_imports():
@@ -53,6 +70,8 @@ class PartLoader:
             import transformers
 
         with self.errors("text encoder"), quiet_library_progress():
+            if self.checkpoint is not None:
+                return self.checkpoint.text_encoder(getattr(transformers, kind), subfolder)
             return getattr(transformers, kind).from_pretrained(self.location, subfolder=subfolder)
 
     def config(self, part: str) -> dict:
@@ -73,14 +92,26 @@ class PartLoader:
         with self.errors(part), quiet_library_progress():
             if dtype is None:
                 return kind.from_pretrained(self.location, subfolder=part)
-            loaded = kind.from_pretrained(self.location, subfolder=part, torch_dtype=dtype)
+            if self.checkpoint is not None:
+                loaded = self.checkpoint.model_part(kind, part, dtype)
+            else:
+                loaded = kind.from_pretrained(self.location, subfolder=part, torch_dtype=dtype)
         return loaded.requires_grad_(False)
 
     @contextmanager
     def errors(self, part: str) -> Iterator[None]:
         try:
             yield
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            if self.checkpoint is None and isinstance(error, RuntimeError):
+                raise
+            reason = " ".join(str(error).split())[:300]
+            if self.checkpoint is not None:
+                raise UserError(
+                    f"The {part} of the checkpoint {self.checkpoint.path} could not be read with the "
+                    f"configs in {self.model.config} ({reason}); check that the file is complete, or "
+                    "pass --model_config with a weightless diffusers folder of its shape."
+                ) from error
             raise UserError(
                 f"The {part} of {self.model.name} at {self.location} could not be loaded "
                 f"({error}); check that it is a complete diffusers Stable Diffusion folder."

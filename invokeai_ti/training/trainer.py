@@ -361,7 +361,7 @@ class Trainer:
         so a terminal never sits silent.
         """
         if main:
-            self.notify(f"Loading the text encoder and VAE of {self.model.name} from {loader.location}...")
+            self.notify(f"Loading the text encoder and VAE of {self.model.name} from {loader.source}...")
         return loader.text_encoders(lambda widths: self._initial_vectors(list(widths), main))
 
     def _cache_latents(self, loader: ModelLoader, data: TrainingData, run: Run) -> LatentCache:
