@@ -26,6 +26,7 @@ from ..data.folder import fit_to_bucket
 from ..data.images import load_image, scan_images
 from ..errors import UserError
 from ..files import atomic_write
+from ..image_files import PNG_ONLY, open_image
 from ..paths import RootLayout
 from ..settings import bare_trigger
 from . import learning_report
@@ -96,7 +97,7 @@ def data_uri(data: bytes, kind: str) -> str:
 
 def jpeg_uri(path: Path) -> str:
     """A JPEG copy keeps a report of many large previews light; the PNG is a click away."""
-    with Image.open(path) as image:
+    with open_image(path, formats=PNG_ONLY) as image:
         return image_uri(image)
 
 
