@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import UserError
 from .paths import DEMO_ROOT, RootLayout
+from .yaml_file import YamlFileError, read_yaml
 
 SOURCE_YAML = "models.yaml"
 SOURCE_FOLDER = "models folder"
@@ -375,10 +374,9 @@ def _models_yaml_entries(
     if not file.is_file():
         return
     try:
-        config = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        reason = " ".join(str(error).split())
-        notes.append(f"{file} could not be read ({reason}), so its models are not listed; fix or remove it.")
+        config = read_yaml(file)
+    except YamlFileError as error:
+        notes.append(f"{error}, so its models are not listed; fix or remove it.")
         return
     if config is None:
         return
