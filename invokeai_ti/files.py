@@ -96,10 +96,14 @@ def atomic_write(path: Path, write: Callable[[Path], object], *, staging: Path |
     that mode is put back after ``write``: some writers (safetensors) replace the file with a
     private one, which InvokeAI running as another user, or a shared model folder, could not read.
     ``staging`` is the folder the temporary file is written in, when ``path``'s own folder must
-    never hold one (a folder whose every file a program loads); it must be on the same disk.
+    never hold one (a folder whose every file a program loads); when it turns out to be on
+    another disk than ``path``, the file is written beside ``path`` after all, since a rename
+    cannot cross disks.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     refuse_link(path)
+    if staging is not None and staging.stat().st_dev != path.parent.stat().st_dev:
+        staging = None
     tmp = temporary_path(path, staging)
     try:
         with writing(path):
@@ -132,16 +136,16 @@ def create_file(path: Path) -> IO[str]:
         return os.fdopen(os.open(path, _CREATE_FLAGS, 0o666), "w", newline="", encoding="utf-8")
 
 
-def clear_temporaries(folder: Path) -> list[Path]:
-    """Remove the temporary files a killed run left in ``folder``; returns what was removed.
-
-    Only for a folder no other process writes in (an output folder while its lock is held), or
-    for temporaries whose process is gone.
+def clear_temporaries(folder: Path, name: str | None = None) -> list[Path]:
+    """Remove the temporary files a killed process left in ``folder`` (those of ``name`` only, when
+    given); returns what was removed. A temporary file of a process still running is left alone.
     """
     removed = []
     with contextlib.suppress(OSError):
         for path in folder.iterdir():
             match = TEMPORARY_NAME.match(path.name)
+            if name is not None and not path.name.startswith(f".{name}.tmp-"):
+                continue
             if match and not path.is_dir() and not _running(int(match.group(1))):
                 path.unlink(missing_ok=True)
                 removed.append(path)

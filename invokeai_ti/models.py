@@ -541,8 +541,13 @@ def _pipeline_problem(folder: Path) -> tuple[str, str] | None:
         if folder.suffix.lower() in CHECKPOINT_SUFFIXES:
             return f"the file {folder} is a single-file checkpoint, not a diffusers pipeline", CONVERT_HINT
         return f"the file {folder} is not a diffusers pipeline folder", MISSING_FOLDER_HINT
+    if not folder.is_dir():
+        return f"{folder} is not a folder (nor a file)", MISSING_FOLDER_HINT
     if not (folder / "model_index.json").is_file():
-        checkpoints = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in CHECKPOINT_SUFFIXES)
+        try:
+            checkpoints = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in CHECKPOINT_SUFFIXES)
+        except OSError as error:
+            return f"the folder {folder} cannot be read ({error.strerror or type(error).__name__})", MISSING_FOLDER_HINT
         if checkpoints:
             return (
                 f"the folder {folder} is not a diffusers pipeline: it has no model_index.json, "
