@@ -351,16 +351,30 @@ def _read_rgb(path: Path, at_least: int) -> Image.Image:
 
 # Modes Pillow's reduce cannot shrink, and the smallest mode each is shrunk in instead.
 _REDUCIBLE_AS = {"1": "L", "P": "RGBA", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I"}
+# Rows of the reduced picture made from one strip of the full-size one, at most; and a strip is
+# never more than this fraction of the picture (each strip is copied up to three times).
+STRIP_ROWS = 32
+STRIPS_AT_LEAST = 32
 
 
 def reduced(image: Image.Image, at_least: int) -> Image.Image:
     """``image`` shrunk by the largest whole factor that keeps ``at_least`` pixels on each side
-    (``image`` itself when there is none), its metadata (EXIF orientation) kept."""
-    factor = min(image.width, image.height) // max(at_least, 1)
+    (``image`` itself when there is none), its metadata (EXIF orientation) kept.
+
+    The decoder's full-size buffer is the one Pillow cannot avoid for most formats; this adds
+    only a strip of it at a time: ``reduce`` itself copies a picture with transparency whole
+    (it averages premultiplied colours), and a palette picture must be converted first. The
+    factor is kept to a small part of the height so that a strip stays small.
+    """
+    factor = min(min(image.width, image.height) // max(at_least, 1), max(image.height // STRIPS_AT_LEAST, 1))
     if factor < 2:
         return image
-    source = image.convert(_REDUCIBLE_AS[image.mode]) if image.mode in _REDUCIBLE_AS else image
-    small = source.reduce(factor)
+    mode = _REDUCIBLE_AS.get(image.mode, image.mode)
+    rows = factor * max(1, min(STRIP_ROWS, image.height // (STRIPS_AT_LEAST * factor)))
+    small = Image.new(mode, (-(-image.width // factor), -(-image.height // factor)))
+    for top in range(0, image.height, rows):
+        strip = image.crop((0, top, image.width, min(top + rows, image.height)))
+        small.paste((strip if strip.mode == mode else strip.convert(mode)).reduce(factor), (0, top // factor))
     small.info = dict(image.info)
     return small
 
