@@ -52,9 +52,14 @@ def refuse_link(path: Path) -> None:
         raise UserError(link_message(path))
 
 
+def temporary_name(name: str, pid: int | None = None) -> str:
+    """The name a file called ``name`` has while process ``pid`` (this one) writes it."""
+    return f".{name}.tmp-{os.getpid() if pid is None else pid}"
+
+
 def temporary_path(path: Path, folder: Path | None = None) -> Path:
     """Where ``path`` is written before it is renamed into place: in ``folder`` (its own by default)."""
-    return (folder or path.parent) / f".{path.name}.tmp-{os.getpid()}"
+    return (folder or path.parent) / temporary_name(path.name)
 
 
 @contextlib.contextmanager

@@ -67,7 +67,7 @@ def dead_pid() -> int:
 # 1. Links ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("planted", ["loss_log.csv", "vector_norms.csv", "evaluation.csv", ".training.owner",
-                                     "samples"])
+                                     ".training.lock", "samples"])
 def test_a_link_planted_where_the_trainer_writes_is_refused_and_its_target_untouched(
     planted, make_root, tmp_path, capsys
 ):

@@ -76,7 +76,8 @@ def check_mask(image: Path, source: Path | str) -> None:
 
     The sizes are compared from the headers, before the mask is decoded.
     """
-    if source != ALPHA and (mask_size := _upright_mask_size(Path(source))) != upright_size(image):
+    mask_size = None if source == ALPHA else _upright_mask_size(Path(source))
+    if mask_size is not None and mask_size != upright_size(image):
         width, height = upright_size(image)
         raise UserError(
             f"the mask {source} is {mask_size[0]}x{mask_size[1]} but its photo {image.name} is "

@@ -12,14 +12,13 @@ cheaply.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import Problem, UserError
-from ..files import clear_temporaries, link_message, temporary_path
+from ..files import clear_temporaries, link_message, temporary_name
 
 EMBEDDING_NAME = "learned_embeds"
 SECOND_ENCODER_SUFFIX = "_2"
@@ -98,12 +97,11 @@ def own_files_problem(trigger: str) -> Problem | None:
     is a snapshot's temporary file at the longest step.
     """
     names = OutputLayout(Path(), trigger, encoders=2)
-    longest = max(len(temporary_path(path).name.replace(str(os.getpid()), str(LONGEST_PID)).encode())
-                  for path in names.embeddings(step=LONGEST_STEP).all())
+    longest = max(len(temporary_name(path.name, LONGEST_PID).encode()) for path in names.embeddings(LONGEST_STEP).all())
     if longest > NAME_MAX:
         return Problem(
             f"the trigger term '{trigger[:20]}...' is too long for the file names made from it; keep it "
-            f"under {len(trigger.encode()) - (longest - NAME_MAX)} characters",
+            f"to at most {len(trigger.encode()) - (longest - NAME_MAX)} characters",
             "placeholder_token",
         )
     snapshot = names.embeddings(step=0)
