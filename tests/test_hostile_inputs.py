@@ -395,9 +395,10 @@ def damage_text_encoder(root: Path) -> Path:
 
 
 def damage_tokenizer(root: Path) -> Path:
-    path = root / "models" / "diffusers" / "stable-diffusion-1.5" / "tokenizer" / "vocab.json"
-    path.write_text("[not, a, vocabulary", encoding="utf-8")
-    return path.parent.parent
+    folder = root / "models" / "diffusers" / "stable-diffusion-1.5" / "tokenizer"
+    for name in ("tokenizer.json", "vocab.json"):
+        (folder / name).write_text("[not, a, vocabulary", encoding="utf-8")
+    return folder.parent
 
 
 DAMAGED = {

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import torch
 
 from ..errors import UserError
-from ..files import read_json_object, writing
+from ..files import DamagedFile, read_json_object, writing
 from ..settings import MAX_TIMESTEP, TrainingSettings
 from .layout import (
     CHECKPOINT_PATTERN,
@@ -367,8 +367,9 @@ def read_checkpoint(path: Path) -> Checkpoint:
             tuple((int(step), float(score)) for step, score in state.get("evaluation") or ()),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        reason = str(error) if isinstance(error, DamagedFile) else f"{CHECKPOINT_STATE}: {type(error).__name__}"
         raise UserError(
-            f"The checkpoint {path} is damaged ({type(error).__name__}); delete it and resume from "
+            f"The checkpoint {path} is damaged ({reason}); delete it and resume from "
             "an earlier one, or start without --resume_from_checkpoint."
         ) from error
 
