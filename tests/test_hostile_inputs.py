@@ -456,6 +456,10 @@ def test_a_model_path_that_is_not_a_folder_does_not_hide_the_other_models(make_r
 # 10. The hub ------------------------------------------------------------------------------------
 
 def test_a_hub_tokenizer_not_on_disk_is_named_within_seconds_where_the_hub_cannot_be_reached(make_root, tmp_path):
+    """Nothing listens on port 9, so every connection is refused at once; huggingface_hub still
+    retries each of a tokenizer's four files five times with back-off (1+2+4+8+8 s), over 90 s
+    in all. The probe gives up after its one refused request, so the run ends as soon as the
+    libraries are imported and the settings checked."""
     root = make_root()
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_ENDPOINT": "http://127.0.0.1:9",
            "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
