@@ -22,11 +22,13 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
+from .files import atomic_write
 from .outputs.layout import OutputLayout
 from .outputs.preview_png import read_previews
 from .paths import DEMO_ROOT, RootLayout
 from .settings import TrainingSettings
 from .world import WORLD_MODEL, WORLD_MODEL_SDXL
+from .yaml_file import YamlFileError, read_yaml
 
 
 @dataclass(frozen=True)
@@ -91,16 +93,22 @@ def make_demo_root(root: Path) -> RootLayout:
     layout = RootLayout(root)
     for model in DEMO_MODELS:
         _install_model(model.source, root / model.folder)
-    entries = yaml.safe_load(layout.models_yaml.read_text(encoding="utf-8")) if layout.models_yaml.exists() else None
-    entries = entries if isinstance(entries, dict) else {}
+    try:
+        entries = read_yaml(layout.models_yaml) if layout.models_yaml.exists() else None
+    except YamlFileError as error:
+        raise UserError(f"{error}; fix or remove it, and run invokeai-ti --demo again") from error
+    if entries is not None and not isinstance(entries, dict):
+        raise UserError(f"{layout.models_yaml} is not a list of named models; fix or remove it, and run "
+                        "invokeai-ti --demo again")
+    entries = entries or {}
     missing = {
         model.name: {"description": model.description, "format": "diffusers", "path": str(model.folder),
                      **({"default": True} if model.name == DEMO_MODEL and not entries else {})}
         for model in DEMO_MODELS if model.name not in entries
     }
     if missing:
-        layout.models_yaml.parent.mkdir(parents=True, exist_ok=True)
-        layout.models_yaml.write_text(yaml.safe_dump({**entries, **missing}, sort_keys=False), encoding="utf-8")
+        text = yaml.safe_dump({**entries, **missing}, sort_keys=False)
+        atomic_write(layout.models_yaml, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     for model in DEMO_MODELS:
         data = layout.data_dir(model.trigger)
         if not data.is_dir() or not any(data.iterdir()):

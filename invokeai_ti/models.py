@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .bases import (
     BASE_SD1, BASE_SD2, BASE_SDXL, BASE_SDXL_REFINER, BASE_UNKNOWN, FORMAT_CHECKPOINT, FORMAT_DIFFUSERS,
 )
@@ -31,6 +29,7 @@ from .single_file import (
     CHECKPOINT_SUFFIXES, CheckpointProblem, config_problem, diffusers_problem, is_checkpoint_file, read_shape,
     shipped_config,
 )
+from .yaml_file import YamlFileError, read_yaml
 
 SOURCE_YAML = "models.yaml"
 SOURCE_FOLDER = "models folder"
@@ -452,10 +451,9 @@ def _models_yaml_entries(
     if not file.is_file():
         return
     try:
-        config = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        reason = " ".join(str(error).split())
-        notes.append(f"{file} could not be read ({reason}), so its models are not listed; fix or remove it.")
+        config = read_yaml(file)
+    except YamlFileError as error:
+        notes.append(f"{error}, so its models are not listed; fix or remove it.")
         return
     if config is None:
         return
@@ -669,8 +667,13 @@ def _pipeline_problem(folder: Path) -> tuple[str, str] | None:
             return _checkpoint_problem(describe_checkpoint(folder.name, str(folder), folder, SOURCE_GIVEN))
         return (f"the file {folder} is neither a diffusers pipeline folder nor a checkpoint "
                 "(.safetensors or .ckpt)", MISSING_FOLDER_HINT)
+    if not folder.is_dir():
+        return f"{folder} is not a folder (nor a file)", MISSING_FOLDER_HINT
     if not (folder / "model_index.json").is_file():
-        checkpoints = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in CHECKPOINT_SUFFIXES)
+        try:
+            checkpoints = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in CHECKPOINT_SUFFIXES)
+        except OSError as error:
+            return f"the folder {folder} cannot be read ({error.strerror or type(error).__name__})", MISSING_FOLDER_HINT
         if checkpoints:
             return (
                 f"the folder {folder} is not a diffusers pipeline: it has no model_index.json, "

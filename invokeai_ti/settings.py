@@ -45,7 +45,7 @@ MAX_TIMESTEP = 1000
 # taught outlines and shading instead of the object (docs/benchmarks.md, "Learning what users
 # care about").
 OBJECT_MIN_TIMESTEP = 250
-TRIGGER_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
+TRIGGER_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 # What InvokeAI 3.x and later look up as an embedding in a prompt's ``<name>``: any other
 # character ends the match, so an embedding named with one can never be used there.
 INVOKEAI_NAME_PATTERN = re.compile(r"^[A-Za-z0-9., _-]+$")
@@ -117,14 +117,24 @@ def invokeai_trigger_problem(placeholder: str) -> Problem | None:
 
 
 def trigger_problem(placeholder: str) -> Problem | None:
+    """The trigger names folders (``embeddings/<trigger>/``, the output and data folders) and a
+    file, so it must be one plain folder name: no separator, no control character (a newline
+    included), and not ``.`` or ``..``, which name the folder above instead. A leading dot would
+    hide the folders, and the trainer's own temporary files are the ones whose names start so."""
     trigger = bare_trigger(placeholder)
     if not trigger:
         return Problem("the trigger term is empty; type a word such as 'psychedelic'", "placeholder_token")
-    if not TRIGGER_PATTERN.match(trigger):
-        bad = sorted({c for c in trigger if not re.match(r"[A-Za-z0-9._-]", c)})
+    if not TRIGGER_PATTERN.fullmatch(trigger):
+        bad = sorted({c for c in trigger if not TRIGGER_PATTERN.fullmatch(c)})
         shown = ", ".join("space" if c == " " else repr(c) for c in bad)
         return Problem(
-            f"the trigger term '{trigger}' contains {shown}; use only letters, digits, '.', '-' and '_'",
+            f"the trigger term {trigger!r} contains {shown}; use only letters, digits, '.', '-' and '_'",
+            "placeholder_token",
+        )
+    if trigger.startswith("."):
+        return Problem(
+            f"the trigger term '{trigger}' starts with a dot, which would name a hidden folder (or the "
+            "folder above); start it with a letter or a digit",
             "placeholder_token",
         )
     return None

@@ -52,7 +52,8 @@ class RunOutcome:
     notes: tuple[str, ...] = ()
 
 
-def folder_write_problem(folder: Path) -> Problem | None:
+def folder_write_problem(folder: Path, what: str = "the output folder", field: str = "output_dir",
+                         fix: str = "choose a folder you can write to") -> Problem | None:
     """Try to write in ``folder``: permissions alone lie for root and on read-only mounts.
 
     Folders created for the test are removed again, so a rejected form leaves nothing behind.
@@ -65,10 +66,7 @@ def folder_write_problem(folder: Path) -> Problem | None:
         probe.unlink()
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        return Problem(
-            f"the output folder {folder} cannot be written ({reason}); choose a folder you can write to",
-            "output_dir",
-        )
+        return Problem(f"{what} {folder} cannot be written ({reason}); {fix}", field)
     finally:
         for created in missing:
             with contextlib.suppress(OSError):
@@ -175,6 +173,12 @@ def folder_problems(plan: RunPlan) -> list[Problem]:
         if found[-1] is None and trigger:
             found.append(caption_problem(data_dir, trigger))
     found.append(folder_write_problem(plan.output_dir))
+    if trigger:
+        # Found after the whole training otherwise, when the embedding is installed.
+        found.append(folder_write_problem(
+            layout.embedding_dir(trigger), "the embeddings folder", "root",
+            "make it writable, or pass the --root of an InvokeAI you can write to",
+        ))
     return [problem for problem in found if problem is not None]
 
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from invokeai_ti import image_files
 from invokeai_ti.data import images as dataset
 from invokeai_ti.data.images import (
     IMAGE_EXTENSIONS,
@@ -164,7 +165,7 @@ def test_an_image_with_damaged_compressed_data_is_skipped(tmp_path):
 
 
 def test_an_image_with_more_pixels_than_the_limit_is_skipped_as_too_large(tmp_path, monkeypatch):
-    monkeypatch.setattr(dataset, "MAX_DECODED_PIXELS", 99)
+    monkeypatch.setattr(image_files, "MAX_DECODED_PIXELS", 99)
     solid(tmp_path / "small.png", size=(9, 11))
     solid(tmp_path / "large.png", size=(10, 10))
     scan = scan_images(tmp_path)

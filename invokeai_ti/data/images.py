@@ -20,6 +20,7 @@ import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from ..errors import Problem, UserError
+from ..image_files import ImageTooLarge, open_image
 from .buckets import Fit
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp"})
@@ -28,12 +29,6 @@ MASK_SUFFIX = ".mask.png"
 METADATA_FILE = "metadata.jsonl"
 # The setting that fixes a problem of the data folder, its pictures, captions or masks.
 DATA_FOLDER_FIELD = "train_data_dir"
-
-MAX_DECODED_PIXELS = 1 << 28
-"""Our stand-in for Pillow's decompression-bomb limit: 268 megapixels, about 1 GB as RGBA.
-
-It counts the pixels actually decoded, so a JPEG read at 1/8 scale may be far larger on disk.
-"""
 
 REDUCING_GAP = 2.0
 """As in ``Image.thumbnail``: shrink by whole factors (JPEG draft, ``reduce``) down to at most
@@ -274,7 +269,7 @@ class PillowForOurFiles:
     """Lift Pillow's decompression-bomb limit and metadata chatter for our own reads only.
 
     The limit guards servers against hostile uploads; here the files are the user's own photos,
-    and a 108-megapixel phone picture trips it. MAX_DECODED_PIXELS replaces it. Warnings such as
+    and a 108-megapixel phone picture trips it. ``image_files.MAX_DECODED_PIXELS`` replaces it. Warnings such as
     "Possibly corrupt EXIF data" name nothing the user can act on. Both settings are
     process-wide: the first reader in lifts them and the last one out restores them, and the lock
     guards only that count, so decoding threads run side by side.
@@ -319,7 +314,7 @@ def _upright_size(path: Path) -> tuple[int, int]:
     """Width and height as the picture is shown: EXIF orientations 5 to 8 turn it on its side."""
     with pillow_for_our_files():
         try:
-            with Image.open(path) as image:
+            with open_image(path) as image:
                 width, height = image.size
                 orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
         except Exception:
@@ -331,19 +326,17 @@ def _read_rgb(path: Path, at_least: int) -> Image.Image:
     """Decode the first frame completely (truncation only shows then), upright, as RGB.
 
     JPEGs decode at 1/2, 1/4 or 1/8 scale while staying ``at_least`` pixels on each side, so a
-    12000x9000 photo never needs its full-size buffer.
+    12000x9000 photo never needs its full-size buffer; every other format is shrunk by a whole
+    factor right after decoding (``reduce``), before any copy is made, so the one full-size
+    buffer is the decoder's and every step after it costs what the training resolution costs.
     """
     with pillow_for_our_files():
         try:
-            with Image.open(path) as image:
-                image.draft("RGB", (at_least, at_least))
-                width, height = image.size
-                if width * height > MAX_DECODED_PIXELS:
-                    raise _Unusable(f"too large to read ({width}x{height} pixels)")
+            with open_image(path, draft_side=at_least) as image:
                 image.load()
-                return _to_rgb(ImageOps.exif_transpose(image))
-        except _Unusable:
-            raise
+                return _to_rgb(ImageOps.exif_transpose(reduced(image, at_least)))
+        except ImageTooLarge as problem:
+            raise _Unusable(str(problem)) from None
         except UnidentifiedImageError:
             raise _Unusable("not a readable image") from None
         except FileNotFoundError:
@@ -354,6 +347,36 @@ def _read_rgb(path: Path, at_least: int) -> Image.Image:
         # ValueError, struct.error ...); every one of them means this file cannot be used.
         except Exception:
             raise _Unusable("truncated or corrupt image") from None
+
+
+# Modes Pillow's reduce cannot shrink, and the smallest mode each is shrunk in instead.
+_REDUCIBLE_AS = {"1": "L", "P": "RGBA", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I"}
+# Rows of the reduced picture made from one strip of the full-size one, at most; and a strip is
+# never more than this fraction of the picture (each strip is copied up to three times).
+STRIP_ROWS = 32
+STRIPS_AT_LEAST = 32
+
+
+def reduced(image: Image.Image, at_least: int) -> Image.Image:
+    """``image`` shrunk by the largest whole factor that keeps ``at_least`` pixels on each side
+    (``image`` itself when there is none), its metadata (EXIF orientation) kept.
+
+    The decoder's full-size buffer is the one Pillow cannot avoid for most formats; this adds
+    only a strip of it at a time: ``reduce`` itself copies a picture with transparency whole
+    (it averages premultiplied colours), and a palette picture must be converted first. The
+    factor is kept to a small part of the height so that a strip stays small.
+    """
+    factor = min(min(image.width, image.height) // max(at_least, 1), max(image.height // STRIPS_AT_LEAST, 1))
+    if factor < 2:
+        return image
+    mode = _REDUCIBLE_AS.get(image.mode, image.mode)
+    rows = factor * max(1, min(STRIP_ROWS, image.height // (STRIPS_AT_LEAST * factor)))
+    small = Image.new(mode, (-(-image.width // factor), -(-image.height // factor)))
+    for top in range(0, image.height, rows):
+        strip = image.crop((0, top, image.width, min(top + rows, image.height)))
+        small.paste((strip if strip.mode == mode else strip.convert(mode)).reduce(factor), (0, top // factor))
+    small.info = dict(image.info)
+    return small
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -23,6 +23,7 @@ import yaml
 from ..files import atomic_write
 from ..paths import RootLayout
 from ..settings import TrainingSettings, bare_trigger
+from ..yaml_file import YamlFileError, read_yaml
 
 NOT_REMEMBERED = ("root", "placeholder_token", "resume_from_checkpoint")
 REPLACED = "; pressing OK saves new ones"
@@ -58,17 +59,12 @@ def load_preferences(layout: RootLayout) -> tuple[dict[str, Any], str | None]:
     and the next OK overwrites it.
     """
     path = layout.preferences
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not path.exists():
         return {}, None
-    except (OSError, UnicodeDecodeError) as error:
-        return {}, f"Ignored the saved settings in {path}: the file cannot be read ({error}){REPLACED}."
     try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        reason = str(getattr(error, "problem", None) or type(error).__name__)
-        return {}, f"Ignored the saved settings in {path}: it is not valid YAML ({reason}){REPLACED}."
+        values = read_yaml(path)
+    except YamlFileError as error:
+        return {}, f"Ignored the saved settings: {error}{REPLACED}."
     if values is None:
         return {}, None
     if not isinstance(values, dict):

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import torch
 
 from ..errors import UserError
-from ..files import disk_full_message
+from ..files import DamagedFile, read_json_object, writing
 from ..settings import MAX_TIMESTEP, TrainingSettings
 from .layout import (
     CHECKPOINT_PATTERN,
@@ -264,28 +264,36 @@ def write_checkpoint(
     staging = output_dir / checkpoint_staging_name(step)
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        staging.mkdir(parents=True)
-        saved = state.state_dict()
-        files.save_files(staging, shape.token, saved["vectors"], step, shape.model)
-        torch.save(saved["optimizer"], staging / OPTIMIZER_STATE)
-        torch.save(saved["lr_scheduler"], staging / SCHEDULER_STATE)
-        if saved["grad_scaler"] is not None:
-            torch.save(saved["grad_scaler"], staging / SCALER_STATE)
-        record = {
-            "step": step, "seed": seed, "total_steps": total_steps, "shape": asdict(shape), "data": data,
-            "evaluation": [list(point) for point in evaluation or ()],
-        }
-        (staging / CHECKPOINT_STATE).write_text(json.dumps(record, indent=2), encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    except OSError as error:
+        with writing(final):
+            _write_staged(staging, final, step=step, seed=seed, shape=shape, total_steps=total_steps, files=files,
+                          state=state, data=data, evaluation=evaluation)
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        if error.errno == 28:
-            raise UserError(disk_full_message(final)) from error
         raise
     prune_checkpoints(output_dir, keep)
     return final
+
+
+def _write_staged(
+    staging: Path, final: Path, *, step: int, seed: int, shape: RunShape, total_steps: int, files: EmbeddingLayout,
+    state: Stateful, data: dict[str, Any] | None, evaluation: Sequence[tuple[int, float]] | None,
+) -> None:
+    """Every file of the checkpoint into ``staging``, then the folder renamed to ``final`` whole."""
+    staging.mkdir(parents=True)
+    saved = state.state_dict()
+    files.save_files(staging, shape.token, saved["vectors"], step, shape.model)
+    torch.save(saved["optimizer"], staging / OPTIMIZER_STATE)
+    torch.save(saved["lr_scheduler"], staging / SCHEDULER_STATE)
+    if saved["grad_scaler"] is not None:
+        torch.save(saved["grad_scaler"], staging / SCALER_STATE)
+    record = {
+        "step": step, "seed": seed, "total_steps": total_steps, "shape": asdict(shape), "data": data,
+        "evaluation": [list(point) for point in evaluation or ()],
+    }
+    (staging / CHECKPOINT_STATE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
 
 
 def prune_checkpoints(output_dir: Path, keep: int | None) -> None:
@@ -347,7 +355,7 @@ def checkpoint_to_resume(output_dir: Path, request: str | None) -> Checkpoint | 
 
 def read_checkpoint(path: Path) -> Checkpoint:
     try:
-        state = json.loads((path / CHECKPOINT_STATE).read_text(encoding="utf-8"))
+        state = read_json_object(path / CHECKPOINT_STATE)
         total = state.get("total_steps")
         return Checkpoint(
             path,
@@ -358,9 +366,10 @@ def read_checkpoint(path: Path) -> Checkpoint:
             state.get("data"),
             tuple((int(step), float(score)) for step, score in state.get("evaluation") or ()),
         )
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        reason = str(error) if isinstance(error, DamagedFile) else f"{CHECKPOINT_STATE}: {type(error).__name__}"
         raise UserError(
-            f"The checkpoint {path} is damaged ({type(error).__name__}); delete it and resume from "
+            f"The checkpoint {path} is damaged ({reason}); delete it and resume from "
             "an earlier one, or start without --resume_from_checkpoint."
         ) from error
 
@@ -368,11 +377,31 @@ def read_checkpoint(path: Path) -> Checkpoint:
 def restore_checkpoint(checkpoint: Checkpoint, *, shape: RunShape, files: EmbeddingLayout, state: Stateful) -> None:
     scaler_file = checkpoint.path / SCALER_STATE
     state.load_state_dict({
-        "vectors": files.read_saved(checkpoint.path, shape.token),
+        "vectors": saved_vectors(checkpoint.path, shape.token, files, state),
         "optimizer": load_state(checkpoint.path / OPTIMIZER_STATE),
         "lr_scheduler": load_state(checkpoint.path / SCHEDULER_STATE),
         "grad_scaler": load_state(scaler_file) if scaler_file.exists() else None,
     })
+
+
+def saved_vectors(folder: Path, token: str, files: EmbeddingLayout, state: Stateful) -> tuple[torch.Tensor, ...]:
+    """The checkpoint's vectors, refused in one sentence unless they are the trigger's, of the
+    shapes this run trains: a file someone replaced or damaged, not a traceback from the copy."""
+    wanted = [tuple(vectors.shape) for vectors in state.state_dict()["vectors"]]
+    damaged = f"The checkpoint {folder} is damaged"
+    fix = "delete it and resume from an earlier one, or start without --resume_from_checkpoint"
+    try:
+        found = files.read_saved(folder, token)
+    except KeyError as error:
+        raise UserError(f"{damaged}: its embedding files do not hold {token}; {fix}.") from error
+    except Exception as error:
+        raise UserError(f"{damaged}: its embedding files cannot be read ({type(error).__name__}); {fix}.") from error
+    shapes = [tuple(vectors.shape) for vectors in found]
+    if shapes != wanted:
+        shown = " and ".join("x".join(map(str, shape)) for shape in shapes)
+        raise UserError(f"{damaged}: its embedding holds vectors of {shown} where this run trains "
+                        f"{' and '.join('x'.join(map(str, shape)) for shape in wanted)}; {fix}.")
+    return found
 
 
 def load_state(path: Path) -> dict[str, Any]:

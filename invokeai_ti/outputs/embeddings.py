@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
-from ..files import atomic_write
+from ..files import atomic_write, clear_temporaries
 from .layout import INSTALLED_BACKUP, INSTALLED_NAME, LEGACY_INSTALLED_NAMES, OutputLayout, invokeai_name
 
 # The token id AUTOMATIC1111 records for its "*" placeholder; InvokeAI 2.3 requires the key.
@@ -163,13 +163,22 @@ def install_embedding(output_dir: Path, embedding_dir: Path, step: int | None = 
     unknown suffix is read as safetensors), so no backup may stay there: the embedding this one
     replaces is kept in the output folder as ``learned_embeds.bin.previous``, written before the
     installed file is touched. Files earlier versions installed beside it are removed.
+
+    For the same reason the copy is written beside the embeddings folder (in the folder holding
+    it, on the same disk, where no consumer loads anything) and renamed into place whole: a run
+    killed while copying leaves a hidden temporary file there, never a half-written file that
+    InvokeAI would load, and the next install clears it (and any an older version left inside).
     """
     trained = output_dir / invokeai_name(step)
     installed = embedding_dir / INSTALLED_NAME
+    embedding_dir.mkdir(parents=True, exist_ok=True)
+    staging = embedding_dir.resolve().parent.parent
+    clear_temporaries(embedding_dir)
+    clear_temporaries(staging, installed.name)
     if installed.is_file():
         backup = output_dir / INSTALLED_BACKUP
         atomic_write(backup, lambda tmp: shutil.copyfile(installed, tmp))
-    atomic_write(installed, lambda tmp: shutil.copyfile(trained, tmp))
+    atomic_write(installed, lambda tmp: shutil.copyfile(trained, tmp), staging=staging)
     for name in LEGACY_INSTALLED_NAMES:
         (embedding_dir / name).unlink(missing_ok=True)
     shutil.rmtree(embedding_dir / ".incoming", ignore_errors=True)

@@ -13,10 +13,12 @@ cheaply.
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import Problem
+from ..errors import Problem, UserError
+from ..files import clear_temporaries, link_message, temporary_name
 
 EMBEDDING_NAME = "learned_embeds"
 SECOND_ENCODER_SUFFIX = "_2"
@@ -32,7 +34,11 @@ LEGACY_INSTALLED_NAMES = (
     f"{EMBEDDING_NAME}.safetensors{BACKUP_SUFFIX}",
     INSTALLED_BACKUP,
 )
-OWN_FILE_NAMES = re.compile(rf"{EMBEDDING_NAME}(-steps-\d+)?", re.IGNORECASE)
+# The longest name a file may have on Linux, macOS and Windows file systems (bytes, or UTF-16 units).
+NAME_MAX = 255
+# A step number and a process id as long as any the trainer meets, for the longest name derived.
+LONGEST_STEP = 10**12
+LONGEST_PID = 2**22
 
 SETTINGS_RECORD = "training_settings.json"
 LOSS_LOG = "loss_log.csv"
@@ -82,11 +88,28 @@ def checkpoint_staging_name(step: int) -> str:
 
 
 def own_files_problem(trigger: str) -> Problem | None:
-    """A trigger named like the trainer's own files would overwrite them as ``<trigger>.safetensors``.
+    """A trigger whose files would not fit a file name, or would share a name with another file.
 
-    Case is ignored because macOS and Windows file systems ignore it.
+    The trigger names ``<trigger>.safetensors`` and its ``-steps-N`` snapshots beside files of
+    fixed names (``learned_embeds_2-steps-500.safetensors``, ...); a trigger spelt like one of
+    them would make two saves write one file. Every family's names are checked (SDXL's are the
+    most), and case is ignored because macOS and Windows file systems ignore it. The longest name
+    is a snapshot's temporary file at the longest step.
     """
-    if OWN_FILE_NAMES.fullmatch(trigger) is None:
+    names = OutputLayout(Path(), trigger, encoders=2)
+    longest = max(len(temporary_name(path.name, LONGEST_PID).encode()) for path in names.embeddings(LONGEST_STEP).all())
+    if longest > NAME_MAX:
+        return Problem(
+            f"the trigger term '{trigger[:20]}...' is too long for the file names made from it; keep it "
+            f"to at most {len(trigger.encode()) - (longest - NAME_MAX)} characters",
+            "placeholder_token",
+        )
+    snapshot = names.embeddings(step=0)
+    marker = steps_suffix(0)
+    others = [path.name.rsplit(marker, 1) for path in (snapshot.invokeai, *snapshot.diffusers)]
+    pattern = re.compile("|".join(rf"{re.escape(head)}(-steps-\d+)?{re.escape(tail)}" for head, tail in others),
+                         re.IGNORECASE)
+    if pattern.fullmatch(names.embeddings().single_file.name) is None:
         return None
     return Problem(f"the trigger term '{trigger}' is the name of the trainer's own files; choose another word",
                    "placeholder_token")
@@ -221,6 +244,28 @@ class OutputLayout:
         found = [*checkpoints, *self.snapshots(), self.loss_log, self.norm_log, self.evaluation_log,
                  self.logs(logging_dir)]
         return sorted(path for path in found if path is not None and path.exists())
+
+    def refuse_links(self) -> None:
+        """Refuse a folder holding a symbolic link where the run writes: in the folder itself and
+        in its previews folder every name is the run's, and a link there (planted by anyone who
+        can write in a shared folder) would make a write land wherever it points."""
+        for folder in (self.folder, self.samples_dir):
+            if folder.is_symlink():
+                raise UserError(link_message(folder))
+            if folder.is_dir():
+                for path in sorted(folder.iterdir()):
+                    if path.is_symlink():
+                        raise UserError(link_message(path))
+
+    def clear_killed_run(self) -> list[Path]:
+        """Remove the temporary files and half-written checkpoints a killed run left; only while
+        this run holds the folder's lock, when nothing else writes here."""
+        removed = [*clear_temporaries(self.folder), *clear_temporaries(self.samples_dir)]
+        for path in self.folder.glob(".checkpoint-*.partial"):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        return removed
 
     def run_files(self, logging_dir: Path) -> list[Path]:
         """Every file and folder a run leaves in the output folder, an earlier run set aside

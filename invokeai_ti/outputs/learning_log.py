@@ -18,6 +18,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..files import create_file
+
 NORM_COLUMNS = ["step", "encoder", "mean_norm", "largest_norm", "vocabulary_median"]
 EVALUATION_COLUMNS = ["step", "score"]
 
@@ -28,11 +30,10 @@ class StepRows:
     def __init__(self, path: Path, columns: list[str], start_step: int) -> None:
         kept: list[list[str]] = []
         if start_step and path.exists():
-            with open(path, newline="", encoding="utf-8") as handle:
+            with open(path, newline="", encoding="utf-8", errors="replace") as handle:
                 kept = [row for row in csv.reader(handle)][1:]
             kept = [row for row in kept if row and row[0].isdigit() and int(row[0]) <= start_step]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(path, "w", newline="", encoding="utf-8")
+        self.handle = create_file(path)
         self.writer = csv.writer(self.handle)
         self.writer.writerow(columns)
         self.writer.writerows(kept)
@@ -79,8 +80,9 @@ def read_evaluation(path: Path) -> list[tuple[int, float]]:
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows as text; bytes that are not UTF-8 spoil only their row, which its reader skips."""
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
             return list(csv.DictReader(handle))
     except FileNotFoundError:
         return []

@@ -17,6 +17,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from ..errors import UserError
+from ..files import atomic_write, refuse_link
 from .layout import LOCK_NAME, OWNER_NAME
 
 
@@ -33,6 +34,8 @@ class OutputLock:
     def acquire(self) -> str | None:
         """Take the lock; returns a note when an earlier run had died holding it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        refuse_link(self.path)
+        refuse_link(self.owner_path)
         try:
             self.lock.acquire(timeout=0)
         except Timeout:
@@ -46,7 +49,12 @@ class OutputLock:
         previous = self._owner()
         if previous is not None:
             note = f"Cleared a lock left by process {previous.get('pid', 'unknown')}, which is no longer running."
-        self.owner_path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}), encoding="utf-8")
+        owner = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+        try:
+            atomic_write(self.owner_path, lambda tmp: tmp.write_text(owner, encoding="utf-8"))
+        except UserError:
+            self.lock.release()
+            raise
         return note
 
     def release(self) -> None:
@@ -62,6 +70,8 @@ class OutputLock:
             self.lock.release()
 
     def _owner(self) -> dict | None:
+        if self.owner_path.is_symlink():
+            return None
         try:
             owner = json.loads(self.owner_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):

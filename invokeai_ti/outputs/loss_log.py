@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from ..files import create_file
+
 
 @dataclass(frozen=True)
 class LossRow:
@@ -48,8 +50,7 @@ class LossLog:
 
     def __init__(self, path: Path, start_step: int) -> None:
         kept = [row for row in read_loss_log(path) if row.step <= start_step] if start_step else []
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(path, "w", newline="", encoding="utf-8")
+        self.handle = create_file(path)
         self.writer = csv.writer(self.handle)
         self.writer.writerow(COLUMNS)
         for row in kept:
@@ -64,10 +65,14 @@ class LossLog:
 
 
 def read_loss_log(path: Path) -> list[LossRow]:
-    """The rows of the file; a row missing a value that every row has (step, loss, rate) is skipped."""
+    """The rows of the file; a row missing a value that every row has (step, loss, rate) is skipped.
+
+    Bytes that are not UTF-8 (a damaged disk, an editor's encoding) spoil only their own row,
+    which is skipped like a row cut short: the rows around it still show.
+    """
     rows = []
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
             for record in csv.DictReader(handle):
                 try:
                     values = {name: _value(name, record[name]) for name in COLUMNS if record.get(name) is not None}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from ..files import writing
 from ..quiet import quiet_imports, quiet_library_progress
 
 WEIGHTS_FILE = "model.safetensors"
@@ -42,6 +43,13 @@ class TrainedEncoder:
 
 
 def export_pipeline(model_folder: Path, encoders: Sequence[TrainedEncoder], target: Path) -> Path:
+    """A full diffusers pipeline in ``target`` that knows the trigger; a failed write (a full disk)
+    is one sentence, and the embeddings written before it stay."""
+    with writing(target / "model_index.json"):
+        return _export(model_folder, encoders, target)
+
+
+def _export(model_folder: Path, encoders: Sequence[TrainedEncoder], target: Path) -> Path:
     with quiet_imports():
         import transformers
 

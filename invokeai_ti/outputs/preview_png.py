@@ -16,6 +16,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from ..files import atomic_write
+from ..image_files import PNG_ONLY, open_image
 from .layout import OutputLayout
 
 SOFTWARE = "invokeai-ti"
@@ -92,9 +93,9 @@ def _text(preview: Preview) -> dict[str, str]:
 def read_preview(path: Path, step: int) -> Preview | None:
     """The record of one preview (``step`` from its name); None when the file cannot be read."""
     try:
-        with Image.open(path) as image:
+        with open_image(path, formats=PNG_ONLY) as image:
             text = dict(getattr(image, "text", {}))
-    except OSError:
+    except (OSError, ValueError):
         return None
     return Preview(
         step=step,

@@ -25,7 +25,8 @@ from ..data.buckets import buckets_for
 from ..data.folder import fit_to_bucket
 from ..data.images import load_image, scan_images
 from ..errors import UserError
-from ..files import atomic_write
+from ..files import DamagedFile, atomic_write, read_json_object
+from ..image_files import PNG_ONLY, open_image
 from ..paths import RootLayout
 from ..settings import bare_trigger
 from . import learning_report
@@ -96,7 +97,7 @@ def data_uri(data: bytes, kind: str) -> str:
 
 def jpeg_uri(path: Path) -> str:
     """A JPEG copy keeps a report of many large previews light; the PNG is a click away."""
-    with Image.open(path) as image:
+    with open_image(path, formats=PNG_ONLY) as image:
         return image_uri(image)
 
 
@@ -327,10 +328,14 @@ def previews_html(previews: list[Preview], layout: OutputLayout, settings: dict)
 def write_report(layout: OutputLayout) -> Path:
     """``report.html``: the run's trigger, model, loss plot, training photos, previews by step (with
     the judge's verdict where the previews carry one) and settings."""
+    damaged = None
     try:
-        settings = json.loads(layout.settings_record.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        settings = read_json_object(layout.settings_record)
+    except OSError:
         settings = {}
+    except DamagedFile as error:
+        # The page still shows what the other files hold; the record is rewritten by the next run.
+        settings, damaged = {}, f"{error}; it is written again by the next run"
     losses = read_loss_log(layout.loss_log)
     trigger = str(settings.get("placeholder_token", "?"))
     if not trigger.startswith("<"):
@@ -342,6 +347,8 @@ def write_report(layout: OutputLayout) -> Path:
         ("Seed", html.escape(str(settings.get("seed", "?")))),
         ("Output folder", html.escape(str(layout.folder))),
     ]
+    if damaged is not None:
+        summary.append(("Settings", html.escape(damaged)))
     summary += learning_report.summary_rows(layout, lambda step: install_command(settings, layout.folder, step))
     figure = learning_report.learning_figure(layout)
     learning = "" if figure is None else (

@@ -14,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import UserError
+from ..hub import hub_unreachable
 from ..models import FORMAT_CHECKPOINT, ModelInfo
 from ..quiet import quiet_imports, quiet_library_progress
 from ..settings import TrainingSettings
@@ -26,6 +28,8 @@ from ..single_file import CheckpointFile, weightless_folder
 from .family import ModelFamily
 from .tokens import add_tokens, new_tokens
 
+# What a tokenizer is made of; --tokenizer_name downloads these, never a repository's weights.
+TOKENIZER_FILES = ["*.json", "*.txt", "*.model"]
 PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 # Reads the vectors a run starts from, given the text encoders' widths; None: the initializer's.
 InitialVectors = Callable[[tuple[int, ...]], "tuple[torch.Tensor, ...] | None"]
@@ -60,10 +64,33 @@ class PartLoader:
         with quiet_imports():
             from transformers import CLIPTokenizer
 
+        if self.tokenizer_name and subfolder == "tokenizer":
+            return self.named_tokenizer(CLIPTokenizer, self.tokenizer_name)
         with self.errors("tokenizer"), quiet_library_progress():
-            if self.tokenizer_name and subfolder == "tokenizer":
-                return CLIPTokenizer.from_pretrained(self.tokenizer_name)
             return CLIPTokenizer.from_pretrained(self.location, subfolder=subfolder)
+
+    def named_tokenizer(self, kind: Any, name: str):
+        """``--tokenizer_name``: a folder, a hub id in the local cache, or else a download (with
+        huggingface_hub's progress), asked for only after the hub has answered: where it cannot
+        be reached, huggingface_hub retries every file for minutes."""
+        with quiet_imports():
+            from huggingface_hub import snapshot_download
+
+        with self.errors("tokenizer", f"{name} (--tokenizer_name)"):
+            folder = Path(name).expanduser()
+            if not folder.exists():
+                try:
+                    folder = Path(snapshot_download(name, local_files_only=True))
+                except Exception:
+                    if (why := hub_unreachable()) is not None:
+                        raise UserError(
+                            f"The tokenizer {name} (--tokenizer_name) is neither a folder nor in the local "
+                            f"Hugging Face cache, and {why}; pass a tokenizer folder, or download it with "
+                            f"`hf download {name}` where the hub can be reached."
+                        ) from None
+                    folder = Path(snapshot_download(name, allow_patterns=TOKENIZER_FILES))
+            with quiet_library_progress():
+                return kind.from_pretrained(str(folder))
 
     def text_encoder(self, subfolder: str, kind: str = "CLIPTextModel"):
         with quiet_imports():
@@ -99,13 +126,18 @@ class PartLoader:
         return loaded.requires_grad_(False)
 
     @contextmanager
-    def errors(self, part: str) -> Iterator[None]:
+    def errors(self, part: str, named: str | None = None) -> Iterator[None]:
+        """Whatever a damaged or half-downloaded part makes the libraries raise (OSError, a JSON
+        error, safetensors' own error, a TypeError from a config of the wrong shape, ...) becomes
+        one sentence naming the part and the folder."""
         try:
             yield
-        except (OSError, ValueError, KeyError, RuntimeError) as error:
-            if self.checkpoint is None and isinstance(error, RuntimeError):
-                raise
-            reason = " ".join(str(error).split())[:300]
+        except UserError:
+            raise
+        except (MemoryError, RecursionError):
+            raise
+        except Exception as error:
+            reason = " ".join(str(error).split())[:300] or type(error).__name__
             if self.checkpoint is not None:
                 raise UserError(
                     f"The {part} of the checkpoint {self.checkpoint.path} could not be read with the "
@@ -113,8 +145,9 @@ class PartLoader:
                     "pass --model_config with a weightless diffusers folder of its shape."
                 ) from error
             raise UserError(
-                f"The {part} of {self.model.name} at {self.location} could not be loaded "
-                f"({error}); check that it is a complete diffusers Stable Diffusion folder."
+                f"The {part} {named or f'of {self.model.name} at {self.location}'} could not be loaded "
+                f"({reason}); check that it is a complete diffusers Stable Diffusion folder, or "
+                "download it again."
             ) from error
 
 

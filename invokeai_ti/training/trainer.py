@@ -181,6 +181,8 @@ class Trainer:
             try:
                 if (note := lock.acquire()) is not None:
                     self.notify(note)
+                self.layout.refuse_links()
+                self.layout.clear_killed_run()
                 self._check_free_space()
             except UserError as error:
                 problem = str(error)

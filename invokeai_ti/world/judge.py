@@ -22,6 +22,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..image_files import open_image
+
 from . import JUDGE_WEIGHTS, WORLD_MODEL
 from .scene import COLOURS, SHAPES, SIZE
 
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for path in args.images:
         try:
-            with Image.open(path) as image:
+            with open_image(path) as image:
                 colour, shape = judge(image)
         except (OSError, ValueError) as error:
             print(f"{path}: cannot read this picture ({error}); pass a PNG or JPEG file.", file=sys.stderr)
