@@ -27,7 +27,7 @@ from ..data.images import load_image, scan_images
 from ..errors import UserError
 from ..files import atomic_write
 from ..paths import RootLayout
-from ..settings import bare_trigger
+from ..settings.trigger import bare_trigger
 from . import learning_report
 from .layout import INSTALLED_NAME, OutputLayout
 from .loss_log import LossRow, read_loss_log
