@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .settings import DEFAULT_INVOKEAI_URL, PASSWORD_VARIABLE, TOKEN_VARIABLE
+from .settings.outputs import DEFAULT_INVOKEAI_URL, PASSWORD_VARIABLE, TOKEN_VARIABLE
 
 # A local server answers in milliseconds; the probe must not hold up a run when none is there.
 PROBE_TIMEOUT_S = 3.0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from invokeai_ti.cli import build_parser, main, settings_from_args
+from invokeai_ti.cli import GROUP_TITLES, build_parser, main, settings_from_args
 from invokeai_ti.settings import TrainingSettings
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "REFERENCE.md"
@@ -84,6 +84,42 @@ def test_every_line_of_help_fits_in_80_columns(capsys, monkeypatch):
         main(["--help"])
     long = [line for line in capsys.readouterr().out.splitlines() if len(line) > 80]
     assert long == []
+
+
+def help_sections(text: str) -> dict[str, list[list[str]]]:
+    """``--help`` as the user reads it: each section's title and, per option, its flags in order."""
+    sections: dict[str, list[list[str]]] = {}
+    for line in text.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            options = sections.setdefault(line[:-1], [])
+        elif line.startswith("  -"):
+            shown = line.strip().split("  ")[0].replace("--[no-]", "--")
+            options.append([alias.split(" ")[0] for alias in shown.split(", ")])
+    return sections
+
+
+def test_help_shows_every_setting_in_its_group_in_field_order_and_nothing_else(capsys, monkeypatch):
+    """The settings are the only source of the flags: a setting without its flag, in another
+    section, or a flag no setting declares, is a flag lost or invented."""
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    sections = help_sections(capsys.readouterr().out)
+    shown = [(title, flags) for title, options in sections.items() if title not in ("options", "Commands")
+             for flags in options]
+    expected = [(GROUP_TITLES[f.metadata["group"]], [f"--{f.name}", *f.metadata["aliases"]])
+                for f in dataclasses.fields(TrainingSettings) if f.metadata.get("flag", True)]
+    assert shown == expected
+    hidden = [f.name for f in dataclasses.fields(TrainingSettings) if not f.metadata.get("flag", True)]
+    assert hidden == ["invokeai_password"]
+
+
+def test_the_settings_parts_keep_each_help_group_together_in_the_clis_order():
+    """``--help`` shows a group once: the parts composing ``TrainingSettings`` must neither split a
+    group's settings nor reorder the groups the CLI titles."""
+    groups = [f.metadata["group"] for f in dataclasses.fields(TrainingSettings)]
+    runs = [group for index, group in enumerate(groups) if index == 0 or groups[index - 1] != group]
+    assert runs == list(GROUP_TITLES)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from ..errors import Problem
 from ..models import BASE_SDXL, ModelInfo
-from ..settings import bare_trigger
+from ..settings.trigger import bare_trigger
 from .embeddings import Embedding, install_embedding, save_embedding_files
 from .layout import OutputLayout
 from .sdxl_files import SDXLVectors, read_initial_vectors, save_sdxl_embeddings, sdxl_trigger_problem

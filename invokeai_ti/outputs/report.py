@@ -28,7 +28,7 @@ from ..errors import UserError
 from ..files import DamagedFile, atomic_write, read_json_object
 from ..image_files import PNG_ONLY, open_image
 from ..paths import RootLayout
-from ..settings import bare_trigger
+from ..settings.trigger import bare_trigger
 from . import learning_report
 from .layout import INSTALLED_NAME, OutputLayout
 from .loss_log import LossRow, read_loss_log

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import Problem, UserError
 from ..files import atomic_write
 from ..models import BASE_BY_TOKEN_WIDTH
-from ..settings import bare_trigger
+from ..settings.trigger import bare_trigger
 from .embeddings import check_dimension, load_embedding
 from .layout import EMBEDDING_NAME, SECOND_ENCODER_SUFFIX, OutputLayout
 
