@@ -349,6 +349,6 @@ def test_a_checkpoint_listed_without_configs_gets_the_shipped_ones(tmp_path, mon
                        format=FORMAT_CHECKPOINT)
     scan = ModelScan()
     scan.add(listed, listed.name)
-    monkeypatch.setattr("invokeai_ti.models.scan_models", lambda layout: scan)
+    monkeypatch.setattr("invokeai_ti.models.choice.scan_models", lambda layout: scan)
     model = find_model("DreamShaper XL", RootLayout(tmp_path / "root"))
     assert (model.name, model.config, model.token_dims) == ("DreamShaper XL", shipped_config(BASE_SDXL), (768, 1280))
