@@ -11,10 +11,9 @@ import pytest
 from invokeai_ti.device import DeviceCaps
 from invokeai_ti.errors import Problem, UserError
 from invokeai_ti.form.preferences import load_preferences, save_preferences
-from invokeai_ti.form.state import (
+from invokeai_ti.form.fields import (
     FORM_FIELDS,
     PROBLEMS_HEADING,
-    FormState,
     complete_folder,
     field_to_fix,
     format_rate,
@@ -25,6 +24,7 @@ from invokeai_ti.form.state import (
     too_small_message,
     widget_kind,
 )
+from invokeai_ti.form.state import FormState
 from invokeai_ti.models import ModelInfo, discover_models
 from invokeai_ti.outputs.checkpoints import RunShape
 from invokeai_ti.paths import RootLayout

@@ -3,7 +3,7 @@
 The trainer and the form ask the same questions (``RunShape.differences``, ``nothing_left``), so
 the form never closes on a resume the trainer would refuse, and both name a difference in the
 same words ("batch size 2 (checkpoint) vs 3 (now)"); only the way out is worded for each: flags
-here, fields in ``form.state``.
+here, fields in ``form.following`` and ``form.submit``.
 """
 
 from __future__ import annotations
