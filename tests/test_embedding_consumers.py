@@ -3,7 +3,7 @@
 Each reader below applies one tool's own loading rule, as REFERENCE.md ("Embedding files: who loads
 what") records it from that tool's code, to the files a real training writes, and checks the trigger
 the tool registers, how many vectors it reads and their width. diffusers is not imitated: its own
-``load_textual_inversion`` runs on every file. A row missing from a tool's table is a file README
+``load_textual_inversion`` runs on every file. A row missing from a tool's table is a file docs/files.md
 does not send that tool's users to.
 
 The readers load with ``weights_only=True``, as InvokeAI 4+ does on current torch: stricter than

@@ -26,7 +26,7 @@ from invokeai_ti.quiet import quiet_imports, quiet_library_progress
 TOKEN = "<psychedelic>"
 SET_NAMES = {"learned_embeds.bin", "psychedelic.safetensors", "learned_embeds.safetensors",
              "learned_embeds_2.safetensors"}
-README = Path(__file__).resolve().parents[1] / "README.md"
+SDXL_PAGE = Path(__file__).resolve().parents[1] / "docs" / "sdxl.md"
 
 
 def read_any(path: Path) -> dict:
@@ -208,8 +208,8 @@ def test_diffusers_loads_the_pair_by_path_one_file_per_encoder(tmp_path, sdxl_pi
     assert_loaded_into_the_right_encoders(pipe, vectors, original)
 
 
-def test_the_readme_snippet_loads_an_sdxl_embedding(tmp_path, sdxl_pipe_factory, monkeypatch):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+def test_the_sdxl_page_snippet_loads_an_sdxl_embedding(tmp_path, sdxl_pipe_factory, monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", SDXL_PAGE.read_text(encoding="utf-8"), re.S)
     [snippet] = [block for block in blocks if "text_encoder_2" in block]
     pipe = sdxl_pipe_factory()
     vectors = random_vectors(model_widths(pipe))
