@@ -4,7 +4,7 @@ the original Stable Diffusion layout, as InvokeAI, kohya's sd-scripts and most m
 Such a file holds the weights only; what shape they are (how many layers, which scheduler, the
 tokenizer's vocabulary) lives in a weightless diffusers folder beside the code that reads it.
 Those folders for SD-1.5, SD-2.1 (768-v) and SDXL base 1.0 ship in ``model_configs/``
-(docs/checkpoints.md says where each number comes from); ``--model_config`` names another for a
+(docs/checkpoint_files.md says where each number comes from); ``--model_config`` names another for a
 checkpoint of another shape, as diffusers' own ``from_single_file(config=...)`` does. The base is
 told from the weights' names and shapes, so nothing is ever downloaded to guess it.
 
