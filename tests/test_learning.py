@@ -101,7 +101,8 @@ def test_a_run_stopped_on_settling_installs_the_step_that_scored_best_and_says_w
     assert installed.read_bytes() == (output / f"learned_embeds-steps-{best}.bin").read_bytes()
     assert (output / "learned_embeds.bin").read_bytes() == installed.read_bytes()
     for name in ("learned_embeds", trigger):
-        assert (output / f"{name}.safetensors").read_bytes() == (output / f"{name}-steps-{best}.safetensors").read_bytes()
+        snapshot = output / f"{name}-steps-{best}.safetensors"
+        assert (output / f"{name}.safetensors").read_bytes() == snapshot.read_bytes()
     chosen = saved_vectors(embedding(output))
     assert not torch.equal(chosen, saved_vectors(output / f"learned_embeds-steps-{last}.safetensors"))
     pipeline = load_file(str(output / "pipeline" / "text_encoder" / "model.safetensors"))
