@@ -36,23 +36,27 @@ class DemoModel:
     """A world model as the demo root holds it: where it is installed, under which name and what
     the form says of it (one line at 80 columns), the trigger its demo teaches and how long.
 
-    The SDXL demo trains 200 steps at batch 8: at the SD-1 demo's 100 steps at batch 4 it showed
-    the blue triangle in 3 of 8 final pictures, and 2-6 of 8 over four other seeds, while 200 steps
-    at batch 8 showed it in 7-8 of 8 over three seeds, in under a minute (docs/world.md)."""
+    The SD-1 demo previews and scores the evaluation batch every 10 steps for 80 steps: its score
+    settles by step 70 with step 50 the best, so the report shows the step to pick, where every 20
+    steps for 100 it had not settled by the end (docs/world.md). The SDXL demo trains 200 steps at
+    batch 8: at 100 steps at batch 4 it showed the blue triangle in 3 of 8 final pictures, and 2-6
+    of 8 over four other seeds, while 200 steps at batch 8 showed it in 7-8 of 8 over three seeds,
+    in under a minute (docs/world.md)."""
 
     name: str
     source: Path
     folder: Path
     description: str
     trigger: str
-    steps: int = 100
-    batch: int = 4
-    preview_every: int = 20
+    steps: int
+    batch: int
+    preview_every: int
 
 
 DEMO_MODELS: tuple[DemoModel, ...] = (
     DemoModel("world-of-shapes-sd1", WORLD_MODEL, Path("models") / "sd-1" / "main" / "world-of-shapes-sd1",
-              "Knows a small world of coloured shapes (32 px); try 'a photo of a green star'.", "blicket"),
+              "Knows a small world of coloured shapes (32 px); try 'a photo of a green star'.", "blicket",
+              steps=80, batch=4, preview_every=10),
     DemoModel("world-of-shapes-sdxl", WORLD_MODEL_SDXL,
               Path("models") / "sdxl" / "main" / "world-of-shapes-sdxl",
               "The same world in SDXL's layout: two text encoders, pooled text, time ids.", "dax",

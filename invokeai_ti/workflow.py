@@ -21,8 +21,8 @@ from .models import FORMAT_CHECKPOINT, ModelInfo, find_model
 from .outputs.embeddings import install_embedding
 from .outputs.family_files import files_for
 from .outputs.layout import INSTALLED_BACKUP, INSTALLED_NAME, OutputLayout, own_files_problem
-from .outputs.loss_log import read_loss_log
-from .outputs.report import write_report
+from .outputs.report import install_command, write_report
+from .outputs.run_result import last_step, result_step
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports
 from .registration import after_install, registration_problem
@@ -274,9 +274,16 @@ def end_lines(plan: RunPlan, outcome: RunOutcome) -> list[str]:
     if outcome.installed is None:
         return []
     result = outcome.result
+    lines = [f"Trained {result.token} for {result.steps} steps; the training files are in {plan.output_dir}."]
+    if result.result_step == result.steps:
+        return [*lines, installed_message(outcome.installed, result.token), *outcome.notes]
+    other = install_command({"placeholder_token": plan.settings.trigger, "root": str(plan.layout.root)},
+                            plan.output_dir, result.steps)
     return [
-        f"Trained {result.token} for {result.steps} steps; the training files are in {plan.output_dir}.",
-        installed_message(outcome.installed, result.token),
+        *lines,
+        installed_message(outcome.installed, result.token, result.result_step),
+        f"It scored best where the evaluation score settled, so --stop_when_settled installed it rather than "
+        f"the last step ({result.steps}); {other} installs the last one, or any step of the report with its number.",
         *outcome.notes,
     ]
 
@@ -288,28 +295,31 @@ def installed_message(installed: Path, token: str, step: int | None = None) -> s
 
 
 def final_step(outputs: OutputLayout) -> int | None:
-    """The step the final ``learned_embeds.bin`` holds: the loss log's last, when both exist."""
+    """The step the final ``learned_embeds.bin`` holds, when it exists: the last step's, or with
+    --stop_when_settled the best-scored one (``outputs.run_result``)."""
     if not outputs.embeddings().invokeai.is_file():
         return None
-    rows = read_loss_log(outputs.loss_log)
-    return rows[-1].step if rows else None
+    return result_step(outputs)
 
 
 def steps_to_install(outputs: OutputLayout) -> list[int]:
     """Every step of this run whose embedding can be installed: the snapshots and the final one.
 
     A new run moves an earlier run's files aside, so the folder holds one run's snapshots; one
-    beyond the final step can only be left from a run in a folder an older version shared, and
-    is another run's, never offered.
+    beyond the last step trained can only be left from a run in a folder an older version shared,
+    and is another run's, never offered.
     """
     final = final_step(outputs)
-    snapshots = [step for step in outputs.snapshot_steps() if final is None or step <= final]
+    last = last_step(outputs) if final is not None else None
+    snapshots = [step for step in outputs.snapshot_steps() if last is None or step <= last]
     return sorted(set(snapshots) | ({final} if final is not None else set()))
 
 
 def describe_steps(outputs: OutputLayout) -> str:
     final = final_step(outputs)
-    return ", ".join(f"{step} (the final one)" if step == final else str(step) for step in steps_to_install(outputs))
+    last = last_step(outputs) if final is not None else None
+    named = {last: "the last one", final: "the run's result"} if final != last else {final: "the final one"}
+    return ", ".join(f"{step} ({named[step]})" if step in named else str(step) for step in steps_to_install(outputs))
 
 
 @dataclass(frozen=True)

@@ -456,6 +456,9 @@ def test_the_timestep_range_trains_is_recorded_and_a_resume_with_another_is_refu
     assert main(command(root, "--max_train_steps=1", "--min_timestep=300", "--validation_prompt=none")) == 0
     record = json.loads((output_of(root) / "training_settings.json").read_text())
     assert record["min_timestep"] == 300 and record["max_timestep"] == 1000
+    assert record["timesteps_trained"] == "300-999", "the range drawn from, first and last included"
+    page = (output_of(root) / "report.html").read_text()
+    assert "<td>Timesteps trained</td><td>300-999 (<code>--min_timestep 300</code>" in page
     capsys.readouterr()
     assert main(command(root, "--max_train_steps=2", "--resume_from_checkpoint=latest", "--min_timestep=0")) != 0
     err = capsys.readouterr().err
@@ -469,6 +472,7 @@ def test_min_snr_and_noise_offset_train_and_are_recorded(make_root):
     record = json.loads((output_of(root) / "training_settings.json").read_text())
     assert record["snr_gamma"] == 5.0 and record["noise_offset"] == 0.05
     assert record["min_timestep"] == 250, "the record says which timesteps an object trained on by default"
+    assert record["timesteps_trained"] == "250-999"
     assert record["bucket"] is True and record["shuffle_caption"] is False
 
 

@@ -14,7 +14,9 @@ import yaml
 from invokeai_ti.cli import main
 from invokeai_ti.demo import DEMO_CONCEPT, DEMO_MODEL, DEMO_PHOTOS, DEMO_TRIGGER, demo_settings
 from invokeai_ti.outputs.layout import OutputLayout
+from invokeai_ti.outputs.learning_log import read_evaluation
 from invokeai_ti.outputs.preview_png import read_previews
+from invokeai_ti.settling import settled
 
 
 @pytest.mark.slow
@@ -48,6 +50,10 @@ def test_demo_teaches_the_world_model_a_concept_and_the_report_shows_it_arrive(t
     page = (output / "report.html").read_text()
     assert len(re.findall(r'<img class="photo"', page)) == DEMO_PHOTOS
     assert page.count('class="verdict"') == len(previews)
+    found = settled(read_evaluation(output / "evaluation.csv"))
+    assert found is not None and found.best < found.step < settings.max_train_steps, "the demo shows the settling"
+    assert f"the evaluation score settled by step {found.step}; step {found.best} scored best" in page
+    assert f"Step {settings.max_train_steps} is installed; <code>invokeai-ti --install-step {found.best} " in page
 
     entry = yaml.safe_load((root / "configs" / "models.yaml").read_text())[DEMO_MODEL]
     assert entry["format"] == "diffusers" and "shapes" in entry["description"]

@@ -17,7 +17,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
+from invokeai_ti.outputs.learning_log import read_evaluation
+from invokeai_ti.settling import settled
+from invokeai_ti.workflow import end_lines, plan_run, run_plan
 from invokeai_ti.world import WORLD_MODEL
 from invokeai_ti.world.judge import share_showing
 from tests.world_runs import (
@@ -29,8 +33,9 @@ from tests.world_runs import (
     STEPS,
     make_world_root,
     train,
+    world_settings,
 )
-from tools.sampling import TriggerSampler, saved_vectors
+from tools.sampling import TRIGGER, TriggerSampler, saved_vectors
 
 pytestmark = pytest.mark.slow
 
@@ -76,3 +81,38 @@ def test_three_vectors_learn_the_concept_and_each_one_moves(world_root):
     assert vectors.shape == start.shape
     assert all((vectors[i] - start[i]).norm() > 0.1 * start[i].norm() for i in range(3))
     assert judged(vectors, num_vectors=3) >= LEARNED
+
+
+def test_a_run_stopped_on_settling_installs_the_step_that_scored_best_and_says_which(world_root):
+    """The user asked for the settled choice: the installed file, the output folder's final files
+    and the exported pipeline hold the best-scored step's vectors; the last step's keep their step
+    name, --install-step installs them, and the last lines say which step is installed and how to
+    install another. Scored every 10 steps, this run settles by step 100 and scored best at 80."""
+    plan = plan_run(world_settings(world_root, "settled", validation_steps=10, stop_when_settled=True,
+                                   only_save_embeds=False))
+    said: list[str] = []
+    said += end_lines(plan, run_plan(plan, notify=said.append, show_progress=False))
+    output = plan.output_dir
+    found = settled(read_evaluation(output / "evaluation.csv"))
+    assert found is not None and found.best < found.step < STEPS, "the run stopped on settling, past its best"
+    best, last = found.best, found.step
+    trigger = TRIGGER.strip("<>")
+    installed = world_root / "embeddings" / trigger / "learned_embeds.bin"
+    assert installed.read_bytes() == (output / f"learned_embeds-steps-{best}.bin").read_bytes()
+    assert (output / "learned_embeds.bin").read_bytes() == installed.read_bytes()
+    for name in ("learned_embeds", trigger):
+        snapshot = output / f"{name}-steps-{best}.safetensors"
+        assert (output / f"{name}.safetensors").read_bytes() == snapshot.read_bytes()
+    chosen = saved_vectors(embedding(output))
+    assert not torch.equal(chosen, saved_vectors(output / f"learned_embeds-steps-{last}.safetensors"))
+    pipeline = load_file(str(output / "pipeline" / "text_encoder" / "model.safetensors"))
+    assert torch.equal(pipeline["text_model.embeddings.token_embedding.weight"][-1], chosen[0])
+    assert judged(chosen) >= LEARNED
+
+    lines = "\n".join(said)
+    assert f"step {best} scored best, so its snapshot is the run's result" in lines
+    assert f"The embedding of step {best} is installed at {installed}" in lines
+    assert f"invokeai-ti --install-step {last} --root {world_root} --placeholder_token {trigger}" in lines
+    page = (output / "report.html").read_text()
+    assert f"settled by step {last}; step {best} scored best" in page and "is the run's result" in page
+    assert f"Step {best} is installed;" in page

@@ -36,8 +36,8 @@ def make_world_root(root: Path, model: Path) -> Path:
     return root
 
 
-def train(root: Path, name: str, **changes) -> Path:
-    """The output folder of a run teaching the root's photos to ``TRIGGER``."""
+def world_settings(root: Path, name: str, **changes) -> TrainingSettings:
+    """The settings of a run teaching the root's photos to ``TRIGGER`` into the folder ``name``."""
     settings = TrainingSettings(
         root=root, model=MODEL_NAME, train_data_dir=root / "photos", output_dir=root / name,
         placeholder_token=TRIGGER, initializer_token=INITIALIZER, max_train_steps=STEPS,
@@ -45,5 +45,10 @@ def train(root: Path, name: str, **changes) -> Path:
         lr_scheduler="constant", lr_warmup_steps=0, seed=11, mixed_precision="no",
         validation_prompt="none", checkpointing_steps=STEPS, save_steps=STEPS,
     )
-    run_plan(plan_run(dataclasses.replace(settings, **changes)), notify=lambda _message: None, show_progress=False)
+    return dataclasses.replace(settings, **changes)
+
+
+def train(root: Path, name: str, **changes) -> Path:
+    """The output folder of a run teaching the root's photos to ``TRIGGER``."""
+    run_plan(plan_run(world_settings(root, name, **changes)), notify=lambda _message: None, show_progress=False)
     return root / name

@@ -22,6 +22,7 @@ from ..errors import UserError
 from ..models import scan_models
 from ..outputs.family_files import files_for
 from ..outputs.layout import OutputLayout
+from ..outputs.run_result import last_step
 from ..paths import RootLayout, resolve_root
 from ..root_kind import found_line
 from ..settings import TrainingSettings
@@ -112,17 +113,20 @@ def run_form(typed: Mapping[str, Any]) -> int:
 
 
 def ask_which_step(plan: RunPlan, outputs: OutputLayout) -> None:
-    """The form's way to install an earlier snapshot, asked before the clean-up deletes them.
+    """The form's way to install another snapshot, asked before the clean-up deletes them.
 
-    Enter keeps the final embedding; without a terminal nothing is asked.
+    Enter keeps the embedding installed (the final one, or with --stop_when_settled the step that
+    scored best); without a terminal nothing is asked.
     """
     final = final_step(outputs)
     others = [step for step in steps_to_install(outputs) if step != final]
     if not others or final is None or not sys.stdin.isatty():
         return
+    why = "" if final == last_step(outputs) else (
+        f"Step {final} is installed: it scored best where the evaluation score settled (--stop_when_settled). ")
     try:
         answer = input(
-            f"Install the embedding of an earlier step instead (the report shows each step's previews)? "
+            f"{why}Install the embedding of another step instead (the report shows each step's previews)? "
             f"Type {', '.join(map(str, others))}, or press Enter to keep step {final}: "
         ).strip()
     except EOFError:

@@ -5,9 +5,10 @@ rest of the report, it can be redrawn at any moment and agrees with what is on d
 
 - a summary line naming the vectors' size against the vocabulary's median norm, and whether it
   passed the size at which a trigger starts to drown the rest of a prompt;
-- a summary line with the step where the fixed evaluation batch's score settled and the command
-  that installs that step's snapshot (``invokeai_ti.settling`` decides the step, as it did for
-  ``--stop_when_settled`` during the run);
+- a summary line with the step where the fixed evaluation batch's score settled, the step that is
+  the run's result (``outputs.run_result``) and the one installed, and the command that installs
+  another (``invokeai_ti.settling`` decides the step, as it did for ``--stop_when_settled``
+  during the run);
 - one figure: the score with the settled step marked, and the vectors' norm beside the median.
 """
 
@@ -18,7 +19,7 @@ import io
 from collections.abc import Callable
 
 from ..settling import settled
-from .layout import OutputLayout
+from .layout import OutputLayout, invokeai_name
 from .learning_log import NormRow, read_evaluation, read_norms
 
 # Where the world model's learning benchmark (docs/benchmarks.md, 36 fidelity runs and 8 editability
@@ -54,27 +55,50 @@ def size_summary(rows: list[NormRow]) -> str:
     return "; ".join(parts)
 
 
-def recommendation(history: list[tuple[int, float]], last_step: int, install: Callable[[int], str]) -> str:
-    """Where the score settled and how to install the snapshot it picks, as report HTML."""
+def recommendation(
+    history: list[tuple[int, float]], last_step: int, install: Callable[[int | str], str],
+    result: int | None = None, installed: int | None = None,
+) -> str:
+    """Where the score settled, which step is the run's result and which is installed, and the
+    command that installs another, as report HTML. ``result`` is the step the final files hold
+    (``outputs.run_result``), ``installed`` the step whose file is installed (None: none is)."""
     found = settled(history)
     if found is None:
-        return (f"the evaluation score had not settled by step {last_step}: more steps may still teach "
-                "something; the final embedding is the one installed")
-    where = f"the evaluation score settled by step {found.step}"
-    if found.best == last_step:
-        return f"{where}; the last step scored best: the final embedding, installed"
-    return (f'{where}; step {found.best} scored best: <a href="#step-{found.best}">its snapshot</a> is the '
-            f"recommended one, and <code>{html.escape(install(found.best))}</code> installs it")
+        said = (f"the evaluation score had not settled by step {last_step}: more steps may still teach "
+                "something")
+    elif found.best == last_step:
+        said = f"the evaluation score settled by step {found.step}; the last step scored best"
+    else:
+        said = (f'the evaluation score settled by step {found.step}; step {found.best} scored best: '
+                f'<a href="#step-{found.best}">its snapshot</a> ')
+        if result == found.best:
+            said += (f"is the run's result (<code>learned_embeds.bin</code>), as --stop_when_settled asks; the "
+                     f"last step's is <code>{html.escape(invokeai_name(last_step))}</code>")
+        else:
+            said += "is the recommended one"
+    recommended = None if found is None else found.best
+    if installed is None:
+        if recommended is None or recommended == result:
+            return said
+        return f"{said}, and <code>{html.escape(install(recommended))}</code> installs it"
+    if recommended is not None and recommended != installed:
+        other = f"<code>{html.escape(install(recommended))}</code> installs the recommended one instead"
+    else:
+        other = f"<code>{html.escape(install('N'))}</code> installs step N instead"
+    return f"{said}. Step {installed} is installed; {other}"
 
 
-def summary_rows(layout: OutputLayout, install: Callable[[int], str]) -> list[tuple[str, str]]:
+def summary_rows(
+    layout: OutputLayout, install: Callable[[int | str], str], result: int | None = None,
+    installed: int | None = None,
+) -> list[tuple[str, str]]:
     rows = []
     norms = read_norms(layout.norm_log)
     if norms:
         rows.append(("Vector size", size_summary(norms)))
     history = read_evaluation(layout.evaluation_log)
     if history:
-        rows.append(("Step to pick", recommendation(history, history[-1][0], install)))
+        rows.append(("Step to pick", recommendation(history, history[-1][0], install, result, installed)))
     return rows
 
 

@@ -33,6 +33,7 @@ from . import learning_report
 from .layout import INSTALLED_NAME, OutputLayout
 from .loss_log import LossRow, read_loss_log
 from .preview_png import Preview, read_previews
+from .run_result import result_step
 
 REPORT_JPEG_QUALITY = 90
 PHOTO_THUMBNAIL = 96
@@ -107,8 +108,9 @@ def image_uri(image: Image.Image) -> str:
     return data_uri(buffer.getvalue(), "image/jpeg")
 
 
-def install_command(settings: dict, output_dir: Path, step: int) -> str:
-    """The command that installs this step's snapshot for InvokeAI, runnable as it stands."""
+def install_command(settings: dict, output_dir: Path, step: int | str) -> str:
+    """The command that installs this step's snapshot for InvokeAI, runnable as it stands (with a
+    step number for ``step``; the report also names it with a placeholder, N)."""
     trigger = bare_trigger(str(settings.get("placeholder_token", ""))) or "<trigger>"
     words = ["invokeai-ti", "--install-step", str(step)]
     root = settings.get("root")
@@ -121,7 +123,8 @@ def install_command(settings: dict, output_dir: Path, step: int) -> str:
 
 
 def tool_files(layout: OutputLayout, step: int, final: bool) -> list[tuple[str, list[str]]]:
-    """Which files of this step each tool takes (REFERENCE: who loads what), those on disk only.
+    """Which files of this step each tool takes (REFERENCE: who loads what), those on disk only;
+    ``final`` when the final files hold this step (``outputs.run_result``).
 
     ``learned_embeds-steps-N.safetensors`` looks like the file to take but InvokeAI misreads its
     width, so InvokeAI gets the ``.bin`` (installed by a command) and the others their own file.
@@ -146,18 +149,38 @@ def installed_embedding(settings: dict) -> Path | None:
     return path if path.is_file() else None
 
 
-def is_installed(preview: Preview, layout: OutputLayout, installed: bytes | None) -> bool:
-    """Whether the installed file is a copy of this step's (the final step's: of either file)."""
+def finished_result(layout: OutputLayout) -> int | None:
+    """The step the final files hold once the run has written them; None while it trains."""
+    return result_step(layout) if layout.embeddings().invokeai.is_file() else None
+
+
+def is_installed(step: int, layout: OutputLayout, installed: bytes | None, result: int | None) -> bool:
+    """Whether the installed file is a copy of this step's (the run's result: of either file)."""
     if installed is None:
         return False
-    candidates = [layout.embeddings(preview.step).invokeai]
-    if preview.final:
+    candidates = [layout.embeddings(step).invokeai]
+    if step == result:
         candidates.append(layout.embeddings().invokeai)
     return any(path.is_file() and path.read_bytes() == installed for path in candidates)
 
 
-def embedding_caption(preview: Preview, layout: OutputLayout, settings: dict, installed: bytes | None = None) -> str:
-    files = tool_files(layout, preview.step, preview.final)
+def installed_step(layout: OutputLayout, settings: dict, result: int | None) -> int | None:
+    """The step whose file is installed for InvokeAI, read from disk; None when none of this
+    run's is."""
+    if (path := installed_embedding(settings)) is None:
+        return None
+    installed = path.read_bytes()
+    steps = ([] if result is None else [result]) + layout.snapshot_steps()
+    return next((step for step in steps if is_installed(step, layout, installed, result)), None)
+
+
+def embedding_caption(preview: Preview, layout: OutputLayout, settings: dict, installed: bytes | None = None,
+                      result: int | None = None) -> str:
+    """The files of the preview's step for each tool; ``result`` is the step the final files hold
+    (None while the run trains: then the final preview's, as the run's last step)."""
+    if result is None:
+        result = preview.step if preview.final else None
+    files = tool_files(layout, preview.step, preview.step == result)
     if not files:
         if preview.step == 0:
             return "before training: the starting vectors"
@@ -165,7 +188,7 @@ def embedding_caption(preview: Preview, layout: OutputLayout, settings: dict, in
     items = []
     for tool, found in files:
         names = " + ".join(f"<code>{html.escape(name)}</code>" for name in found)
-        if tool == "InvokeAI" and is_installed(preview, layout, installed):
+        if tool == "InvokeAI" and is_installed(preview.step, layout, installed, result):
             where = html.escape(str(installed_embedding(settings).parent))
             text = f"{names}, <strong>installed</strong> in <code>{where}</code>"
         elif tool == "InvokeAI":
@@ -294,7 +317,7 @@ def verdicts_html(previews: list[Preview]) -> str:
             f"concept of the training photos: {steps}.</p>")
 
 
-def previews_html(previews: list[Preview], layout: OutputLayout, settings: dict) -> str:
+def previews_html(previews: list[Preview], layout: OutputLayout, settings: dict, result: int | None) -> str:
     """The previews by step, each with the files of that step each tool takes; the one whose file
     is installed for InvokeAI says so (read from disk, so an install after training shows too)."""
     installed = None if (path := installed_embedding(settings)) is None else path.read_bytes()
@@ -318,11 +341,22 @@ def previews_html(previews: list[Preview], layout: OutputLayout, settings: dict)
         verdict = f'<span class="verdict">{html.escape(judged.verdict)}</span>' if judged else ""
         figures.append(
             f'<figure id="step-{preview.step}">\n<figcaption><strong>{label}</strong>: '
-            f"{embedding_caption(preview, layout, settings, installed)}{verdict}</figcaption>\n"
+            f"{embedding_caption(preview, layout, settings, installed, result)}{verdict}</figcaption>\n"
             f'<a href="{html.escape(relative)}"><img class="preview" alt="preview of step {preview.step}" '
             f'src="{jpeg_uri(preview.path)}"></a>\n</figure>'
         )
     return intro + '\n<div class="previews">\n' + "\n".join(figures) + "\n</div>"
+
+
+def timesteps_trained(settings: dict) -> str:
+    """The noise levels the run trained on, as its settings record gives them; a record from before
+    ``--min_timestep`` trained on every timestep."""
+    low, high = settings.get("min_timestep"), settings.get("max_timestep")
+    if low is None:
+        return "every timestep (recorded before --min_timestep)"
+    trained = settings.get("timesteps_trained") or f"{low}-{high - 1 if isinstance(high, int) else '?'}"
+    return (f"{html.escape(str(trained))} (<code>--min_timestep {html.escape(str(low))}</code>, "
+            f"<code>--max_timestep {html.escape(str(high))}</code>)")
 
 
 def write_report(layout: OutputLayout) -> Path:
@@ -345,11 +379,14 @@ def write_report(layout: OutputLayout) -> Path:
         ("Steps trained", str(losses[-1].step) if losses else "0"),
         ("Last loss", f"{losses[-1].loss:.4f}" if losses else "-"),
         ("Seed", html.escape(str(settings.get("seed", "?")))),
+        ("Timesteps trained", timesteps_trained(settings)),
         ("Output folder", html.escape(str(layout.folder))),
     ]
     if damaged is not None:
         summary.append(("Settings", html.escape(damaged)))
-    summary += learning_report.summary_rows(layout, lambda step: install_command(settings, layout.folder, step))
+    result = finished_result(layout)
+    summary += learning_report.summary_rows(layout, lambda step: install_command(settings, layout.folder, step),
+                                            result, installed_step(layout, settings, result))
     figure = learning_report.learning_figure(layout)
     learning = "" if figure is None else (
         '<img class="plot" alt="the fixed evaluation batch\'s score and the vectors\' size per step" '
@@ -363,7 +400,7 @@ def write_report(layout: OutputLayout) -> Path:
         summary=rows(summary),
         plot=data_uri(plot.read_bytes(), "image/png") if plot.exists() else "",
         photos=photos_html(settings),
-        previews=previews_html(read_previews(layout), layout, settings),
+        previews=previews_html(read_previews(layout), layout, settings, result),
         settings=rows([(html.escape(key), f"<code>{html.escape(json.dumps(value))}</code>")
                        for key, value in settings.items()]),
     )

@@ -42,7 +42,8 @@ class PreviewSettings:
     stop_when_settled: bool = setting(
         False,
         "end the run at the step where the fixed evaluation batch's score settled (scored every "
-        "--validation_steps), saving everything the last step saves",
+        "--validation_steps) and install the step that scored best up to there; the last step's "
+        "files keep their step name (--install-step N installs any step)",
         group="previews", label="Stop when the evaluation score settles",
     )
 

@@ -19,7 +19,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from ..outputs.lock import OutputLock
 from ..outputs.pipeline_export import TrainedEncoder, export_pipeline
 from ..outputs.previous_run import set_aside_previous_run, set_aside_problem
 from ..outputs.report import refresh_report
+from ..outputs.run_result import result_step, write_result
 from ..outputs.resume import check_resumable, continue_schedule, schedule_note
 from ..quiet import quiet_imports
 from ..settings import TrainingSettings
@@ -85,6 +86,9 @@ class TrainingResult:
     seed: int
     final_loss: float | None
     main_process: bool
+    # The step whose embedding the final files hold and the workflow installs: ``steps``, or with
+    # --stop_when_settled the step that scored best where the evaluation settled.
+    result_step: int
 
 
 @contextlib.contextmanager
@@ -230,13 +234,17 @@ class Trainer:
         return (checkpoints * checkpoint_bytes(files, s.num_vectors, widths)
                 + saves * files.save_bytes(s.num_vectors, widths) + installed + pipeline + SPARE_BYTES)
 
-    def _record_settings(self, run: Run) -> None:
-        """Write what this run used, the seed included, before the first step."""
+    def _record_settings(self, run: Run, timesteps: tuple[int, int]) -> None:
+        """Write what this run used, the seed and the ``[low, high)`` timesteps included, before the
+        first step."""
+        low, high = timesteps
         record = self.settings.to_dict() | {
             # What the previews used, not "the default" (None): the report shows the record.
             "validation_prompt": list(preview_prompts(self.settings)) or "none",
             "validation_steps": self.settings.preview_every,
             "min_timestep": self.settings.lowest_timestep,
+            # What the sample plan drew from, within the model's scheduler, first and last inclusive.
+            "timesteps_trained": f"{low}-{high - 1}",
             "seed": run.seed,
             "model_location": str(self.model.path or self.model.location),
             "train_data_dir": str(self.data_dir),
@@ -287,7 +295,7 @@ class Trainer:
         # a resumed run records the checkpoint's seed, which is the one it trains with.
         run = dataclasses.replace(run, seed=seed)
         if main:
-            self._record_settings(run)
+            self._record_settings(run, self._timesteps(model))
         self.step = self._build_step(model, self._samples(run, data, text, model), run, state)
         watch = self._build_watch(text, len(data.images), state, run)
         watch.start(start_step, checkpoint.evaluation if checkpoint is not None else ())
@@ -296,11 +304,11 @@ class Trainer:
         loop = TrainingLoop(run, state, self.step, shape=shape, data=record, tracker=tracker,
                             before_step=lambda at: (threads.follow_load(), self._preview(previews, at)), watch=watch)
         reached = loop.train(start_step)
-        if main:
-            self._finish(reached, text, previews, run)
+        result = self._finish(reached, text, previews, run) if main else reached
         return TrainingResult(
             token=s.token, vectors=tuple(parameter.detach().float().cpu() for parameter in text.vectors),
             output_dir=self.output_dir, steps=reached, seed=seed, final_loss=loop.last_loss, main_process=main,
+            result_step=result,
         )
 
     def _read_data(self, main: bool, multiple: int) -> TrainingData:
@@ -432,6 +440,11 @@ class Trainer:
             return s.num_train_epochs * math.ceil(images * s.repeats / samples_per_step)
         return s.max_train_steps
 
+    def _timesteps(self, model: LoadedModel) -> tuple[int, int]:
+        """The ``[low, high)`` timesteps trained: the settings' range within the model's scheduler."""
+        s = self.settings
+        return timestep_range(s.lowest_timestep, s.max_timestep, model.noise_scheduler.config.num_train_timesteps)
+
     def _samples(self, run: Run, data: TrainingData, text: TextEncoders, model: LoadedModel) -> Samples:
         """Where every sample comes from: the plan's draws from the seed, the cached latents, and
         each image's caption or the templates with the trigger's tokens in."""
@@ -441,7 +454,7 @@ class Trainer:
         plan = SamplePlan(
             run.seed, len(data.images), len(templates), num_timesteps,
             buckets=data.bucket_numbers(), samples_per_step=run.samples_per_step, noise_offset=s.noise_offset,
-            timesteps=timestep_range(s.lowest_timestep, s.max_timestep, num_timesteps),
+            timesteps=self._timesteps(model),
         )
         prompts = Prompts(
             text.tokenizers, templates, data.captions(placeholder), placeholder=placeholder, seed=run.seed,
@@ -488,22 +501,31 @@ class Trainer:
             scalars = {k: v for k, v in self.settings.to_dict().items() if isinstance(v, (int, float, str, bool))}
             tracker.init_trackers("textual_inversion", config=scalars)
 
-    def _finish(self, reached: int, text: TextEncoders, previews: Previews, run: Run) -> None:
-        """The final embedding, the last preview and the exported pipeline (main process only)."""
-        s = self.settings
-        self.family.files.save_files(self.output_dir, s.token, text.vectors, reached, self.model.name)
+    def _finish(self, reached: int, text: TextEncoders, previews: Previews, run: Run) -> int:
+        """The final embedding, the last preview and the exported pipeline (main process only);
+        returns the step the final files hold (``outputs.run_result``)."""
+        s, files = self.settings, self.family.files
+        chosen = result_step(self.layout)
+        if chosen is None or chosen == reached:
+            files.save_files(self.output_dir, s.token, text.vectors, reached, self.model.name)
+        else:
+            # --stop_when_settled: the last step keeps its step name, the final names the best step's.
+            files.save_files(self.output_dir, s.token, text.vectors, reached, self.model.name, snapshot=True)
+            write_result(self.layout, chosen)
         previews.finish(reached)
         report = refresh_report(self.layout)
         shown = "the loss" if s.previews_off else "the loss and the previews"
         run.say(f"Report with {shown}: {report} (open it in a browser).")
         if not s.only_save_embeds and self.model.path is not None:
-            self._export_pipeline(text)
+            vectors = text.vectors if chosen in (None, reached) else files.read_saved(self.output_dir, s.token)
+            self._export_pipeline(text, vectors)
+        return reached if chosen is None else chosen
 
-    def _export_pipeline(self, text: TextEncoders) -> None:
+    def _export_pipeline(self, text: TextEncoders, vectors: Sequence[torch.Tensor]) -> None:
         trained = [
             TrainedEncoder(slot.encoder, slot.tokenizer, slot.kind, tokenizer, ids, parameter.detach().cpu())
             for slot, tokenizer, ids, parameter in zip(
-                self.family.encoders, text.tokenizers, text.token_ids, text.vectors
+                self.family.encoders, text.tokenizers, text.token_ids, vectors
             )
         ]
         export_pipeline(self.model.path, trained, self.layout.pipeline)

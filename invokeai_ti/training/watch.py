@@ -6,7 +6,8 @@ grow past the size at which the world model stopped following the rest of a prom
 ``--validation_steps`` every process scores the fixed evaluation batch (``evaluation.csv``); each
 step that scores better than every one before gets its snapshot, so whichever the settling
 (``invokeai_ti.settling``) picks can be installed, and with ``--stop_when_settled`` the run ends
-where the score settled as it would at its last step.
+where the score settled as it would at its last step, its result the step that scored best
+(``outputs.run_result``).
 
 The stop is decided from the scores alone, which every process holds identically, so the
 processes agree without talking; the scores so far travel in each checkpoint, so a resumed run
@@ -83,11 +84,15 @@ class LearningWatch:
         self._evaluate(step)
         if was is None and self.settled is not None:
             if self.main:
-                stop = "stopping here, as --stop_when_settled asks; " if self.stop_when_settled else ""
-                self.notify(
-                    f"The evaluation score settled by step {step}: {stop}the report recommends the snapshot "
-                    f"of step {self.settled.best}, which scored best."
-                )
+                best = self.settled.best
+                if not self.stop_when_settled:
+                    pick = f"the report recommends the snapshot of step {best}, which scored best"
+                elif best == step:
+                    pick = "stopping here, as --stop_when_settled asks; this step scored best and is the run's result"
+                else:
+                    pick = (f"stopping here, as --stop_when_settled asks; step {best} scored best, so its "
+                            "snapshot is the run's result, the one installed")
+                self.notify(f"The evaluation score settled by step {step}: {pick}.")
             return self.stop_when_settled and step < self.total_steps
         return False
 
