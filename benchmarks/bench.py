@@ -293,7 +293,11 @@ def child_example(spec: dict) -> None:
 
 def child_main(trainer: str, spec_path: Path, result_path: Path) -> int:
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    install_step_recorder(result_path)
+    record = install_step_recorder(result_path)
+    if spec.get("phases"):
+        import phases
+
+        phases.install(record, trainer)
     {"ours": child_ours, "example": child_example}[trainer](spec)
     return 0
 
@@ -374,7 +378,14 @@ def run_one(trainer: str, spec: dict, work: Path, shim: Path | None, log_dir: Pa
         "cuda_peak_reserved": record.get("cuda_peak_reserved"),
         "device": record.get("device", "CPU"),
         "threads_used": record["step_threads"],
+        "phases": phases_of(record, spec["warmup"]) if spec.get("phases") else None,
     }
+
+
+def phases_of(record: dict, warmup: int) -> dict:
+    import phases
+
+    return phases.breakdown(record, warmup)
 
 
 def summarise(runs: list[dict]) -> dict[tuple[str, str], dict]:
@@ -390,6 +401,7 @@ def summarise(runs: list[dict]) -> dict[tuple[str, str], dict]:
             "min_step_s": min(medians),
             "max_step_s": max(medians),
             "first_step_s": statistics.median(r["first_step_s"] for r in group),
+            "total_s": statistics.median(r["total_s"] for r in group),
             "peak_rss_bytes": statistics.median(r["peak_rss_bytes"] for r in group),
             "cuda_peak_allocated": group[0]["cuda_peak_allocated"]
             and statistics.median(r["cuda_peak_allocated"] for r in group),
@@ -405,14 +417,15 @@ def gib(value: float | None) -> str:
 def markdown(summary: dict[tuple[str, str], dict], cuda: bool) -> str:
     lines = [
         "| trainer | precision | s/step (median; min-max of repeats) | steps/s | time to first step | "
-        "peak RSS |" + (" peak CUDA allocated |" if cuda else ""),
-        "|---|---|---|---|---|---|" + ("---|" if cuda else ""),
+        "whole run | peak RSS |" + (" peak CUDA allocated |" if cuda else ""),
+        "|---|---|---|---|---|---|---|" + ("---|" if cuda else ""),
     ]
     for (trainer, precision), s in sorted(summary.items()):
         name = "invokeai-ti" if trainer == "ours" else "diffusers example"
         lines.append(
             f"| {name} | {precision} | {s['median_step_s']:.2f} ({s['min_step_s']:.2f}-{s['max_step_s']:.2f})"
-            f" | {1 / s['median_step_s']:.3f} | {s['first_step_s']:.1f} s | {gib(s['peak_rss_bytes'])} |"
+            f" | {1 / s['median_step_s']:.3f} | {s['first_step_s']:.1f} s | {s['total_s']:.1f} s"
+            f" | {gib(s['peak_rss_bytes'])} |"
             + (f" {gib(s['cuda_peak_allocated'])} |" if cuda else "")
         )
     ratios = []
@@ -424,7 +437,8 @@ def markdown(summary: dict[tuple[str, str], dict], cuda: bool) -> str:
         memory = ours["peak_rss_bytes"] / theirs["peak_rss_bytes"]
         line = (
             f"- {precision}: invokeai-ti makes {speed:.2f}x the example's steps per second with "
-            f"{memory:.2f}x its peak RSS"
+            f"{memory:.2f}x its peak RSS, and its whole run takes {ours['total_s'] / theirs['total_s']:.2f}x "
+            "the example's time"
         )
         if cuda and ours["cuda_peak_allocated"] and theirs["cuda_peak_allocated"]:
             line += f" and {ours['cuda_peak_allocated'] / theirs['cuda_peak_allocated']:.2f}x its peak CUDA memory"
@@ -451,6 +465,27 @@ def markdown(summary: dict[tuple[str, str], dict], cuda: bool) -> str:
                     f"the steps per second, {other['peak_rss_bytes'] / base['peak_rss_bytes']:.2f}x the peak RSS."
                 )
     return "\n".join(lines + [""] + ratios)
+
+
+def phase_table(runs: list[dict]) -> str:
+    """Milliseconds per step of each part, per trainer and precision (median over the repeats)."""
+    import phases
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["trainer"], run["precision"]), []).append(run["phases"])
+    keys = sorted(groups)
+    names = [f"{'invokeai-ti' if t == 'ours' else 'diffusers example'} ({p})" for t, p in keys]
+    lines = ["| ms per step | " + " | ".join(names) + " |", "|---|" + "---|" * len(keys)]
+    for label in (*phases.PER_STEP, "other (Python between the parts)", "step"):
+        cells = [statistics.median(g[label] for g in groups[key]) for key in keys]
+        lines.append(f"| {label} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+    cells = [
+        f"{statistics.median(g['evaluation_ms'] for g in groups[key]):.0f} ms x {groups[key][0]['evaluations']}"
+        for key in keys
+    ]
+    lines.append("| evaluation (per run: ms each x count) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def machine() -> str:
@@ -515,6 +550,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="let an example that wants a newer diffusers run anyway (patches check_min_version)",
     )
+    parser.add_argument(
+        "--phases", action="store_true",
+        help="also time each part of a step (data, VAE, text encoder, UNet, optimizer, restore, logging) and "
+        "the evaluation, in both trainers (benchmarks/phases.py)",
+    )
     parser.add_argument("--json", type=Path, help="also write every run and the summary here")
     parser.add_argument("--logs", type=Path, help="keep each run's output in this folder")
     args = parser.parse_args(argv)
@@ -560,6 +600,7 @@ def main(argv: list[str] | None = None) -> dict:
         "validation_steps": args.validation_steps,
         "validation_images": args.validation_images,
         "skip_version_check": args.skip_version_check,
+        "phases": args.phases,
     }
     print(f"Machine: {machine()}", flush=True)
     runs = []
@@ -573,6 +614,7 @@ def main(argv: list[str] | None = None) -> dict:
                     print(
                         f"[{repeat + 1}/{args.repeats}] {trainer:7s} {precision:4s} "
                         f"median {run['median_step_s']:.3f} s/step, first step {run['first_step_s']:.1f} s, "
+                        f"whole run {run['total_s']:.1f} s, "
                         f"peak RSS {gib(run['peak_rss_bytes'])}, load before {run['load_before']:.2f}",
                         flush=True,
                     )
@@ -590,6 +632,10 @@ def main(argv: list[str] | None = None) -> dict:
         + (f", previews every {args.validation_steps} steps" if args.validation_steps else "")
     )
     print(table)
+    if args.phases:
+        table += "\n\n" + phase_table(runs)
+        print()
+        print(phase_table(runs))
     result = {
         "machine": machine(),
         "argv": sys.argv[1:] if argv is None else list(argv),
