@@ -13,9 +13,9 @@ processes, so every process holds the same score, and the one of a single proces
 of float additions.
 
 The batch is scored in as few forward passes as memory allows, not at the training's micro-batch:
-without gradients a pass keeps no activations for a backward, so it carries many more samples
-than a training pass, and on a CPU at batch 1 thirty-two small passes cost more than the steps of
-a short run (docs/benchmarks.md). The score is the same mean over the same samples whatever the
+without gradients a pass keeps no activations for a backward, so it carries several times the
+samples of a training pass within the training step's own memory, and on a CPU at batch 1
+thirty-two small passes cost more than the steps of a short run (docs/benchmarks.md). The score is the same mean over the same samples whatever the
 passes, up to the order of float additions, so the settling and the step it recommends do not
 depend on how it was split.
 """
@@ -33,10 +33,14 @@ from .step import TrainingStep
 # Enough samples that the score's own spread is well below what a few steps change, and few
 # enough to cost about what three training steps of batch 4 cost.
 EVALUATION_SAMPLES = 32
-# Latent cells (the latent grid's height x width, summed over its samples) one scoring pass carries
-# at most: all 32 samples at 128 px, 8 at 256 px, 2 at 512 px. A pass without gradients needs a
-# few of its layers' activations at a time, so this stays below what one training sample at
-# 512 px needs, and a pass never carries fewer samples than a training pass does.
+# A pass without gradients holds a few layers' activations at a time where a training pass keeps
+# every layer's for the backward: on the tiny test model at 128 px a sample costs 1.2 MiB of peak
+# memory scored and 8.6 MiB trained, and a model of more layers widens the gap. So a scoring pass
+# of this many times the training pass's samples stays below the training step's own peak, and
+# the evaluation never raises the run's memory (docs/benchmarks.md).
+PASS_FACTOR = 4
+# And at most this many latent cells (the latent grid's height x width, summed over the pass's
+# samples): 32 samples at 128 px, 8 at 256 px, 2 at 512 px, whatever the training batch.
 EVALUATION_CELLS = 32 * 16 * 16
 
 
@@ -47,9 +51,10 @@ def evaluation_size(images: int, samples_per_step: int) -> int:
 
 
 def samples_per_pass(*, size: int, training_pass: int, cells_per_sample: int, processes: int = 1) -> int:
-    """How many of the ``size`` samples one scoring pass carries: as many as ``EVALUATION_CELLS``
-    allows, at least a training pass's ``training_pass``, and no more than a process's share."""
-    fits = max(training_pass, EVALUATION_CELLS // max(1, cells_per_sample))
+    """How many of the ``size`` samples one scoring pass carries: ``PASS_FACTOR`` training passes'
+    worth within ``EVALUATION_CELLS``, never fewer than one training pass, and no more than a
+    process's share."""
+    fits = max(training_pass, min(PASS_FACTOR * training_pass, EVALUATION_CELLS // max(1, cells_per_sample)))
     return max(1, min(fits, math.ceil(size / processes)))
 
 
