@@ -8,8 +8,8 @@ A step never waits for the device to tell the host its results: each step's loss
 vectors' size stay on the device until the loop next *looks* at them, at most every
 ``LOOK_SECONDS`` and before anything acts on them (an evaluation, a snapshot, a checkpoint, the
 last step, a stop). Only then are they read, in one transfer, checked for NaN and written: the
-same rows, the same files and the same error at the same step, without the GPU draining its queue
-after every step. Several processes read every step, since they must stop together.
+same rows and files, and a NaN names the first step whose loss it was, without the GPU draining
+its queue after every step. Several processes read every step, since they must stop together.
 """
 
 from __future__ import annotations

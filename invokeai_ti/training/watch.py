@@ -89,12 +89,12 @@ class LearningWatch:
             return
         unread, self.unread = self.unread, []
         sizes = torch.stack([sizes for _, sizes in unread]).tolist()
-        widths = [len(vectors) for vectors in self.vectors]
+        counts = [len(vectors) for vectors in self.vectors]
         for (step, _), flat in zip(unread, sizes):
             rows, first = [], 0
-            for width in widths:
-                rows.append(flat[first : first + width])
-                first += width
+            for count in counts:
+                rows.append(flat[first : first + count])
+                first += count
             self._record_norms(step, rows)
 
     def after_step(self, step: int) -> bool:
