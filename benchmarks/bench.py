@@ -49,6 +49,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent.parent))  # tools/ is not installed: it is read from the checkout
+sys.path.insert(1, str(HERE.parent))  # phases.py beside it, however this script was loaded
 
 from tools.pipelines import (  # noqa: E402
     build_sd15_random,
