@@ -49,6 +49,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 sys.path.insert(0, str(HERE.parent.parent))  # tools/ is not installed: it is read from the checkout
+sys.path.insert(1, str(HERE.parent))  # phases.py beside it, however this script was loaded
 
 from tools.pipelines import (  # noqa: E402
     build_sd15_random,
@@ -307,7 +308,11 @@ def child_example(spec: dict) -> None:
 
 def child_main(trainer: str, spec_path: Path, result_path: Path) -> int:
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    install_step_recorder(result_path)
+    record = install_step_recorder(result_path)
+    if spec.get("phases"):
+        import phases
+
+        phases.install(record, trainer)
     {"ours": child_ours, "example": child_example}[trainer](spec)
     return 0
 
@@ -381,6 +386,8 @@ def run_one(trainer: str, spec: dict, work: Path, shim: Path | None, log_dir: Pa
         "load_before": load,
         "first_step_s": times[0] - started,
         "total_s": ended - started,
+        # The process's own CPU seconds, all threads: what a machine busy with other work inflates least.
+        "total_cpu_s": usage.ru_utime + usage.ru_stime,
         "step_s": timed,
         "median_step_s": statistics.median(timed),
         "peak_rss_bytes": usage.ru_maxrss * 1024,
@@ -388,7 +395,14 @@ def run_one(trainer: str, spec: dict, work: Path, shim: Path | None, log_dir: Pa
         "cuda_peak_reserved": record.get("cuda_peak_reserved"),
         "device": record.get("device", "CPU"),
         "threads_used": record["step_threads"],
+        "phases": phases_of(record, spec["warmup"]) if spec.get("phases") else None,
     }
+
+
+def phases_of(record: dict, warmup: int) -> dict:
+    import phases
+
+    return phases.breakdown(record, warmup)
 
 
 def summarise(runs: list[dict]) -> dict[tuple[str, str], dict]:
@@ -404,6 +418,8 @@ def summarise(runs: list[dict]) -> dict[tuple[str, str], dict]:
             "min_step_s": min(medians),
             "max_step_s": max(medians),
             "first_step_s": statistics.median(r["first_step_s"] for r in group),
+            "total_s": statistics.median(r["total_s"] for r in group),
+            "total_cpu_s": statistics.median(r["total_cpu_s"] for r in group),
             "peak_rss_bytes": statistics.median(r["peak_rss_bytes"] for r in group),
             "cuda_peak_allocated": group[0]["cuda_peak_allocated"]
             and statistics.median(r["cuda_peak_allocated"] for r in group),
@@ -419,14 +435,15 @@ def gib(value: float | None) -> str:
 def markdown(summary: dict[tuple[str, str], dict], cuda: bool) -> str:
     lines = [
         "| trainer | precision | s/step (median; min-max of repeats) | steps/s | time to first step | "
-        "peak RSS |" + (" peak CUDA allocated |" if cuda else ""),
-        "|---|---|---|---|---|---|" + ("---|" if cuda else ""),
+        "whole run (CPU s) | peak RSS |" + (" peak CUDA allocated |" if cuda else ""),
+        "|---|---|---|---|---|---|---|" + ("---|" if cuda else ""),
     ]
     for (trainer, precision), s in sorted(summary.items()):
         name = "invokeai-ti" if trainer == "ours" else "diffusers example"
         lines.append(
             f"| {name} | {precision} | {s['median_step_s']:.2f} ({s['min_step_s']:.2f}-{s['max_step_s']:.2f})"
-            f" | {1 / s['median_step_s']:.3f} | {s['first_step_s']:.1f} s | {gib(s['peak_rss_bytes'])} |"
+            f" | {1 / s['median_step_s']:.3f} | {s['first_step_s']:.1f} s | {s['total_s']:.1f} s ({s['total_cpu_s']:.1f})"
+            f" | {gib(s['peak_rss_bytes'])} |"
             + (f" {gib(s['cuda_peak_allocated'])} |" if cuda else "")
         )
     ratios = []
@@ -438,7 +455,8 @@ def markdown(summary: dict[tuple[str, str], dict], cuda: bool) -> str:
         memory = ours["peak_rss_bytes"] / theirs["peak_rss_bytes"]
         line = (
             f"- {precision}: invokeai-ti makes {speed:.2f}x the example's steps per second with "
-            f"{memory:.2f}x its peak RSS"
+            f"{memory:.2f}x its peak RSS, and its whole run takes {ours['total_s'] / theirs['total_s']:.2f}x "
+            f"the example's time ({ours['total_cpu_s'] / theirs['total_cpu_s']:.2f}x its CPU time)"
         )
         if cuda and ours["cuda_peak_allocated"] and theirs["cuda_peak_allocated"]:
             line += f" and {ours['cuda_peak_allocated'] / theirs['cuda_peak_allocated']:.2f}x its peak CUDA memory"
@@ -465,6 +483,27 @@ def markdown(summary: dict[tuple[str, str], dict], cuda: bool) -> str:
                     f"the steps per second, {other['peak_rss_bytes'] / base['peak_rss_bytes']:.2f}x the peak RSS."
                 )
     return "\n".join(lines + [""] + ratios)
+
+
+def phase_table(runs: list[dict]) -> str:
+    """Milliseconds per step of each part, per trainer and precision (median over the repeats)."""
+    import phases
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["trainer"], run["precision"]), []).append(run["phases"])
+    keys = sorted(groups)
+    names = [f"{'invokeai-ti' if t == 'ours' else 'diffusers example'} ({p})" for t, p in keys]
+    lines = ["| ms per step | " + " | ".join(names) + " |", "|---|" + "---|" * len(keys)]
+    for label in (*phases.PER_STEP, "other (Python between the parts)", "step"):
+        cells = [statistics.median(g[label] for g in groups[key]) for key in keys]
+        lines.append(f"| {label} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+    cells = [
+        f"{statistics.median(g['evaluation_ms'] for g in groups[key]):.0f} ms x {groups[key][0]['evaluations']}"
+        for key in keys
+    ]
+    lines.append("| evaluation (per run: ms each x count) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def machine() -> str:
@@ -534,6 +573,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="build the model and the photos into --cache-dir and stop (benchmarks/gpu_check.sh builds "
         "while it runs the tests, then times)",
     )
+    parser.add_argument(
+        "--phases", action="store_true",
+        help="also time each part of a step (data, VAE, text encoder, UNet, optimizer, restore, logging) and "
+        "the evaluation, in both trainers (benchmarks/phases.py)",
+    )
     parser.add_argument("--json", type=Path, help="also write every run and the summary here")
     parser.add_argument("--logs", type=Path, help="keep each run's output in this folder")
     args = parser.parse_args(argv)
@@ -582,6 +626,7 @@ def main(argv: list[str] | None = None) -> dict:
         "validation_steps": args.validation_steps,
         "validation_images": args.validation_images,
         "skip_version_check": args.skip_version_check,
+        "phases": args.phases,
     }
     print(f"Machine: {machine()}", flush=True)
     runs = []
@@ -595,6 +640,7 @@ def main(argv: list[str] | None = None) -> dict:
                     print(
                         f"[{repeat + 1}/{args.repeats}] {trainer:7s} {precision:4s} "
                         f"median {run['median_step_s']:.3f} s/step, first step {run['first_step_s']:.1f} s, "
+                        f"whole run {run['total_s']:.1f} s ({run['total_cpu_s']:.1f} s CPU), "
                         f"peak RSS {gib(run['peak_rss_bytes'])}, load before {run['load_before']:.2f}",
                         flush=True,
                     )
@@ -612,6 +658,10 @@ def main(argv: list[str] | None = None) -> dict:
         + (f", previews every {args.validation_steps} steps" if args.validation_steps else "")
     )
     print(table)
+    if args.phases:
+        table += "\n\n" + phase_table(runs)
+        print()
+        print(phase_table(runs))
     result = {
         "machine": machine(),
         "argv": sys.argv[1:] if argv is None else list(argv),

@@ -47,6 +47,26 @@ def test_benchmark_times_our_trainer_on_the_tiny_models(model, request, tmp_path
     assert json.loads(out.read_text())["summary"][0]["repeats"] == 1
 
 
+def test_the_phase_clock_accounts_for_every_millisecond_of_our_step(tiny_model, tmp_path):
+    """--phases splits the step into its parts and what no part claims; they add up to the step,
+    and the fixed evaluation batch is counted apart (a 4-step run scores it at steps 0, 2 and 4)."""
+    bench = load_bench()
+    result = bench.main([
+        "--trainers=ours", f"--model-dir={tiny_model}", f"--cache-dir={tmp_path / 'cache'}",
+        "--images=2", "--resolution=64", "--batch=1", "--warmup=1", "--steps=3", "--repeats=1", "--phases",
+    ])
+    (run,) = result["runs"]
+    phases = run["phases"]
+    parts = [phases[label] for label in (*load_script(BENCH.parent / "phases.py", "phases_script").PER_STEP,
+                                         "other (Python between the parts)")]
+    for label in ("UNet forward", "UNet backward", "text encoder forward", "optimizer"):
+        assert phases[label] > 0, label
+    assert phases["VAE encoding"] == 0 and phases["vocabulary restore"] == 0
+    assert sum(parts) == pytest.approx(phases["step"], rel=1e-9)
+    assert phases["evaluations"] == 3 and phases["evaluation_ms"] > 0
+    assert "| UNet backward |" in result["table"]
+
+
 def test_torchvision_stand_in_covers_what_the_example_uses(tmp_path):
     bench = load_bench()
     example = tmp_path / "textual_inversion.py"

@@ -17,6 +17,7 @@ from invokeai_ti.device import DeviceCaps
 from invokeai_ti.outputs.family_files import StableDiffusionFiles
 from invokeai_ti.outputs.layout import OutputLayout
 from invokeai_ti.settings import TrainingSettings
+from invokeai_ti.training.evaluation import FixedEvaluation, samples_per_pass
 from invokeai_ti.training.family import StableDiffusionFamily
 from invokeai_ti.training.latents import LatentCache
 from invokeai_ti.training.loading import LoadedModel, TextEncoders
@@ -237,3 +238,101 @@ def test_running_out_of_memory_keeps_the_work_and_names_the_batch_size_that_fits
 def test_batch_size_default_is_8_only_with_efficient_attention_on_a_12_gb_gpu(caps, batch, why):
     assert caps.default_batch_size == batch
     assert f"defaults to {batch}" in caps.batch_reason() and why in caps.batch_reason()
+
+
+def test_the_evaluation_batch_goes_through_as_few_passes_as_memory_allows():
+    """Without gradients a pass carries four training passes' samples (the demo's batch of 4:
+    16), at most 32 at 128 px (16 x 16 latents), 8 at 256 px, 2 at 512 px, never fewer than
+    training puts through the UNet at once, and with two processes each scores its half."""
+    assert samples_per_pass(size=32, training_pass=1, cells_per_sample=16 * 16) == 4
+    assert samples_per_pass(size=32, training_pass=4, cells_per_sample=4 * 4) == 16
+    assert samples_per_pass(size=32, training_pass=8, cells_per_sample=16 * 16) == 32
+    assert samples_per_pass(size=32, training_pass=4, cells_per_sample=32 * 32) == 8
+    assert samples_per_pass(size=32, training_pass=1, cells_per_sample=64 * 64) == 2
+    assert samples_per_pass(size=32, training_pass=8, cells_per_sample=64 * 64) == 8
+    assert samples_per_pass(size=32, training_pass=16, cells_per_sample=4 * 4, processes=2) == 16
+
+
+def test_scoring_in_one_pass_gives_the_score_of_the_training_micro_batches(parts):
+    """The same mean over the same samples: one pass of 32 instead of 32 passes of 1 changes the
+    order of float32 additions only, so the score moves within the forward pass's reordering
+    bound; a pass that lost or repeated a sample would move it by a thirty-second at least."""
+    text_encoder, unet, *_ = parts
+    evaluation = FixedEvaluation(step_unit(parts, fold=1, accumulation=1, batch=8), images=3)
+    assert evaluation.per_pass == evaluation.size == 32
+    assert [len(numbers) for numbers in evaluation.chunks()] == [32]
+    batched = evaluation.score()
+    evaluation.per_pass = 1
+    assert sorted(n for numbers in evaluation.chunks() for n in numbers) == list(range(32))
+    one_at_a_time = evaluation.score()
+    assert abs(batched - one_at_a_time) <= float32_reordering_bound(text_encoder, unet) * one_at_a_time
+
+
+def test_a_pass_of_the_evaluation_batch_stacks_pictures_of_one_bucket(parts):
+    """Photos of two shapes: each pass holds one bucket's samples, and the score is the mean over
+    all of them as one-at-a-time scoring finds it."""
+    text_encoder, unet, scheduler, captions, _, vectors = parts
+    generator = torch.Generator().manual_seed(1)
+    shapes = [(2, unet.config.in_channels, 8, 8), (2, unet.config.in_channels, 8, 16), (2, unet.config.in_channels, 8, 16)]
+    cache = LatentCache([torch.randn(s, generator=generator) for s in shapes],
+                        [torch.rand(s, generator=generator) * 0.1 for s in shapes])
+    unit = step_unit((text_encoder, unet, scheduler, captions, cache, vectors), fold=1, accumulation=1, batch=8)
+    unit.samples = Samples(SamplePlan(5, num_images=3, num_templates=2, num_timesteps=1000, buckets=[0, 1, 1]),
+                           cache, captions)
+    evaluation = FixedEvaluation(unit, images=3)
+    chunks = evaluation.chunks()
+    assert len(chunks) == 2 and sum(len(numbers) for numbers in chunks) == 32
+    assert all(len({evaluation.bucket_of(n) for n in numbers}) == 1 for numbers in chunks)
+    batched = evaluation.score()
+    evaluation.per_pass = 1
+    assert abs(batched - evaluation.score()) <= float32_reordering_bound(text_encoder, unet) * batched
+
+
+def test_memory_running_out_while_scoring_halves_the_passes_and_scores_the_same_samples(parts, monkeypatch):
+    unit = step_unit(parts, fold=1, accumulation=1, batch=2)
+    evaluation = FixedEvaluation(unit, images=3)
+    assert evaluation.per_pass == 8
+    seen: list[int] = []
+    original = TrainingStep.loss
+
+    def small_memory(self, numbers, **options):
+        if len(numbers) > 4:
+            raise torch.OutOfMemoryError("out of memory")
+        seen.extend(numbers)
+        return original(self, numbers, **options)
+
+    monkeypatch.setattr(TrainingStep, "loss", small_memory)
+    score = evaluation.score()
+    assert evaluation.per_pass == 4 and sorted(seen) == list(range(32))
+    evaluation.per_pass = 1
+    assert score == pytest.approx(evaluation.score(), rel=float32_reordering_bound(*parts[:2]))
+
+
+def test_steps_leave_their_results_on_the_device_until_something_acts_on_them(make_root, tmp_path, monkeypatch):
+    """The loop reads losses and sizes only where an evaluation, a snapshot or a checkpoint needs
+    them (and at most every ``LOOK_SECONDS``), yet writes the very rows of reading every step."""
+    from invokeai_ti.training import loop as loop_module
+
+    root = make_root()
+    flags = ("--max_train_steps=8", "--validation_steps=4", "--save_steps=4", "--checkpointing_steps=4",
+             "--validation_prompt=none", "--gradient_accumulation_steps=1")
+    monkeypatch.setattr(loop_module, "LOOK_SECONDS", 0.0)
+    assert main(command(root, tmp_path / "every", *flags)) == 0
+    looked: list[list[int]] = []
+    original = loop_module.TrainingLoop.look
+
+    def watched(self):
+        looked.append([step for step, *_ in self.unread])
+        return original(self)
+
+    monkeypatch.setattr(loop_module, "LOOK_SECONDS", 3600.0)
+    monkeypatch.setattr(loop_module.TrainingLoop, "look", watched)
+    assert main(command(root, tmp_path / "deferred", *flags)) == 0
+    assert looked == [[1, 2, 3, 4], [5, 6, 7, 8]]
+
+    def without_seconds(path: Path) -> list[list[str]]:
+        return [row.split(",")[:3] for row in path.read_text().splitlines()]
+
+    for name in ("loss_log.csv", "vector_norms.csv", "evaluation.csv"):
+        assert without_seconds(tmp_path / "deferred" / name) == without_seconds(tmp_path / "every" / name), name
+    assert torch.equal(vectors_in(tmp_path / "deferred"), vectors_in(tmp_path / "every"))

@@ -3,6 +3,13 @@
 Built from the run (``run.Run``), its optimizer state, its training step and what each checkpoint
 records of it (``RunShape`` and the data's fingerprint). With progress bars off (output that is
 not a terminal) it says where it is in plain lines instead, ten times a run.
+
+A step never waits for the device to tell the host its results: each step's loss and the
+vectors' size stay on the device until the loop next *looks* at them, at most every
+``LOOK_SECONDS`` and before anything acts on them (an evaluation, a snapshot, a checkpoint, the
+last step, a stop). Only then are they read, in one transfer, checked for NaN and written: the
+same rows and files, and a NaN names the first step whose loss it was, without the GPU draining
+its queue after every step. Several processes read every step, since they must stop together.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from .watch import LearningWatch
 
 # How many plain progress lines a run prints when it has no progress bar.
 PROGRESS_LINES = 10
+# How long the steps' losses may wait on the device before the loop reads, checks and logs them.
+LOOK_SECONDS = 1.0
 
 
 class TrainingLoop:
@@ -49,6 +58,9 @@ class TrainingLoop:
         self.total_steps = run.total_steps
         self.topology = run.topology
         self.last_loss: float | None = None
+        self.outputs: tuple[LossLog | None, Any] = (None, None)
+        # Steps made but not yet looked at: (step, loss on the device, learning rate, seconds).
+        self.unread: list[tuple[int, torch.Tensor, float, float]] = []
 
     def save_embedding(self, step: int, *, snapshot: bool = False) -> None:
         self.run.files.save_files(
@@ -70,21 +82,46 @@ class TrainingLoop:
             evaluation=None if self.watch is None else self.watch.history,
         )
 
-    def agree(self, step_loss: torch.Tensor, stop: bool) -> tuple[float, bool]:
+    def agree(self, step_loss: torch.Tensor, stop: bool) -> tuple[torch.Tensor, bool]:
         """Average gradients and loss over the processes, and stop together if any must stop.
 
         One process can receive SIGTERM alone; if it left without the others they would wait
-        for it forever in the next all-reduce.
+        for it forever in the next all-reduce. The loss stays on the device.
         """
         processes = self.topology.processes
         if processes == 1:
-            return float(step_loss), stop
+            return step_loss.detach(), stop
         for vectors in self.state.vectors:
             torch.distributed.all_reduce(vectors.grad)
             vectors.grad /= processes
         shared = torch.stack([step_loss.float(), torch.tensor(float(stop), device=step_loss.device)])
         torch.distributed.all_reduce(shared)
-        return float(shared[0]) / processes, bool(shared[1] > 0)
+        return shared[0] / processes, bool(shared[1] > 0)
+
+    def must_look(self, step: int, stopping: bool, last_look: float) -> bool:
+        """Whether this step's results are read now: before anything acts on them, and at least
+        every ``LOOK_SECONDS`` so progress and the logs keep up."""
+        s = self.settings
+        return (
+            self.topology.processes > 1 or stopping or step >= self.total_steps
+            or step % s.preview_every == 0 or step % s.save_steps == 0 or step % s.checkpointing_steps == 0
+            or time.monotonic() - last_look >= LOOK_SECONDS
+        )
+
+    def look(self) -> list[LossRow]:
+        """The unread steps' rows, read from the device in one transfer; NaN stops the run at the
+        first step it reached, before anything is saved or evaluated."""
+        unread, self.unread = self.unread, []
+        losses = torch.stack([loss.float() for _, loss, _, _ in unread]).tolist()
+        for (step, _, _, _), loss in zip(unread, losses):
+            if not math.isfinite(loss):
+                raise UserError(nan_message(step, self.settings.mixed_precision))
+        if not self.state.finite():
+            raise UserError(nan_message(unread[-1][0], self.settings.mixed_precision))
+        if self.watch is not None:
+            self.watch.look()
+        self.last_loss = losses[-1]
+        return [LossRow(step, loss, rate, seconds) for (step, _, rate, seconds), loss in zip(unread, losses)]
 
     def train(self, start_step: int) -> int:
         """Train from ``start_step`` to the run's last step; returns the last step reached."""
@@ -93,9 +130,10 @@ class TrainingLoop:
         main = self.topology.main
         progress = self.run.progress_bar(total_steps, f"Training {s.token}", initial=start_step, leave=True)
         log = LossLog(self.run.layout.loss_log, start_step) if main else None
+        self.outputs = (log, progress)
         stop = StopRequest()
         step = start_step
-        started = time.monotonic()
+        started = last_look = time.monotonic()
         try:
             with stop.installed():
                 while step < total_steps:
@@ -103,19 +141,19 @@ class TrainingLoop:
                     self.before_step(step)
                     self.state.optimizer.zero_grad(set_to_none=True)
                     step_loss = self.forward_backward(step)
-                    loss_value, stopping = self.agree(step_loss, stop.requested is not None)
-                    if not math.isfinite(loss_value):
-                        raise UserError(nan_message(step + 1, s.mixed_precision))
+                    loss, stopping = self.agree(step_loss, stop.requested is not None)
                     rate = self.state.apply_gradients()
-                    if not self.state.finite():
-                        raise UserError(nan_message(step + 1, s.mixed_precision))
                     step += 1
-                    self.last_loss = loss_value
+                    self.unread.append((step, loss, rate, time.monotonic() - started))
+                    if self.watch is not None:
+                        self.watch.note(step)
+                    if not self.must_look(step, stopping, last_look):
+                        continue
+                    rows, last_look = self.look(), time.monotonic()
                     # Every process: the evaluation is shared out, and so is the decision to stop.
                     settled = self.watch is not None and self.watch.after_step(step)
                     if main:
-                        row = LossRow(step, loss_value, rate, time.monotonic() - started)
-                        self.record(row, log, progress, stopping, settled)
+                        self.record_rows(rows, stopping, settled)
                     if stopping and step < total_steps:
                         raise TrainingInterrupted(interrupted_message(stop.requested, step, total_steps))
                     if settled:
@@ -127,6 +165,14 @@ class TrainingLoop:
             if self.watch is not None:
                 self.watch.close()
         return step
+
+    def record_rows(self, rows: list[LossRow], stopping: bool = False, settled: bool = False) -> None:
+        """The rows just read; only the last can be a step that saves, since saving steps are read
+        as soon as they are made."""
+        log, progress = self.outputs
+        for row in rows:
+            last = row is rows[-1]
+            self.record(row, log, progress, stopping and last, settled and last)
 
     def record(self, row: LossRow, log: LossLog, progress: Any, stopping: bool, settled: bool = False) -> None:
         """The main process's part of a step: the loss log, the trackers, the progress shown, and
@@ -162,7 +208,9 @@ class TrainingLoop:
                 if self.topology.main:
                     self.run.say(f"Memory is short: now {unit.fold} micro-batch(es) per forward pass.")
         fits = unit.largest_batch_that_fits()
+        rows = self.look() if self.unread else []
         if self.topology.main and step > 0:
+            self.record_rows(rows)
             self.save_checkpoint(step)
             self.save_embedding(step)
         raise UserError(out_of_memory_message(

@@ -56,7 +56,8 @@ class Batch:
     latents: torch.Tensor
     noise: torch.Tensor
     timesteps: torch.Tensor
-    templates: torch.Tensor
+    # Host lists: the prompts look the templates up in Python, which must not wait for a device.
+    templates: list[int]
     images: list[int]
     mirrored: list[int]
     # SDXL's size and crop conditioning of each sample's image; None for families without it.
@@ -160,7 +161,7 @@ class SamplePlan:
             latents=torch.stack([s.latent for s in samples]),
             noise=torch.stack([s.noise for s in samples]),
             timesteps=torch.tensor([s.timestep for s in samples], device=device),
-            templates=torch.tensor([s.template for s in samples], device=device),
+            templates=[s.template for s in samples],
             images=[s.image for s in samples],
             mirrored=[s.mirrored for s in samples],
             time_ids=None if cache.time_ids is None else torch.stack(

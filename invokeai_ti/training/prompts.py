@@ -67,7 +67,7 @@ class Prompts:
     def ids(self, batch: Batch) -> list[torch.Tensor]:
         texts = [
             self.text(n, image, template)
-            for n, image, template in zip(batch.numbers, batch.images, batch.templates.tolist())
+            for n, image, template in zip(batch.numbers, batch.images, batch.templates)
         ]
         if all(text in self.rows for text in texts):
             rows = torch.tensor([self.rows[text] for text in texts], device=self.device)

@@ -72,8 +72,3 @@ class VectorSize:
             for parameter, reference in zip(vectors, self.references, strict=True):
                 parameter.mul_(reference / parameter.norm(dim=1, keepdim=True))
 
-
-def norms(vectors: Sequence[torch.Tensor]) -> list[list[float]]:
-    """Each vector's L2 norm, per encoder."""
-    with torch.no_grad():
-        return [parameter.detach().float().norm(dim=1).tolist() for parameter in vectors]

@@ -25,7 +25,7 @@ from ..outputs.learning_log import EVALUATION_COLUMNS, NORM_COLUMNS, StepRows
 from ..outputs.learning_report import OVERSIZE, oversize_message
 from ..settling import Settled, settled
 from .evaluation import FixedEvaluation
-from .vector_size import VectorSize, norms
+from .vector_size import VectorSize
 
 
 class LearningWatch:
@@ -58,6 +58,8 @@ class LearningWatch:
         self.save_snapshot = save_snapshot
         self.notify = notify
         self.history: list[tuple[int, float]] = []
+        # Sizes measured but not yet read from the device: (step, every encoder's norms in a row).
+        self.unread: list[tuple[int, torch.Tensor]] = []
         self.settled: Settled | None = None
         self.warned = False
         self.norm_log: StepRows | None = None
@@ -72,12 +74,33 @@ class LearningWatch:
             self.evaluation_log = StepRows(self.evaluation_log_path, EVALUATION_COLUMNS, 0)
             self.evaluation_log.write(*[[s, f"{score:.6f}"] for s, score in self.history])
         if step == 0:
-            self._record_norms(0)
+            self.note(0)
+            self.look()
             self._evaluate(0)
 
+    def note(self, step: int) -> None:
+        """Measure the vectors' size after this step, kept on the device until the loop looks."""
+        if self.main:
+            with torch.no_grad():
+                self.unread.append((step, torch.cat([vectors.detach().float().norm(dim=1) for vectors in self.vectors])))
+
+    def look(self) -> None:
+        """Write the sizes noted since the last look, read in one transfer, and warn once."""
+        if not self.unread:
+            return
+        unread, self.unread = self.unread, []
+        sizes = torch.stack([sizes for _, sizes in unread]).tolist()
+        counts = [len(vectors) for vectors in self.vectors]
+        for (step, _), flat in zip(unread, sizes):
+            rows, first = [], 0
+            for count in counts:
+                rows.append(flat[first : first + count])
+                first += count
+            self._record_norms(step, rows)
+
     def after_step(self, step: int) -> bool:
-        """Record this step; True when the run should end here (it settled and was asked to stop)."""
-        self._record_norms(step)
+        """Score the batch when due; True when the run should end here (it settled and was asked
+        to stop). The loop has looked at this step's results first."""
         if step % self.every and step < self.total_steps:
             return False
         was = self.settled
@@ -123,10 +146,7 @@ class LearningWatch:
         if self.evaluation_log is not None:
             self.evaluation_log.write([step, f"{score:.6f}"])
 
-    def _record_norms(self, step: int) -> None:
-        if not self.main:
-            return
-        rows = norms(self.vectors)
+    def _record_norms(self, step: int, rows: list[list[float]]) -> None:
         self.norm_log.write(*[
             [step, encoder, f"{sum(row) / len(row):.6f}", f"{max(row):.6f}", f"{median:.6f}"]
             for encoder, row, median in zip(self.encoders, rows, self.size.references)
