@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from invokeai_ti import image_files
-from invokeai_ti.data import images as dataset
+from invokeai_ti.data import decoding
 from invokeai_ti.data.images import (
     IMAGE_EXTENSIONS,
     ImageScan,
@@ -354,7 +354,7 @@ def test_sixteen_bit_grey_in_older_pillows_mode_i_is_scaled_down_not_clipped():
     """Pillow before 10.x opened 16-bit grey PNGs as "I"; they must not all turn white."""
     image = Image.fromarray(np.array([[0, 32896, 65535]], dtype=np.int32))
     assert image.mode == "I"
-    result = dataset._to_rgb(image)
+    result = decoding._to_rgb(image)
     assert [result.getpixel((x, 0)) for x in range(3)] == [BLACK, (128,) * 3, WHITE]
 
 
@@ -569,7 +569,7 @@ def test_decoding_threads_read_side_by_side_and_pillow_settings_come_back():
 
     def reader() -> None:
         try:
-            with dataset.pillow_for_our_files():
+            with decoding.pillow_for_our_files():
                 assert Image.MAX_IMAGE_PIXELS is None
                 both_inside.wait()
         except BaseException as error:

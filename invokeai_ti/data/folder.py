@@ -15,7 +15,8 @@ from typing import Any
 
 from .buckets import Bucket, Fit, bucket_for, buckets_for, fit
 from .captions import caption_sources, captions_for, with_trigger
-from .images import ImageScan, require_images, upright_size
+from .decoding import upright_size
+from .images import ImageScan, require_images
 from .masks import ALPHA, check_mask, mask_source
 
 CHANGES_SHOWN = 5

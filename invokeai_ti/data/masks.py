@@ -19,7 +19,8 @@ from PIL import ExifTags, Image, ImageOps
 from ..errors import UserError
 from .buckets import Fit
 from ..image_files import ImageTooLarge, open_image
-from .images import MASK_SUFFIX, REDUCING_GAP, cut, pillow_for_our_files, reduced, upright_size
+from .decoding import pillow_for_our_files, reduced, upright_size
+from .images import MASK_SUFFIX, REDUCING_GAP, cut
 
 ALPHA = "alpha"
 

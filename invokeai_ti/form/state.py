@@ -26,10 +26,11 @@ from typing import Any
 from ..device import DeviceCaps
 from ..errors import UserError, as_sentence
 from ..models import FORMAT_CHECKPOINT, ModelInfo, default_model, find_model, no_model_message
-from ..outputs.checkpoints import SHAPE_LABELS, Checkpoint, shown
+from ..outputs.checkpoints import Checkpoint
 from ..outputs.layout import SET_ASIDE, OutputLayout
 from ..outputs.previous_run import earlier_run_summary
 from ..outputs.resume import nothing_left
+from ..outputs.run_shape import SHAPE_LABELS, shown
 from ..paths import RootLayout
 from ..settings import FORM_RESOLUTIONS, TrainingSettings, bare_trigger, field_named, trigger_problem
 from .fields import (

@@ -13,7 +13,8 @@ from typing import Any
 
 from ..data.folder import data_changes
 from ..errors import UserError
-from .checkpoints import Checkpoint, RunShape
+from .checkpoints import Checkpoint
+from .run_shape import RunShape
 
 # Schedules whose shape depends on the total number of steps: continuing with a larger total
 # rebuilds them, so the learning rate changes at the resume step.
