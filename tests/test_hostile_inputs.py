@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import zlib
 from pathlib import Path
@@ -22,7 +21,7 @@ from PIL import EpsImagePlugin, Image
 from safetensors.torch import load_file, save_file
 
 from invokeai_ti.cli import main
-from invokeai_ti.data.images import load_image, scan_images
+from invokeai_ti.data.images import scan_images
 from invokeai_ti.data.masks import check_mask
 from invokeai_ti.errors import UserError
 from invokeai_ti.form.preferences import load_preferences
