@@ -21,8 +21,9 @@ from .models import FORMAT_CHECKPOINT, ModelInfo, find_model
 from .outputs.embeddings import install_embedding
 from .outputs.family_files import files_for
 from .outputs.layout import INSTALLED_BACKUP, INSTALLED_NAME, OutputLayout, own_files_problem
-from .outputs.report import install_command, write_report
+from .outputs.report import write_report
 from .outputs.run_result import last_step, result_step
+from .outputs.step_files import install_command
 from .paths import RootLayout, resolve_root
 from .quiet import quiet_imports
 from .registration import after_install, registration_problem

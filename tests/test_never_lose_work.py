@@ -176,7 +176,7 @@ def test_too_little_disk_is_refused_before_training(make_root, capsys, monkeypat
     def tiny_disk(path):
         return real(path)._replace(free=1024)
 
-    monkeypatch.setattr("invokeai_ti.training.trainer.shutil.disk_usage", tiny_disk)
+    monkeypatch.setattr("invokeai_ti.training.bookkeeping.shutil.disk_usage", tiny_disk)
     assert main(command(root, "--max_train_steps=2")) == 2
     assert "MiB free but this run needs about" in capsys.readouterr().err
 

@@ -27,7 +27,7 @@ from invokeai_ti.demo import draw_sample_photos
 from invokeai_ti.outputs.family_files import StableDiffusionFiles
 from invokeai_ti.outputs.layout import OutputLayout
 from invokeai_ti.outputs.loss_log import LossRow, read_loss_log
-from invokeai_ti.outputs.report import smoothed
+from invokeai_ti.outputs.loss_plot import smoothed
 from invokeai_ti.settings import TrainingSettings
 from invokeai_ti.training import ExtendedEmbedding, Trainer
 from invokeai_ti.training.family import StableDiffusionFamily
@@ -161,7 +161,7 @@ def test_loss_plot_is_drawn_from_the_loss_log(trained):
 
 
 def test_the_loss_plots_legend_sits_outside_the_curves():
-    from invokeai_ti.outputs.report import loss_figure
+    from invokeai_ti.outputs.loss_plot import loss_figure
 
     rows = [LossRow(step, 0.5 + (step % 7) / 10, 5e-3) for step in range(1, 200)]
     figure = loss_figure(rows)
