@@ -192,6 +192,10 @@ if [[ $MODE == gpu && $CUDA != 1 ]]; then
   echo "No CUDA GPU is visible to torch here: the timed parts are skipped (they would take hours on a CPU)."
 fi
 EXAMPLE_DIR=$ROOT/$WHEELS/examples
+# A check started from inside a test (tests/test_gpu_check.py under pytest-xdist) inherits that
+# worker's variables; its own pytest runs must not take themselves for xdist workers, or
+# gpu_pytest_log would write nothing.
+unset PYTEST_XDIST_WORKER PYTEST_XDIST_WORKER_COUNT PYTEST_XDIST_TESTRUNUID
 # pyproject's addopts ask for pytest-xdist; the check says itself how many processes to use.
 PYTEST_OPTS=(-o addopts= -p benchmarks.gpu_pytest_log -p no:cacheprovider -q -rfE)
 "$PY" -c 'import pytest_timeout' 2>/dev/null && PYTEST_OPTS+=(--timeout "$TEST_TIMEOUT")
