@@ -184,3 +184,13 @@ def read_json_object(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DamagedFile(f"{path} holds a JSON {type(data).__name__}, not an object")
     return data
+
+
+def json_object_or_empty(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``, or ``{}`` when it is missing or damaged: for a model's config
+    files, where a file that cannot be read only means its facts are unknown, and the part that
+    needs them is refused later with its own sentence."""
+    try:
+        return read_json_object(path)
+    except (OSError, DamagedFile):
+        return {}

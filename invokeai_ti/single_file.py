@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .bases import BASE_SD1, BASE_SD2, BASE_SDXL, BASE_SDXL_REFINER, BASE_UNKNOWN
+from .files import json_object_or_empty
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".safetensors")
 CONFIGS = Path(__file__).with_name("model_configs")
@@ -152,7 +153,8 @@ def config_problem(path: Path, shape: CheckpointShape, config: Path) -> Checkpoi
     """Whether ``config`` describes the checkpoint's shape, checked on the widths both state,
     before any weight loads: a mismatch would otherwise surface as a tensor-shape error deep in
     diffusers."""
-    configs = {part: _read_json(config / part / "config.json") for part in ("text_encoder", "text_encoder_2", "unet")}
+    configs = {part: json_object_or_empty(config / part / "config.json")
+               for part in ("text_encoder", "text_encoder_2", "unet")}
     if not (config / "model_index.json").is_file() or not configs["unet"] or not configs["text_encoder"]:
         return CheckpointProblem(
             f"the folder {config} is not a weightless diffusers folder: it needs model_index.json and "
@@ -321,14 +323,6 @@ def _widths_text(token_dims: tuple, context: Any) -> str:
     widths = " and ".join(str(width) for width in token_dims)
     encoders = f"a text encoder {widths} wide" if len(token_dims) == 1 else f"text encoders {widths} wide"
     return f"{encoders} and a UNet attending to {context}-wide text"
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _has_vocabulary(tokenizer: Path) -> bool:

@@ -7,10 +7,10 @@ Nothing here loads a weight: listing models must stay instant and offline.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from ..files import json_object_or_empty
 from ..bases import BASE_SD1, BASE_SD2, BASE_SDXL, BASE_SDXL_REFINER, BASE_UNKNOWN, FORMAT_CHECKPOINT
 from ..single_file import CheckpointProblem, read_shape, shipped_config
 from .record import ModelInfo
@@ -43,7 +43,7 @@ def describe_model(
     if path.is_file():
         return describe_checkpoint(name, location, path, source, is_default=is_default,
                                    description=description, stated_base=stated_base)
-    index = _read_json(path / "model_index.json")
+    index = json_object_or_empty(path / "model_index.json")
     token_dim = _token_width(path / "text_encoder")
     token_dim_2 = _token_width(path / "text_encoder_2")
     base = _base(path, index, token_dim)
@@ -55,15 +55,15 @@ def describe_model(
 
 
 def _native_resolution(folder: Path) -> int | None:
-    sample_size = _read_json(folder / "unet" / "config.json").get("sample_size")
-    vae_blocks = _read_json(folder / "vae" / "config.json").get("block_out_channels")
+    sample_size = json_object_or_empty(folder / "unet" / "config.json").get("sample_size")
+    vae_blocks = json_object_or_empty(folder / "vae" / "config.json").get("block_out_channels")
     if isinstance(sample_size, int) and isinstance(vae_blocks, list) and vae_blocks:
         return sample_size * 2 ** (len(vae_blocks) - 1)
     return None
 
 
 def _prediction_type(folder: Path) -> str:
-    scheduler = _read_json(folder / "scheduler" / "scheduler_config.json")
+    scheduler = json_object_or_empty(folder / "scheduler" / "scheduler_config.json")
     return str(scheduler.get("prediction_type") or "epsilon")
 
 
@@ -99,7 +99,7 @@ def describe_checkpoint(
 
 
 def _token_width(text_encoder: Path) -> int | None:
-    config = _read_json(text_encoder / "config.json")
+    config = json_object_or_empty(text_encoder / "config.json")
     if isinstance(nested := config.get("text_config"), dict):
         config = nested
     width = config.get("hidden_size")
@@ -123,7 +123,7 @@ def _base(folder: Path, index: dict[str, Any], token_dim: int | None) -> str:
 
 def _is_sd_pipeline(folder: Path) -> bool:
     """Other pipelines in a shared cache (Flux, Kandinsky, ...) have no CLIP embedding to train."""
-    class_name = _read_json(folder / "model_index.json").get("_class_name", "")
+    class_name = json_object_or_empty(folder / "model_index.json").get("_class_name", "")
     return isinstance(class_name, str) and class_name.startswith("StableDiffusion")
 
 
@@ -134,11 +134,3 @@ def _has_part(folder: Path, index: dict[str, Any], part: str) -> bool:
         entry = index[part]
         return isinstance(entry, list) and bool(entry) and entry[0] is not None
     return (folder / part).is_dir()
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}

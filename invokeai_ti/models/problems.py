@@ -14,7 +14,8 @@ from ..bases import BASE_SDXL, BASE_SDXL_REFINER, FORMAT_CHECKPOINT
 from ..single_file import (
     CHECKPOINT_SUFFIXES, CheckpointProblem, config_problem, diffusers_problem, is_checkpoint_file, read_shape,
 )
-from .describe import _base, _read_json, describe_checkpoint
+from ..files import json_object_or_empty
+from .describe import _base, describe_checkpoint
 from .record import SOURCE_GIVEN, ModelInfo
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
@@ -80,7 +81,7 @@ def _pipeline_problem(folder: Path) -> tuple[str, str] | None:
             f"the folder {folder} is not a diffusers pipeline: it has no model_index.json",
             "pass the folder that holds model_index.json",
         )
-    index = _read_json(folder / "model_index.json")
+    index = json_object_or_empty(folder / "model_index.json")
     required, weighted = REQUIRED_FILES, WEIGHTED_PARTS
     if (base := _base(folder, index, None)) == BASE_SDXL_REFINER:
         return f"the folder {folder} {REFINER_PROBLEM}", REFINER_HINT
