@@ -471,8 +471,8 @@ def test_min_snr_and_noise_offset_train_and_are_recorded(make_root):
                         "--validation_prompt=none")) == 0
     record = json.loads((output_of(root) / "training_settings.json").read_text())
     assert record["snr_gamma"] == 5.0 and record["noise_offset"] == 0.05
-    assert record["min_timestep"] == 250, "the record says which timesteps an object trained on by default"
-    assert record["timesteps_trained"] == "250-999"
+    assert record["min_timestep"] == 0, "the record says which timesteps an object trained on by default"
+    assert record["timesteps_trained"] == "0-999"
     assert record["bucket"] is True and record["shuffle_caption"] is False
 
 

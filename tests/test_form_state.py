@@ -289,18 +289,17 @@ def test_the_default_preview_prompt_follows_the_trigger_and_property_and_means_d
     assert (given["validation_prompt"], given["validation_steps"]) == ("none", 50)
 
 
-def test_the_lowest_timestep_follows_the_property_while_at_its_default_and_means_default(tmp_path):
+def test_the_lowest_timestep_is_every_timestep_for_any_property_and_a_chosen_one_stays(tmp_path):
+    """As the diffusers example, kohya and OneTrainer: the low-noise timesteps carry fine detail."""
     state = build(tmp_path)
-    assert state.values["min_timestep"] == 250 and state.values["max_timestep"] == 1000
+    assert state.values["min_timestep"] == 0 and state.values["max_timestep"] == 1000
     state.learnable_property_chosen("style")
-    assert state.values["min_timestep"] == 0, "a style's texture is the fine detail"
-    assert state.to_settings()[0].min_timestep is None
-    state.values["min_timestep"] = 100
+    assert state.values["min_timestep"] == 0 and state.to_settings()[0].min_timestep == 0
+    state.values["min_timestep"] = 250
     state.learnable_property_chosen("object")
-    assert state.values["min_timestep"] == 100, "a number the user chose stays"
-    settings = state.to_settings()[0]
-    assert (settings.min_timestep, settings.lowest_timestep) == (100, 100)
-    assert build(tmp_path, {"learnable_property": "style"}).values["min_timestep"] == 0
+    assert state.values["min_timestep"] == 250, "a number the user chose stays"
+    assert state.to_settings()[0].min_timestep == 250
+    assert build(tmp_path, {"min_timestep": 250}).values["min_timestep"] == 250
 
 
 def test_a_folder_the_user_typed_does_not_follow_the_trigger(tmp_path):

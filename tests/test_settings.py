@@ -95,7 +95,7 @@ def test_trigger_with_or_without_brackets_trains_the_bracketed_token(given):
         ({"caption_tag_dropout_rate": 1.0}, "between 0 and 1"),
         ({"snr_gamma": -1.0}, "0 (off)"),
         ({"noise_offset": 2.0}, "between 0 and 1"),
-        ({"min_timestep": 1000}, "such as 250"),
+        ({"min_timestep": 1000}, "such as 0 (every timestep)"),
         ({"max_timestep": 1001}, "use 1000, the noisiest"),
         ({"dataloader_num_workers": -1}, "negative"),
     ],

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..outputs.checkpoints import checkpoint_to_resume, list_checkpoints
-from ..settings import bare_trigger, default_min_timestep, trigger_problem
+from ..settings import bare_trigger, trigger_problem
 from .fields import (
     FOLDER_FIELDS,
     FORM_FIELDS,
@@ -63,11 +63,8 @@ class FollowingFields:
         return dataclasses.replace(self.base, validation_steps=None, max_train_steps=steps).preview_every
 
     def learnable_property_chosen(self, choice: str | None) -> None:
-        """The preview prompt and the lowest timestep, where still at the old property's defaults,
-        follow to the new property's."""
+        """The preview prompt, where still at the old property's default, follows to the new property's."""
         self.follow_default_prompt(self.folder_trigger, choice, self.folder_trigger)
-        if choice and int(self.values["min_timestep"]) == default_min_timestep(self.values["learnable_property"]):
-            self.values["min_timestep"] = default_min_timestep(choice)
         self.values["learnable_property"] = choice
 
     def follow_default_prompt(self, trigger: str, learnable_property: str | None, old_trigger: str) -> None:

@@ -160,7 +160,7 @@ class FormState(FollowingFields, Submission):
             validation_prompt=PROMPT_SEPARATOR.join(settings.preview_prompts)
             or form_default_prompt(settings.placeholder_token, settings.learnable_property),
             validation_steps=settings.preview_every,
-            min_timestep=settings.lowest_timestep,
+            min_timestep=settings.min_timestep,
             invokeai_email=settings.invokeai_email or "",
             invokeai_password=settings.invokeai_password or "",
             **{name: f"{getattr(settings, name):g}" for name in NUMBER_FIELDS},

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import Problem
 from ..outputs.checkpoints import RunShape
 from ..outputs.resume import nothing_left
-from ..settings import TrainingSettings, default_min_timestep
+from ..settings import TrainingSettings
 from ..workflow import RunPlan, check_run
 from .fields import (
     FOLDER_FIELDS,
@@ -55,10 +55,9 @@ class Submission:
             if problem:
                 problems.append(problem)
             changes[name] = getattr(self.base, name) if number is None else number
-        preview_every, lowest = int(v["validation_steps"]), int(v["min_timestep"])
+        preview_every = int(v["validation_steps"])
         changes.update(
             validation_steps=None if preview_every == self.default_preview_every() else preview_every,
-            min_timestep=None if lowest == default_min_timestep(v["learnable_property"]) else lowest,
             placeholder_token=v["placeholder_token"].strip(),
             validation_prompt=self.typed_prompt(),
             initializer_token=v["initializer_token"].strip(),

@@ -135,7 +135,6 @@ class RunShape:
             values["bucket_reso_steps"] = None
         if not settings.learn_direction_only:
             values["direction_learning_rate"] = None
-        values["min_timestep"] = settings.lowest_timestep
         return cls(model=model, token=settings.token, token_dims=token_dims,
                    num_processes=num_processes, **values)
 

@@ -44,7 +44,7 @@ from .outputs import (
     secret_environment,
 )
 from .previews import PreviewSettings
-from .timesteps import MAX_TIMESTEP, OBJECT_MIN_TIMESTEP, TimestepSettings, default_min_timestep
+from .timesteps import MAX_TIMESTEP, SUGGESTED_MIN_TIMESTEP, TimestepSettings
 from .trigger import (
     LEARNABLE_PROPERTIES,
     TokenSettings,
@@ -55,8 +55,8 @@ from .trigger import (
 
 __all__ = [
     "COMPILE_MIN_STEPS", "DEFAULT_INVOKEAI_URL", "FORM_RESOLUTIONS", "LEARNABLE_PROPERTIES", "LR_SCHEDULERS",
-    "MAX_TIMESTEP", "OBJECT_MIN_TIMESTEP", "PASSWORD_VARIABLE", "PRECISIONS", "TOKEN_VARIABLE", "DeviceDefaults",
-    "TrainingSettings", "bare_trigger", "coerce", "default_min_timestep", "field_named", "field_types",
+    "MAX_TIMESTEP", "SUGGESTED_MIN_TIMESTEP", "PASSWORD_VARIABLE", "PRECISIONS", "TOKEN_VARIABLE", "DeviceDefaults",
+    "TrainingSettings", "bare_trigger", "coerce", "field_named", "field_types",
     "fields_by_group", "invokeai_trigger_problem", "secret_environment", "setting", "settings_to_argv",
     "trigger_problem",
 ]
@@ -112,13 +112,6 @@ class TrainingSettings(
             return self.save_steps
         return max(1, min(self.save_steps, math.ceil(self.max_train_steps / 2)))
 
-    @property
-    def lowest_timestep(self) -> int:
-        """``--min_timestep``, else the learnable property's own."""
-        if self.min_timestep is not None:
-            return self.min_timestep
-        return default_min_timestep(self.learnable_property)
-
     def problems(self) -> list[Problem]:
         """Every value problem, each with the field that fixes it; empty when the settings can run.
 
@@ -133,7 +126,7 @@ class TrainingSettings(
             self.precision_problem(),
             self.property_problem(),
             *self.vector_size_problems(),
-            *self.timestep_problems(self.lowest_timestep),
+            *self.timestep_problems(),
             *self.data_problems(),
         ]
         return [problem for problem in found if problem is not None]

@@ -13,14 +13,10 @@ from .fields import setting
 # The timesteps of every Stable Diffusion scheduler (num_train_timesteps); a model with fewer
 # trains up to its own number.
 MAX_TIMESTEP = 1000
-# Where an object trains from by default: on the world model's photos the timesteps below it
-# taught outlines and shading instead of the object (docs/benchmarks.md, "Learning what users
-# care about").
-OBJECT_MIN_TIMESTEP = 250
-
-
-def default_min_timestep(learnable_property: str) -> int:
-    return OBJECT_MIN_TIMESTEP if learnable_property == "object" else 0
+# A lowest timestep worth trying when the photos' grain or outlines crowd out the object: on the
+# world model it taught the red circle that every timestep could not, and cost the cross's thin
+# arms some of their editability (docs/benchmarks.md, "Inner detail").
+SUGGESTED_MIN_TIMESTEP = 250
 
 
 @dataclass
@@ -39,12 +35,12 @@ class TimestepSettings:
         "very dark and very bright pictures; 0 is off",
         group="training", label="Noise offset",
     )
-    min_timestep: int | None = setting(
-        None,
-        "train only on noise levels from this timestep up (0-999; kohya's name). The nearly "
-        "noise-free ones below it ask the vector for the photos' fine detail (outlines, grain, "
-        f"shading) rather than the object (default: {OBJECT_MIN_TIMESTEP} for an object, measured on "
-        "the world model; 0 for a style, whose texture is that detail)",
+    min_timestep: int = setting(
+        0,
+        "train only on noise levels from this timestep up (0-999; kohya's name). 0, every level, "
+        "as the diffusers example, kohya and OneTrainer: the nearly noise-free ones carry fine "
+        f"detail and texture. {SUGGESTED_MIN_TIMESTEP} can help an object whose photos' grain or "
+        "outlines the vector learns instead of the object, at some cost to its finest detail",
         group="training", label="Lowest timestep trained", slider=(0, 999),
     )
     max_timestep: int = setting(
@@ -54,8 +50,7 @@ class TimestepSettings:
         group="training", label="Timesteps trained below", slider=(1, 1000),
     )
 
-    def timestep_problems(self, lowest_timestep: int) -> list[Problem]:
-        """``lowest_timestep`` is ``--min_timestep`` or, when it is not given, the learnable property's."""
+    def timestep_problems(self) -> list[Problem]:
         found = []
         if not (math.isfinite(self.snr_gamma) and self.snr_gamma >= 0):
             found.append(Problem(
@@ -67,8 +62,8 @@ class TimestepSettings:
         if not 1 <= self.max_timestep <= MAX_TIMESTEP:
             found.append(Problem(f"--max_timestep {self.max_timestep} is not between 1 and {MAX_TIMESTEP}; "
                                  f"use {MAX_TIMESTEP}, the noisiest", "max_timestep"))
-        elif not 0 <= lowest_timestep < self.max_timestep:
+        elif not 0 <= self.min_timestep < self.max_timestep:
             found.append(Problem(
-                f"--min_timestep {lowest_timestep} is not between 0 and --max_timestep {self.max_timestep}; "
-                f"give a lower one, such as {OBJECT_MIN_TIMESTEP}", "min_timestep"))
+                f"--min_timestep {self.min_timestep} is not between 0 and --max_timestep {self.max_timestep}; "
+                "give a lower one, such as 0 (every timestep)", "min_timestep"))
         return found

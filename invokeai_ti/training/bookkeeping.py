@@ -76,7 +76,7 @@ class RunBookkeeping:
             # What the previews used, not "the default" (None): the report shows the record.
             "validation_prompt": list(preview_prompts(self.settings)) or "none",
             "validation_steps": self.settings.preview_every,
-            "min_timestep": self.settings.lowest_timestep,
+            "min_timestep": self.settings.min_timestep,
             # What the sample plan drew from, within the model's scheduler, first and last inclusive.
             "timesteps_trained": f"{low}-{high - 1}",
             "seed": run.seed,

@@ -110,7 +110,7 @@ class ModelSetup:
     def _timesteps(self, model: LoadedModel) -> tuple[int, int]:
         """The ``[low, high)`` timesteps trained: the settings' range within the model's scheduler."""
         s = self.settings
-        return timestep_range(s.lowest_timestep, s.max_timestep, model.noise_scheduler.config.num_train_timesteps)
+        return timestep_range(s.min_timestep, s.max_timestep, model.noise_scheduler.config.num_train_timesteps)
 
     def _samples(self, run: Run, data: TrainingData, text: TextEncoders, model: LoadedModel) -> Samples:
         """Where every sample comes from: the plan's draws from the seed, the cached latents, and
