@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import torch
@@ -27,7 +28,7 @@ from invokeai_ti.demo import draw_sample_photos
 from invokeai_ti.outputs.family_files import StableDiffusionFiles
 from invokeai_ti.outputs.layout import OutputLayout
 from invokeai_ti.outputs.loss_log import LossRow, read_loss_log
-from invokeai_ti.outputs.loss_plot import smoothed
+from invokeai_ti.outputs.loss_plot import loss_svg, smoothed
 from invokeai_ti.settings import TrainingSettings
 from invokeai_ti.training import ExtendedEmbedding, Trainer
 from invokeai_ti.training.family import StableDiffusionFamily
@@ -35,6 +36,8 @@ from invokeai_ti.training.loading import LoadedModel, TextEncoders
 from invokeai_ti.training.previews import Previews, grid, grid_shape, preview_prompts
 from invokeai_ti.training.run import Run
 from invokeai_ti.workflow import plan_run
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 FAST = ["--resolution=64", "--train_batch_size=1", "--gradient_accumulation_steps=1", "--mixed_precision=no"]
 
@@ -155,22 +158,24 @@ def test_every_long_pause_is_announced_before_it_starts(trained):
 
 def test_loss_plot_is_drawn_from_the_loss_log(trained):
     output, _ = trained
-    with Image.open(output / "loss.png") as plot:
-        assert plot.format == "PNG" and plot.size[0] > 400
+    drawing = ElementTree.parse(output / "loss.svg").getroot()
+    assert drawing.tag == f"{SVG}svg" and int(drawing.get("width")) > 400
+    lines = drawing.findall(f".//{SVG}polyline")
+    assert [len(line.get("points").split()) for line in lines] == [5, 5, 5], "loss, smoothed, learning rate"
     assert [row.step for row in read_loss_log(output / "loss_log.csv")] == [1, 2, 3, 4, 5]
 
 
 def test_the_loss_plots_legend_sits_outside_the_curves():
-    from invokeai_ti.outputs.loss_plot import loss_figure
-
     rows = [LossRow(step, 0.5 + (step % 7) / 10, 5e-3) for step in range(1, 200)]
-    figure = loss_figure(rows)
-    figure.canvas.draw()
-    renderer = figure.canvas.get_renderer()
-    legend = figure.legends[0].get_window_extent(renderer)
-    for axes in figure.axes:
-        box = axes.get_window_extent(renderer)
-        assert not legend.overlaps(box), "the legend covers the plot"
+    drawing = ElementTree.fromstring(loss_svg(rows))
+    area = drawing.find(f".//{SVG}rect[@class='plot-area']")
+    bottom = float(area.get("y")) + float(area.get("height"))
+    legend = drawing.findall(f".//{SVG}g[@class='legend']/{SVG}text")
+    assert [entry.text for entry in legend] == ["loss of each step", "smoothed", "learning rate"]
+    assert all(float(entry.get("y")) > bottom + 20 for entry in legend), "the legend covers the plot"
+    for line in drawing.findall(f".//{SVG}polyline"):
+        ys = [float(point.split(",")[1]) for point in line.get("points").split()]
+        assert float(area.get("y")) <= min(ys) and max(ys) <= bottom, "every curve is drawn inside its axes"
 
 
 def test_smoothing_keeps_the_first_steps_at_their_level_and_evens_out_noise():
@@ -377,7 +382,7 @@ def test_none_turns_previews_off_but_keeps_the_loss_plot_and_report(make_root, c
     assert main(command(root, output, "--max_train_steps=2", "--validation_prompt=none")) == 0
     assert not (output / "samples").exists()
     assert len(list((output / "previous-run" / "samples").iterdir())) == 2
-    assert (output / "loss.png").exists()
+    assert (output / "loss.svg").exists()
     assert "turned off" in (output / "report.html").read_text()
     out = capsys.readouterr().out
     assert "Preview of step" not in out

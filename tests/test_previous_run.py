@@ -22,7 +22,7 @@ def test_every_file_a_run_wrote_moves_aside_and_only_those(tmp_path, case):
     layout = finished_run(tmp_path, family, widths, vectors)
     for name in ("samples", "pipeline"):
         (layout.folder / name).mkdir()
-    for name in ("report.html", "loss.png", LOCK_NAME, "my-notes.txt"):
+    for name in ("report.html", "loss.svg", LOCK_NAME, "my-notes.txt"):
         (layout.folder / name).write_text("x", encoding="utf-8")
     before = names(layout.folder)
     stays = {INSTALLED_BACKUP, LOCK_NAME, "my-notes.txt"}

@@ -42,7 +42,7 @@ LONGEST_PID = 2**22
 
 SETTINGS_RECORD = "training_settings.json"
 LOSS_LOG = "loss_log.csv"
-LOSS_PLOT = "loss.png"
+LOSS_PLOT = "loss.svg"
 NORM_LOG = "vector_norms.csv"
 EVALUATION_LOG = "evaluation.csv"
 REPORT = "report.html"

@@ -15,12 +15,12 @@ rest of the report, it can be redrawn at any moment and agrees with what is on d
 from __future__ import annotations
 
 import html
-import io
 from collections.abc import Callable
 
 from ..settling import settled
 from .layout import OutputLayout, invokeai_name
 from .learning_log import NormRow, read_evaluation, read_norms
+from .svg_chart import Axes, Line, Rule, figure
 
 # Where the world model's learning benchmark (docs/benchmarks.md, 36 fidelity runs and 8 editability
 # tasks, every snapshot binned by its norm) turns down: past 5 times the vocabulary's median norm
@@ -103,46 +103,33 @@ def summary_rows(
 
 
 def learning_figure(layout: OutputLayout) -> bytes | None:
-    """The evaluation score (settled step marked) and the vectors' norm beside the median, as PNG."""
+    """The evaluation score (settled step marked) and the vectors' norm beside the median, as SVG."""
     history = read_evaluation(layout.evaluation_log)
     norms = read_norms(layout.norm_log)
     if not history and not norms:
         return None
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    return figure([score_axes(history), size_axes(norms)], height=360).encode("utf-8")
 
-    figure = Figure(figsize=(9, 3.6), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    score_axes, size_axes = figure.subplots(1, 2)
-    score_axes.set_title("fixed evaluation batch", fontsize=10)
-    score_axes.set_xlabel("step")
-    score_axes.set_ylabel("loss")
-    if history:
-        score_axes.plot([s for s, _ in history], [v for _, v in history], marker="o", color="#1f5fa8")
-        if (found := settled(history)) is not None:
-            score_axes.axvline(found.best, color="#2a9d3a", linestyle="--", label=f"recommended: step {found.best}")
-            score_axes.axvline(found.step, color="#999999", linestyle=":", label=f"settled by step {found.step}")
-            score_axes.legend(frameon=False)
-    size_axes.set_title("size of the learned vectors", fontsize=10)
-    size_axes.set_xlabel("step")
-    size_axes.set_ylabel("norm")
+
+def score_axes(history: list[tuple[int, float]]) -> Axes:
+    rules = []
+    if (found := settled(history)) is not None:
+        rules = [Rule(found.best, "#2a9d3a", f"recommended: step {found.best}", vertical=True),
+                 Rule(found.step, "#999999", f"settled by step {found.step}", vertical=True, dash="2 3")]
+    lines = [Line([s for s, _ in history], [v for _, v in history], "#1f5fa8", markers=True)] if history else []
+    return Axes(lines, rules, title="fixed evaluation batch", y_label="loss", empty_text="no evaluation yet")
+
+
+def size_axes(norms: list[NormRow]) -> Axes:
     colours = ["#d9822b", "#7b3fb5"]
+    lines, rules = [], []
     for index, encoder in enumerate(dict.fromkeys(row.encoder for row in norms)):
         mine = [row for row in norms if row.encoder == encoder]
         colour = colours[index % len(colours)]
         label = "" if encoder == "text encoder" else f"{encoder} "
-        size_axes.plot([r.step for r in mine], [r.largest_norm for r in mine], color=colour,
-                       label=f"{label}largest vector")
-        size_axes.axhline(mine[0].vocabulary_median, color=colour, linestyle=":",
-                          label=f"{label}vocabulary median")
-        size_axes.axhline(OVERSIZE * mine[0].vocabulary_median, color=colour, linestyle="--", linewidth=0.8,
-                          label=f"{label}{OVERSIZE:g} x median")
-    if norms:
-        size_axes.set_ylim(bottom=0)
-        size_axes.legend(frameon=False, fontsize=8)
-    for axes in (score_axes, size_axes):
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+        median = mine[0].vocabulary_median
+        lines.append(Line([r.step for r in mine], [r.largest_norm for r in mine], colour, f"{label}largest vector"))
+        rules += [Rule(median, colour, f"{label}vocabulary median", dash="2 3"),
+                  Rule(OVERSIZE * median, colour, f"{label}{OVERSIZE:g} x median", width=0.8)]
+    return Axes(lines, rules, title="size of the learned vectors", y_label="norm", from_zero=True,
+                empty_text="no step yet")

@@ -1,4 +1,4 @@
-"""``loss.png`` and ``report.html``: a run's progress as a person looks at it.
+"""``loss.svg`` and ``report.html``: a run's progress as a person looks at it.
 
 Both are drawn from files already in the output folder (the loss log, the recorded settings and
 the preview PNGs with their text chunks, each read by its own format's module), so they can be
@@ -127,7 +127,7 @@ def write_report(layout: OutputLayout) -> Path:
     figure = learning_report.learning_figure(layout)
     learning = "" if figure is None else (
         '<img class="plot" alt="the fixed evaluation batch\'s score and the vectors\' size per step" '
-        f'src="{data_uri(figure, "image/png")}">'
+        f'src="{data_uri(figure, "image/svg+xml")}">'
     )
     plot = layout.loss_plot
     page = PAGE.format(
@@ -135,7 +135,7 @@ def write_report(layout: OutputLayout) -> Path:
         title=html.escape(f"invokeai-ti: {trigger}"),
         trigger=html.escape(trigger),
         summary=rows(summary),
-        plot=data_uri(plot.read_bytes(), "image/png") if plot.exists() else "",
+        plot=data_uri(plot.read_bytes(), "image/svg+xml") if plot.exists() else "",
         photos=photos_html(settings),
         previews=previews_html(read_previews(layout), layout, settings, result),
         settings=rows([(html.escape(key), f"<code>{html.escape(json.dumps(value))}</code>")
