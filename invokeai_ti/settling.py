@@ -21,6 +21,24 @@ from dataclasses import dataclass
 
 WINDOW = 2
 SHARE = 0.1
+# The fewest scores in which the score can be seen to settle: the first ``WINDOW`` after step 0's
+# hold all the gain so far, so they can never have gained under a share of it.
+MIN_SCORES = WINDOW + 2
+
+
+def scores_in(total_steps: int, every: int) -> int:
+    """How many times a run of ``total_steps`` scores the batch: at step 0, every ``every`` steps
+    and at its last step."""
+    return total_steps // every + 1 + (1 if total_steps % every else 0)
+
+
+def too_few_scores(total_steps: int, every: int) -> str:
+    """Why a run does not score the batch, and the interval that would, as the start of a sentence."""
+    found = scores_in(total_steps, every)
+    advice = (f"; --validation_steps {total_steps // (MIN_SCORES - 1)} scores it {MIN_SCORES} times"
+              if total_steps >= MIN_SCORES - 1 else "")
+    return (f"The fixed evaluation batch is not scored: {found} scores (every {every} of {total_steps} steps) "
+            f"are too few to show where it settles{advice}")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ end. The report recommends the step where it settled with its install command, a
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from invokeai_ti.cli import main
-from invokeai_ti.settling import Settled, settled
+from invokeai_ti.settling import MIN_SCORES, Settled, scores_in, settled
 
 TOKEN = "<psychedelic>"
 # On the tiny model at this rate the score falls for about twenty steps and then stays flat.
@@ -125,3 +126,30 @@ def test_an_sdxl_run_scores_the_fixed_batch_through_both_encoders(tmp_path, tiny
     assert main([*flags, "--max_train_steps=4", "--validation_steps=2", "--learning_rate=0.01",
                  f"--output_dir={again}"]) == 0
     assert scores(again) == first
+
+
+def test_no_three_scores_can_settle_so_the_fewest_that_can_is_four():
+    """The first two scores after step 0's hold all the gain so far: they never gained under a
+    tenth of it, however the score falls."""
+    for second, third in [(0.5, 0.49), (0.9, 0.1), (0.99, 0.98), (0.2, 0.2)]:
+        assert settled([(0, 1.0), (30, second), (60, third)]) is None
+    assert settled([(0, 1.0), (20, 0.5), (40, 0.49), (60, 0.49)]) == Settled(60, 40)
+    assert MIN_SCORES == 4 and scores_in(60, 30) == 3 and scores_in(60, 20) == 4 and scores_in(70, 20) == 5
+
+
+def test_a_short_run_at_the_half_run_interval_skips_the_scores_that_could_never_settle(make_root):
+    """Without --validation_steps a short run previews at 0, half-way and the end: three scores,
+    which cost a CPU run more than its steps. It scores none, and the report says why and how to
+    get a step recommended; an interval the user gives is always scored."""
+    root = make_root()
+    assert main(command(root, "--learning_rate=0.05", "--max_train_steps=6", "--save_steps=500")) == 0
+    output = output_of(root)
+    assert not (output / "evaluation.csv").exists()
+    record = json.loads((output / "training_settings.json").read_text())
+    assert (record["evaluation_scored"], record["validation_steps"], record["total_steps"]) == (False, 3, 6)
+    page = (output / "report.html").read_text()
+    assert ("<td>Step to pick</td><td>The fixed evaluation batch is not scored: 3 scores (every 3 of 6 steps) "
+            "are too few to show where it settles; --validation_steps 2 scores it 4 times.</td>") in page
+    assert main(command(root, "--learning_rate=0.05", "--max_train_steps=6", "--validation_steps=3")) == 0
+    assert [step for step, _ in scores(output)] == [0, 3, 6]
+    assert json.loads((output / "training_settings.json").read_text())["evaluation_scored"] is True

@@ -15,9 +15,10 @@ rest of the report, it can be redrawn at any moment and agrees with what is on d
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from ..settling import settled
+from ..settling import settled, too_few_scores
 from .layout import OutputLayout, invokeai_name
 from .learning_log import NormRow, read_evaluation, read_norms
 from .svg_chart import Axes, Line, Rule, figure
@@ -90,7 +91,7 @@ def recommendation(
 
 def summary_rows(
     layout: OutputLayout, install: Callable[[int | str], str], result: int | None = None,
-    installed: int | None = None,
+    installed: int | None = None, settings: Mapping[str, Any] | None = None,
 ) -> list[tuple[str, str]]:
     rows = []
     norms = read_norms(layout.norm_log)
@@ -99,7 +100,17 @@ def summary_rows(
     history = read_evaluation(layout.evaluation_log)
     if history:
         rows.append(("Step to pick", recommendation(history, history[-1][0], install, result, installed)))
+    elif settings and settings.get("evaluation_scored") is False:
+        rows.append(("Step to pick", html.escape(unscored(settings))))
     return rows
+
+
+def unscored(settings: Mapping[str, Any]) -> str:
+    """Why a run recommends no step, from its recorded settings."""
+    total_steps, every = settings.get("total_steps"), settings.get("validation_steps")
+    if not (isinstance(total_steps, int) and isinstance(every, int) and every > 0):
+        return "The fixed evaluation batch was not scored."
+    return too_few_scores(total_steps, every) + "."
 
 
 def learning_figure(layout: OutputLayout) -> bytes | None:
@@ -117,7 +128,7 @@ def score_axes(history: list[tuple[int, float]]) -> Axes:
         rules = [Rule(found.best, "#2a9d3a", f"recommended: step {found.best}", vertical=True),
                  Rule(found.step, "#999999", f"settled by step {found.step}", vertical=True, dash="2 3")]
     lines = [Line([s for s, _ in history], [v for _, v in history], "#1f5fa8", markers=True)] if history else []
-    return Axes(lines, rules, title="fixed evaluation batch", y_label="loss", empty_text="no evaluation yet")
+    return Axes(lines, rules, title="fixed evaluation batch", y_label="loss", empty_text="no evaluation scored")
 
 
 def size_axes(norms: list[NormRow]) -> Axes:

@@ -123,7 +123,7 @@ def write_report(layout: OutputLayout) -> Path:
         summary.append(("Settings", html.escape(damaged)))
     result = finished_result(layout)
     summary += learning_report.summary_rows(layout, lambda step: install_command(settings, layout.folder, step),
-                                            result, installed_step(layout, settings, result))
+                                            result, installed_step(layout, settings, result), settings)
     figure = learning_report.learning_figure(layout)
     learning = "" if figure is None else (
         '<img class="plot" alt="the fixed evaluation batch\'s score and the vectors\' size per step" '

@@ -24,6 +24,7 @@ from ..outputs.checkpoints import (
 from ..outputs.previous_run import set_aside_previous_run, set_aside_problem
 from ..outputs.report import refresh_report
 from ..outputs.resume import check_resumable, continue_schedule, schedule_note
+from ..settling import MIN_SCORES, scores_in, too_few_scores
 from .evaluation import FixedEvaluation
 from .loading import TextEncoders
 from .previews import Previews, preview_prompts, preview_seed
@@ -76,7 +77,9 @@ class RunBookkeeping:
             # What the previews used, not "the default" (None): the report shows the record.
             "validation_prompt": list(preview_prompts(self.settings)) or "none",
             "validation_steps": self.settings.preview_every,
-            "min_timestep": self.settings.min_timestep,
+            # The steps the run plans (--max_train_steps, or what --num_train_epochs comes to).
+            "total_steps": run.total_steps,
+            "evaluation_scored": self.scores_evaluation(run.total_steps),
             # What the sample plan drew from, within the model's scheduler, first and last inclusive.
             "timesteps_trained": f"{low}-{high - 1}",
             "seed": run.seed,
@@ -92,6 +95,14 @@ class RunBookkeeping:
             lambda tmp: tmp.write_text(json.dumps(record, indent=2), encoding="utf-8"),
         )
 
+    def scores_evaluation(self, total_steps: int) -> bool:
+        """Whether the run scores the fixed batch: always at an interval the user gave (a run may be
+        resumed for longer at it); at the interval that falls back to half a short run, only where
+        its scores can show the score settle. Its three scores never can, yet on a CPU they cost a
+        short run more than its steps save (docs/benchmarks.md)."""
+        s = self.settings
+        return bool(s.validation_steps) or scores_in(total_steps, s.preview_every) >= MIN_SCORES
+
     def _build_watch(self, text: TextEncoders, images: int, state: TrainingState, run: Run) -> LearningWatch:
         """The vectors' size after every step and the fixed batch's score every preview step."""
         s = self.settings
@@ -102,8 +113,13 @@ class RunBookkeeping:
                 self.family.files.save_files(self.output_dir, s.token, text.vectors, step, self.model.name,
                                              snapshot=True)
 
+        evaluation = None
+        if self.scores_evaluation(run.total_steps):
+            evaluation = FixedEvaluation(self.step, images=images)
+        elif s.stop_when_settled and run.main:
+            run.say(too_few_scores(run.total_steps, s.preview_every) + "; --stop_when_settled cannot stop this run.")
         return LearningWatch(
-            evaluation=FixedEvaluation(self.step, images=images), size=state.size, vectors=text.vectors,
+            evaluation=evaluation, size=state.size, vectors=text.vectors,
             encoders=[slot.label for slot in self.family.encoders], every=s.preview_every,
             total_steps=run.total_steps, stop_when_settled=s.stop_when_settled, main=run.main,
             norm_log=self.layout.norm_log, evaluation_log=self.layout.evaluation_log,

@@ -71,8 +71,9 @@ class LearningWatch:
         self.settled = settled(self.history)
         if self.main:
             self.norm_log = StepRows(self.norm_log_path, NORM_COLUMNS, step)
-            self.evaluation_log = StepRows(self.evaluation_log_path, EVALUATION_COLUMNS, 0)
-            self.evaluation_log.write(*[[s, f"{score:.6f}"] for s, score in self.history])
+            if self.evaluation is not None or self.history:
+                self.evaluation_log = StepRows(self.evaluation_log_path, EVALUATION_COLUMNS, 0)
+                self.evaluation_log.write(*[[s, f"{score:.6f}"] for s, score in self.history])
         if step == 0:
             self.note(0)
             self.look()
