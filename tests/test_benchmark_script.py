@@ -49,11 +49,13 @@ def test_benchmark_times_our_trainer_on_the_tiny_models(model, request, tmp_path
 
 def test_the_phase_clock_accounts_for_every_millisecond_of_our_step(tiny_model, tmp_path):
     """--phases splits the step into its parts and what no part claims; they add up to the step,
-    and the fixed evaluation batch is counted apart (a 4-step run scores it at steps 0, 2 and 4)."""
+    and the fixed evaluation batch is counted apart (a 4-step run scoring it every 2 steps: at
+    steps 0, 2 and 4)."""
     bench = load_bench()
     result = bench.main([
         "--trainers=ours", f"--model-dir={tiny_model}", f"--cache-dir={tmp_path / 'cache'}",
         "--images=2", "--resolution=64", "--batch=1", "--warmup=1", "--steps=3", "--repeats=1", "--phases",
+        "--validation-steps=2", "--validation-images=1",
     ])
     (run,) = result["runs"]
     phases = run["phases"]

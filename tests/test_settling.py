@@ -153,3 +153,13 @@ def test_a_short_run_at_the_half_run_interval_skips_the_scores_that_could_never_
     assert main(command(root, "--learning_rate=0.05", "--max_train_steps=6", "--validation_steps=3")) == 0
     assert [step for step, _ in scores(output)] == [0, 3, 6]
     assert json.loads((output / "training_settings.json").read_text())["evaluation_scored"] is True
+
+
+def test_stop_when_settled_on_a_run_too_short_to_settle_says_so_before_training(make_root, capsys):
+    root = make_root()
+    assert main(command(root, "--learning_rate=0.05", "--max_train_steps=6", "--save_steps=500",
+                        "--stop_when_settled")) == 0
+    out = capsys.readouterr().out
+    said = ("The fixed evaluation batch is not scored: 3 scores (every 3 of 6 steps) are too few to show where "
+            "it settles; --validation_steps 2 scores it 4 times; --stop_when_settled cannot stop this run.")
+    assert said in out and out.index(said) < out.index("Trained <psychedelic> for 6 steps")
