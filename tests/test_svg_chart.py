@@ -42,4 +42,5 @@ def test_the_learning_figure_marks_the_recommended_and_settled_steps_and_the_siz
 
 def test_an_empty_chart_says_why_instead_of_drawing_axes():
     drawing = ElementTree.fromstring(figure([score_axes([])]))
-    assert [text.text for text in drawing.findall(f".//{SVG}text")] == ["fixed evaluation batch", "no evaluation scored"]
+    texts = [text.text for text in drawing.findall(f".//{SVG}text")]
+    assert texts == ["fixed evaluation batch", "no evaluation scored"]
