@@ -76,9 +76,17 @@ class Terminal:
 
     def wait_for_gone(self, text: str, timeout: float = START_TIMEOUT) -> str:
         """The screen once ``text`` has left it (a popup closed: the form behind it was on the
-        screen all along, so waiting for the form's own words alone can read the popup's last frame)."""
-        return self.poll(lambda screen: text not in screen, f"{text!r} was still on the screen after {timeout} s",
-                         timeout)
+        screen all along, so waiting for the form's own words alone can read the popup's last frame).
+        Gone from two reads in a row: a popup redrawing itself (as npyscreen does when it starts
+        reading keys) shows one frame without its text, and the key may not have reached it yet."""
+        gone_before = False
+
+        def gone_twice(screen: str) -> bool:
+            nonlocal gone_before
+            gone, gone_before = text not in screen and gone_before, text not in screen
+            return gone
+
+        return self.poll(gone_twice, f"{text!r} was still on the screen after {timeout} s", timeout)
 
     def focus_ok(self) -> None:
         """^N through the fields and pages, one redraw at a time, until OK is highlighted."""
