@@ -8,7 +8,7 @@ from pathlib import Path
 from ..files import atomic_write
 from .layout import OutputLayout
 from .loss_log import LossRow, read_loss_log
-from .svg_chart import Axes, Line, figure
+from .svg_chart import DASHED, Axes, Line, figure
 
 
 def smoothed(values: list[float]) -> list[float]:
@@ -39,7 +39,7 @@ def loss_svg(rows: list[LossRow]) -> str:
     lines = [
         Line(steps, losses, "#a9c4e4", "loss of each step", width=0.8),
         Line(steps, smoothed(losses), "#1f5fa8", "smoothed", width=2),
-        Line(steps, [row.learning_rate for row in rows], "#d9822b", "learning rate", dashed=True, right=True),
+        Line(steps, [row.learning_rate for row in rows], "#d9822b", "learning rate", dash=DASHED, right=True),
     ] if rows else []
     return figure([Axes(lines, y_label="loss", right_label="learning rate", empty_text="no training step yet")],
                   height=450)

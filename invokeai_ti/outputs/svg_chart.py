@@ -17,6 +17,8 @@ FONT = 12
 # Rough width of one character of the 12 px sans-serif font, to lay the legend out in rows.
 CHAR_WIDTH = 6.8
 LEGEND_ROW = 18
+# The stroke-dasharray of a dashed line, and of a legend entry's sample.
+DASHED = "6 4"
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class Line:
     colour: str
     label: str = ""
     width: float = 1.5
-    dashed: bool = False
+    dash: str = ""
     markers: bool = False
     right: bool = False
 
@@ -41,7 +43,7 @@ class Rule:
     colour: str
     label: str = ""
     vertical: bool = False
-    dash: str = "6 4"
+    dash: str = DASHED
     width: float = 1.2
 
 
@@ -116,20 +118,22 @@ def _text(x: float, y: float, text: str, anchor: str = "middle", size: int = FON
             f"{html.escape(text)}</text>")
 
 
-def _polyline(xs: Sequence[float], ys: Sequence[float], sx: _Scale, sy: _Scale, line: Line) -> str:
-    points = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in zip(xs, ys) if math.isfinite(y))
-    dash = ' stroke-dasharray="6 4"' if line.dashed else ""
-    out = (f'<polyline class="series" points="{points}" fill="none" stroke="{line.colour}" '
-           f'stroke-width="{line.width}" stroke-linejoin="round"{dash}/>')
+def _dash(dash: str) -> str:
+    return f' stroke-dasharray="{dash}"' if dash else ""
+
+
+def _polyline(line: Line, sx: _Scale, sy: _Scale) -> str:
+    points = [(sx(x), sy(y)) for x, y in zip(line.xs, line.ys) if math.isfinite(y)]
+    out = (f'<polyline class="series" points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in points)}" fill="none" '
+           f'stroke="{line.colour}" stroke-width="{line.width}" stroke-linejoin="round"{_dash(line.dash)}/>')
     if line.markers:
-        out += "".join(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{line.colour}"/>'
-                       for x, y in zip(xs, ys) if math.isfinite(y))
+        out += "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{line.colour}"/>' for x, y in points)
     return out
 
 
 def _legend_entries(axes: Axes) -> list[tuple[str, str, str]]:
     """(label, colour, dash) of every labelled line and rule, in drawing order."""
-    entries = [(line.label, line.colour, "6 4" if line.dashed else "") for line in axes.lines if line.label]
+    entries = [(line.label, line.colour, line.dash) for line in axes.lines if line.label]
     return entries + [(rule.label, rule.colour, rule.dash) for rule in axes.rules if rule.label]
 
 
@@ -137,13 +141,18 @@ def _legend_rows(entries: list[tuple[str, str, str]], width: float) -> list[list
     rows: list[list[tuple[str, str, str]]] = [[]]
     used = 0.0
     for entry in entries:
-        size = 34 + len(entry[0]) * CHAR_WIDTH
+        size = _legend_width(entry[0])
         if rows[-1] and used + size > width:
             rows.append([])
             used = 0.0
         rows[-1].append(entry)
         used += size
     return rows if rows[0] else []
+
+
+def _legend_width(label: str) -> float:
+    """A legend entry's sample line, the gap after it and its label's estimated width."""
+    return 34 + len(label) * CHAR_WIDTH
 
 
 @dataclass(frozen=True)
@@ -181,7 +190,7 @@ def _axes_svg(axes: Axes, left: float, top: float, width: float, height: float) 
     sy = _Scale(y_ticks[0], y_ticks[-1], box.y1, box.y0)
     parts += _grid(axes, box, x_ticks, y_ticks, sx, sy)
     parts += [_rule(rule, box, sx, sy) for rule in axes.rules]
-    parts += [_polyline(line.xs, line.ys, sx, sy, line) for line in axes.lines if not line.right]
+    parts += [_polyline(line, sx, sy) for line in axes.lines if not line.right]
     if right_lines:
         parts += _right_axis(axes, right_lines, box, sx)
     parts += _legend(rows, box.x0, box.y1 + 46)
@@ -207,7 +216,6 @@ def _grid(axes: Axes, box: _Box, x_ticks: list[float], y_ticks: list[float], sx:
 
 
 def _rule(rule: Rule, box: _Box, sx: _Scale, sy: _Scale) -> str:
-    dash = f' stroke-dasharray="{rule.dash}"' if rule.dash else ""
     if rule.vertical:
         x1 = x2 = sx(rule.value)
         y1, y2 = box.y0, box.y1
@@ -215,7 +223,7 @@ def _rule(rule: Rule, box: _Box, sx: _Scale, sy: _Scale) -> str:
         x1, x2 = box.x0, box.x1
         y1 = y2 = sy(rule.value)
     return (f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{rule.colour}" '
-            f'stroke-width="{rule.width}"{dash}/>')
+            f'stroke-width="{rule.width}"{_dash(rule.dash)}/>')
 
 
 def _right_axis(axes: Axes, lines: list[Line], box: _Box, sx: _Scale) -> list[str]:
@@ -225,7 +233,7 @@ def _right_axis(axes: Axes, lines: list[Line], box: _Box, sx: _Scale) -> list[st
     parts = [_text(box.x1 + 6, sr(tick) + 4, tick_text(tick, ticks), anchor="start") for tick in ticks]
     x, middle = box.right - 10, (box.y0 + box.y1) / 2
     parts.append(_text(x, middle, axes.right_label, extra=f' transform="rotate(90 {x:.1f} {middle:.1f})"'))
-    return parts + [_polyline(line.xs, line.ys, sx, sr, line) for line in lines]
+    return parts + [_polyline(line, sx, sr) for line in lines]
 
 
 def _legend(rows: list[list[tuple[str, str, str]]], left: float, top: float) -> list[str]:
@@ -234,11 +242,10 @@ def _legend(rows: list[list[tuple[str, str, str]]], left: float, top: float) -> 
         x = left
         parts.append('<g class="legend">')
         for label, colour, dash in row:
-            dashed = f' stroke-dasharray="{dash}"' if dash else ""
             parts.append(f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{x + 24:.1f}" y2="{y:.1f}" stroke="{colour}" '
-                         f'stroke-width="2"{dashed}/>')
+                         f'stroke-width="2"{_dash(dash)}/>')
             parts.append(_text(x + 30, y + 4, label, anchor="start"))
-            x += 34 + len(label) * CHAR_WIDTH
+            x += _legend_width(label)
         parts.append("</g>")
         y += LEGEND_ROW
     return parts

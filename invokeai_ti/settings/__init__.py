@@ -44,7 +44,7 @@ from .outputs import (
     secret_environment,
 )
 from .previews import PreviewSettings
-from .timesteps import MAX_TIMESTEP, SUGGESTED_MIN_TIMESTEP, TimestepSettings
+from .timesteps import MAX_TIMESTEP, TimestepSettings
 from .trigger import (
     LEARNABLE_PROPERTIES,
     TokenSettings,
@@ -55,7 +55,7 @@ from .trigger import (
 
 __all__ = [
     "COMPILE_MIN_STEPS", "DEFAULT_INVOKEAI_URL", "FORM_RESOLUTIONS", "LEARNABLE_PROPERTIES", "LR_SCHEDULERS",
-    "MAX_TIMESTEP", "SUGGESTED_MIN_TIMESTEP", "PASSWORD_VARIABLE", "PRECISIONS", "TOKEN_VARIABLE", "DeviceDefaults",
+    "MAX_TIMESTEP", "PASSWORD_VARIABLE", "PRECISIONS", "TOKEN_VARIABLE", "DeviceDefaults",
     "TrainingSettings", "bare_trigger", "coerce", "field_named", "field_types",
     "fields_by_group", "invokeai_trigger_problem", "secret_environment", "setting", "settings_to_argv",
     "trigger_problem",
